@@ -1,0 +1,274 @@
+//! The `Connector` trait every store kind implements, and the descriptors that say what a
+//! connector holds.
+//!
+//! A connector is built from its declaration (see [`crate::declaration`]) and owns its pool or
+//! client. The gateway only ever talks to stores through this trait: `fetch` for a batch of
+//! identities, `health`, `check` against the declaration; `erase`, `rectify` and `job_status`
+//! carry the privacy operations (capabilities say which a connector supports).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::category::DataCategory;
+use crate::identity::{IdentityKindId, IdentityValue};
+use crate::value::{FieldType, Record};
+
+/// What one connector holds: its name, kind and entities.
+#[derive(Debug, Clone)]
+pub struct ConnectorDescriptor {
+    /// Unique name (`accounts`); the GraphQL field on `Subject` is its camelCase form.
+    pub name: String,
+    /// The store kind (`postgres`, `mysql`, `sqlite`, or a custom kind's name).
+    pub kind: String,
+    pub description: Option<String>,
+    /// How long one call to the store may take before it counts as TIMEOUT.
+    pub timeout: Duration,
+    pub entities: Vec<EntityDescriptor>,
+}
+
+/// A set of records about people: a table, a collection, an API resource.
+#[derive(Debug, Clone)]
+pub struct EntityDescriptor {
+    /// Unique within the connector (`users`).
+    pub name: String,
+    pub description: Option<String>,
+    /// Where the records live in the store (a table name for SQL).
+    pub source: String,
+    pub fields: Vec<FieldDescriptor>,
+    /// Identity kinds that find records of this entity, and in which field.
+    pub lookups: Vec<IdentityLink>,
+    /// Identity kinds that records of this entity yield, read from which field.
+    pub yields: Vec<IdentityLink>,
+    /// Index into `fields` of a field unique per record, when one is declared.
+    pub primary_key: Option<usize>,
+}
+
+/// One declared field of an entity.
+#[derive(Debug, Clone)]
+pub struct FieldDescriptor {
+    /// The name in the store (a column).
+    pub name: String,
+    pub field_type: FieldType,
+    pub category: DataCategory,
+    pub description: Option<String>,
+}
+
+/// How an identity kind is compared with a field's stored values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compare {
+    /// Stored values are already normalised: compare as they are (uses a plain index).
+    #[default]
+    Exact,
+    /// Stored values may differ in case: compare lower-cased (PostgreSQL and SQLite use an index
+    /// on `lower(column)`; MySQL/MariaDB rely on the column's case-insensitive collation).
+    Lowercase,
+}
+
+/// A link between an identity kind and one field of an entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityLink {
+    pub kind: IdentityKindId,
+    /// Index into the entity's `fields`.
+    pub field: usize,
+    pub compare: Compare,
+}
+
+/// A batched lookup: for one entity, the values to find per lookup (index into
+/// `EntityDescriptor::lookups`). A record matches when any of its lookup fields holds one of the
+/// values given for that lookup.
+#[derive(Debug, Clone)]
+pub struct LookupRequest {
+    pub entity: usize,
+    pub by: Vec<(usize, Vec<IdentityValue>)>,
+}
+
+impl LookupRequest {
+    pub fn value_count(&self) -> usize {
+        self.by.iter().map(|(_, values)| values.len()).sum()
+    }
+}
+
+/// The class of a connector failure, as reported in `SourceStatus.status` and error extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    Error,
+    Timeout,
+}
+
+/// A connector failure. Messages name the store and the problem, never identity values or record
+/// contents (store error texts, which may quote values, are reduced to their error codes).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("store rejected the query{}", code.as_ref().map(|c| format!(" (code {c})")).unwrap_or_default())]
+    Query { code: Option<String> },
+    #[error("could not decode field `{field}` as {expected}")]
+    Decode {
+        field: String,
+        expected: &'static str,
+    },
+    #[error("authentication to the store failed")]
+    Unauthorized,
+    #[error("operation `{0}` is not supported by this connector")]
+    Unsupported(&'static str),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ConnectorError {
+    pub fn class(&self) -> FailureClass {
+        match self {
+            ConnectorError::Timeout(_) => FailureClass::Timeout,
+            _ => FailureClass::Error,
+        }
+    }
+
+    /// A stable machine-readable code for API error extensions.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConnectorError::Unavailable(_) => "STORE_UNAVAILABLE",
+            ConnectorError::Timeout(_) => "STORE_TIMEOUT",
+            ConnectorError::Query { .. } => "STORE_QUERY_FAILED",
+            ConnectorError::Decode { .. } => "STORE_DECODE_FAILED",
+            ConnectorError::Unauthorized => "STORE_UNAUTHORIZED",
+            ConnectorError::Unsupported(_) => "OPERATION_UNSUPPORTED",
+            ConnectorError::Other(_) => "STORE_ERROR",
+        }
+    }
+
+    /// Whether retrying the same call may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ConnectorError::Unavailable(_) | ConnectorError::Timeout(_)
+        )
+    }
+}
+
+/// The result of checking one entity's declaration against the live store.
+#[derive(Debug, Clone)]
+pub struct EntityCheck {
+    pub entity: String,
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl EntityCheck {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Which operations a connector supports beyond reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub erase: bool,
+    pub rectify: bool,
+    pub async_jobs: bool,
+}
+
+/// What erasure does to one field (declared per field, validated against the field's type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldErasure {
+    /// Leave the value as it is.
+    Keep,
+    /// Set to NULL.
+    Null,
+    /// Replace with a fixed redaction value of the field's type.
+    Redact(String),
+    /// Replace with a keyed HMAC-SHA256 pseudonym (key from the environment).
+    Pseudonymize,
+}
+
+/// What erasure does to the matched records of one entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntityErasure {
+    /// Delete the records.
+    Delete,
+    /// Rewrite the listed fields (index into `fields`) and keep the records.
+    Mask(Vec<(usize, FieldErasure)>),
+}
+
+/// One erasure call: which records (by lookup, like a fetch) and what to do to them.
+#[derive(Debug, Clone)]
+pub struct ErasureRequest {
+    pub lookup: LookupRequest,
+    pub action: EntityErasure,
+    /// Refuse to act when more records than this match (guards against widened matches).
+    pub max_records: u64,
+}
+
+/// A handle to an asynchronous job in a store (an HTTP vendor's deletion task).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobHandle(pub String);
+
+/// The state of an asynchronous job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobStatus {
+    Running,
+    Succeeded,
+    Failed(String),
+}
+
+/// What an erasure or rectification call did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Done now: how many records were changed or removed.
+    Done { records: u64 },
+    /// Accepted by the store; finished later — poll `job_status`.
+    Pending(JobHandle),
+}
+
+/// One field change of a rectification.
+#[derive(Debug, Clone)]
+pub struct FieldChange {
+    pub field: usize,
+    pub value: crate::value::Value,
+}
+
+/// A store the gateway can read a subject from (and, per its capabilities, write to).
+///
+/// Implementations must keep every query parameterized and batched: one `fetch` is one round
+/// trip (or one paginated walk) for all the values given, however many.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    fn descriptor(&self) -> &ConnectorDescriptor;
+
+    /// Records of one entity matching any of the given identity values. Unknown values are an
+    /// empty result, never an error.
+    async fn fetch(&self, request: &LookupRequest) -> Result<Vec<Record>, ConnectorError>;
+
+    /// Whether the store answers at all.
+    async fn health(&self) -> Result<(), ConnectorError>;
+
+    /// Verifies the declaration against the store: every declared table and column exists.
+    async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError>;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// Erases the matched records of one entity as requested. Must be safe to repeat.
+    async fn erase(&self, _request: &ErasureRequest) -> Result<WriteOutcome, ConnectorError> {
+        Err(ConnectorError::Unsupported("erase"))
+    }
+
+    /// Changes fields of the matched records of one entity. Must be safe to repeat.
+    async fn rectify(
+        &self,
+        _lookup: &LookupRequest,
+        _changes: &[FieldChange],
+    ) -> Result<WriteOutcome, ConnectorError> {
+        Err(ConnectorError::Unsupported("rectify"))
+    }
+
+    /// The state of an asynchronous job started by `erase` or `rectify`.
+    async fn job_status(&self, _job: &JobHandle) -> Result<JobStatus, ConnectorError> {
+        Err(ConnectorError::Unsupported("job_status"))
+    }
+}

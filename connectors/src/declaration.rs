@@ -1,0 +1,832 @@
+//! Declarations: identity kinds and connector files (`config/connectors/*.toml`), parsed with
+//! their source positions and validated into descriptors.
+//!
+//! Every problem is reported as `file:line:column: message`. URLs and secrets are never written in
+//! a declaration: they are `${VARIABLE}` references resolved from the environment when the
+//! connector is built, so that parsing (for `schema`, `check`) needs no secrets at all.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use secrecy::SecretString;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::category::DataCategory;
+use crate::connector::{
+    Compare, ConnectorDescriptor, EntityDescriptor, FieldDescriptor, IdentityLink,
+};
+use crate::identity::{IdentityKindSpec, IdentityKinds, Normaliser, ValueFormat};
+use crate::value::FieldType;
+
+/// A declaration file's path and text, to turn byte spans into `line:column`.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl SourceFile {
+    pub fn read(path: &Path) -> Result<Self, DeclarationError> {
+        let text = std::fs::read_to_string(path).map_err(|err| DeclarationError {
+            location: Location::file(path),
+            message: format!("cannot read file: {err}"),
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            text,
+        })
+    }
+
+    pub fn location(&self, span: Range<usize>) -> Location {
+        let offset = span.start.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Location {
+            file: self.path.clone(),
+            line: Some((line, column)),
+        }
+    }
+
+    pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> DeclarationError {
+        DeclarationError {
+            location: self.location(span),
+            message: message.into(),
+        }
+    }
+
+    /// Deserialises the whole file, reporting TOML and shape errors at their position.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, DeclarationError> {
+        toml::from_str(&self.text).map_err(|err| {
+            let message = err.message().trim().to_owned();
+            match err.span() {
+                Some(span) => self.error(span, message),
+                None => DeclarationError {
+                    location: Location::file(&self.path),
+                    message,
+                },
+            }
+        })
+    }
+}
+
+/// Where a declaration problem is: a file, and a line and column when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: Option<(usize, usize)>,
+}
+
+impl Location {
+    pub fn file(path: &Path) -> Self {
+        Self {
+            file: path.to_owned(),
+            line: None,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some((line, column)) => write!(f, "{}:{line}:{column}", self.file.display()),
+            None => write!(f, "{}", self.file.display()),
+        }
+    }
+}
+
+/// One problem in a declaration.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{location}: {message}")]
+pub struct DeclarationError {
+    pub location: Location,
+    pub message: String,
+}
+
+/// Every problem found in a set of declarations.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub struct DeclarationErrors(pub Vec<DeclarationError>);
+
+impl fmt::Display for DeclarationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.0.len();
+        writeln!(
+            f,
+            "{count} problem{} in the declarations:",
+            if count == 1 { "" } else { "s" }
+        )?;
+        for error in &self.0 {
+            writeln!(f, "  {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<DeclarationError> for DeclarationErrors {
+    fn from(error: DeclarationError) -> Self {
+        Self(vec![error])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity kinds
+// ---------------------------------------------------------------------------------------------
+
+/// The built-in value formats an identity kind can declare.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatDecl {
+    #[default]
+    Text,
+    Email,
+    Integer,
+    Uuid,
+}
+
+/// `[identities.NAME]` in `gateway.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityKindDecl {
+    pub description: Option<String>,
+    /// Normalisers applied in order, e.g. `["trim", "lowercase"]`.
+    #[serde(default = "default_normalisers")]
+    pub normalise: Vec<Normaliser>,
+    #[serde(default)]
+    pub format: FormatDecl,
+    /// A regular expression values must match (anchored), instead of `format`.
+    pub pattern: Option<Spanned<String>>,
+    /// Longest accepted value in bytes (default 256).
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+    /// Whether callers may start a lookup from this kind (default true).
+    #[serde(default = "yes")]
+    pub input: bool,
+}
+
+fn default_normalisers() -> Vec<Normaliser> {
+    vec![Normaliser::Trim]
+}
+
+fn default_max_length() -> usize {
+    256
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Validates the declared identity kinds into [`IdentityKinds`].
+pub fn build_identity_kinds(
+    file: &SourceFile,
+    declared: &IndexMap<Spanned<String>, IdentityKindDecl>,
+) -> Result<IdentityKinds, DeclarationErrors> {
+    let mut kinds = IdentityKinds::default();
+    let mut errors = Vec::new();
+    if declared.is_empty() {
+        errors.push(DeclarationError {
+            location: Location::file(&file.path),
+            message: "no identity kinds declared: add at least one `[identities.NAME]` table"
+                .into(),
+        });
+    }
+    for (name, decl) in declared {
+        if !is_snake_identifier(name.get_ref()) {
+            errors.push(file.error(
+                name.span(),
+                format!(
+                    "identity kind `{}` must be lower_snake_case (a-z, 0-9, _)",
+                    name.get_ref()
+                ),
+            ));
+            continue;
+        }
+        let format = match (&decl.pattern, decl.format) {
+            (Some(pattern), _) => {
+                match regex::Regex::new(&format!("^(?:{})$", pattern.get_ref())) {
+                    Ok(re) => ValueFormat::Pattern(re),
+                    Err(err) => {
+                        errors.push(file.error(pattern.span(), format!("invalid pattern: {err}")));
+                        continue;
+                    }
+                }
+            }
+            (None, FormatDecl::Text) => ValueFormat::Text,
+            (None, FormatDecl::Email) => ValueFormat::Email,
+            (None, FormatDecl::Integer) => ValueFormat::Integer,
+            (None, FormatDecl::Uuid) => ValueFormat::Uuid,
+        };
+        if decl.max_length == 0 {
+            errors.push(file.error(name.span(), "max_length must be at least 1"));
+            continue;
+        }
+        kinds.push(IdentityKindSpec {
+            name: name.get_ref().clone(),
+            graphql_name: name.get_ref().to_uppercase(),
+            description: decl.description.clone(),
+            normalisers: decl.normalise.clone(),
+            format,
+            max_length: decl.max_length,
+            accepted_as_input: decl.input,
+        });
+    }
+    if errors.is_empty() {
+        Ok(kinds)
+    } else {
+        Err(DeclarationErrors(errors))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connectors
+// ---------------------------------------------------------------------------------------------
+
+/// One connector file, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorDecl {
+    /// Defaults to the file name without `.toml`.
+    pub name: Option<Spanned<String>>,
+    /// The store kind: `sql` (the dialect follows the URL's scheme), or `postgres`, `mysql`
+    /// (also MariaDB) or `sqlite` to insist on one.
+    pub kind: Spanned<String>,
+    pub description: Option<String>,
+    /// Connection URL, as `${VARIABLE}` references to the environment.
+    pub url: Option<Spanned<String>>,
+    /// Per-call timeout in milliseconds (default 2000).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Most connections the pool opens (default 8).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    pub entities: IndexMap<Spanned<String>, EntityDecl>,
+}
+
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+fn default_max_connections() -> u32 {
+    8
+}
+
+/// `[entities.NAME]` of a connector file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityDecl {
+    pub description: Option<String>,
+    /// The table (SQL). Defaults to the entity name.
+    pub table: Option<Spanned<String>>,
+    /// A field unique per record; lets resolution skip lookups it already answered.
+    pub primary_key: Option<Spanned<String>>,
+    /// Identity kinds that find records, and the field each is compared with.
+    #[serde(default)]
+    pub lookup: Vec<LinkDecl>,
+    /// Identity kinds the records yield, and the field each is read from.
+    #[serde(default)]
+    pub yields: Vec<LinkDecl>,
+    pub fields: IndexMap<Spanned<String>, FieldDecl>,
+}
+
+/// `{ kind = "email", field = "email", compare = "lowercase" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkDecl {
+    pub kind: Spanned<String>,
+    pub field: Spanned<String>,
+    #[serde(default)]
+    pub compare: Compare,
+}
+
+/// `NAME = { type = "string", category = "user.contact.email" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDecl {
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    pub category: Spanned<String>,
+    pub description: Option<String>,
+}
+
+/// The SQL dialects the built-in connector speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlDialect {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl SqlDialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            SqlDialect::Postgres => "postgres",
+            SqlDialect::MySql => "mysql",
+            SqlDialect::Sqlite => "sqlite",
+        }
+    }
+
+    fn from_kind(kind: &str) -> Option<Self> {
+        match kind {
+            "postgres" | "postgresql" => Some(SqlDialect::Postgres),
+            "mysql" | "mariadb" => Some(SqlDialect::MySql),
+            "sqlite" => Some(SqlDialect::Sqlite),
+            _ => None,
+        }
+    }
+
+    /// The dialect a connection URL speaks, from its scheme.
+    pub fn from_url(url: &str) -> Option<Self> {
+        let scheme = url.split_once(':')?.0;
+        match scheme {
+            "postgres" | "postgresql" => Some(SqlDialect::Postgres),
+            "mysql" | "mariadb" => Some(SqlDialect::MySql),
+            "sqlite" => Some(SqlDialect::Sqlite),
+            _ => None,
+        }
+    }
+}
+
+/// A connector declaration that passed validation: its descriptor plus how to build it.
+#[derive(Debug, Clone)]
+pub struct ValidatedConnector {
+    pub descriptor: ConnectorDescriptor,
+    /// The dialect the declaration insists on; `None` for `kind = "sql"` (follows the URL).
+    pub dialect: Option<SqlDialect>,
+    pub url: Option<UrlTemplate>,
+    pub max_connections: u32,
+    /// Where the connector's name is declared, for errors found later (plan, schema).
+    pub location: Location,
+    /// Where each entity is declared, in the descriptor's entity order.
+    pub entity_locations: Vec<Location>,
+}
+
+/// A `${VARIABLE}` template for a URL, resolved from the environment when the connector is built.
+#[derive(Debug, Clone)]
+pub struct UrlTemplate {
+    pub template: String,
+    pub location: Location,
+}
+
+impl UrlTemplate {
+    /// Substitutes every `${NAME}` from `lookup`. Fails, naming the variable, when one is unset.
+    pub fn resolve(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<SecretString, DeclarationError> {
+        let mut out = String::with_capacity(self.template.len());
+        let mut rest = self.template.as_str();
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                return Err(self.error("unterminated `${` in url"));
+            };
+            let name = &after[..end];
+            match lookup(name) {
+                Some(value) if !value.is_empty() => out.push_str(&value),
+                _ => {
+                    return Err(self.error(format!(
+                        "environment variable {name} is not set (the url is `{}`)",
+                        self.template
+                    )));
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(SecretString::from(out))
+    }
+
+    fn error(&self, message: impl Into<String>) -> DeclarationError {
+        DeclarationError {
+            location: self.location.clone(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads and validates one connector file against the declared identity kinds.
+pub fn load_connector_file(
+    path: &Path,
+    kinds: &IdentityKinds,
+) -> Result<ValidatedConnector, DeclarationErrors> {
+    let file = SourceFile::read(path)?;
+    let decl: ConnectorDecl = file.parse()?;
+    validate_connector(&file, &decl, kinds)
+}
+
+/// Validates a parsed connector declaration. Collects every problem rather than the first.
+pub fn validate_connector(
+    file: &SourceFile,
+    decl: &ConnectorDecl,
+    kinds: &IdentityKinds,
+) -> Result<ValidatedConnector, DeclarationErrors> {
+    let mut errors = Vec::new();
+    let stem = file
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (name, name_span) = match &decl.name {
+        Some(name) => (name.get_ref().clone(), name.span()),
+        None => (stem, 0..0),
+    };
+    if !is_snake_identifier(&name) {
+        errors.push(file.error(
+            name_span.clone(),
+            format!("connector name `{name}` must be lower_snake_case (a-z, 0-9, _)"),
+        ));
+    }
+    let dialect = SqlDialect::from_kind(decl.kind.get_ref());
+    if dialect.is_none() && decl.kind.get_ref() != "sql" {
+        errors.push(file.error(
+            decl.kind.span(),
+            format!(
+                "unknown connector kind `{}`: expected sql, postgres, mysql or sqlite (custom kinds are registered in Rust)",
+                decl.kind.get_ref()
+            ),
+        ));
+    }
+    let url = match &decl.url {
+        None => {
+            errors.push(file.error(
+                decl.kind.span(),
+                "missing `url`: write url = \"${SOME_DATABASE_URL}\" and set that variable",
+            ));
+            None
+        }
+        Some(url) => {
+            if let Some(problem) = url_problem(url.get_ref()) {
+                errors.push(file.error(url.span(), problem));
+            }
+            Some(UrlTemplate {
+                template: url.get_ref().clone(),
+                location: file.location(url.span()),
+            })
+        }
+    };
+    if decl.timeout_ms == 0 {
+        errors.push(file.error(decl.kind.span(), "timeout_ms must be at least 1"));
+    }
+    if decl.entities.is_empty() {
+        errors.push(file.error(
+            name_span.clone(),
+            "a connector must declare at least one entity",
+        ));
+    }
+
+    let mut entities = Vec::new();
+    let mut entity_locations = Vec::new();
+    for (entity_name, entity) in &decl.entities {
+        if let Some(descriptor) = validate_entity(file, entity_name, entity, kinds, &mut errors) {
+            entities.push(descriptor);
+            entity_locations.push(file.location(entity_name.span()));
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(DeclarationErrors(errors));
+    }
+    Ok(ValidatedConnector {
+        descriptor: ConnectorDescriptor {
+            name,
+            kind: decl.kind.get_ref().clone(),
+            description: decl.description.clone(),
+            timeout: Duration::from_millis(decl.timeout_ms),
+            entities,
+        },
+        dialect,
+        url,
+        max_connections: decl.max_connections.max(1),
+        location: file.location(name_span),
+        entity_locations,
+    })
+}
+
+fn validate_entity(
+    file: &SourceFile,
+    name: &Spanned<String>,
+    entity: &EntityDecl,
+    kinds: &IdentityKinds,
+    errors: &mut Vec<DeclarationError>,
+) -> Option<EntityDescriptor> {
+    let before = errors.len();
+    if !is_snake_identifier(name.get_ref()) {
+        errors.push(file.error(
+            name.span(),
+            format!(
+                "entity name `{}` must be lower_snake_case (a-z, 0-9, _)",
+                name.get_ref()
+            ),
+        ));
+    }
+    let source = entity
+        .table
+        .as_ref()
+        .map_or_else(|| name.get_ref().clone(), |t| t.get_ref().clone());
+    if !is_sql_identifier(&source) {
+        let span = entity.table.as_ref().map_or(name.span(), Spanned::span);
+        errors.push(file.error(
+            span,
+            format!("table `{source}` is not a plain SQL identifier (letters, digits, _; optionally schema.table)"),
+        ));
+    }
+    if entity.fields.is_empty() {
+        errors.push(file.error(
+            name.span(),
+            format!("entity `{}` declares no fields", name.get_ref()),
+        ));
+    }
+
+    let mut fields = Vec::new();
+    for (field_name, field) in &entity.fields {
+        if !is_sql_identifier(field_name.get_ref()) || field_name.get_ref().contains('.') {
+            errors.push(file.error(
+                field_name.span(),
+                format!(
+                    "field `{}` is not a plain column name (letters, digits, _)",
+                    field_name.get_ref()
+                ),
+            ));
+        }
+        match DataCategory::parse(field.category.get_ref()) {
+            Ok(category) => fields.push(FieldDescriptor {
+                name: field_name.get_ref().clone(),
+                field_type: field.field_type,
+                category,
+                description: field.description.clone(),
+            }),
+            Err(err) => errors.push(file.error(field.category.span(), err.to_string())),
+        }
+    }
+    let field_index = |field: &Spanned<String>, errors: &mut Vec<DeclarationError>| {
+        let found = entity.fields.get_index_of(field.get_ref().as_str());
+        if found.is_none() {
+            errors.push(file.error(
+                field.span(),
+                format!(
+                    "field `{}` is not declared in entity `{}` (declare it under [entities.{}.fields])",
+                    field.get_ref(),
+                    name.get_ref(),
+                    name.get_ref()
+                ),
+            ));
+        }
+        found
+    };
+    let links = |declared: &[LinkDecl], role: &str, errors: &mut Vec<DeclarationError>| {
+        let mut links = Vec::new();
+        let mut seen = HashSet::new();
+        for link in declared {
+            let kind = kinds.by_name(link.kind.get_ref());
+            if kind.is_none() {
+                let known: Vec<_> = kinds.iter().map(|(_, spec)| spec.name.as_str()).collect();
+                errors.push(file.error(
+                    link.kind.span(),
+                    format!(
+                        "unknown identity kind `{}` (declared kinds: {})",
+                        link.kind.get_ref(),
+                        known.join(", ")
+                    ),
+                ));
+            }
+            let field = field_index(&link.field, errors);
+            if let (Some(kind), Some(field)) = (kind, field) {
+                let field_type = entity.fields[field].field_type;
+                if !field_type.can_hold_identities() {
+                    errors.push(file.error(
+                        link.field.span(),
+                        format!(
+                            "field `{}` is of type {} and cannot hold identities (use string, int, bigint or uuid)",
+                            link.field.get_ref(),
+                            field_type.as_str()
+                        ),
+                    ));
+                }
+                if link.compare == Compare::Lowercase && field_type != FieldType::String {
+                    errors.push(file.error(
+                        link.field.span(),
+                        "compare = \"lowercase\" needs a string field",
+                    ));
+                }
+                if !seen.insert((kind, field)) {
+                    errors.push(file.error(
+                        link.kind.span(),
+                        format!(
+                            "{role} `{}` on field `{}` is declared twice",
+                            link.kind.get_ref(),
+                            link.field.get_ref()
+                        ),
+                    ));
+                }
+                links.push(IdentityLink {
+                    kind,
+                    field,
+                    compare: link.compare,
+                });
+            }
+        }
+        links
+    };
+    let lookups = links(&entity.lookup, "lookup", errors);
+    let yields = links(&entity.yields, "yield", errors);
+    if entity.lookup.is_empty() {
+        errors.push(file.error(
+            name.span(),
+            format!(
+                "entity `{}` declares no lookup: add lookup = [{{ kind = \"…\", field = \"…\" }}] so records can be found",
+                name.get_ref()
+            ),
+        ));
+    }
+    let primary_key = entity
+        .primary_key
+        .as_ref()
+        .and_then(|pk| field_index(pk, errors));
+
+    (errors.len() == before).then(|| EntityDescriptor {
+        name: name.get_ref().clone(),
+        description: entity.description.clone(),
+        source,
+        fields,
+        lookups,
+        yields,
+        primary_key,
+    })
+}
+
+/// Why a URL template is refused, if it is: credentials or a whole URL written in the file.
+fn url_problem(url: &str) -> Option<String> {
+    if !url.contains("${") {
+        return Some(
+            "the url must come from the environment: write url = \"${SOME_DATABASE_URL}\" (secrets and addresses never live in declaration files)".into(),
+        );
+    }
+    // A password written literally: `scheme://user:secret@…` outside any `${…}`.
+    let literal: String = {
+        let mut out = String::new();
+        let mut rest = url;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            match rest[start..].find('}') {
+                Some(end) => rest = &rest[start + end + 1..],
+                None => return Some("unterminated `${` in url".into()),
+            }
+        }
+        out.push_str(rest);
+        out
+    };
+    if let Some((_, after_scheme)) = literal.split_once("://") {
+        let authority = after_scheme.split('/').next().unwrap_or("");
+        if authority.contains('@') && authority.split('@').next().is_some_and(|u| u.contains(':')) {
+            return Some(
+                "the url contains a literal password: take it from the environment".into(),
+            );
+        }
+    }
+    None
+}
+
+fn is_snake_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// A column or table name that can be quoted safely: `[A-Za-z_][A-Za-z0-9_]*`, optionally
+/// `schema.table`.
+pub fn is_sql_identifier(name: &str) -> bool {
+    let part_ok = |part: &str| {
+        let mut chars = part.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && part.len() <= 63
+    };
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() <= 2 && parts.iter().all(|p| part_ok(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds() -> IdentityKinds {
+        let file = SourceFile {
+            path: "gateway.toml".into(),
+            text: String::new(),
+        };
+        let declared: IndexMap<Spanned<String>, IdentityKindDecl> = toml::from_str(
+            r#"
+            [email]
+            normalise = ["trim", "lowercase"]
+            format = "email"
+            [user_id]
+            format = "integer"
+            "#,
+        )
+        .unwrap();
+        build_identity_kinds(&file, &declared).unwrap()
+    }
+
+    fn validate(text: &str) -> Result<ValidatedConnector, DeclarationErrors> {
+        let file = SourceFile {
+            path: "config/connectors/accounts.toml".into(),
+            text: text.into(),
+        };
+        let decl: ConnectorDecl = file.parse()?;
+        validate_connector(&file, &decl, &kinds())
+    }
+
+    const GOOD: &str = r#"
+kind = "postgres"
+url = "${ACCOUNTS_DATABASE_URL}"
+
+[entities.users]
+lookup = [{ kind = "email", field = "email", compare = "lowercase" }]
+yields = [{ kind = "user_id", field = "id" }]
+primary_key = "id"
+
+[entities.users.fields]
+id = { type = "bigint", category = "user.unique_id" }
+email = { type = "string", category = "user.contact.email" }
+"#;
+
+    #[test]
+    fn a_good_declaration_validates() {
+        let connector = validate(GOOD).unwrap();
+        assert_eq!(connector.descriptor.name, "accounts");
+        let users = &connector.descriptor.entities[0];
+        assert_eq!(users.source, "users");
+        assert_eq!(users.fields.len(), 2);
+        assert_eq!(users.lookups[0].field, 1);
+        assert_eq!(users.primary_key, Some(0));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_problem() {
+        let bad = GOOD.replace("user.contact.email", "user.email");
+        let err = validate(&bad).unwrap_err().to_string();
+        assert!(err.contains("config/connectors/accounts.toml:12:"), "{err}");
+        assert!(err.contains("unknown data category `user.email`"), "{err}");
+
+        let bad = GOOD.replace("kind = \"email\"", "kind = \"phone\"");
+        let err = validate(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("accounts.toml:6:") && err.contains("unknown identity kind `phone`"),
+            "{err}"
+        );
+
+        let bad = GOOD.replace(
+            "email = { type",
+            "id = { type = \"string\", category = \"user.name\" }\nemail = { type",
+        );
+        let err = validate(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("accounts.toml:12:") && err.contains("duplicate key"),
+            "{err}"
+        );
+
+        let bad = GOOD.replace("field = \"email\"", "field = \"mail\"");
+        let err = validate(&bad).unwrap_err().to_string();
+        assert!(err.contains("field `mail` is not declared"), "{err}");
+
+        let bad = GOOD.replace("type = \"bigint\"", "type = \"bignum\"");
+        let err = validate(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("accounts.toml:11:") && err.contains("bignum"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn urls_must_come_from_the_environment() {
+        let bad = GOOD.replace(
+            "${ACCOUNTS_DATABASE_URL}",
+            "postgres://app:hunter2@db/accounts",
+        );
+        let err = validate(&bad).unwrap_err().to_string();
+        assert!(err.contains("must come from the environment"), "{err}");
+        assert!(!err.contains("hunter2") || err.contains("url"));
+
+        let bad = GOOD.replace(
+            "${ACCOUNTS_DATABASE_URL}",
+            "postgres://app:hunter2@${DB_HOST}/accounts",
+        );
+        let err = validate(&bad).unwrap_err().to_string();
+        assert!(err.contains("literal password"), "{err}");
+
+        let connector = validate(GOOD).unwrap();
+        let template = connector.url.unwrap();
+        let err = template.resolve(|_| None).unwrap_err().to_string();
+        assert!(err.contains("ACCOUNTS_DATABASE_URL is not set"), "{err}");
+        use secrecy::ExposeSecret;
+        let url = template
+            .resolve(|name| (name == "ACCOUNTS_DATABASE_URL").then(|| "postgres://db/a".to_owned()))
+            .unwrap();
+        assert_eq!(url.expose_secret(), "postgres://db/a");
+    }
+}

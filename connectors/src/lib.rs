@@ -1,0 +1,20 @@
+//! Connectors: the `Connector` trait, connector declarations, identity kinds and values, data
+//! categories, and the built-in SQL store kind.
+//!
+//! Start at [`connector::Connector`]; declarations are parsed and validated in [`declaration`];
+//! [`sql::SqlConnector`] is the built-in implementation for PostgreSQL, MySQL/MariaDB and SQLite.
+
+pub mod category;
+pub mod connector;
+pub mod declaration;
+pub mod identity;
+pub mod sql;
+pub mod value;
+
+pub use category::DataCategory;
+pub use connector::{
+    Compare, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor,
+    FailureClass, FieldDescriptor, IdentityLink, LookupRequest,
+};
+pub use identity::{Identity, IdentityKindId, IdentityKinds, IdentityValue};
+pub use value::{FieldType, Record, Value};

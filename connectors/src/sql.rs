@@ -1,0 +1,888 @@
+//! The SQL connector: PostgreSQL, MySQL/MariaDB and SQLite over sqlx.
+//!
+//! An entity is a table. One `fetch` is one parameterized query for all the values given,
+//! whatever their number: `col = ANY($1)` with an array on PostgreSQL, an `IN (?, …)` list on
+//! MySQL and SQLite (split past [`MAX_VALUES_PER_QUERY`]). Identifiers come only from validated
+//! declarations and are quoted; values are only ever bound.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
+use sqlx::{Column, Row, TypeInfo};
+
+use crate::connector::{
+    Compare, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor,
+    LookupRequest,
+};
+use crate::declaration::{DeclarationError, SqlDialect, ValidatedConnector};
+use crate::identity::IdentityValue;
+use crate::value::{FieldType, Record, Value};
+
+/// Most values bound in one MySQL/SQLite query; larger batches are split (PostgreSQL binds one
+/// array whatever its size).
+pub const MAX_VALUES_PER_QUERY: usize = 10_000;
+
+/// Why a SQL connector could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlBuildError {
+    #[error(transparent)]
+    Declaration(#[from] DeclarationError),
+    #[error("{location}: the url's scheme does not name postgres, mysql or sqlite")]
+    UnknownScheme {
+        location: crate::declaration::Location,
+    },
+    #[error(
+        "{location}: the url is a {found} url but the connector is declared kind = \"{declared}\""
+    )]
+    DialectMismatch {
+        location: crate::declaration::Location,
+        found: &'static str,
+        declared: &'static str,
+    },
+    #[error("{location}: invalid connection url ({reason})")]
+    InvalidUrl {
+        location: crate::declaration::Location,
+        reason: String,
+    },
+}
+
+enum Pool {
+    Postgres(PgPool),
+    MySql(MySqlPool),
+    Sqlite(SqlitePool),
+}
+
+/// How one lookup's values are bound.
+#[derive(Debug, Clone, Copy)]
+enum BindAs {
+    Text,
+    Integer,
+    Uuid,
+}
+
+struct LookupSql {
+    /// The compared expression: `"email"` or `lower("email")`.
+    expression: String,
+    bind: BindAs,
+}
+
+struct EntitySql {
+    /// `SELECT … FROM "table" WHERE `
+    select_prefix: String,
+    lookups: Vec<LookupSql>,
+}
+
+/// A connector over one SQL database.
+pub struct SqlConnector {
+    descriptor: ConnectorDescriptor,
+    dialect: SqlDialect,
+    pool: Pool,
+    entities: Vec<EntitySql>,
+}
+
+impl SqlConnector {
+    /// Builds the connector and its (lazily connecting) pool, resolving the URL from `env`.
+    /// Start-up never waits for a store: one that is down shows up in `health` and `sources`.
+    pub fn build(
+        validated: ValidatedConnector,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, SqlBuildError> {
+        let template = validated.url.clone().ok_or_else(|| DeclarationError {
+            location: validated.location.clone(),
+            message: "missing url".into(),
+        })?;
+        let url: SecretString = template.resolve(env)?;
+        let location = template.location.clone();
+        let dialect = SqlDialect::from_url(url.expose_secret()).ok_or_else(|| {
+            SqlBuildError::UnknownScheme {
+                location: location.clone(),
+            }
+        })?;
+        if let Some(declared) = validated.dialect
+            && declared != dialect
+        {
+            return Err(SqlBuildError::DialectMismatch {
+                location,
+                found: dialect.name(),
+                declared: declared.name(),
+            });
+        }
+        let mut descriptor = validated.descriptor;
+        descriptor.kind = dialect.name().to_owned();
+        let timeout = descriptor.timeout;
+        let max = validated.max_connections;
+        let invalid = |err: sqlx::Error| SqlBuildError::InvalidUrl {
+            location: location.clone(),
+            reason: describe_url_error(&err),
+        };
+        let pool = match dialect {
+            SqlDialect::Postgres => {
+                let options = PgConnectOptions::from_str(url.expose_secret()).map_err(invalid)?;
+                Pool::Postgres(
+                    pool_options::<sqlx::Postgres>(max, timeout).connect_lazy_with(options),
+                )
+            }
+            SqlDialect::MySql => {
+                let options =
+                    MySqlConnectOptions::from_str(url.expose_secret()).map_err(invalid)?;
+                Pool::MySql(pool_options::<sqlx::MySql>(max, timeout).connect_lazy_with(options))
+            }
+            SqlDialect::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url.expose_secret())
+                    .map_err(invalid)?
+                    .create_if_missing(false);
+                Pool::Sqlite(pool_options::<sqlx::Sqlite>(max, timeout).connect_lazy_with(options))
+            }
+        };
+        let entities = descriptor
+            .entities
+            .iter()
+            .map(|entity| entity_sql(dialect, entity))
+            .collect();
+        Ok(Self {
+            descriptor,
+            dialect,
+            pool,
+            entities,
+        })
+    }
+
+    pub fn dialect(&self) -> SqlDialect {
+        self.dialect
+    }
+
+    async fn run_lookup(
+        &self,
+        entity: usize,
+        by: &[(usize, Vec<IdentityValue>)],
+    ) -> Result<Vec<Record>, ConnectorError> {
+        let sql = &self.entities[entity];
+        let descriptor = &self.descriptor.entities[entity];
+        // Keep only the values that can be bound to each lookup's column type: an identity that
+        // is not a number can never equal an integer column, so it matches nothing.
+        let mut bound: Vec<(usize, Bound)> = Vec::new();
+        for (lookup, values) in by {
+            let Some(lookup_sql) = sql.lookups.get(*lookup) else {
+                continue;
+            };
+            let values = Bound::from_values(lookup_sql.bind, values);
+            if !values.is_empty() {
+                bound.push((*lookup, values));
+            }
+        }
+        if bound.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut query = sql.select_prefix.clone();
+                for (n, (lookup, _)) in bound.iter().enumerate() {
+                    if n > 0 {
+                        query.push_str(" OR ");
+                    }
+                    query.push_str(&format!(
+                        "{} = ANY(${})",
+                        sql.lookups[*lookup].expression,
+                        n + 1
+                    ));
+                }
+                let mut q = sqlx::query(&query);
+                for (_, values) in bound {
+                    q = match values {
+                        Bound::Text(v) => q.bind(v),
+                        Bound::Integer(v) => q.bind(v),
+                        Bound::Uuid(v) => q.bind(v),
+                    };
+                }
+                let rows = q.fetch_all(pool).await.map_err(store_error)?;
+                rows.iter().map(|row| decode_pg(row, descriptor)).collect()
+            }
+            Pool::MySql(_) | Pool::Sqlite(_) => {
+                let mut records = Vec::new();
+                for chunk in chunks(&bound, MAX_VALUES_PER_QUERY) {
+                    records.extend(self.run_in_list(sql, descriptor, &chunk).await?);
+                }
+                Ok(records)
+            }
+        }
+    }
+
+    /// One `IN (?, …)` query for MySQL or SQLite.
+    async fn run_in_list(
+        &self,
+        sql: &EntitySql,
+        descriptor: &EntityDescriptor,
+        bound: &[(usize, Bound)],
+    ) -> Result<Vec<Record>, ConnectorError> {
+        let mut query = sql.select_prefix.clone();
+        for (n, (lookup, values)) in bound.iter().enumerate() {
+            if n > 0 {
+                query.push_str(" OR ");
+            }
+            query.push_str(&sql.lookups[*lookup].expression);
+            query.push_str(" IN (");
+            for i in 0..values.len() {
+                query.push_str(if i == 0 { "?" } else { ", ?" });
+            }
+            query.push(')');
+        }
+        macro_rules! bind_all {
+            ($q:ident) => {{
+                let mut q = $q;
+                for (_, values) in bound {
+                    match values {
+                        Bound::Text(v) => {
+                            for x in v {
+                                q = q.bind(x.as_str());
+                            }
+                        }
+                        Bound::Integer(v) => {
+                            for x in v {
+                                q = q.bind(*x);
+                            }
+                        }
+                        Bound::Uuid(v) => {
+                            for x in v {
+                                q = q.bind(x.hyphenated().to_string());
+                            }
+                        }
+                    }
+                }
+                q
+            }};
+        }
+        match &self.pool {
+            Pool::MySql(pool) => {
+                let q = sqlx::query::<sqlx::MySql>(&query);
+                let rows = bind_all!(q).fetch_all(pool).await.map_err(store_error)?;
+                rows.iter()
+                    .map(|row| decode_mysql(row, descriptor))
+                    .collect()
+            }
+            Pool::Sqlite(pool) => {
+                let q = sqlx::query::<sqlx::Sqlite>(&query);
+                let rows = bind_all!(q).fetch_all(pool).await.map_err(store_error)?;
+                rows.iter()
+                    .map(|row| decode_sqlite(row, descriptor))
+                    .collect()
+            }
+            Pool::Postgres(_) => Err(ConnectorError::Other(
+                "IN-list queries are not used on PostgreSQL".into(),
+            )),
+        }
+    }
+
+    async fn check_entity(&self, entity: &EntityDescriptor) -> Result<EntityCheck, ConnectorError> {
+        let (schema, table) = match entity.source.split_once('.') {
+            Some((schema, table)) => (Some(schema.to_owned()), table.to_owned()),
+            None => (None, entity.source.clone()),
+        };
+        let (columns, index_keys): (Vec<String>, Vec<String>) = match &self.pool {
+            Pool::Postgres(pool) => {
+                let columns = sqlx::query_scalar::<_, String>(
+                    "SELECT column_name::text FROM information_schema.columns \
+                     WHERE table_schema = COALESCE($1, current_schema()) AND table_name = $2",
+                )
+                .bind(&schema)
+                .bind(&table)
+                .fetch_all(pool)
+                .await
+                .map_err(store_error)?;
+                let defs = sqlx::query_scalar::<_, String>(
+                    "SELECT indexdef FROM pg_indexes \
+                     WHERE schemaname = COALESCE($1, current_schema()) AND tablename = $2",
+                )
+                .bind(&schema)
+                .bind(&table)
+                .fetch_all(pool)
+                .await
+                .map_err(store_error)?;
+                let keys = defs.iter().filter_map(|def| first_index_key(def)).collect();
+                (columns, keys)
+            }
+            Pool::MySql(pool) => {
+                let columns = sqlx::query_scalar::<_, String>(
+                    "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+                     WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?",
+                )
+                .bind(&schema)
+                .bind(&table)
+                .fetch_all(pool)
+                .await
+                .map_err(store_error)?;
+                let keys = sqlx::query_scalar::<_, String>(
+                    "SELECT CAST(column_name AS CHAR) FROM information_schema.statistics \
+                     WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND seq_in_index = 1",
+                )
+                .bind(&schema)
+                .bind(&table)
+                .fetch_all(pool)
+                .await
+                .map_err(store_error)?;
+                (
+                    columns,
+                    keys.into_iter().map(|k| normalise_key(&k)).collect(),
+                )
+            }
+            Pool::Sqlite(pool) => {
+                let columns =
+                    sqlx::query_scalar::<_, String>("SELECT name FROM pragma_table_info(?1)")
+                        .bind(&table)
+                        .fetch_all(pool)
+                        .await
+                        .map_err(store_error)?;
+                let mut keys: Vec<String> = sqlx::query_scalar::<_, String>(
+                    "SELECT ii.name FROM pragma_index_list(?1) AS il, pragma_index_info(il.name) AS ii \
+                     WHERE ii.seqno = 0 AND ii.name IS NOT NULL \
+                     UNION SELECT name FROM pragma_table_info(?1) WHERE pk = 1",
+                )
+                .bind(&table)
+                .fetch_all(pool)
+                .await
+                .map_err(store_error)?
+                .iter()
+                .map(|k| normalise_key(k))
+                .collect();
+                let defs = sqlx::query_scalar::<_, String>(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
+                )
+                .bind(&table)
+                .fetch_all(pool)
+                .await
+                .map_err(store_error)?;
+                keys.extend(defs.iter().filter_map(|def| first_index_key(def)));
+                (columns, keys)
+            }
+        };
+        let mut check = EntityCheck {
+            entity: entity.name.clone(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        };
+        if columns.is_empty() {
+            check
+                .problems
+                .push(format!("table `{}` does not exist", entity.source));
+            return Ok(check);
+        }
+        let missing: Vec<&str> = entity
+            .fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .filter(|name| !columns.iter().any(|c| c.eq_ignore_ascii_case(name)))
+            .collect();
+        if !missing.is_empty() {
+            check.problems.push(format!(
+                "table `{}` has no column{} {}",
+                entity.source,
+                if missing.len() == 1 { "" } else { "s" },
+                missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        for lookup in &entity.lookups {
+            let column = entity.fields[lookup.field].name.to_ascii_lowercase();
+            let wanted = match (lookup.compare, self.dialect) {
+                (Compare::Lowercase, SqlDialect::Postgres | SqlDialect::Sqlite) => {
+                    format!("lower({column})")
+                }
+                _ => column.clone(),
+            };
+            if !index_keys.iter().any(|key| *key == wanted) {
+                check.warnings.push(format!(
+                    "no index starts with {wanted}: lookups by it scan the whole table"
+                ));
+            }
+        }
+        Ok(check)
+    }
+}
+
+fn pool_options<DB: sqlx::Database>(max: u32, timeout: Duration) -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::<DB>::new()
+        .max_connections(max)
+        .min_connections(0)
+        .acquire_timeout(timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+}
+
+/// Values of one lookup, converted to the column's binding type.
+enum Bound {
+    Text(Vec<String>),
+    Integer(Vec<i64>),
+    Uuid(Vec<uuid::Uuid>),
+}
+
+impl Bound {
+    fn from_values(bind: BindAs, values: &[IdentityValue]) -> Self {
+        match bind {
+            BindAs::Text => Bound::Text(values.iter().map(|v| v.expose().to_owned()).collect()),
+            BindAs::Integer => Bound::Integer(
+                values
+                    .iter()
+                    .filter_map(|v| v.expose().parse().ok())
+                    .collect(),
+            ),
+            BindAs::Uuid => Bound::Uuid(
+                values
+                    .iter()
+                    .filter_map(|v| uuid::Uuid::parse_str(v.expose()).ok())
+                    .collect(),
+            ),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Bound::Text(v) => v.len(),
+            Bound::Integer(v) => v.len(),
+            Bound::Uuid(v) => v.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn slice(&self, range: std::ops::Range<usize>) -> Self {
+        match self {
+            Bound::Text(v) => Bound::Text(v[range].to_vec()),
+            Bound::Integer(v) => Bound::Integer(v[range].to_vec()),
+            Bound::Uuid(v) => Bound::Uuid(v[range].to_vec()),
+        }
+    }
+}
+
+/// Splits lookups into groups of at most `max` bound values in all.
+fn chunks(bound: &[(usize, Bound)], max: usize) -> Vec<Vec<(usize, Bound)>> {
+    let total: usize = bound.iter().map(|(_, b)| b.len()).sum();
+    if total <= max {
+        return vec![
+            bound
+                .iter()
+                .map(|(l, b)| (*l, b.slice(0..b.len())))
+                .collect(),
+        ];
+    }
+    let mut out = Vec::new();
+    for (lookup, values) in bound {
+        let mut start = 0;
+        while start < values.len() {
+            let end = (start + max).min(values.len());
+            out.push(vec![(*lookup, values.slice(start..end))]);
+            start = end;
+        }
+    }
+    out
+}
+
+fn quote(dialect: SqlDialect, identifier: &str) -> String {
+    let q = if dialect == SqlDialect::MySql {
+        '`'
+    } else {
+        '"'
+    };
+    identifier
+        .split('.')
+        .map(|part| format!("{q}{part}{q}"))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn entity_sql(dialect: SqlDialect, entity: &EntityDescriptor) -> EntitySql {
+    let columns: Vec<String> = entity
+        .fields
+        .iter()
+        .map(|field| {
+            let column = quote(dialect, &field.name);
+            match (dialect, field.field_type) {
+                (
+                    SqlDialect::Postgres,
+                    FieldType::String | FieldType::Decimal | FieldType::Uuid,
+                ) => {
+                    format!("{column}::text")
+                }
+                (SqlDialect::MySql, FieldType::Decimal | FieldType::Uuid) => {
+                    format!("CAST({column} AS CHAR)")
+                }
+                (SqlDialect::Sqlite, FieldType::Decimal) => format!("CAST({column} AS TEXT)"),
+                _ => column,
+            }
+        })
+        .collect();
+    let select_prefix = format!(
+        "SELECT {} FROM {} WHERE ",
+        columns.join(", "),
+        quote(dialect, &entity.source)
+    );
+    let lookups = entity
+        .lookups
+        .iter()
+        .map(|link| {
+            let field = &entity.fields[link.field];
+            let column = quote(dialect, &field.name);
+            let expression = match (link.compare, dialect) {
+                // MySQL/MariaDB compare with the column's collation, case-insensitive by default;
+                // wrapping the column in lower() would defeat its index.
+                (Compare::Lowercase, SqlDialect::Postgres | SqlDialect::Sqlite) => {
+                    format!("lower({column})")
+                }
+                _ => column,
+            };
+            let bind = match field.field_type {
+                FieldType::Int | FieldType::Bigint => BindAs::Integer,
+                FieldType::Uuid if dialect == SqlDialect::Postgres => BindAs::Uuid,
+                _ => BindAs::Text,
+            };
+            LookupSql { expression, bind }
+        })
+        .collect();
+    EntitySql {
+        select_prefix,
+        lookups,
+    }
+}
+
+/// Maps a driver error to a connector error without the driver's message, which may quote values.
+fn store_error(err: sqlx::Error) -> ConnectorError {
+    match err {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned());
+            match code.as_deref() {
+                Some("28P01" | "28000" | "1045") => ConnectorError::Unauthorized,
+                _ => ConnectorError::Query { code },
+            }
+        }
+        sqlx::Error::PoolTimedOut => {
+            ConnectorError::Unavailable("no connection to the store could be had in time".into())
+        }
+        sqlx::Error::PoolClosed => {
+            ConnectorError::Unavailable("the connection pool is closed".into())
+        }
+        sqlx::Error::Io(io) => ConnectorError::Unavailable(format!("i/o error: {}", io.kind())),
+        sqlx::Error::Tls(_) => ConnectorError::Unavailable("TLS handshake failed".into()),
+        sqlx::Error::Protocol(_) => ConnectorError::Unavailable("protocol error".into()),
+        sqlx::Error::Configuration(_) => {
+            ConnectorError::Unavailable("invalid connection settings".into())
+        }
+        sqlx::Error::ColumnDecode { index, .. } => ConnectorError::Decode {
+            field: index,
+            expected: "the declared type",
+        },
+        _ => ConnectorError::Other("store error".into()),
+    }
+}
+
+fn describe_url_error(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Configuration(_) => "it could not be parsed".into(),
+        _ => "it was refused by the driver".into(),
+    }
+}
+
+fn decode_error(field: &str, expected: &'static str) -> ConnectorError {
+    ConnectorError::Decode {
+        field: field.to_owned(),
+        expected,
+    }
+}
+
+fn timestamp_utc(ts: DateTime<Utc>) -> Value {
+    Value::String(ts.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+fn naive_timestamp(ts: NaiveDateTime) -> Value {
+    timestamp_utc(ts.and_utc())
+}
+
+/// Text timestamps (SQLite) into RFC 3339 when they parse; left as stored otherwise.
+fn text_timestamp(text: String) -> Value {
+    if let Ok(ts) = DateTime::parse_from_rfc3339(&text) {
+        return timestamp_utc(ts.with_timezone(&Utc));
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
+        if let Ok(ts) = NaiveDateTime::parse_from_str(&text, format) {
+            return naive_timestamp(ts);
+        }
+    }
+    Value::String(text)
+}
+
+fn json_text(field: &str, text: String) -> Result<Value, ConnectorError> {
+    serde_json::from_str(&text)
+        .map(Value::Json)
+        .map_err(|_| decode_error(field, "JSON"))
+}
+
+fn opt<T>(value: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
+    value.map_or(Value::Null, f)
+}
+
+fn decode_pg(row: &PgRow, entity: &EntityDescriptor) -> Result<Record, ConnectorError> {
+    let mut record = Vec::with_capacity(entity.fields.len());
+    for (i, field) in entity.fields.iter().enumerate() {
+        let type_name = row.column(i).type_info().name();
+        let fail = |_| decode_error(&field.name, field.field_type.as_str());
+        let value = match (field.field_type, type_name) {
+            (_, "TEXT") => opt(
+                row.try_get::<Option<String>, _>(i).map_err(fail)?,
+                Value::String,
+            ),
+            (_, "INT2") => opt(row.try_get::<Option<i16>, _>(i).map_err(fail)?, |v| {
+                Value::Int(v.into())
+            }),
+            (_, "INT4") => opt(row.try_get::<Option<i32>, _>(i).map_err(fail)?, |v| {
+                Value::Int(v.into())
+            }),
+            (_, "INT8") => opt(row.try_get::<Option<i64>, _>(i).map_err(fail)?, Value::Int),
+            (_, "FLOAT4") => opt(row.try_get::<Option<f32>, _>(i).map_err(fail)?, |v| {
+                Value::Float(v.into())
+            }),
+            (_, "FLOAT8") => opt(
+                row.try_get::<Option<f64>, _>(i).map_err(fail)?,
+                Value::Float,
+            ),
+            (_, "BOOL") => opt(
+                row.try_get::<Option<bool>, _>(i).map_err(fail)?,
+                Value::Bool,
+            ),
+            (_, "TIMESTAMPTZ") => opt(
+                row.try_get::<Option<DateTime<Utc>>, _>(i).map_err(fail)?,
+                timestamp_utc,
+            ),
+            (_, "TIMESTAMP") => opt(
+                row.try_get::<Option<NaiveDateTime>, _>(i).map_err(fail)?,
+                naive_timestamp,
+            ),
+            (_, "DATE") => opt(row.try_get::<Option<NaiveDate>, _>(i).map_err(fail)?, |d| {
+                Value::String(d.format("%Y-%m-%d").to_string())
+            }),
+            (_, "JSON" | "JSONB") => opt(
+                row.try_get::<Option<serde_json::Value>, _>(i)
+                    .map_err(fail)?,
+                Value::Json,
+            ),
+            _ => return Err(decode_error(&field.name, field.field_type.as_str())),
+        };
+        record.push(value);
+    }
+    Ok(record)
+}
+
+fn decode_mysql(row: &MySqlRow, entity: &EntityDescriptor) -> Result<Record, ConnectorError> {
+    let mut record = Vec::with_capacity(entity.fields.len());
+    for (i, field) in entity.fields.iter().enumerate() {
+        let fail = |_| decode_error(&field.name, field.field_type.as_str());
+        let value = match field.field_type {
+            FieldType::String | FieldType::Decimal | FieldType::Uuid => opt(
+                row.try_get::<Option<String>, _>(i).map_err(fail)?,
+                Value::String,
+            ),
+            FieldType::Int | FieldType::Bigint => match row.try_get::<Option<i64>, _>(i) {
+                Ok(v) => opt(v, Value::Int),
+                Err(_) => opt(row.try_get::<Option<u64>, _>(i).map_err(fail)?, |v| {
+                    i64::try_from(v).map_or(Value::String(v.to_string()), Value::Int)
+                }),
+            },
+            FieldType::Float => opt(
+                row.try_get::<Option<f64>, _>(i).map_err(fail)?,
+                Value::Float,
+            ),
+            FieldType::Bool => opt(
+                row.try_get::<Option<bool>, _>(i).map_err(fail)?,
+                Value::Bool,
+            ),
+            FieldType::Timestamp => match row.try_get::<Option<NaiveDateTime>, _>(i) {
+                Ok(v) => opt(v, naive_timestamp),
+                Err(_) => opt(
+                    row.try_get::<Option<DateTime<Utc>>, _>(i).map_err(fail)?,
+                    timestamp_utc,
+                ),
+            },
+            FieldType::Date => opt(row.try_get::<Option<NaiveDate>, _>(i).map_err(fail)?, |d| {
+                Value::String(d.format("%Y-%m-%d").to_string())
+            }),
+            FieldType::Json => match row.try_get::<Option<String>, _>(i) {
+                Ok(Some(text)) => json_text(&field.name, text)?,
+                Ok(None) => Value::Null,
+                Err(_) => opt(
+                    row.try_get::<Option<serde_json::Value>, _>(i)
+                        .map_err(fail)?,
+                    Value::Json,
+                ),
+            },
+        };
+        record.push(value);
+    }
+    Ok(record)
+}
+
+fn decode_sqlite(row: &SqliteRow, entity: &EntityDescriptor) -> Result<Record, ConnectorError> {
+    let mut record = Vec::with_capacity(entity.fields.len());
+    for (i, field) in entity.fields.iter().enumerate() {
+        let fail = |_| decode_error(&field.name, field.field_type.as_str());
+        let value = match field.field_type {
+            FieldType::String | FieldType::Uuid | FieldType::Date => opt(
+                row.try_get::<Option<String>, _>(i).map_err(fail)?,
+                Value::String,
+            ),
+            FieldType::Decimal => opt(
+                row.try_get::<Option<String>, _>(i).map_err(fail)?,
+                Value::String,
+            ),
+            FieldType::Int | FieldType::Bigint => {
+                opt(row.try_get::<Option<i64>, _>(i).map_err(fail)?, Value::Int)
+            }
+            FieldType::Float => opt(
+                row.try_get::<Option<f64>, _>(i).map_err(fail)?,
+                Value::Float,
+            ),
+            FieldType::Bool => opt(
+                row.try_get::<Option<bool>, _>(i).map_err(fail)?,
+                Value::Bool,
+            ),
+            FieldType::Timestamp => match row.try_get::<Option<String>, _>(i) {
+                Ok(v) => opt(v, text_timestamp),
+                Err(_) => opt(row.try_get::<Option<i64>, _>(i).map_err(fail)?, |secs| {
+                    DateTime::from_timestamp(secs, 0).map_or(Value::Int(secs), timestamp_utc)
+                }),
+            },
+            FieldType::Json => match row.try_get::<Option<String>, _>(i).map_err(fail)? {
+                Some(text) => json_text(&field.name, text)?,
+                None => Value::Null,
+            },
+        };
+        record.push(value);
+    }
+    Ok(record)
+}
+
+/// The first key of an index definition, normalised: `CREATE INDEX … ON users USING btree
+/// (lower((email)::text))` gives `lower(email)`.
+fn first_index_key(definition: &str) -> Option<String> {
+    let lower = definition.to_ascii_lowercase();
+    let start = lower.find(" on ")?;
+    let open = start + lower[start..].find('(')?;
+    let mut depth = 0usize;
+    let mut end = None;
+    for (i, c) in lower[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    end = Some(open + i);
+                    break;
+                }
+            }
+            ',' if depth == 1 => {
+                end = Some(open + i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    Some(normalise_key(&lower[open + 1..end?]))
+}
+
+fn normalise_key(key: &str) -> String {
+    let mut key = key
+        .to_ascii_lowercase()
+        .replace("::text", "")
+        .replace("::character varying", "")
+        .replace(['"', '`', ' '], "");
+    for suffix in ["collatenocase", "asc", "desc"] {
+        if let Some(stripped) = key.strip_suffix(suffix) {
+            key = stripped.to_owned();
+        }
+    }
+    // `lower((email))` -> `lower(email)`
+    while key.contains("((") && key.contains("))") {
+        key = key.replacen("((", "(", 1).replacen("))", ")", 1);
+    }
+    key
+}
+
+#[async_trait]
+impl Connector for SqlConnector {
+    fn descriptor(&self) -> &ConnectorDescriptor {
+        &self.descriptor
+    }
+
+    async fn fetch(&self, request: &LookupRequest) -> Result<Vec<Record>, ConnectorError> {
+        if request.entity >= self.entities.len() {
+            return Err(ConnectorError::Other(format!(
+                "no entity #{}",
+                request.entity
+            )));
+        }
+        self.run_lookup(request.entity, &request.by).await
+    }
+
+    async fn health(&self) -> Result<(), ConnectorError> {
+        match &self.pool {
+            Pool::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Pool::MySql(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Pool::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        }
+        .map_err(store_error)
+    }
+
+    async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError> {
+        let mut checks = Vec::with_capacity(self.descriptor.entities.len());
+        for entity in &self.descriptor.entities {
+            checks.push(self.check_entity(entity).await?);
+        }
+        Ok(checks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_definitions_reduce_to_their_first_key() {
+        assert_eq!(
+            first_index_key(
+                "CREATE INDEX users_email ON public.users USING btree (lower((email)::text))"
+            )
+            .as_deref(),
+            Some("lower(email)")
+        );
+        assert_eq!(
+            first_index_key("CREATE UNIQUE INDEX users_pkey ON public.users USING btree (id)")
+                .as_deref(),
+            Some("id")
+        );
+        assert_eq!(
+            first_index_key("CREATE INDEX s ON sessions (\"user_id\", started_at DESC)").as_deref(),
+            Some("user_id")
+        );
+        assert_eq!(
+            first_index_key("CREATE INDEX e ON users(lower(email))").as_deref(),
+            Some("lower(email)")
+        );
+    }
+
+    #[test]
+    fn large_batches_split_into_bounded_queries() {
+        let bound = vec![(0, Bound::Integer((0..25_000).collect()))];
+        let parts = chunks(&bound, 10_000);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts.iter().map(|p| p[0].1.len()).sum::<usize>(), 25_000);
+    }
+}
