@@ -272,3 +272,41 @@ pub trait Connector: Send + Sync + 'static {
         Err(ConnectorError::Unsupported("job_status"))
     }
 }
+
+/// A declared connector that is not connected to its store: it serves its descriptor to offline
+/// tools (`subject-gateway schema` needs no database and no secrets) and answers every call with
+/// `Unavailable`.
+pub struct Disconnected {
+    descriptor: ConnectorDescriptor,
+}
+
+impl Disconnected {
+    pub fn new(descriptor: ConnectorDescriptor) -> Self {
+        Self { descriptor }
+    }
+}
+
+#[async_trait]
+impl Connector for Disconnected {
+    fn descriptor(&self) -> &ConnectorDescriptor {
+        &self.descriptor
+    }
+
+    async fn fetch(&self, _request: &LookupRequest) -> Result<Vec<Record>, ConnectorError> {
+        Err(ConnectorError::Unavailable(
+            "connector is not connected (offline mode)".into(),
+        ))
+    }
+
+    async fn health(&self) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Unavailable(
+            "connector is not connected (offline mode)".into(),
+        ))
+    }
+
+    async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError> {
+        Err(ConnectorError::Unavailable(
+            "connector is not connected (offline mode)".into(),
+        ))
+    }
+}

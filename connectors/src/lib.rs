@@ -16,5 +16,5 @@ pub use connector::{
     Compare, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor,
     FailureClass, FieldDescriptor, IdentityLink, LookupRequest,
 };
-pub use identity::{Identity, IdentityKindId, IdentityKinds, IdentityValue};
+pub use identity::{Identity, IdentityError, IdentityKindId, IdentityKinds, IdentityValue};
 pub use value::{FieldType, Record, Value};

@@ -1,1 +1,10 @@
-//! placeholder
+//! The `subject-gateway` binary's library: configuration loading, the HTTP server, `check`, the
+//! demo world, and logging. `main.rs` only parses arguments and calls into here, so tests and
+//! benchmarks drive exactly what the binary runs.
+
+pub mod check;
+pub mod config;
+pub mod demo;
+pub mod logging;
+pub mod server;
+pub mod world;

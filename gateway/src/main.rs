@@ -1,1 +1,181 @@
-fn main() {}
+//! `subject-gateway`: serve the GraphQL gateway, run the demo, check declarations against the
+//! stores, or print the schema.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use subject_gateway::config::{Config, process_env};
+use subject_gateway::logging::{self, LogFormat};
+use subject_gateway::{check, demo, server};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(
+    name = "subject-gateway",
+    version,
+    about = "One GraphQL Subject over the data stores a company already runs."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Log line format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SUBJECT_GATEWAY_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gateway (the default).
+    Serve(ServeArgs),
+    /// Seed SQLite databases with synthetic people and serve them: needs nothing installed.
+    Demo(DemoArgs),
+    /// Connect to every store and verify declared tables and columns; non-zero exit on failure.
+    Check(ConfigArgs),
+    /// Print the GraphQL schema (SDL) generated from the declarations.
+    Schema(ConfigArgs),
+}
+
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// The gateway configuration; connectors are read from its `connectors_dir`.
+    #[arg(
+        long,
+        default_value = "config/gateway.toml",
+        env = "SUBJECT_GATEWAY_CONFIG"
+    )]
+    config: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Address to listen on (overrides `server.listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Args, Clone)]
+struct DemoArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Address to listen on (overrides `server.listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Where the demo's SQLite databases are written.
+    #[arg(long, default_value = "demo-data")]
+    data_dir: PathBuf,
+    /// How many synthetic people to create.
+    #[arg(long, default_value_t = 300)]
+    people: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs {
+        config: ConfigArgs {
+            config: std::env::var_os("SUBJECT_GATEWAY_CONFIG")
+                .map_or_else(|| PathBuf::from("config/gateway.toml"), PathBuf::from),
+        },
+        listen: None,
+    }));
+    match runtime.block_on(run(command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => {
+            let config = load(&args.config.config)?;
+            let service = config
+                .build_service(process_env, Vec::new())
+                .context("building connectors")?;
+            let listen = args.listen.unwrap_or(config.server.listen);
+            serve(service, &config, listen).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            let config = load(&args.config.config)?;
+            let world = demo::prepare(&args.data_dir, args.people)
+                .await
+                .context("preparing the demo databases")?;
+            let service = config
+                .build_service(world.env(), Vec::new())
+                .context("building connectors")?;
+            let listen = args.listen.unwrap_or(config.server.listen);
+            println!("{}", demo::examples(&world, &listen.to_string()));
+            serve(service, &config, listen).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(args) => {
+            let config = load(&args.config)?;
+            let service = config
+                .build_service(process_env, Vec::new())
+                .context("building connectors")?;
+            println!(
+                "Resolution plan:\n{}",
+                service
+                    .executor
+                    .plan()
+                    .describe(service.executor.registry())
+            );
+            let report = check::check_all(&service).await;
+            print!("{}", report.table());
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Schema(args) => {
+            let config = load(&args.config)?;
+            let service = config
+                .build_offline_service()
+                .context("building the schema")?;
+            print!("{}", service.sdl());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).with_context(|| format!("loading {}", path.display()))
+}
+
+async fn serve(
+    service: subject_schema::SubjectService,
+    config: &Config,
+    listen: SocketAddr,
+) -> anyhow::Result<()> {
+    let router = server::router(Arc::new(service), &config.server);
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(address = %listen, "serving GraphQL on /graphql, GraphiQL on /");
+    server::serve(listener, router, server::shutdown_signal())
+        .await
+        .context("serving")
+}

@@ -1,0 +1,210 @@
+//! `gateway.toml` and the connector files it points to: loading, validation, and building the
+//! registry of live connectors from them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use subject_connectors::connector::Disconnected;
+use subject_connectors::declaration::{
+    DeclarationError, DeclarationErrors, IdentityKindDecl, Location, SourceFile,
+    ValidatedConnector, build_identity_kinds, load_connector_file,
+};
+use subject_connectors::sql::{SqlBuildError, SqlConnector};
+use subject_connectors::{Connector, IdentityKinds};
+use subject_schema::{DeclarationOrigin, Registry, SchemaSettings, ServiceError, SubjectService};
+use toml::Spanned;
+
+/// `gateway.toml`, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewayFile {
+    #[serde(default = "default_connectors_dir")]
+    connectors_dir: String,
+    #[serde(default)]
+    server: ServerSettings,
+    #[serde(default)]
+    resolution: ResolutionSettings,
+    identities: IndexMap<Spanned<String>, IdentityKindDecl>,
+}
+
+fn default_connectors_dir() -> String {
+    "connectors".into()
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub graphiql: bool,
+    pub introspection: bool,
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            graphiql: true,
+            introspection: true,
+            max_body_bytes: 1024 * 1024,
+            max_batch: 1000,
+        }
+    }
+}
+
+/// `[resolution]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResolutionSettings {
+    pub max_depth: usize,
+}
+
+impl Default for ResolutionSettings {
+    fn default() -> Self {
+        Self {
+            max_depth: subject_schema::DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+/// A loaded, validated configuration: settings, identity kinds and connector declarations.
+/// Nothing is connected yet, and no environment variable has been read.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub server: ServerSettings,
+    pub resolution: ResolutionSettings,
+    pub kinds: IdentityKinds,
+    pub connectors: Vec<ValidatedConnector>,
+}
+
+/// Why a configuration could not be turned into a running service.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Declarations(#[from] DeclarationErrors),
+    #[error(transparent)]
+    Build(#[from] SqlBuildError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl Config {
+    /// Reads `gateway.toml` and every `*.toml` in its connectors directory (in name order).
+    /// Reports every problem found, each with its file and line.
+    pub fn load(path: &Path) -> Result<Self, DeclarationErrors> {
+        let file = SourceFile::read(path)?;
+        let gateway: GatewayFile = file.parse()?;
+        let kinds = build_identity_kinds(&file, &gateway.identities)?;
+        let dir = path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(&gateway.connectors_dir);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|err| DeclarationError {
+                location: Location::file(&dir),
+                message: format!("cannot read the connectors directory: {err}"),
+            })?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|ext| ext == "toml"))
+            .collect();
+        files.sort();
+        let mut errors = Vec::new();
+        let mut connectors = Vec::new();
+        for file in &files {
+            match load_connector_file(file, &kinds) {
+                Ok(connector) => connectors.push(connector),
+                Err(DeclarationErrors(mut found)) => errors.append(&mut found),
+            }
+        }
+        if files.is_empty() {
+            errors.push(DeclarationError {
+                location: Location::file(&dir),
+                message: "no connector declarations (*.toml) found".into(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(DeclarationErrors(errors));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            server: gateway.server,
+            resolution: gateway.resolution,
+            kinds,
+            connectors,
+        })
+    }
+
+    fn schema_settings(&self) -> SchemaSettings {
+        SchemaSettings {
+            max_batch: self.server.max_batch,
+            introspection: self.server.introspection,
+        }
+    }
+
+    /// Builds the live connectors (URLs from `env`), plus any custom ones, into a service.
+    pub fn build_service(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+        custom: Vec<Arc<dyn Connector>>,
+    ) -> Result<SubjectService, ConfigError> {
+        let mut connectors: Vec<(Arc<dyn Connector>, Option<DeclarationOrigin>)> = Vec::new();
+        let mut errors = Vec::new();
+        for validated in &self.connectors {
+            let origin = origin(validated);
+            match SqlConnector::build(validated.clone(), &env) {
+                Ok(connector) => connectors.push((Arc::new(connector), Some(origin))),
+                Err(SqlBuildError::Declaration(error)) => errors.push(error),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(DeclarationErrors(errors).into());
+        }
+        connectors.extend(custom.into_iter().map(|c| (c, None)));
+        self.finish(connectors)
+    }
+
+    /// A service whose connectors are not connected: for `schema`, which needs no secrets.
+    pub fn build_offline_service(&self) -> Result<SubjectService, ConfigError> {
+        let connectors = self
+            .connectors
+            .iter()
+            .map(|validated| {
+                let connector: Arc<dyn Connector> =
+                    Arc::new(Disconnected::new(validated.descriptor.clone()));
+                (connector, Some(origin(validated)))
+            })
+            .collect();
+        self.finish(connectors)
+    }
+
+    fn finish(
+        &self,
+        connectors: Vec<(Arc<dyn Connector>, Option<DeclarationOrigin>)>,
+    ) -> Result<SubjectService, ConfigError> {
+        let registry = Registry::new(self.kinds.clone(), connectors)?;
+        Ok(SubjectService::new(
+            registry,
+            self.resolution.max_depth,
+            self.schema_settings(),
+        )?)
+    }
+}
+
+fn origin(validated: &ValidatedConnector) -> DeclarationOrigin {
+    DeclarationOrigin {
+        location: validated.location.clone(),
+        entity_locations: validated.entity_locations.clone(),
+    }
+}
+
+/// Reads variables from the process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}

@@ -1,0 +1,114 @@
+//! `subject-gateway demo`: SQLite databases seeded with a few hundred synthetic people, served by
+//! the reference declarations in `config/`. Needs nothing installed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use sqlx::any::AnyPoolOptions;
+use subject_connectors::declaration::SqlDialect;
+
+use crate::world::{self, Person};
+
+/// The demo's databases, ready to serve.
+pub struct DemoWorld {
+    pub accounts_url: String,
+    pub billing_url: String,
+    pub people: Vec<Person>,
+}
+
+impl DemoWorld {
+    /// The environment the reference declarations read their URLs from.
+    pub fn env(&self) -> impl Fn(&str) -> Option<String> + use<> {
+        let accounts = self.accounts_url.clone();
+        let billing = self.billing_url.clone();
+        move |name| match name {
+            "ACCOUNTS_DATABASE_URL" => Some(accounts.clone()),
+            "BILLING_DATABASE_URL" => Some(billing.clone()),
+            other => std::env::var(other).ok(),
+        }
+    }
+}
+
+/// Creates `accounts.db` and `billing.db` in `dir` (replacing earlier ones) with `count` people.
+pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
+    sqlx::any::install_default_drivers();
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    let people = world::people(count, 42, 1001);
+    let mut urls = Vec::new();
+    for database in ["accounts", "billing"] {
+        let path: PathBuf = dir.join(format!("{database}.db"));
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            if file.exists() {
+                std::fs::remove_file(&file)
+                    .with_context(|| format!("removing {}", file.display()))?;
+            }
+        }
+        let url = format!("sqlite://{}", path.display());
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{url}?mode=rwc"))
+            .await
+            .with_context(|| format!("creating {}", path.display()))?;
+        world::create_schema(&pool, world::ddl(SqlDialect::Sqlite, database))
+            .await
+            .with_context(|| format!("creating the {database} tables"))?;
+        if database == "accounts" {
+            world::seed_accounts(&pool, SqlDialect::Sqlite, &people).await
+        } else {
+            world::seed_billing(&pool, SqlDialect::Sqlite, &people).await
+        }
+        .with_context(|| format!("seeding {database}"))?;
+        pool.close().await;
+        urls.push(url);
+    }
+    let billing_url = urls.pop().unwrap_or_default();
+    let accounts_url = urls.pop().unwrap_or_default();
+    Ok(DemoWorld {
+        accounts_url,
+        billing_url,
+        people,
+    })
+}
+
+/// Example queries for the demo's people, printed at start.
+pub fn examples(world: &DemoWorld, listen: &str) -> String {
+    let mixed = world
+        .people
+        .iter()
+        .find(|p| p.email.contains("Example.COM"));
+    let payer = world.people.iter().find(|p| {
+        p.customer
+            .as_ref()
+            .is_some_and(|c| !c.invoices.is_empty() && c.email != p.email.to_lowercase())
+    });
+    let mut out = format!(
+        "Subject Gateway demo: {} synthetic people in SQLite ({}, {})\n\n  GraphiQL: http://{listen}/\n  GraphQL:  POST http://{listen}/graphql\n\n",
+        world.people.len(),
+        world.accounts_url.trim_start_matches("sqlite://"),
+        world.billing_url.trim_start_matches("sqlite://"),
+    );
+    if let Some(person) = payer.or(mixed) {
+        let email = person.email.to_uppercase();
+        out.push_str(&format!(
+            "Everything about one person, found from an email typed in capitals:\n\n  curl -s http://{listen}/graphql -H 'content-type: application/json' -d '{{\"query\":\"{{ subject(identity: {{kind: EMAIL, value: \\\"{email}\\\"}}) {{ identities {{ kind value source }} accounts {{ users {{ fullName email }} sessions {{ ipAddress startedAt }} }} billing {{ customers {{ id email }} invoices {{ number amountDueCents issuedAt }} }} sources {{ connector status latencyMs roundTrips }} }} }}\"}}'\n\n"
+        ));
+    }
+    if world.people.len() >= 3 {
+        let ids: Vec<String> = world
+            .people
+            .iter()
+            .take(3)
+            .map(|p| p.user_id.to_string())
+            .collect();
+        out.push_str(&format!(
+            "Three people in one batched query:\n\n  {{ subjects(identities: [{}]) {{ accounts {{ users {{ fullName }} }} billing {{ invoices {{ number }} }} }} }}\n\n",
+            ids.iter().map(|id| format!("{{kind: USER_ID, value: \"{id}\"}}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    out.push_str("What is registered, with data categories:\n\n  { connectors { name kind health { status } entities { name fields { name category } } } }\n");
+    out
+}

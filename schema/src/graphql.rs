@@ -1,0 +1,843 @@
+//! The GraphQL schema, generated from the registry: `Query.subject`, `Query.subjects`,
+//! `Query.connectors`, and one object type per connector and per entity.
+//!
+//! Records are served straight from the executor's batch outcome (borrowed, not copied). A
+//! failing entity is `null` with an error whose `extensions` name the connector, the entity and the
+//! error class; the other connectors' data still comes back.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_graphql::dynamic::{
+    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object,
+    ResolverContext, Scalar, Schema, SchemaError, TypeRef,
+};
+use async_graphql::{Error, ErrorExtensions, Name, ServerError, Value as GqlValue};
+use subject_connectors::{ConnectorError, FailureClass, FieldType, Identity, IdentityError, Value};
+
+use crate::plan::EntityRef;
+use crate::resolve::{BatchOutcome, Executor, IdentitySource, ResolvedIdentity, SourceState};
+
+/// Limits and switches of the generated schema.
+#[derive(Debug, Clone)]
+pub struct SchemaSettings {
+    /// Most identities one `subjects` call may carry.
+    pub max_batch: usize,
+    /// Whether introspection queries are answered.
+    pub introspection: bool,
+}
+
+impl Default for SchemaSettings {
+    fn default() -> Self {
+        Self {
+            max_batch: 1000,
+            introspection: true,
+        }
+    }
+}
+
+/// One subject of a batch: the parent value of `Subject`'s fields.
+struct SubjectView {
+    batch: Arc<BatchOutcome>,
+    index: usize,
+}
+
+/// One connector's section of one subject.
+struct ConnectorView {
+    batch: Arc<BatchOutcome>,
+    index: usize,
+}
+
+struct SourceView {
+    connector: String,
+    state: SourceState,
+    latency_ms: f64,
+    records: usize,
+    round_trips: u32,
+    error: Option<(String, &'static str)>,
+}
+
+struct HealthView {
+    up: bool,
+    latency_ms: f64,
+    error: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+struct EntityAt(EntityRef);
+
+#[derive(Clone, Copy)]
+struct FieldAt(EntityRef, usize);
+
+#[derive(Clone, Copy)]
+struct LinkAt(EntityRef, usize, bool);
+
+/// Builds the executable schema for `executor`'s registry.
+pub fn build_schema(
+    executor: Arc<Executor>,
+    settings: SchemaSettings,
+) -> Result<Schema, SchemaError> {
+    let registry = executor.registry().clone();
+    let mut builder = Schema::build("Query", None, None)
+        .data(executor.clone())
+        .register(Scalar::new("Long").description("A 64-bit integer, serialised as a JSON number."))
+        .register(Scalar::new("JSON").description("A JSON document."));
+    if !settings.introspection {
+        builder = builder.disable_introspection();
+    }
+
+    let mut kinds =
+        Enum::new("IdentityKind").description("The identity kinds declared in gateway.toml.");
+    for (_, spec) in registry.kinds.iter() {
+        let mut item = EnumItem::new(spec.graphql_name.as_str());
+        if let Some(description) = &spec.description {
+            item = item.description(description.as_str());
+        }
+        kinds = kinds.item(item);
+    }
+    builder = builder
+        .register(kinds)
+        .register(
+            Enum::new("SourceState")
+                .description("How a connector fared for this query.")
+                .item(EnumItem::new("OK"))
+                .item(EnumItem::new("ERROR"))
+                .item(EnumItem::new("TIMEOUT")),
+        )
+        .register(Enum::new("HealthStatus").item(EnumItem::new("UP")).item(EnumItem::new("DOWN")))
+        .register(
+            InputObject::new("IdentityInput")
+                .description("An identity to start from; its value is normalised per kind (emails: trimmed, lower-cased).")
+                .field(InputValue::new("kind", TypeRef::named_nn("IdentityKind")))
+                .field(InputValue::new("value", TypeRef::named_nn(TypeRef::STRING))),
+        )
+        .register(resolved_identity_type())
+        .register(source_status_type())
+        .register(introspection_types().0)
+        .register(introspection_types().1)
+        .register(introspection_types().2)
+        .register(introspection_types().3)
+        .register(introspection_types().4);
+
+    let mut subject = Object::new("Subject")
+        .description("One person, as every registered store knows them.")
+        .field(
+            Field::new(
+                "identities",
+                TypeRef::named_nn_list_nn("ResolvedIdentity"),
+                |ctx| {
+                    ready((|| {
+                        let view = ctx.parent_value.try_downcast_ref::<SubjectView>()?;
+                        let identities = &view.batch.subjects[view.index].identities;
+                        Ok(Some(FieldValue::list(
+                            identities.iter().map(|i| FieldValue::borrowed_any(i)),
+                        )))
+                    })())
+                },
+            )
+            .description("Every identity followed, and where each was found."),
+        )
+        .field(
+            Field::new(
+                "sources",
+                TypeRef::named_nn_list_nn("SourceStatus"),
+                |ctx| {
+                    ready((|| {
+                        let executor = ctx.data::<Arc<Executor>>()?;
+                        let view = ctx.parent_value.try_downcast_ref::<SubjectView>()?;
+                        let subject = &view.batch.subjects[view.index];
+                        let sources =
+                            view.batch
+                                .sources
+                                .iter()
+                                .enumerate()
+                                .map(|(c, report)| SourceView {
+                                    connector: executor.registry().connectors[c]
+                                        .connector
+                                        .descriptor()
+                                        .name
+                                        .clone(),
+                                    state: report.state,
+                                    latency_ms: report.latency.as_secs_f64() * 1000.0,
+                                    records: subject.record_count(c),
+                                    round_trips: report.round_trips,
+                                    error: report.error.as_ref().map(|e| (e.to_string(), e.code())),
+                                });
+                        Ok(Some(FieldValue::list(sources.map(FieldValue::owned_any))))
+                    })())
+                },
+            )
+            .description("Per connector: status, time spent, records returned, round trips."),
+        );
+
+    for (c, registered) in registry.connectors.iter().enumerate() {
+        let descriptor = registered.connector.descriptor();
+        let mut connector_type = Object::new(registered.type_name.as_str());
+        if let Some(description) = &descriptor.description {
+            connector_type = connector_type.description(description.as_str());
+        }
+        for (e, (entity, names)) in descriptor
+            .entities
+            .iter()
+            .zip(&registered.entities)
+            .enumerate()
+        {
+            let mut record_type = Object::new(names.type_name.as_str()).description(format!(
+                "A record of `{}.{}`{}",
+                descriptor.name,
+                entity.name,
+                entity
+                    .description
+                    .as_ref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            ));
+            for (f, (field, graphql_name)) in
+                entity.fields.iter().zip(&names.field_names).enumerate()
+            {
+                let description = match &field.description {
+                    Some(d) => format!("{d} (category: {})", field.category),
+                    None => format!("Column `{}` (category: {}).", field.name, field.category),
+                };
+                record_type = record_type.field(
+                    Field::new(
+                        graphql_name.as_str(),
+                        output_type(field.field_type),
+                        move |ctx| {
+                            ready((|| {
+                                let record = ctx.parent_value.try_downcast_ref::<Vec<Value>>()?;
+                                Ok(Some(FieldValue::value(to_graphql(
+                                    record.get(f).unwrap_or(&Value::Null),
+                                ))))
+                            })())
+                        },
+                    )
+                    .description(description),
+                );
+            }
+            builder = builder.register(record_type);
+            let entity_ref = EntityRef {
+                connector: c,
+                entity: e,
+            };
+            connector_type = connector_type.field(
+                Field::new(
+                    names.field_name.as_str(),
+                    TypeRef::named_nn_list(names.type_name.as_str()),
+                    move |ctx| {
+                        ready((|| {
+                            let view = ctx.parent_value.try_downcast_ref::<ConnectorView>()?;
+                            if let Some(error) = &view.batch.entity_errors[c][e] {
+                                let executor = ctx.data::<Arc<Executor>>()?;
+                                return Err(connector_error(executor, entity_ref, error));
+                            }
+                            let records = &view.batch.subjects[view.index].records[c][e];
+                            Ok(Some(FieldValue::list(records.iter().map(|r| FieldValue::borrowed_any(r)))))
+                        })())
+                    },
+                )
+                .description(format!(
+                    "Records of `{}` that belong to this subject; null (with an error) when the store failed.",
+                    entity.source
+                )),
+            );
+        }
+        builder = builder.register(connector_type);
+        subject = subject.field(
+            Field::new(
+                registered.field_name.as_str(),
+                TypeRef::named_nn(registered.type_name.as_str()),
+                move |ctx| {
+                    ready((|| {
+                        let view = ctx.parent_value.try_downcast_ref::<SubjectView>()?;
+                        Ok(Some(FieldValue::owned_any(ConnectorView {
+                            batch: view.batch.clone(),
+                            index: view.index,
+                        })))
+                    })())
+                },
+            )
+            .description(format!(
+                "Data held in connector `{}` ({}).",
+                descriptor.name, descriptor.kind
+            )),
+        );
+    }
+    builder = builder.register(subject);
+
+    let max_batch = settings.max_batch;
+    let query = Object::new("Query")
+        .field(
+            Field::new("subject", TypeRef::named("Subject"), |ctx| {
+                FieldFuture::new(async move {
+                    let executor = ctx.data::<Arc<Executor>>()?.clone();
+                    let identity = parse_identity(&executor, &ctx.args.try_get("identity")?)
+                        .map_err(|e| identity_error(&e, None))?;
+                    let batch = resolve(&executor, vec![vec![identity]], &ctx).await;
+                    Ok(Some(FieldValue::owned_any(SubjectView { batch, index: 0 })))
+                })
+            })
+            .argument(InputValue::new("identity", TypeRef::named_nn("IdentityInput")))
+            .description("Everything held about one person, found from one identity. A person with no data is an empty subject, not an error."),
+        )
+        .field(
+            Field::new("subjects", TypeRef::named_nn_list_nn("Subject"), move |ctx| {
+                FieldFuture::new(async move {
+                    let executor = ctx.data::<Arc<Executor>>()?.clone();
+                    let list = ctx.args.try_get("identities")?.list()?;
+                    if list.len() > max_batch {
+                        return Err(Error::new(format!(
+                            "{} identities given; at most {max_batch} per call",
+                            list.len()
+                        ))
+                        .extend_with(|_, e| e.set("code", "BATCH_TOO_LARGE")));
+                    }
+                    let mut inputs = Vec::with_capacity(list.len());
+                    for (i, item) in list.iter().enumerate() {
+                        let identity = parse_identity(&executor, &item).map_err(|e| identity_error(&e, Some(i)))?;
+                        inputs.push(vec![identity]);
+                    }
+                    let count = inputs.len();
+                    let batch = resolve(&executor, inputs, &ctx).await;
+                    Ok(Some(FieldValue::list((0..count).map(|index| {
+                        FieldValue::owned_any(SubjectView { batch: batch.clone(), index })
+                    }))))
+                })
+            })
+            .argument(InputValue::new("identities", TypeRef::named_nn_list_nn("IdentityInput")))
+            .description("Many people at once, one per identity, in the order given. Costs the same number of store round trips per stage as one."),
+        )
+        .field(
+            Field::new("connectors", TypeRef::named_nn_list_nn("ConnectorInfo"), |ctx| {
+                ready((|| {
+                    let executor = ctx.data::<Arc<Executor>>()?;
+                    let connectors = &executor.registry().connectors;
+                    Ok(Some(FieldValue::list(connectors.iter().map(|c| FieldValue::borrowed_any(c)))))
+                })())
+            })
+            .description("What is registered: connectors, their entities, fields and data categories, and health."),
+        );
+    builder.register(query).finish()
+}
+
+/// Runs a batch and reports resolution cut short by the depth limit.
+async fn resolve(
+    executor: &Executor,
+    inputs: Vec<Vec<Identity>>,
+    ctx: &ResolverContext<'_>,
+) -> Arc<BatchOutcome> {
+    let started = Instant::now();
+    let batch = executor.resolve(inputs).await;
+    tracing::info!(
+        subjects = batch.subjects.len(),
+        rounds = batch.rounds,
+        failed_sources = batch
+            .sources
+            .iter()
+            .filter(|s| s.state != SourceState::Ok)
+            .count(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "subjects resolved"
+    );
+    if batch.depth_exhausted {
+        let mut error = ServerError::new(
+            format!(
+                "identity resolution stopped after {} rounds (resolution.max_depth) with identities left to follow; results may be incomplete",
+                batch.rounds
+            ),
+            Some(ctx.item.pos),
+        );
+        let mut extensions = async_graphql::ErrorExtensionValues::default();
+        extensions.set("code", "RESOLUTION_DEPTH_EXHAUSTED");
+        error.extensions = Some(extensions);
+        ctx.add_error(error);
+    }
+    Arc::new(batch)
+}
+
+fn parse_identity(
+    executor: &Executor,
+    input: &async_graphql::dynamic::ValueAccessor<'_>,
+) -> Result<Identity, IdentityError> {
+    let fields = input
+        .object()
+        .map_err(|_| IdentityError::UnknownKind("?".into()))?;
+    let kind_name = fields
+        .try_get("kind")
+        .and_then(|k| k.enum_name().map(str::to_owned))
+        .map_err(|_| IdentityError::UnknownKind("?".into()))?;
+    let value = fields
+        .try_get("value")
+        .and_then(|v| v.string().map(str::to_owned))
+        .map_err(|_| IdentityError::UnknownKind(kind_name.clone()))?;
+    let kinds = &executor.registry().kinds;
+    let kind = kinds
+        .by_graphql_name(&kind_name)
+        .ok_or_else(|| IdentityError::UnknownKind(kind_name.clone()))?;
+    kinds.parse_input(kind, &value)
+}
+
+fn identity_error(error: &IdentityError, index: Option<usize>) -> Error {
+    let message = match index {
+        Some(i) => format!("identities[{i}]: {error}"),
+        None => format!("identity: {error}"),
+    };
+    let code = error.code();
+    Error::new(message).extend_with(move |_, e| {
+        e.set("code", code);
+        if let Some(i) = index {
+            e.set("index", i as i64);
+        }
+    })
+}
+
+fn connector_error(executor: &Executor, entity: EntityRef, error: &ConnectorError) -> Error {
+    let descriptor = executor.registry().connectors[entity.connector]
+        .connector
+        .descriptor();
+    let connector = descriptor.name.clone();
+    let entity_name = descriptor.entities[entity.entity].name.clone();
+    let class = match error.class() {
+        FailureClass::Timeout => "TIMEOUT",
+        FailureClass::Error => "ERROR",
+    };
+    let code = error.code();
+    Error::new(format!(
+        "connector `{connector}` failed on `{entity_name}`: {error}"
+    ))
+    .extend_with(move |_, e| {
+        e.set("code", code);
+        e.set("connector", connector.as_str());
+        e.set("entity", entity_name.as_str());
+        e.set("class", class);
+    })
+}
+
+/// A synchronous resolver result as a `FieldFuture`.
+fn ready<'a>(result: async_graphql::Result<Option<FieldValue<'a>>>) -> FieldFuture<'a> {
+    match result {
+        Ok(value) => FieldFuture::Value(value),
+        Err(error) => FieldFuture::new(async move { Err::<Option<FieldValue<'a>>, _>(error) }),
+    }
+}
+
+/// A field of a plain Rust struct parent: reads `T` and returns a GraphQL value.
+fn leaf<T: Any + Send + Sync>(
+    name: &str,
+    ty: TypeRef,
+    get: impl Fn(&T) -> GqlValue + Send + Sync + 'static,
+) -> Field {
+    Field::new(name, ty, move |ctx| {
+        ready(
+            ctx.parent_value
+                .try_downcast_ref::<T>()
+                .map(|parent| Some(FieldValue::value(get(parent)))),
+        )
+    })
+}
+
+/// A field of an executor-indexed parent (`EntityAt`, `FieldAt`, …) that needs the registry.
+fn indexed<T: Any + Send + Sync>(
+    name: &str,
+    ty: TypeRef,
+    get: impl Fn(&Executor, &T) -> GqlValue + Send + Sync + 'static,
+) -> Field {
+    Field::new(name, ty, move |ctx| {
+        ready((|| {
+            let executor = ctx.data::<Arc<Executor>>()?;
+            let parent = ctx.parent_value.try_downcast_ref::<T>()?;
+            Ok(Some(FieldValue::value(get(executor, parent))))
+        })())
+    })
+}
+
+fn enum_value(name: &str) -> GqlValue {
+    GqlValue::Enum(Name::new(name))
+}
+
+fn opt_string(value: Option<&str>) -> GqlValue {
+    value.map_or(GqlValue::Null, |s| GqlValue::String(s.to_owned()))
+}
+
+fn resolved_identity_type() -> Object {
+    Object::new("ResolvedIdentity")
+        .description("An identity of the subject and where it was found.")
+        .field(indexed::<ResolvedIdentity>(
+            "kind",
+            TypeRef::named_nn("IdentityKind"),
+            |ex, r| enum_value(&ex.registry().kinds.get(r.identity.kind).graphql_name),
+        ))
+        .field(leaf::<ResolvedIdentity>(
+            "value",
+            TypeRef::named_nn(TypeRef::STRING),
+            |r| GqlValue::String(r.identity.value.expose().to_owned()),
+        ))
+        .field(
+            indexed::<ResolvedIdentity>("source", TypeRef::named_nn(TypeRef::STRING), |ex, r| {
+                match r.source {
+                    IdentitySource::Input => GqlValue::String("input".into()),
+                    IdentitySource::Entity(e) => {
+                        GqlValue::String(ex.registry().entity_label(e.connector, e.entity))
+                    }
+                }
+            })
+            .description("`input`, or `connector.entity` that yielded it."),
+        )
+        .field(indexed::<ResolvedIdentity>(
+            "connector",
+            TypeRef::named(TypeRef::STRING),
+            |ex, r| match r.source {
+                IdentitySource::Input => GqlValue::Null,
+                IdentitySource::Entity(e) => GqlValue::String(
+                    ex.registry().connectors[e.connector]
+                        .connector
+                        .descriptor()
+                        .name
+                        .clone(),
+                ),
+            },
+        ))
+        .field(indexed::<ResolvedIdentity>(
+            "entity",
+            TypeRef::named(TypeRef::STRING),
+            |ex, r| match r.source {
+                IdentitySource::Input => GqlValue::Null,
+                IdentitySource::Entity(e) => GqlValue::String(
+                    ex.registry().connectors[e.connector]
+                        .connector
+                        .descriptor()
+                        .entities[e.entity]
+                        .name
+                        .clone(),
+                ),
+            },
+        ))
+        .field(
+            leaf::<ResolvedIdentity>("depth", TypeRef::named_nn(TypeRef::INT), |r| {
+                GqlValue::from(r.depth as i64)
+            })
+            .description("The resolution round that found it; 0 for the input."),
+        )
+}
+
+fn source_status_type() -> Object {
+    Object::new("SourceStatus")
+        .description("How one connector fared for this subject.")
+        .field(leaf::<SourceView>(
+            "connector",
+            TypeRef::named_nn(TypeRef::STRING),
+            |s| GqlValue::String(s.connector.clone()),
+        ))
+        .field(leaf::<SourceView>(
+            "status",
+            TypeRef::named_nn("SourceState"),
+            |s| {
+                enum_value(match s.state {
+                    SourceState::Ok => "OK",
+                    SourceState::Error => "ERROR",
+                    SourceState::Timeout => "TIMEOUT",
+                })
+            },
+        ))
+        .field(
+            leaf::<SourceView>("latencyMs", TypeRef::named_nn(TypeRef::FLOAT), |s| {
+                GqlValue::from(s.latency_ms)
+            })
+            .description("Time spent in this connector's store calls, summed over rounds."),
+        )
+        .field(leaf::<SourceView>(
+            "records",
+            TypeRef::named_nn(TypeRef::INT),
+            |s| GqlValue::from(s.records as i64),
+        ))
+        .field(
+            leaf::<SourceView>("roundTrips", TypeRef::named_nn(TypeRef::INT), |s| {
+                GqlValue::from(s.round_trips)
+            })
+            .description(
+                "Store queries issued for the whole request (shared by every subject of a batch).",
+            ),
+        )
+        .field(leaf::<SourceView>(
+            "error",
+            TypeRef::named(TypeRef::STRING),
+            |s| opt_string(s.error.as_ref().map(|(m, _)| m.as_str())),
+        ))
+        .field(leaf::<SourceView>(
+            "errorCode",
+            TypeRef::named(TypeRef::STRING),
+            |s| opt_string(s.error.as_ref().map(|(_, c)| *c)),
+        ))
+}
+
+/// `ConnectorInfo`, `EntityInfo`, `FieldInfo`, `IdentityLinkInfo`, `ConnectorHealth`.
+fn introspection_types() -> (Object, Object, Object, Object, Object) {
+    use crate::registry::RegisteredConnector;
+    let connector_info = Object::new("ConnectorInfo")
+        .description("A registered connector.")
+        .field(leaf::<RegisteredConnector>(
+            "name",
+            TypeRef::named_nn(TypeRef::STRING),
+            |c| GqlValue::String(c.connector.descriptor().name.clone()),
+        ))
+        .field(leaf::<RegisteredConnector>(
+            "kind",
+            TypeRef::named_nn(TypeRef::STRING),
+            |c| GqlValue::String(c.connector.descriptor().kind.clone()),
+        ))
+        .field(leaf::<RegisteredConnector>(
+            "description",
+            TypeRef::named(TypeRef::STRING),
+            |c| opt_string(c.connector.descriptor().description.as_deref()),
+        ))
+        .field(leaf::<RegisteredConnector>(
+            "timeoutMs",
+            TypeRef::named_nn(TypeRef::INT),
+            |c| GqlValue::from(c.connector.descriptor().timeout.as_millis() as i64),
+        ))
+        .field(Field::new(
+            "entities",
+            TypeRef::named_nn_list_nn("EntityInfo"),
+            |ctx| {
+                ready((|| {
+                    let executor = ctx.data::<Arc<Executor>>()?;
+                    let parent = ctx.parent_value.try_downcast_ref::<RegisteredConnector>()?;
+                    let c = executor
+                        .registry()
+                        .connectors
+                        .iter()
+                        .position(|r| std::ptr::eq(r, parent))
+                        .ok_or_else(|| Error::new("internal: connector not registered"))?;
+                    let count = parent.connector.descriptor().entities.len();
+                    Ok(Some(FieldValue::list((0..count).map(|e| {
+                        FieldValue::owned_any(EntityAt(EntityRef {
+                            connector: c,
+                            entity: e,
+                        }))
+                    }))))
+                })())
+            },
+        ))
+        .field(
+            Field::new("health", TypeRef::named_nn("ConnectorHealth"), |ctx| {
+                FieldFuture::new(async move {
+                    let parent = ctx.parent_value.try_downcast_ref::<RegisteredConnector>()?;
+                    let connector = parent.connector.clone();
+                    let timeout = connector.descriptor().timeout;
+                    let started = Instant::now();
+                    let result = match tokio::time::timeout(timeout, connector.health()).await {
+                        Ok(result) => result,
+                        Err(_) => Err(ConnectorError::Timeout(timeout)),
+                    };
+                    Ok(Some(FieldValue::owned_any(HealthView {
+                        up: result.is_ok(),
+                        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                        error: result.err().map(|e| e.to_string()),
+                    })))
+                })
+            })
+            .description("Asks the store now, within the connector's timeout."),
+        );
+    let entity_info = Object::new("EntityInfo")
+        .description("A table, collection or resource of a connector.")
+        .field(indexed::<EntityAt>(
+            "name",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ex, at| GqlValue::String(entity(ex, at.0).name.clone()),
+        ))
+        .field(indexed::<EntityAt>(
+            "graphqlField",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ex, at| {
+                GqlValue::String(
+                    ex.registry().connectors[at.0.connector].entities[at.0.entity]
+                        .field_name
+                        .clone(),
+                )
+            },
+        ))
+        .field(indexed::<EntityAt>(
+            "graphqlType",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ex, at| {
+                GqlValue::String(
+                    ex.registry().connectors[at.0.connector].entities[at.0.entity]
+                        .type_name
+                        .clone(),
+                )
+            },
+        ))
+        .field(indexed::<EntityAt>(
+            "source",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ex, at| GqlValue::String(entity(ex, at.0).source.clone()),
+        ))
+        .field(indexed::<EntityAt>(
+            "description",
+            TypeRef::named(TypeRef::STRING),
+            |ex, at| opt_string(entity(ex, at.0).description.as_deref()),
+        ))
+        .field(links_field("lookups", false))
+        .field(links_field("yields", true))
+        .field(Field::new(
+            "fields",
+            TypeRef::named_nn_list_nn("FieldInfo"),
+            |ctx| {
+                ready((|| {
+                    let executor = ctx.data::<Arc<Executor>>()?;
+                    let at = *ctx.parent_value.try_downcast_ref::<EntityAt>()?;
+                    let count = entity(executor, at.0).fields.len();
+                    Ok(Some(FieldValue::list(
+                        (0..count).map(|f| FieldValue::owned_any(FieldAt(at.0, f))),
+                    )))
+                })())
+            },
+        ));
+    let field_info = Object::new("FieldInfo")
+        .description("A declared field and its data category.")
+        .field(indexed::<FieldAt>(
+            "name",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ex, at| GqlValue::String(entity(ex, at.0).fields[at.1].name.clone()),
+        ))
+        .field(indexed::<FieldAt>(
+            "graphqlField",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ex, at| {
+                GqlValue::String(
+                    ex.registry().connectors[at.0.connector].entities[at.0.entity].field_names
+                        [at.1]
+                        .clone(),
+                )
+            },
+        ))
+        .field(indexed::<FieldAt>(
+            "type",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ex, at| GqlValue::String(entity(ex, at.0).fields[at.1].field_type.as_str().to_owned()),
+        ))
+        .field(indexed::<FieldAt>(
+            "category",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ex, at| GqlValue::String(entity(ex, at.0).fields[at.1].category.to_string()),
+        ))
+        .field(indexed::<FieldAt>(
+            "categoryName",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ex, at| {
+                GqlValue::String(
+                    entity(ex, at.0).fields[at.1]
+                        .category
+                        .display_name()
+                        .to_owned(),
+                )
+            },
+        ))
+        .field(indexed::<FieldAt>(
+            "description",
+            TypeRef::named(TypeRef::STRING),
+            |ex, at| opt_string(entity(ex, at.0).fields[at.1].description.as_deref()),
+        ));
+    let link_info = Object::new("IdentityLinkInfo")
+        .description("An identity kind and the field it is compared with or read from.")
+        .field(indexed::<LinkAt>(
+            "kind",
+            TypeRef::named_nn("IdentityKind"),
+            |ex, at| {
+                let link = link(ex, *at);
+                enum_value(&ex.registry().kinds.get(link.kind).graphql_name)
+            },
+        ))
+        .field(indexed::<LinkAt>(
+            "field",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ex, at| {
+                let link = link(ex, *at);
+                GqlValue::String(entity(ex, at.0).fields[link.field].name.clone())
+            },
+        ));
+    let health = Object::new("ConnectorHealth")
+        .field(leaf::<HealthView>(
+            "status",
+            TypeRef::named_nn("HealthStatus"),
+            |h| enum_value(if h.up { "UP" } else { "DOWN" }),
+        ))
+        .field(leaf::<HealthView>(
+            "latencyMs",
+            TypeRef::named_nn(TypeRef::FLOAT),
+            |h| GqlValue::from(h.latency_ms),
+        ))
+        .field(leaf::<HealthView>(
+            "error",
+            TypeRef::named(TypeRef::STRING),
+            |h| opt_string(h.error.as_deref()),
+        ));
+    (connector_info, entity_info, field_info, link_info, health)
+}
+
+fn links_field(name: &'static str, yields: bool) -> Field {
+    Field::new(
+        name,
+        TypeRef::named_nn_list_nn("IdentityLinkInfo"),
+        move |ctx| {
+            ready((|| {
+                let executor = ctx.data::<Arc<Executor>>()?;
+                let at = *ctx.parent_value.try_downcast_ref::<EntityAt>()?;
+                let descriptor = entity(executor, at.0);
+                let count = if yields {
+                    descriptor.yields.len()
+                } else {
+                    descriptor.lookups.len()
+                };
+                Ok(Some(FieldValue::list(
+                    (0..count).map(|l| FieldValue::owned_any(LinkAt(at.0, l, yields))),
+                )))
+            })())
+        },
+    )
+}
+
+fn entity(executor: &Executor, at: EntityRef) -> &subject_connectors::EntityDescriptor {
+    &executor.registry().connectors[at.connector]
+        .connector
+        .descriptor()
+        .entities[at.entity]
+}
+
+fn link(executor: &Executor, at: LinkAt) -> subject_connectors::IdentityLink {
+    let descriptor = entity(executor, at.0);
+    if at.2 {
+        descriptor.yields[at.1]
+    } else {
+        descriptor.lookups[at.1]
+    }
+}
+
+fn output_type(field_type: FieldType) -> TypeRef {
+    TypeRef::named(match field_type {
+        FieldType::String
+        | FieldType::Decimal
+        | FieldType::Timestamp
+        | FieldType::Date
+        | FieldType::Uuid => TypeRef::STRING,
+        FieldType::Int => TypeRef::INT,
+        FieldType::Bigint => "Long",
+        FieldType::Float => TypeRef::FLOAT,
+        FieldType::Bool => TypeRef::BOOLEAN,
+        FieldType::Json => "JSON",
+    })
+}
+
+fn to_graphql(value: &Value) -> GqlValue {
+    match value {
+        Value::Null => GqlValue::Null,
+        Value::Bool(b) => GqlValue::Boolean(*b),
+        Value::Int(i) => GqlValue::from(*i),
+        Value::Float(f) => {
+            async_graphql::Number::from_f64(*f).map_or(GqlValue::Null, GqlValue::Number)
+        }
+        Value::String(s) => GqlValue::String(s.clone()),
+        Value::Json(json) => GqlValue::from_json(json.clone()).unwrap_or(GqlValue::Null),
+    }
+}

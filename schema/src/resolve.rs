@@ -1,0 +1,377 @@
+//! The executor: from the identities given, follow the identity graph to a fixpoint, one batched
+//! store query per entity per round, all of a round's queries concurrently.
+//!
+//! A batch of subjects shares its queries: round n asks each entity once for every subject's new
+//! values, then hands each returned record to the subjects whose values it matched. So N subjects
+//! cost the same number of round trips per stage as one.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use indexmap::IndexMap;
+use subject_connectors::{
+    Connector, ConnectorError, FailureClass, Identity, IdentityValue, LookupRequest, Record,
+};
+use tracing::Instrument;
+
+use crate::plan::{EntityRef, ResolutionPlan};
+use crate::registry::Registry;
+
+/// Where a resolved identity came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// Given by the caller.
+    Input,
+    /// Read from a record of this entity.
+    Entity(EntityRef),
+}
+
+/// One identity of a subject, with how it was found.
+#[derive(Debug, Clone)]
+pub struct ResolvedIdentity {
+    pub identity: Identity,
+    pub source: IdentitySource,
+    /// The round that found it (0 for input).
+    pub depth: usize,
+}
+
+/// How a connector fared for a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceState {
+    Ok,
+    Error,
+    Timeout,
+}
+
+/// Per connector, for a batch: status, time spent, round trips, first error.
+#[derive(Debug, Clone)]
+pub struct SourceReport {
+    pub state: SourceState,
+    pub latency: Duration,
+    pub round_trips: u32,
+    pub error: Option<ConnectorError>,
+}
+
+/// One subject's outcome.
+#[derive(Debug, Clone, Default)]
+pub struct SubjectOutcome {
+    pub identities: Vec<ResolvedIdentity>,
+    /// `records[connector][entity]`.
+    pub records: Vec<Vec<Vec<Record>>>,
+}
+
+impl SubjectOutcome {
+    pub fn record_count(&self, connector: usize) -> usize {
+        self.records[connector].iter().map(Vec::len).sum()
+    }
+}
+
+/// The outcome of resolving a batch of subjects.
+#[derive(Debug, Clone)]
+pub struct BatchOutcome {
+    pub subjects: Vec<SubjectOutcome>,
+    /// One per registered connector.
+    pub sources: Vec<SourceReport>,
+    /// `entity_errors[connector][entity]`: why an entity's records are missing, if they are.
+    pub entity_errors: Vec<Vec<Option<ConnectorError>>>,
+    /// True when `max_depth` stopped resolution with identities still to follow.
+    pub depth_exhausted: bool,
+    /// Rounds run.
+    pub rounds: usize,
+}
+
+/// Runs resolution for batches of subjects against a registry and plan.
+pub struct Executor {
+    registry: Arc<Registry>,
+    plan: Arc<ResolutionPlan>,
+}
+
+/// Per-subject state during resolution.
+struct SubjectState {
+    known: IndexMap<Identity, ResolvedIdentity>,
+    /// Identities found in the last round, to look up in the next.
+    pending: Vec<Identity>,
+    /// Lookups already answered for this subject (`entity`, `lookup`, value), e.g. a primary key
+    /// read from the very record that lookup would return.
+    covered: HashSet<(EntityRef, usize, IdentityValue)>,
+    records: Vec<Vec<Vec<Record>>>,
+    /// Keys of records already held, per connector and entity, so a record found twice is kept
+    /// once.
+    record_keys: Vec<Vec<HashSet<String>>>,
+}
+
+impl Executor {
+    pub fn new(registry: Arc<Registry>, plan: Arc<ResolutionPlan>) -> Self {
+        Self { registry, plan }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn plan(&self) -> &Arc<ResolutionPlan> {
+        &self.plan
+    }
+
+    /// Resolves each of `inputs` (one or more identities per subject) to a subject.
+    pub async fn resolve(&self, inputs: Vec<Vec<Identity>>) -> BatchOutcome {
+        let registry = &self.registry;
+        let shape: Vec<usize> = registry
+            .connectors
+            .iter()
+            .map(|c| c.connector.descriptor().entities.len())
+            .collect();
+        let mut subjects: Vec<SubjectState> = inputs
+            .into_iter()
+            .map(|identities| {
+                let mut known = IndexMap::new();
+                for identity in &identities {
+                    known
+                        .entry(identity.clone())
+                        .or_insert_with(|| ResolvedIdentity {
+                            identity: identity.clone(),
+                            source: IdentitySource::Input,
+                            depth: 0,
+                        });
+                }
+                SubjectState {
+                    pending: known.keys().cloned().collect(),
+                    known,
+                    covered: HashSet::new(),
+                    records: shape.iter().map(|&n| vec![Vec::new(); n]).collect(),
+                    record_keys: shape.iter().map(|&n| vec![HashSet::new(); n]).collect(),
+                }
+            })
+            .collect();
+        let mut sources: Vec<SourceReport> = registry
+            .connectors
+            .iter()
+            .map(|_| SourceReport {
+                state: SourceState::Ok,
+                latency: Duration::ZERO,
+                round_trips: 0,
+                error: None,
+            })
+            .collect();
+        let mut entity_errors: Vec<Vec<Option<ConnectorError>>> =
+            shape.iter().map(|&n| vec![None; n]).collect();
+
+        let mut rounds = 0;
+        while subjects.iter().any(|s| !s.pending.is_empty()) && rounds < self.plan.max_depth {
+            rounds += 1;
+            let requests = self.gather(&mut subjects);
+            let calls = requests.iter().map(|(entity, by)| {
+                let connector = &registry.connectors[entity.connector].connector;
+                let request = LookupRequest {
+                    entity: entity.entity,
+                    by: by
+                        .iter()
+                        .map(|(l, values)| (*l, values.keys().cloned().collect()))
+                        .collect(),
+                };
+                timed_fetch(connector.as_ref(), request)
+            });
+            let results = join_all(calls).await;
+            for ((entity, by), (result, elapsed)) in requests.into_iter().zip(results) {
+                let source = &mut sources[entity.connector];
+                source.round_trips += 1;
+                source.latency += elapsed;
+                match result {
+                    Ok(records) => self.distribute(&mut subjects, entity, &by, records, rounds),
+                    Err(error) => {
+                        let state = match error.class() {
+                            FailureClass::Timeout => SourceState::Timeout,
+                            FailureClass::Error => SourceState::Error,
+                        };
+                        if source.state == SourceState::Ok {
+                            source.state = state;
+                        }
+                        source.error.get_or_insert_with(|| error.clone());
+                        entity_errors[entity.connector][entity.entity].get_or_insert(error);
+                    }
+                }
+            }
+        }
+        let depth_exhausted = subjects.iter().any(|s| !s.pending.is_empty());
+        BatchOutcome {
+            subjects: subjects
+                .into_iter()
+                .map(|s| SubjectOutcome {
+                    identities: s.known.into_values().collect(),
+                    records: s.records,
+                })
+                .collect(),
+            sources,
+            entity_errors,
+            depth_exhausted,
+            rounds,
+        }
+    }
+
+    /// Collects this round's lookups: per entity and lookup, every pending value and the subjects
+    /// waiting for it. Clears each subject's pending list.
+    #[allow(clippy::type_complexity)]
+    fn gather(
+        &self,
+        subjects: &mut [SubjectState],
+    ) -> IndexMap<EntityRef, IndexMap<usize, IndexMap<IdentityValue, Vec<usize>>>> {
+        let mut requests: IndexMap<
+            EntityRef,
+            IndexMap<usize, IndexMap<IdentityValue, Vec<usize>>>,
+        > = IndexMap::new();
+        for (s, subject) in subjects.iter_mut().enumerate() {
+            for identity in std::mem::take(&mut subject.pending) {
+                for lookup in &self.plan.lookups_by_kind[identity.kind.index()] {
+                    if subject.covered.contains(&(
+                        lookup.entity,
+                        lookup.lookup,
+                        identity.value.clone(),
+                    )) {
+                        continue;
+                    }
+                    requests
+                        .entry(lookup.entity)
+                        .or_default()
+                        .entry(lookup.lookup)
+                        .or_default()
+                        .entry(identity.value.clone())
+                        .or_default()
+                        .push(s);
+                }
+            }
+        }
+        requests
+    }
+
+    /// Hands each record to the subjects whose looked-up values it matches, and harvests the
+    /// identities it yields.
+    fn distribute(
+        &self,
+        subjects: &mut [SubjectState],
+        entity: EntityRef,
+        by: &IndexMap<usize, IndexMap<IdentityValue, Vec<usize>>>,
+        records: Vec<Record>,
+        round: usize,
+    ) {
+        let kinds = &self.registry.kinds;
+        let descriptor = &self.registry.connectors[entity.connector]
+            .connector
+            .descriptor()
+            .entities[entity.entity];
+        for record in records {
+            // Which subjects asked for a value this record holds.
+            let mut owners: Vec<usize> = Vec::new();
+            for (lookup, waiting) in by {
+                let link = descriptor.lookups[*lookup];
+                let Some(text) = record.get(link.field).and_then(|v| v.as_identity_text()) else {
+                    continue;
+                };
+                let Some(value) = kinds.get(link.kind).normalise_stored(&text) else {
+                    continue;
+                };
+                if let Some(subjects) = waiting.get(&value) {
+                    owners.extend(subjects);
+                }
+            }
+            owners.sort_unstable();
+            owners.dedup();
+            if owners.is_empty() {
+                continue;
+            }
+            let key = match descriptor.primary_key {
+                Some(pk) => format!("{:?}", record.get(pk)),
+                None => format!("{record:?}"),
+            };
+            // Identities this record yields, and lookups it already answers.
+            let mut yielded = Vec::new();
+            for link in &descriptor.yields {
+                let Some(text) = record.get(link.field).and_then(|v| v.as_identity_text()) else {
+                    continue;
+                };
+                if let Some(value) = kinds.get(link.kind).normalise_stored(&text) {
+                    yielded.push((link.kind, link.field, value));
+                }
+            }
+            for &s in &owners {
+                let subject = &mut subjects[s];
+                if !subject.record_keys[entity.connector][entity.entity].insert(key.clone()) {
+                    continue;
+                }
+                for (kind, field, value) in &yielded {
+                    let identity = Identity {
+                        kind: *kind,
+                        value: value.clone(),
+                    };
+                    if descriptor.primary_key == Some(*field) {
+                        for (l, link) in descriptor.lookups.iter().enumerate() {
+                            if link.field == *field && link.kind == *kind {
+                                subject.covered.insert((entity, l, value.clone()));
+                            }
+                        }
+                    }
+                    if !subject.known.contains_key(&identity) {
+                        subject.known.insert(
+                            identity.clone(),
+                            ResolvedIdentity {
+                                identity: identity.clone(),
+                                source: IdentitySource::Entity(entity),
+                                depth: round,
+                            },
+                        );
+                        subject.pending.push(identity);
+                    }
+                }
+                subject.records[entity.connector][entity.entity].push(record.clone());
+            }
+        }
+    }
+}
+
+/// One store call with the connector's timeout, in its own span (no identity values in it).
+async fn timed_fetch(
+    connector: &dyn Connector,
+    request: LookupRequest,
+) -> (Result<Vec<Record>, ConnectorError>, Duration) {
+    let descriptor = connector.descriptor();
+    let entity = descriptor
+        .entities
+        .get(request.entity)
+        .map_or("?", |e| e.name.as_str());
+    let span = tracing::debug_span!(
+        "connector.fetch",
+        connector = %descriptor.name,
+        entity = %entity,
+        values = request.value_count(),
+        records = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let result = async {
+        match tokio::time::timeout(descriptor.timeout, connector.fetch(&request)).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectorError::Timeout(descriptor.timeout)),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let elapsed = started.elapsed();
+    match &result {
+        Ok(records) => {
+            span.record("records", records.len());
+            span.record("outcome", "ok");
+        }
+        Err(error) => {
+            span.record("outcome", error.code());
+            tracing::warn!(
+                connector = %descriptor.name,
+                entity = %entity,
+                code = error.code(),
+                error = %error,
+                "connector call failed"
+            );
+        }
+    }
+    (result, elapsed)
+}
