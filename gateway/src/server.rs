@@ -6,11 +6,12 @@ use std::sync::Arc;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use subject_schema::SubjectService;
 use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::config::ServerSettings;
 
@@ -28,7 +29,7 @@ pub fn router(service: Arc<SubjectService>, settings: &ServerSettings) -> Router
         router = router.route("/", get(graphiql));
     }
     router
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
         .with_state(AppState { service })
 }
 

@@ -230,7 +230,7 @@ pub fn build_schema(
                             let view = ctx.parent_value.try_downcast_ref::<ConnectorView>()?;
                             if let Some(error) = &view.batch.entity_errors[c][e] {
                                 let executor = ctx.data::<Arc<Executor>>()?;
-                                return Err(connector_error(executor, entity_ref, error));
+                                return Ok(null_with_error(&ctx, connector_error(executor, entity_ref, error)));
                             }
                             let records = &view.batch.subjects[view.index].records[c][e];
                             Ok(Some(FieldValue::list(records.iter().map(|r| FieldValue::borrowed_any(r)))))
@@ -272,8 +272,10 @@ pub fn build_schema(
             Field::new("subject", TypeRef::named("Subject"), |ctx| {
                 FieldFuture::new(async move {
                     let executor = ctx.data::<Arc<Executor>>()?.clone();
-                    let identity = parse_identity(&executor, &ctx.args.try_get("identity")?)
-                        .map_err(|e| identity_error(&e, None))?;
+                    let identity = match parse_identity(&executor, &ctx.args.try_get("identity")?) {
+                        Ok(identity) => identity,
+                        Err(error) => return Ok(null_with_error(&ctx, identity_error(&error, None))),
+                    };
                     let batch = resolve(&executor, vec![vec![identity]], &ctx).await;
                     Ok(Some(FieldValue::owned_any(SubjectView { batch, index: 0 })))
                 })
@@ -412,6 +414,13 @@ fn connector_error(executor: &Executor, entity: EntityRef, error: &ConnectorErro
         e.set("entity", entity_name.as_str());
         e.set("class", class);
     })
+}
+
+/// Reports `error` at the current field's path and resolves the (nullable) field to null.
+/// (async-graphql's dynamic schema leaves the path off errors a resolver returns.)
+fn null_with_error<'a>(ctx: &ResolverContext<'_>, error: Error) -> Option<FieldValue<'a>> {
+    ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
+    None
 }
 
 /// A synchronous resolver result as a `FieldFuture`.

@@ -329,6 +329,9 @@ impl Executor {
     }
 }
 
+/// Extra time given to a store call past its connector's timeout.
+const TIMEOUT_GRACE: Duration = Duration::from_millis(100);
+
 /// One store call with the connector's timeout, in its own span (no identity values in it).
 async fn timed_fetch(
     connector: &dyn Connector,
@@ -348,8 +351,12 @@ async fn timed_fetch(
         outcome = tracing::field::Empty,
     );
     let started = Instant::now();
+    // A little grace past the connector's own timeout, so that a store that cannot be connected
+    // to within it reports as unavailable (ERROR) and one that accepts but does not answer as
+    // TIMEOUT.
+    let limit = descriptor.timeout + TIMEOUT_GRACE;
     let result = async {
-        match tokio::time::timeout(descriptor.timeout, connector.fetch(&request)).await {
+        match tokio::time::timeout(limit, connector.fetch(&request)).await {
             Ok(result) => result,
             Err(_) => Err(ConnectorError::Timeout(descriptor.timeout)),
         }

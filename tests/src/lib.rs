@@ -1,1 +1,397 @@
-//! placeholder
+//! Test support: a fresh database per test on the real PostgreSQL and MariaDB servers, the
+//! reference world seeded into them, and the gateway served on a real port.
+//!
+//! Servers are found at `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`) and
+//! `TEST_MYSQL_URL` (default `mysql://root@127.0.0.1:3306`). Each [`TestDatabase`] is dropped
+//! when the value is, so tests run in parallel without seeing each other.
+
+pub mod statements;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde_json::Value as Json;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use subject_connectors::Connector;
+use subject_connectors::declaration::SqlDialect;
+use subject_gateway::config::Config;
+use subject_gateway::server;
+use subject_gateway::world::{self, Person};
+use subject_schema::SubjectService;
+use tokio::task::JoinHandle;
+
+/// The repository's `config/` directory.
+pub fn config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+fn server_url(dialect: SqlDialect) -> String {
+    match dialect {
+        SqlDialect::Postgres => std::env::var("TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+        SqlDialect::MySql => {
+            std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+        }
+        SqlDialect::Sqlite => String::new(),
+    }
+}
+
+/// A copy of the repository's `config/` in a temporary directory, for tests that change it.
+pub struct ConfigCopy {
+    pub dir: tempfile::TempDir,
+}
+
+impl ConfigCopy {
+    pub fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir_all(dir.path().join("connectors"))?;
+        std::fs::copy(
+            config_dir().join("gateway.toml"),
+            dir.path().join("gateway.toml"),
+        )?;
+        for entry in std::fs::read_dir(config_dir().join("connectors"))? {
+            let path = entry?.path();
+            if let Some(name) = path.file_name() {
+                std::fs::copy(&path, dir.path().join("connectors").join(name))?;
+            }
+        }
+        Ok(Self { dir })
+    }
+
+    pub fn gateway_toml(&self) -> PathBuf {
+        self.dir.path().join("gateway.toml")
+    }
+
+    /// Writes `connectors/NAME` with `text`.
+    pub fn write_connector(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.path().join("connectors").join(name);
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    /// Replaces `from` with `to` in the file at `relative` (which must contain it).
+    pub fn edit(&self, relative: &str, from: &str, to: &str) -> anyhow::Result<()> {
+        let path = self.dir.path().join(relative);
+        let text = std::fs::read_to_string(&path)?;
+        anyhow::ensure!(text.contains(from), "{relative} does not contain {from:?}");
+        std::fs::write(&path, text.replace(from, to))?;
+        Ok(())
+    }
+}
+
+/// A database of its own for one test; removed on drop.
+pub struct TestDatabase {
+    pub dialect: SqlDialect,
+    pub name: String,
+    pub url: String,
+    /// Keeps a SQLite file alive.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn create(dialect: SqlDialect) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let name = format!("sg_test_{}", uuid::Uuid::new_v4().simple());
+        match dialect {
+            SqlDialect::Postgres => {
+                let admin = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&format!("{}/postgres", server_url(dialect)))
+                    .await
+                    .context("connecting to PostgreSQL (is it running? see README)")?;
+                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                    .execute(&admin)
+                    .await?;
+                admin.close().await;
+                Ok(Self {
+                    dialect,
+                    url: format!("{}/{name}", server_url(dialect)),
+                    name,
+                    _dir: None,
+                })
+            }
+            SqlDialect::MySql => {
+                let admin = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&format!("{}/", server_url(dialect)))
+                    .await
+                    .context("connecting to MariaDB (is it running? see README)")?;
+                sqlx::query(&format!(
+                    "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                ))
+                .execute(&admin)
+                .await?;
+                admin.close().await;
+                Ok(Self {
+                    dialect,
+                    url: format!("{}/{name}", server_url(dialect)),
+                    name,
+                    _dir: None,
+                })
+            }
+            SqlDialect::Sqlite => {
+                let dir = tempfile::tempdir()?;
+                let path = dir.path().join(format!("{name}.db"));
+                let url = format!("sqlite://{}", path.display());
+                let pool = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&format!("{url}?mode=rwc"))
+                    .await?;
+                pool.close().await;
+                Ok(Self {
+                    dialect,
+                    name,
+                    url,
+                    _dir: Some(dir),
+                })
+            }
+        }
+    }
+
+    /// A pool onto this database, for setting it up and inspecting it.
+    pub async fn pool(&self) -> anyhow::Result<AnyPool> {
+        Ok(AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.url)
+            .await?)
+    }
+
+    /// Creates the reference world's `database` (`accounts` or `billing`) tables and seeds `people`.
+    pub async fn seed(&self, database: &str, people: &[Person]) -> anyhow::Result<()> {
+        let pool = self.pool().await?;
+        world::create_schema(&pool, world::ddl(self.dialect, database)).await?;
+        if database == "accounts" {
+            world::seed_accounts(&pool, self.dialect, people).await?;
+        } else {
+            world::seed_billing(&pool, self.dialect, people).await?;
+        }
+        pool.close().await;
+        Ok(())
+    }
+
+    /// A digest of every row of `tables` (row count and a checksum of all values), to prove that
+    /// a test changed nothing.
+    pub async fn fingerprint(&self, tables: &[&str]) -> anyhow::Result<String> {
+        let mut out = String::new();
+        match self.dialect {
+            SqlDialect::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await?;
+                for table in tables {
+                    let (count, digest): (i64, Option<String>) = sqlx::query_as(&format!(
+                        "SELECT COUNT(*), md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"
+                    ))
+                    .fetch_one(&pool)
+                    .await?;
+                    out.push_str(&format!("{table}:{count}:{}\n", digest.unwrap_or_default()));
+                }
+                pool.close().await;
+            }
+            SqlDialect::MySql => {
+                let pool = sqlx::MySqlPool::connect(&self.url).await?;
+                for table in tables {
+                    let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                        .fetch_one(&pool)
+                        .await?;
+                    let row = sqlx::query(&format!("CHECKSUM TABLE {table} EXTENDED"))
+                        .fetch_one(&pool)
+                        .await?;
+                    let checksum: Option<u64> = sqlx::Row::try_get(&row, 1).ok();
+                    out.push_str(&format!("{table}:{count}:{checksum:?}\n"));
+                }
+                pool.close().await;
+            }
+            SqlDialect::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await?;
+                for table in tables {
+                    let rows: Vec<String> = sqlx::query_scalar(&format!(
+                        "SELECT quote(id) || ':' || count(*) OVER () FROM {table} ORDER BY 1"
+                    ))
+                    .fetch_all(&pool)
+                    .await?;
+                    out.push_str(&format!("{table}:{}\n", rows.join("|")));
+                }
+                pool.close().await;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if self.dialect == SqlDialect::Sqlite {
+            return;
+        }
+        let (dialect, name) = (self.dialect, self.name.clone());
+        // Dropping runs on a thread of its own: Drop cannot await inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let (admin_url, statement) = match dialect {
+                    SqlDialect::Postgres => (
+                        format!("{}/postgres", server_url(dialect)),
+                        format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                    ),
+                    _ => (
+                        format!("{}/", server_url(dialect)),
+                        format!("DROP DATABASE IF EXISTS `{name}`"),
+                    ),
+                };
+                if let Ok(admin) = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&admin_url)
+                    .await
+                {
+                    let _ = sqlx::query(&statement).execute(&admin).await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The reference world on real servers: accounts in PostgreSQL, billing in MariaDB.
+pub struct ReferenceWorld {
+    pub accounts: TestDatabase,
+    pub billing: TestDatabase,
+    pub people: Vec<Person>,
+}
+
+impl ReferenceWorld {
+    pub async fn create(count: usize) -> anyhow::Result<Self> {
+        Self::create_on(count, SqlDialect::Postgres, SqlDialect::MySql).await
+    }
+
+    pub async fn create_on(
+        count: usize,
+        accounts: SqlDialect,
+        billing: SqlDialect,
+    ) -> anyhow::Result<Self> {
+        let people = world::people(count, 7, 1);
+        let (accounts, billing) = tokio::try_join!(
+            TestDatabase::create(accounts),
+            TestDatabase::create(billing)
+        )?;
+        tokio::try_join!(
+            accounts.seed("accounts", &people),
+            billing.seed("billing", &people)
+        )?;
+        Ok(Self {
+            accounts,
+            billing,
+            people,
+        })
+    }
+
+    /// The environment the reference declarations read.
+    pub fn env(&self) -> impl Fn(&str) -> Option<String> + use<> {
+        let accounts = self.accounts.url.clone();
+        let billing = self.billing.url.clone();
+        move |name| match name {
+            "ACCOUNTS_DATABASE_URL" => Some(accounts.clone()),
+            "BILLING_DATABASE_URL" => Some(billing.clone()),
+            _ => None,
+        }
+    }
+
+    /// The gateway over this world, with the repository's declarations.
+    pub async fn gateway(&self) -> anyhow::Result<TestGateway> {
+        TestGateway::start(&config_dir().join("gateway.toml"), self.env(), Vec::new()).await
+    }
+
+    /// The person with a customer record and at least `invoices` invoices.
+    pub fn payer(&self, invoices: usize) -> &Person {
+        self.people
+            .iter()
+            .find(|p| {
+                p.customer
+                    .as_ref()
+                    .is_some_and(|c| c.invoices.len() >= invoices)
+            })
+            .unwrap_or(&self.people[0])
+    }
+}
+
+/// The gateway served on a real port of 127.0.0.1; stopped on drop.
+pub struct TestGateway {
+    pub address: SocketAddr,
+    pub service: Arc<SubjectService>,
+    client: reqwest::Client,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestGateway {
+    pub async fn start(
+        config: &Path,
+        env: impl Fn(&str) -> Option<String>,
+        custom: Vec<Arc<dyn Connector>>,
+    ) -> anyhow::Result<Self> {
+        let config = Config::load(config)?;
+        let service = Arc::new(config.build_service(env, custom)?);
+        let router = server::router(service.clone(), &config.server);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let task = tokio::spawn(server::serve(listener, router, std::future::pending()));
+        Ok(Self {
+            address,
+            service,
+            client: reqwest::Client::new(),
+            task,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// POSTs a GraphQL query with variables; returns the whole response body.
+    pub async fn graphql(&self, query: &str, variables: Json) -> anyhow::Result<Json> {
+        let response = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&serde_json::json!({ "query": query, "variables": variables }))
+            .send()
+            .await?;
+        Ok(response.json().await?)
+    }
+
+    /// The `subject` for one identity, with the given selection set.
+    pub async fn subject(&self, kind: &str, value: &str, selection: &str) -> anyhow::Result<Json> {
+        self.graphql(
+            &format!("query($kind: IdentityKind!, $value: String!) {{ subject(identity: {{kind: $kind, value: $value}}) {selection} }}"),
+            serde_json::json!({ "kind": kind, "value": value }),
+        )
+        .await
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The selection of every reference-world field the tests look at.
+pub const FULL_SELECTION: &str = "{
+  identities { kind value source connector entity depth }
+  accounts {
+    users { id email fullName company country dateOfBirth marketingOptIn createdAt }
+    sessions { id userId ipAddress userAgent startedAt lastSeenAt }
+    preferences { userId language timezone theme newsletter settings }
+  }
+  billing {
+    customers { id userId email name city taxId createdAt }
+    invoices { id customerId number status currency amountDueCents taxRate billingName billingEmail issuedAt }
+    paymentMethods { id customerId brand last4 expMonth expYear }
+  }
+  sources { connector status latencyMs records roundTrips error errorCode }
+}";

@@ -1,0 +1,104 @@
+//! A failing or slow store never fails the whole query.
+
+use serde_json::Value as Json;
+use subject_connectors::declaration::SqlDialect;
+use subject_gateway_tests::{ConfigCopy, FULL_SELECTION, ReferenceWorld, TestGateway};
+
+use crate::{at, len};
+
+fn source<'a>(subject: &'a Json, connector: &str) -> &'a Json {
+    subject["sources"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["connector"] == connector))
+        .unwrap_or(&Json::Null)
+}
+
+#[tokio::test]
+async fn a_database_that_is_down_gives_the_other_data_and_a_connector_error() -> anyhow::Result<()>
+{
+    let world = ReferenceWorld::create(10).await?;
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "connectors/billing.toml",
+        "timeout_ms = 2000",
+        "timeout_ms = 500",
+    )?;
+    // Nothing listens on port 9 of the loopback address.
+    let accounts_url = world.accounts.url.clone();
+    let env = move |name: &str| match name {
+        "ACCOUNTS_DATABASE_URL" => Some(accounts_url.clone()),
+        "BILLING_DATABASE_URL" => Some("mysql://root@127.0.0.1:9/billing".to_owned()),
+        _ => None,
+    };
+    let gateway = TestGateway::start(&config.gateway_toml(), env, Vec::new()).await?;
+    let person = world.payer(1);
+
+    let response = gateway
+        .subject("EMAIL", &person.email, FULL_SELECTION)
+        .await?;
+    let subject = &response["data"]["subject"];
+    assert_eq!(len(at(subject, &["accounts", "users"])), 1, "{response}");
+    assert_eq!(
+        at(subject, &["accounts", "users"])[0]["email"],
+        person.email.as_str()
+    );
+    assert!(at(subject, &["billing", "customers"]).is_null());
+
+    let errors = response["errors"].as_array().cloned().unwrap_or_default();
+    assert!(!errors.is_empty());
+    for error in &errors {
+        assert_eq!(error["extensions"]["connector"], "billing", "{error}");
+        assert_eq!(error["extensions"]["class"], "ERROR", "{error}");
+        assert_eq!(error["extensions"]["code"], "STORE_UNAVAILABLE", "{error}");
+        assert_eq!(error["path"][0], "subject", "{error}");
+        assert_eq!(error["path"][1], "billing");
+    }
+    assert_eq!(source(subject, "billing")["status"], "ERROR");
+    assert_eq!(source(subject, "accounts")["status"], "OK");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_store_that_does_not_answer_is_a_timeout_for_that_entity_only() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create_on(10, SqlDialect::Postgres, SqlDialect::Postgres).await?;
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "connectors/billing.toml",
+        "timeout_ms = 2000",
+        "timeout_ms = 400",
+    )?;
+    let gateway = TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
+    let person = world.payer(1);
+
+    // Another session holds an exclusive lock on invoices: reading them blocks.
+    let blocker = sqlx::PgPool::connect(&world.billing.url).await?;
+    let mut transaction = blocker.begin().await?;
+    sqlx::query("LOCK TABLE invoices IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *transaction)
+        .await?;
+
+    let response = gateway
+        .subject("EMAIL", &person.email, FULL_SELECTION)
+        .await?;
+    transaction.rollback().await?;
+    let subject = &response["data"]["subject"];
+    assert!(
+        at(subject, &["billing", "invoices"]).is_null(),
+        "{response}"
+    );
+    assert_eq!(len(at(subject, &["billing", "customers"])), 1);
+    assert!(len(at(subject, &["billing", "paymentMethods"])) >= 1);
+    assert_eq!(len(at(subject, &["accounts", "users"])), 1);
+    let errors = response["errors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{response}");
+    assert_eq!(errors[0]["extensions"]["class"], "TIMEOUT");
+    assert_eq!(errors[0]["extensions"]["entity"], "invoices");
+    assert_eq!(source(subject, "billing")["status"], "TIMEOUT");
+
+    // Once the lock is gone, the same query is whole again.
+    let response = gateway
+        .subject("EMAIL", &person.email, FULL_SELECTION)
+        .await?;
+    assert!(response.get("errors").is_none(), "{response}");
+    Ok(())
+}
