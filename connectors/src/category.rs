@@ -158,10 +158,7 @@ pub struct DataCategory(Arc<str>);
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CategoryError {
     #[error("unknown data category `{key}`{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
-    Unknown {
-        key: String,
-        suggestion: Option<String>,
-    },
+    Unknown { key: String, suggestion: Option<String> },
 }
 
 impl DataCategory {

@@ -108,10 +108,7 @@ pub enum ConnectorError {
     #[error("store rejected the query{}", code.as_ref().map(|c| format!(" (code {c})")).unwrap_or_default())]
     Query { code: Option<String> },
     #[error("could not decode field `{field}` as {expected}")]
-    Decode {
-        field: String,
-        expected: &'static str,
-    },
+    Decode { field: String, expected: &'static str },
     #[error("authentication to the store failed")]
     Unauthorized,
     #[error("operation `{0}` is not supported by this connector")]
@@ -143,10 +140,7 @@ impl ConnectorError {
 
     /// Whether retrying the same call may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ConnectorError::Unavailable(_) | ConnectorError::Timeout(_)
-        )
+        matches!(self, ConnectorError::Unavailable(_) | ConnectorError::Timeout(_))
     }
 }
 

@@ -17,9 +17,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::category::DataCategory;
-use crate::connector::{
-    Compare, ConnectorDescriptor, EntityDescriptor, FieldDescriptor, IdentityLink,
-};
+use crate::connector::{Compare, ConnectorDescriptor, EntityDescriptor, FieldDescriptor, IdentityLink};
 use crate::identity::{IdentityKindSpec, IdentityKinds, Normaliser, ValueFormat};
 use crate::value::FieldType;
 
@@ -190,8 +188,7 @@ pub fn build_identity_kinds(
     if declared.is_empty() {
         errors.push(DeclarationError {
             location: Location::file(&file.path),
-            message: "no identity kinds declared: add at least one `[identities.NAME]` table"
-                .into(),
+            message: "no identity kinds declared: add at least one `[identities.NAME]` table".into(),
         });
     }
     for (name, decl) in declared {
@@ -206,15 +203,13 @@ pub fn build_identity_kinds(
             continue;
         }
         let format = match (&decl.pattern, decl.format) {
-            (Some(pattern), _) => {
-                match regex::Regex::new(&format!("^(?:{})$", pattern.get_ref())) {
-                    Ok(re) => ValueFormat::Pattern(re),
-                    Err(err) => {
-                        errors.push(file.error(pattern.span(), format!("invalid pattern: {err}")));
-                        continue;
-                    }
+            (Some(pattern), _) => match regex::Regex::new(&format!("^(?:{})$", pattern.get_ref())) {
+                Ok(re) => ValueFormat::Pattern(re),
+                Err(err) => {
+                    errors.push(file.error(pattern.span(), format!("invalid pattern: {err}")));
+                    continue;
                 }
-            }
+            },
             (None, FormatDecl::Text) => ValueFormat::Text,
             (None, FormatDecl::Email) => ValueFormat::Email,
             (None, FormatDecl::Integer) => ValueFormat::Integer,
@@ -373,10 +368,7 @@ pub struct UrlTemplate {
 
 impl UrlTemplate {
     /// Substitutes every `${NAME}` from `lookup`. Fails, naming the variable, when one is unset.
-    pub fn resolve(
-        &self,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<SecretString, DeclarationError> {
+    pub fn resolve(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<SecretString, DeclarationError> {
         let mut out = String::with_capacity(self.template.len());
         let mut rest = self.template.as_str();
         while let Some(start) = rest.find("${") {
@@ -473,10 +465,7 @@ pub fn validate_connector(
         errors.push(file.error(decl.kind.span(), "timeout_ms must be at least 1"));
     }
     if decl.entities.is_empty() {
-        errors.push(file.error(
-            name_span.clone(),
-            "a connector must declare at least one entity",
-        ));
+        errors.push(file.error(name_span.clone(), "a connector must declare at least one entity"));
     }
 
     let mut entities = Vec::new();
@@ -532,7 +521,9 @@ fn validate_entity(
         let span = entity.table.as_ref().map_or(name.span(), Spanned::span);
         errors.push(file.error(
             span,
-            format!("table `{source}` is not a plain SQL identifier (letters, digits, _; optionally schema.table)"),
+            format!(
+                "table `{source}` is not a plain SQL identifier (letters, digits, _; optionally schema.table)"
+            ),
         ));
     }
     if entity.fields.is_empty() {
@@ -608,10 +599,8 @@ fn validate_entity(
                     ));
                 }
                 if link.compare == Compare::Lowercase && field_type != FieldType::String {
-                    errors.push(file.error(
-                        link.field.span(),
-                        "compare = \"lowercase\" needs a string field",
-                    ));
+                    errors
+                        .push(file.error(link.field.span(), "compare = \"lowercase\" needs a string field"));
                 }
                 if !seen.insert((kind, field)) {
                     errors.push(file.error(
@@ -643,10 +632,7 @@ fn validate_entity(
             ),
         ));
     }
-    let primary_key = entity
-        .primary_key
-        .as_ref()
-        .and_then(|pk| field_index(pk, errors));
+    let primary_key = entity.primary_key.as_ref().and_then(|pk| field_index(pk, errors));
 
     (errors.len() == before).then(|| EntityDescriptor {
         name: name.get_ref().clone(),
@@ -683,9 +669,7 @@ fn url_problem(url: &str) -> Option<String> {
     if let Some((_, after_scheme)) = literal.split_once("://") {
         let authority = after_scheme.split('/').next().unwrap_or("");
         if authority.contains('@') && authority.split('@').next().is_some_and(|u| u.contains(':')) {
-            return Some(
-                "the url contains a literal password: take it from the environment".into(),
-            );
+            return Some("the url contains a literal password: take it from the environment".into());
         }
     }
     None
@@ -804,10 +788,7 @@ email = { type = "string", category = "user.contact.email" }
 
     #[test]
     fn urls_must_come_from_the_environment() {
-        let bad = GOOD.replace(
-            "${ACCOUNTS_DATABASE_URL}",
-            "postgres://app:hunter2@db/accounts",
-        );
+        let bad = GOOD.replace("${ACCOUNTS_DATABASE_URL}", "postgres://app:hunter2@db/accounts");
         let err = validate(&bad).unwrap_err().to_string();
         assert!(err.contains("must come from the environment"), "{err}");
         assert!(!err.contains("hunter2") || err.contains("url"));

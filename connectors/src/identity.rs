@@ -144,11 +144,7 @@ pub enum IdentityError {
     #[error("{kind} value is a wildcard; identities must name one person exactly")]
     Wildcard { kind: String },
     #[error("{kind} value is {len} bytes long; the limit is {max}")]
-    TooLong {
-        kind: String,
-        len: usize,
-        max: usize,
-    },
+    TooLong { kind: String, len: usize, max: usize },
     #[error("{kind} value contains control characters")]
     ControlCharacters { kind: String },
     #[error("{kind} value is not {expected}")]
@@ -370,25 +366,14 @@ mod tests {
     #[test]
     fn hostile_values_are_refused_without_echoing_them() {
         let spec = email();
-        for raw in [
-            "",
-            "   ",
-            "%",
-            "*",
-            "_%_",
-            "' OR 1=1 --",
-            "a\u{0}b@example.com",
-        ] {
+        for raw in ["", "   ", "%", "*", "_%_", "' OR 1=1 --", "a\u{0}b@example.com"] {
             let err = spec.parse(raw).unwrap_err().to_string();
             if !raw.trim().is_empty() {
                 assert!(!err.contains(raw.trim()), "error `{err}` echoes its input");
             }
         }
         let long = format!("{}@example.com", "a".repeat(10_000));
-        assert!(matches!(
-            spec.parse(&long),
-            Err(IdentityError::TooLong { .. })
-        ));
+        assert!(matches!(spec.parse(&long), Err(IdentityError::TooLong { .. })));
     }
 
     #[test]

@@ -13,8 +13,8 @@ pub mod value;
 
 pub use category::DataCategory;
 pub use connector::{
-    Compare, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor,
-    FailureClass, FieldDescriptor, IdentityLink, LookupRequest,
+    Compare, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor, FailureClass,
+    FieldDescriptor, IdentityLink, LookupRequest,
 };
 pub use identity::{Identity, IdentityError, IdentityKindId, IdentityKinds, IdentityValue};
 pub use value::{FieldType, Record, Value};

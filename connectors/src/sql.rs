@@ -17,8 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
 use sqlx::{Column, Row, TypeInfo};
 
 use crate::connector::{
-    Compare, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor,
-    LookupRequest,
+    Compare, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor, LookupRequest,
 };
 use crate::declaration::{DeclarationError, SqlDialect, ValidatedConnector};
 use crate::identity::IdentityValue;
@@ -34,12 +33,8 @@ pub enum SqlBuildError {
     #[error(transparent)]
     Declaration(#[from] DeclarationError),
     #[error("{location}: the url's scheme does not name postgres, mysql or sqlite")]
-    UnknownScheme {
-        location: crate::declaration::Location,
-    },
-    #[error(
-        "{location}: the url is a {found} url but the connector is declared kind = \"{declared}\""
-    )]
+    UnknownScheme { location: crate::declaration::Location },
+    #[error("{location}: the url is a {found} url but the connector is declared kind = \"{declared}\"")]
     DialectMismatch {
         location: crate::declaration::Location,
         found: &'static str,
@@ -99,11 +94,10 @@ impl SqlConnector {
         })?;
         let url: SecretString = template.resolve(env)?;
         let location = template.location.clone();
-        let dialect = SqlDialect::from_url(url.expose_secret()).ok_or_else(|| {
-            SqlBuildError::UnknownScheme {
+        let dialect =
+            SqlDialect::from_url(url.expose_secret()).ok_or_else(|| SqlBuildError::UnknownScheme {
                 location: location.clone(),
-            }
-        })?;
+            })?;
         if let Some(declared) = validated.dialect
             && declared != dialect
         {
@@ -124,13 +118,10 @@ impl SqlConnector {
         let pool = match dialect {
             SqlDialect::Postgres => {
                 let options = PgConnectOptions::from_str(url.expose_secret()).map_err(invalid)?;
-                Pool::Postgres(
-                    pool_options::<sqlx::Postgres>(max, timeout).connect_lazy_with(options),
-                )
+                Pool::Postgres(pool_options::<sqlx::Postgres>(max, timeout).connect_lazy_with(options))
             }
             SqlDialect::MySql => {
-                let options =
-                    MySqlConnectOptions::from_str(url.expose_secret()).map_err(invalid)?;
+                let options = MySqlConnectOptions::from_str(url.expose_secret()).map_err(invalid)?;
                 Pool::MySql(pool_options::<sqlx::MySql>(max, timeout).connect_lazy_with(options))
             }
             SqlDialect::Sqlite => {
@@ -186,11 +177,7 @@ impl SqlConnector {
                     if n > 0 {
                         query.push_str(" OR ");
                     }
-                    query.push_str(&format!(
-                        "{} = ANY(${})",
-                        sql.lookups[*lookup].expression,
-                        n + 1
-                    ));
+                    query.push_str(&format!("{} = ANY(${})", sql.lookups[*lookup].expression, n + 1));
                 }
                 let mut q = sqlx::query(&query);
                 for (_, values) in bound {
@@ -261,16 +248,12 @@ impl SqlConnector {
             Pool::MySql(pool) => {
                 let q = sqlx::query::<sqlx::MySql>(&query);
                 let rows = bind_all!(q).fetch_all(pool).await.map_err(store_error)?;
-                rows.iter()
-                    .map(|row| decode_mysql(row, descriptor))
-                    .collect()
+                rows.iter().map(|row| decode_mysql(row, descriptor)).collect()
             }
             Pool::Sqlite(pool) => {
                 let q = sqlx::query::<sqlx::Sqlite>(&query);
                 let rows = bind_all!(q).fetch_all(pool).await.map_err(store_error)?;
-                rows.iter()
-                    .map(|row| decode_sqlite(row, descriptor))
-                    .collect()
+                rows.iter().map(|row| decode_sqlite(row, descriptor)).collect()
             }
             Pool::Postgres(_) => Err(ConnectorError::Other(
                 "IN-list queries are not used on PostgreSQL".into(),
@@ -325,18 +308,14 @@ impl SqlConnector {
                 .fetch_all(pool)
                 .await
                 .map_err(store_error)?;
-                (
-                    columns,
-                    keys.into_iter().map(|k| normalise_key(&k)).collect(),
-                )
+                (columns, keys.into_iter().map(|k| normalise_key(&k)).collect())
             }
             Pool::Sqlite(pool) => {
-                let columns =
-                    sqlx::query_scalar::<_, String>("SELECT name FROM pragma_table_info(?1)")
-                        .bind(&table)
-                        .fetch_all(pool)
-                        .await
-                        .map_err(store_error)?;
+                let columns = sqlx::query_scalar::<_, String>("SELECT name FROM pragma_table_info(?1)")
+                    .bind(&table)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(store_error)?;
                 let mut keys: Vec<String> = sqlx::query_scalar::<_, String>(
                     "SELECT ii.name FROM pragma_index_list(?1) AS il, pragma_index_info(il.name) AS ii \
                      WHERE ii.seqno = 0 AND ii.name IS NOT NULL \
@@ -397,7 +376,7 @@ impl SqlConnector {
                 }
                 _ => column.clone(),
             };
-            if !index_keys.iter().any(|key| *key == wanted) {
+            if !index_keys.contains(&wanted) {
                 check.warnings.push(format!(
                     "no index starts with {wanted}: lookups by it scan the whole table"
                 ));
@@ -426,12 +405,9 @@ impl Bound {
     fn from_values(bind: BindAs, values: &[IdentityValue]) -> Self {
         match bind {
             BindAs::Text => Bound::Text(values.iter().map(|v| v.expose().to_owned()).collect()),
-            BindAs::Integer => Bound::Integer(
-                values
-                    .iter()
-                    .filter_map(|v| v.expose().parse().ok())
-                    .collect(),
-            ),
+            BindAs::Integer => {
+                Bound::Integer(values.iter().filter_map(|v| v.expose().parse().ok()).collect())
+            }
             BindAs::Uuid => Bound::Uuid(
                 values
                     .iter()
@@ -466,12 +442,7 @@ impl Bound {
 fn chunks(bound: &[(usize, Bound)], max: usize) -> Vec<Vec<(usize, Bound)>> {
     let total: usize = bound.iter().map(|(_, b)| b.len()).sum();
     if total <= max {
-        return vec![
-            bound
-                .iter()
-                .map(|(l, b)| (*l, b.slice(0..b.len())))
-                .collect(),
-        ];
+        return vec![bound.iter().map(|(l, b)| (*l, b.slice(0..b.len()))).collect()];
     }
     let mut out = Vec::new();
     for (lookup, values) in bound {
@@ -486,11 +457,7 @@ fn chunks(bound: &[(usize, Bound)], max: usize) -> Vec<Vec<(usize, Bound)>> {
 }
 
 fn quote(dialect: SqlDialect, identifier: &str) -> String {
-    let q = if dialect == SqlDialect::MySql {
-        '`'
-    } else {
-        '"'
-    };
+    let q = if dialect == SqlDialect::MySql { '`' } else { '"' };
     identifier
         .split('.')
         .map(|part| format!("{q}{part}{q}"))
@@ -505,10 +472,7 @@ fn entity_sql(dialect: SqlDialect, entity: &EntityDescriptor) -> EntitySql {
         .map(|field| {
             let column = quote(dialect, &field.name);
             match (dialect, field.field_type) {
-                (
-                    SqlDialect::Postgres,
-                    FieldType::String | FieldType::Decimal | FieldType::Uuid,
-                ) => {
+                (SqlDialect::Postgres, FieldType::String | FieldType::Decimal | FieldType::Uuid) => {
                     format!("{column}::text")
                 }
                 (SqlDialect::MySql, FieldType::Decimal | FieldType::Uuid) => {
@@ -565,15 +529,11 @@ fn store_error(err: sqlx::Error) -> ConnectorError {
         sqlx::Error::PoolTimedOut => {
             ConnectorError::Unavailable("no connection to the store could be had in time".into())
         }
-        sqlx::Error::PoolClosed => {
-            ConnectorError::Unavailable("the connection pool is closed".into())
-        }
+        sqlx::Error::PoolClosed => ConnectorError::Unavailable("the connection pool is closed".into()),
         sqlx::Error::Io(io) => ConnectorError::Unavailable(format!("i/o error: {}", io.kind())),
         sqlx::Error::Tls(_) => ConnectorError::Unavailable("TLS handshake failed".into()),
         sqlx::Error::Protocol(_) => ConnectorError::Unavailable("protocol error".into()),
-        sqlx::Error::Configuration(_) => {
-            ConnectorError::Unavailable("invalid connection settings".into())
-        }
+        sqlx::Error::Configuration(_) => ConnectorError::Unavailable("invalid connection settings".into()),
         sqlx::Error::ColumnDecode { index, .. } => ConnectorError::Decode {
             field: index,
             expected: "the declared type",
@@ -637,10 +597,7 @@ fn decode_pg(row: &PgRow, entity: &EntityDescriptor) -> Result<Record, Connector
         let type_name = row.column(i).type_info().name();
         let fail = |_| decode_error(&field.name, field.field_type.as_str());
         let value = match (field.field_type, type_name) {
-            (_, "TEXT") => opt(
-                row.try_get::<Option<String>, _>(i).map_err(fail)?,
-                Value::String,
-            ),
+            (_, "TEXT") => opt(row.try_get::<Option<String>, _>(i).map_err(fail)?, Value::String),
             (_, "INT2") => opt(row.try_get::<Option<i16>, _>(i).map_err(fail)?, |v| {
                 Value::Int(v.into())
             }),
@@ -651,14 +608,8 @@ fn decode_pg(row: &PgRow, entity: &EntityDescriptor) -> Result<Record, Connector
             (_, "FLOAT4") => opt(row.try_get::<Option<f32>, _>(i).map_err(fail)?, |v| {
                 Value::Float(v.into())
             }),
-            (_, "FLOAT8") => opt(
-                row.try_get::<Option<f64>, _>(i).map_err(fail)?,
-                Value::Float,
-            ),
-            (_, "BOOL") => opt(
-                row.try_get::<Option<bool>, _>(i).map_err(fail)?,
-                Value::Bool,
-            ),
+            (_, "FLOAT8") => opt(row.try_get::<Option<f64>, _>(i).map_err(fail)?, Value::Float),
+            (_, "BOOL") => opt(row.try_get::<Option<bool>, _>(i).map_err(fail)?, Value::Bool),
             (_, "TIMESTAMPTZ") => opt(
                 row.try_get::<Option<DateTime<Utc>>, _>(i).map_err(fail)?,
                 timestamp_utc,
@@ -671,8 +622,7 @@ fn decode_pg(row: &PgRow, entity: &EntityDescriptor) -> Result<Record, Connector
                 Value::String(d.format("%Y-%m-%d").to_string())
             }),
             (_, "JSON" | "JSONB") => opt(
-                row.try_get::<Option<serde_json::Value>, _>(i)
-                    .map_err(fail)?,
+                row.try_get::<Option<serde_json::Value>, _>(i).map_err(fail)?,
                 Value::Json,
             ),
             _ => return Err(decode_error(&field.name, field.field_type.as_str())),
@@ -687,24 +637,17 @@ fn decode_mysql(row: &MySqlRow, entity: &EntityDescriptor) -> Result<Record, Con
     for (i, field) in entity.fields.iter().enumerate() {
         let fail = |_| decode_error(&field.name, field.field_type.as_str());
         let value = match field.field_type {
-            FieldType::String | FieldType::Decimal | FieldType::Uuid => opt(
-                row.try_get::<Option<String>, _>(i).map_err(fail)?,
-                Value::String,
-            ),
+            FieldType::String | FieldType::Decimal | FieldType::Uuid => {
+                opt(row.try_get::<Option<String>, _>(i).map_err(fail)?, Value::String)
+            }
             FieldType::Int | FieldType::Bigint => match row.try_get::<Option<i64>, _>(i) {
                 Ok(v) => opt(v, Value::Int),
                 Err(_) => opt(row.try_get::<Option<u64>, _>(i).map_err(fail)?, |v| {
                     i64::try_from(v).map_or(Value::String(v.to_string()), Value::Int)
                 }),
             },
-            FieldType::Float => opt(
-                row.try_get::<Option<f64>, _>(i).map_err(fail)?,
-                Value::Float,
-            ),
-            FieldType::Bool => opt(
-                row.try_get::<Option<bool>, _>(i).map_err(fail)?,
-                Value::Bool,
-            ),
+            FieldType::Float => opt(row.try_get::<Option<f64>, _>(i).map_err(fail)?, Value::Float),
+            FieldType::Bool => opt(row.try_get::<Option<bool>, _>(i).map_err(fail)?, Value::Bool),
             FieldType::Timestamp => match row.try_get::<Option<NaiveDateTime>, _>(i) {
                 Ok(v) => opt(v, naive_timestamp),
                 Err(_) => opt(
@@ -719,8 +662,7 @@ fn decode_mysql(row: &MySqlRow, entity: &EntityDescriptor) -> Result<Record, Con
                 Ok(Some(text)) => json_text(&field.name, text)?,
                 Ok(None) => Value::Null,
                 Err(_) => opt(
-                    row.try_get::<Option<serde_json::Value>, _>(i)
-                        .map_err(fail)?,
+                    row.try_get::<Option<serde_json::Value>, _>(i).map_err(fail)?,
                     Value::Json,
                 ),
             },
@@ -735,25 +677,15 @@ fn decode_sqlite(row: &SqliteRow, entity: &EntityDescriptor) -> Result<Record, C
     for (i, field) in entity.fields.iter().enumerate() {
         let fail = |_| decode_error(&field.name, field.field_type.as_str());
         let value = match field.field_type {
-            FieldType::String | FieldType::Uuid | FieldType::Date => opt(
-                row.try_get::<Option<String>, _>(i).map_err(fail)?,
-                Value::String,
-            ),
-            FieldType::Decimal => opt(
-                row.try_get::<Option<String>, _>(i).map_err(fail)?,
-                Value::String,
-            ),
+            FieldType::String | FieldType::Uuid | FieldType::Date => {
+                opt(row.try_get::<Option<String>, _>(i).map_err(fail)?, Value::String)
+            }
+            FieldType::Decimal => opt(row.try_get::<Option<String>, _>(i).map_err(fail)?, Value::String),
             FieldType::Int | FieldType::Bigint => {
                 opt(row.try_get::<Option<i64>, _>(i).map_err(fail)?, Value::Int)
             }
-            FieldType::Float => opt(
-                row.try_get::<Option<f64>, _>(i).map_err(fail)?,
-                Value::Float,
-            ),
-            FieldType::Bool => opt(
-                row.try_get::<Option<bool>, _>(i).map_err(fail)?,
-                Value::Bool,
-            ),
+            FieldType::Float => opt(row.try_get::<Option<f64>, _>(i).map_err(fail)?, Value::Float),
+            FieldType::Bool => opt(row.try_get::<Option<bool>, _>(i).map_err(fail)?, Value::Bool),
             FieldType::Timestamp => match row.try_get::<Option<String>, _>(i) {
                 Ok(v) => opt(v, text_timestamp),
                 Err(_) => opt(row.try_get::<Option<i64>, _>(i).map_err(fail)?, |secs| {
@@ -824,10 +756,7 @@ impl Connector for SqlConnector {
 
     async fn fetch(&self, request: &LookupRequest) -> Result<Vec<Record>, ConnectorError> {
         if request.entity >= self.entities.len() {
-            return Err(ConnectorError::Other(format!(
-                "no entity #{}",
-                request.entity
-            )));
+            return Err(ConnectorError::Other(format!("no entity #{}", request.entity)));
         }
         self.run_lookup(request.entity, &request.by).await
     }
@@ -857,15 +786,12 @@ mod tests {
     #[test]
     fn index_definitions_reduce_to_their_first_key() {
         assert_eq!(
-            first_index_key(
-                "CREATE INDEX users_email ON public.users USING btree (lower((email)::text))"
-            )
-            .as_deref(),
+            first_index_key("CREATE INDEX users_email ON public.users USING btree (lower((email)::text))")
+                .as_deref(),
             Some("lower(email)")
         );
         assert_eq!(
-            first_index_key("CREATE UNIQUE INDEX users_pkey ON public.users USING btree (id)")
-                .as_deref(),
+            first_index_key("CREATE UNIQUE INDEX users_pkey ON public.users USING btree (id)").as_deref(),
             Some("id")
         );
         assert_eq!(

@@ -28,9 +28,8 @@ impl CheckReport {
 
     /// A plain-text table, one row per connector and entity.
     pub fn table(&self) -> String {
-        let width = |f: fn(&CheckRow) -> usize, title: usize| {
-            self.rows.iter().map(f).max().unwrap_or(0).max(title)
-        };
+        let width =
+            |f: fn(&CheckRow) -> usize, title: usize| self.rows.iter().map(f).max().unwrap_or(0).max(title);
         let (wc, wk, we) = (
             width(|r| r.connector.len(), 9),
             width(|r| r.kind.len(), 4),

@@ -9,8 +9,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use subject_connectors::connector::Disconnected;
 use subject_connectors::declaration::{
-    DeclarationError, DeclarationErrors, IdentityKindDecl, Location, SourceFile,
-    ValidatedConnector, build_identity_kinds, load_connector_file,
+    DeclarationError, DeclarationErrors, IdentityKindDecl, Location, SourceFile, ValidatedConnector,
+    build_identity_kinds, load_connector_file,
 };
 use subject_connectors::sql::{SqlBuildError, SqlConnector};
 use subject_connectors::{Connector, IdentityKinds};
@@ -176,8 +176,7 @@ impl Config {
             .connectors
             .iter()
             .map(|validated| {
-                let connector: Arc<dyn Connector> =
-                    Arc::new(Disconnected::new(validated.descriptor.clone()));
+                let connector: Arc<dyn Connector> = Arc::new(Disconnected::new(validated.descriptor.clone()));
                 (connector, Some(origin(validated)))
             })
             .collect();

@@ -43,8 +43,7 @@ pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
         for suffix in ["", "-wal", "-shm"] {
             let file = PathBuf::from(format!("{}{suffix}", path.display()));
             if file.exists() {
-                std::fs::remove_file(&file)
-                    .with_context(|| format!("removing {}", file.display()))?;
+                std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
             }
         }
         let url = format!("sqlite://{}", path.display());
@@ -76,10 +75,7 @@ pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
 
 /// Example queries for the demo's people, printed at start.
 pub fn examples(world: &DemoWorld, listen: &str) -> String {
-    let mixed = world
-        .people
-        .iter()
-        .find(|p| p.email.contains("Example.COM"));
+    let mixed = world.people.iter().find(|p| p.email.contains("Example.COM"));
     let payer = world.people.iter().find(|p| {
         p.customer
             .as_ref()

@@ -48,11 +48,7 @@ enum Command {
 #[derive(Args, Clone)]
 struct ConfigArgs {
     /// The gateway configuration; connectors are read from its `connectors_dir`.
-    #[arg(
-        long,
-        default_value = "config/gateway.toml",
-        env = "SUBJECT_GATEWAY_CONFIG"
-    )]
+    #[arg(long, default_value = "config/gateway.toml", env = "SUBJECT_GATEWAY_CONFIG")]
     config: PathBuf,
 }
 
@@ -137,10 +133,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .context("building connectors")?;
             println!(
                 "Resolution plan:\n{}",
-                service
-                    .executor
-                    .plan()
-                    .describe(service.executor.registry())
+                service.executor.plan().describe(service.executor.registry())
             );
             let report = check::check_all(&service).await;
             print!("{}", report.table());
@@ -152,9 +145,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Schema(args) => {
             let config = load(&args.config)?;
-            let service = config
-                .build_offline_service()
-                .context("building the schema")?;
+            let service = config.build_offline_service().context("building the schema")?;
             print!("{}", service.sdl());
             Ok(ExitCode::SUCCESS)
         }

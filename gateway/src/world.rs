@@ -9,14 +9,13 @@ use sqlx::AnyPool;
 use subject_connectors::declaration::SqlDialect;
 
 const FIRST_NAMES: &[&str] = &[
-    "Alice", "Bruno", "Chloé", "Dmitri", "Emma", "Farah", "Gustav", "Hana", "Ivan", "Júlia",
-    "Kofi", "Lena", "Mateo", "Nora", "Olu", "Priya", "Quentin", "Rosa", "Sven", "Tomás", "Uma",
-    "Viktor", "Wen", "Yara", "Zoë",
+    "Alice", "Bruno", "Chloé", "Dmitri", "Emma", "Farah", "Gustav", "Hana", "Ivan", "Júlia", "Kofi", "Lena",
+    "Mateo", "Nora", "Olu", "Priya", "Quentin", "Rosa", "Sven", "Tomás", "Uma", "Viktor", "Wen", "Yara",
+    "Zoë",
 ];
 // Few surnames, so that many people share one (lookups must never match by name).
 const LAST_NAMES: &[&str] = &[
-    "Smith", "García", "Müller", "Kowalski", "Nguyen", "O'Brien", "Rossi", "Tanaka", "Okafor",
-    "Larsen",
+    "Smith", "García", "Müller", "Kowalski", "Nguyen", "O'Brien", "Rossi", "Tanaka", "Okafor", "Larsen",
 ];
 const COMPANIES: &[&str] = &[
     "Acme Ltd",
@@ -165,19 +164,11 @@ pub fn people(count: usize, seed: u64, first_id: i64) -> Vec<Person> {
                     .choose(&mut rng)
                     .unwrap_or(&"en"))
                 .to_owned(),
-                timezone: (*[
-                    "Europe/London",
-                    "Europe/Berlin",
-                    "America/New_York",
-                    "Asia/Tokyo",
-                ]
-                .choose(&mut rng)
-                .unwrap_or(&"UTC"))
-                .to_owned(),
-                theme: (*["light", "dark", "system"]
+                timezone: (*["Europe/London", "Europe/Berlin", "America/New_York", "Asia/Tokyo"]
                     .choose(&mut rng)
-                    .unwrap_or(&"system"))
+                    .unwrap_or(&"UTC"))
                 .to_owned(),
+                theme: (*["light", "dark", "system"].choose(&mut rng).unwrap_or(&"system")).to_owned(),
                 newsletter: rng.random_bool(0.3),
                 settings: format!(
                     r#"{{"notifications":{{"email":{},"push":{}}},"density":"{}"}}"#,
@@ -203,8 +194,7 @@ pub fn people(count: usize, seed: u64, first_id: i64) -> Vec<Person> {
                         status: ["paid", "paid", "open", "void"][rng.random_range(0..4)],
                         currency: ["eur", "usd", "gbp"][rng.random_range(0..3)],
                         amount_due_cents: rng.random_range(500..250_000),
-                        tax_rate: ["19.00", "20.00", "0.00", "7.50"][rng.random_range(0..4)]
-                            .to_owned(),
+                        tax_rate: ["19.00", "20.00", "0.00", "7.50"][rng.random_range(0..4)].to_owned(),
                         issued_at: day(&mut rng),
                     })
                     .collect();
@@ -322,11 +312,7 @@ async fn insert(
     for chunk in rows.chunks(per_statement) {
         let mut sql = format!(
             "INSERT INTO {table} ({}) VALUES ",
-            columns
-                .iter()
-                .map(|(c, _)| *c)
-                .collect::<Vec<_>>()
-                .join(", ")
+            columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
         );
         let mut n = 0;
         for (r, _) in chunk.iter().enumerate() {
@@ -498,11 +484,7 @@ pub async fn seed_accounts(
 }
 
 /// Inserts the billing side of `people` into a billing database.
-pub async fn seed_billing(
-    pool: &AnyPool,
-    dialect: SqlDialect,
-    people: &[Person],
-) -> Result<(), sqlx::Error> {
+pub async fn seed_billing(pool: &AnyPool, dialect: SqlDialect, people: &[Person]) -> Result<(), sqlx::Error> {
     use Cast::*;
     let with_customer: Vec<(&Person, &Customer)> = people
         .iter()

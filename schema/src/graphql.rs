@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_graphql::dynamic::{
-    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object,
-    ResolverContext, Scalar, Schema, SchemaError, TypeRef,
+    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar,
+    Schema, SchemaError, TypeRef,
 };
 use async_graphql::{Error, ErrorExtensions, Name, ServerError, Value as GqlValue};
 use subject_connectors::{ConnectorError, FailureClass, FieldType, Identity, IdentityError, Value};
@@ -74,10 +74,7 @@ struct FieldAt(EntityRef, usize);
 struct LinkAt(EntityRef, usize, bool);
 
 /// Builds the executable schema for `executor`'s registry.
-pub fn build_schema(
-    executor: Arc<Executor>,
-    settings: SchemaSettings,
-) -> Result<Schema, SchemaError> {
+pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result<Schema, SchemaError> {
     let registry = executor.registry().clone();
     let mut builder = Schema::build("Query", None, None)
         .data(executor.clone())
@@ -87,8 +84,7 @@ pub fn build_schema(
         builder = builder.disable_introspection();
     }
 
-    let mut kinds =
-        Enum::new("IdentityKind").description("The identity kinds declared in gateway.toml.");
+    let mut kinds = Enum::new("IdentityKind").description("The identity kinds declared in gateway.toml.");
     for (_, spec) in registry.kinds.iter() {
         let mut item = EnumItem::new(spec.graphql_name.as_str());
         if let Some(description) = &spec.description {
@@ -139,35 +135,31 @@ pub fn build_schema(
             .description("Every identity followed, and where each was found."),
         )
         .field(
-            Field::new(
-                "sources",
-                TypeRef::named_nn_list_nn("SourceStatus"),
-                |ctx| {
-                    ready((|| {
-                        let executor = ctx.data::<Arc<Executor>>()?;
-                        let view = ctx.parent_value.try_downcast_ref::<SubjectView>()?;
-                        let subject = &view.batch.subjects[view.index];
-                        let sources =
-                            view.batch
-                                .sources
-                                .iter()
-                                .enumerate()
-                                .map(|(c, report)| SourceView {
-                                    connector: executor.registry().connectors[c]
-                                        .connector
-                                        .descriptor()
-                                        .name
-                                        .clone(),
-                                    state: report.state,
-                                    latency_ms: report.latency.as_secs_f64() * 1000.0,
-                                    records: subject.record_count(c),
-                                    round_trips: report.round_trips,
-                                    error: report.error.as_ref().map(|e| (e.to_string(), e.code())),
-                                });
-                        Ok(Some(FieldValue::list(sources.map(FieldValue::owned_any))))
-                    })())
-                },
-            )
+            Field::new("sources", TypeRef::named_nn_list_nn("SourceStatus"), |ctx| {
+                ready((|| {
+                    let executor = ctx.data::<Arc<Executor>>()?;
+                    let view = ctx.parent_value.try_downcast_ref::<SubjectView>()?;
+                    let subject = &view.batch.subjects[view.index];
+                    let sources = view
+                        .batch
+                        .sources
+                        .iter()
+                        .enumerate()
+                        .map(|(c, report)| SourceView {
+                            connector: executor.registry().connectors[c]
+                                .connector
+                                .descriptor()
+                                .name
+                                .clone(),
+                            state: report.state,
+                            latency_ms: report.latency.as_secs_f64() * 1000.0,
+                            records: subject.record_count(c),
+                            round_trips: report.round_trips,
+                            error: report.error.as_ref().map(|e| (e.to_string(), e.code())),
+                        });
+                    Ok(Some(FieldValue::list(sources.map(FieldValue::owned_any))))
+                })())
+            })
             .description("Per connector: status, time spent, records returned, round trips."),
         );
 
@@ -177,12 +169,7 @@ pub fn build_schema(
         if let Some(description) = &descriptor.description {
             connector_type = connector_type.description(description.as_str());
         }
-        for (e, (entity, names)) in descriptor
-            .entities
-            .iter()
-            .zip(&registered.entities)
-            .enumerate()
-        {
+        for (e, (entity, names)) in descriptor.entities.iter().zip(&registered.entities).enumerate() {
             let mut record_type = Object::new(names.type_name.as_str()).description(format!(
                 "A record of `{}.{}`{}",
                 descriptor.name,
@@ -193,26 +180,20 @@ pub fn build_schema(
                     .map(|d| format!(": {d}"))
                     .unwrap_or_default()
             ));
-            for (f, (field, graphql_name)) in
-                entity.fields.iter().zip(&names.field_names).enumerate()
-            {
+            for (f, (field, graphql_name)) in entity.fields.iter().zip(&names.field_names).enumerate() {
                 let description = match &field.description {
                     Some(d) => format!("{d} (category: {})", field.category),
                     None => format!("Column `{}` (category: {}).", field.name, field.category),
                 };
                 record_type = record_type.field(
-                    Field::new(
-                        graphql_name.as_str(),
-                        output_type(field.field_type),
-                        move |ctx| {
-                            ready((|| {
-                                let record = ctx.parent_value.try_downcast_ref::<Vec<Value>>()?;
-                                Ok(Some(FieldValue::value(to_graphql(
-                                    record.get(f).unwrap_or(&Value::Null),
-                                ))))
-                            })())
-                        },
-                    )
+                    Field::new(graphql_name.as_str(), output_type(field.field_type), move |ctx| {
+                        ready((|| {
+                            let record = ctx.parent_value.try_downcast_ref::<Vec<Value>>()?;
+                            Ok(Some(FieldValue::value(to_graphql(
+                                record.get(f).unwrap_or(&Value::Null),
+                            ))))
+                        })())
+                    })
                     .description(description),
                 );
             }
@@ -564,9 +545,7 @@ fn source_status_type() -> Object {
             leaf::<SourceView>("roundTrips", TypeRef::named_nn(TypeRef::INT), |s| {
                 GqlValue::from(s.round_trips)
             })
-            .description(
-                "Store queries issued for the whole request (shared by every subject of a batch).",
-            ),
+            .description("Store queries issued for the whole request (shared by every subject of a batch)."),
         )
         .field(leaf::<SourceView>(
             "error",
@@ -715,9 +694,7 @@ fn introspection_types() -> (Object, Object, Object, Object, Object) {
             TypeRef::named_nn(TypeRef::STRING),
             |ex, at| {
                 GqlValue::String(
-                    ex.registry().connectors[at.0.connector].entities[at.0.entity].field_names
-                        [at.1]
-                        .clone(),
+                    ex.registry().connectors[at.0.connector].entities[at.0.entity].field_names[at.1].clone(),
                 )
             },
         ))
@@ -734,14 +711,7 @@ fn introspection_types() -> (Object, Object, Object, Object, Object) {
         .field(indexed::<FieldAt>(
             "categoryName",
             TypeRef::named_nn(TypeRef::STRING),
-            |ex, at| {
-                GqlValue::String(
-                    entity(ex, at.0).fields[at.1]
-                        .category
-                        .display_name()
-                        .to_owned(),
-                )
-            },
+            |ex, at| GqlValue::String(entity(ex, at.0).fields[at.1].category.display_name().to_owned()),
         ))
         .field(indexed::<FieldAt>(
             "description",
@@ -786,25 +756,21 @@ fn introspection_types() -> (Object, Object, Object, Object, Object) {
 }
 
 fn links_field(name: &'static str, yields: bool) -> Field {
-    Field::new(
-        name,
-        TypeRef::named_nn_list_nn("IdentityLinkInfo"),
-        move |ctx| {
-            ready((|| {
-                let executor = ctx.data::<Arc<Executor>>()?;
-                let at = *ctx.parent_value.try_downcast_ref::<EntityAt>()?;
-                let descriptor = entity(executor, at.0);
-                let count = if yields {
-                    descriptor.yields.len()
-                } else {
-                    descriptor.lookups.len()
-                };
-                Ok(Some(FieldValue::list(
-                    (0..count).map(|l| FieldValue::owned_any(LinkAt(at.0, l, yields))),
-                )))
-            })())
-        },
-    )
+    Field::new(name, TypeRef::named_nn_list_nn("IdentityLinkInfo"), move |ctx| {
+        ready((|| {
+            let executor = ctx.data::<Arc<Executor>>()?;
+            let at = *ctx.parent_value.try_downcast_ref::<EntityAt>()?;
+            let descriptor = entity(executor, at.0);
+            let count = if yields {
+                descriptor.yields.len()
+            } else {
+                descriptor.lookups.len()
+            };
+            Ok(Some(FieldValue::list(
+                (0..count).map(|l| FieldValue::owned_any(LinkAt(at.0, l, yields))),
+            )))
+        })())
+    })
 }
 
 fn entity(executor: &Executor, at: EntityRef) -> &subject_connectors::EntityDescriptor {
@@ -825,11 +791,9 @@ fn link(executor: &Executor, at: LinkAt) -> subject_connectors::IdentityLink {
 
 fn output_type(field_type: FieldType) -> TypeRef {
     TypeRef::named(match field_type {
-        FieldType::String
-        | FieldType::Decimal
-        | FieldType::Timestamp
-        | FieldType::Date
-        | FieldType::Uuid => TypeRef::STRING,
+        FieldType::String | FieldType::Decimal | FieldType::Timestamp | FieldType::Date | FieldType::Uuid => {
+            TypeRef::STRING
+        }
         FieldType::Int => TypeRef::INT,
         FieldType::Bigint => "Long",
         FieldType::Float => TypeRef::FLOAT,
@@ -843,9 +807,7 @@ fn to_graphql(value: &Value) -> GqlValue {
         Value::Null => GqlValue::Null,
         Value::Bool(b) => GqlValue::Boolean(*b),
         Value::Int(i) => GqlValue::from(*i),
-        Value::Float(f) => {
-            async_graphql::Number::from_f64(*f).map_or(GqlValue::Null, GqlValue::Number)
-        }
+        Value::Float(f) => async_graphql::Number::from_f64(*f).map_or(GqlValue::Null, GqlValue::Number),
         Value::String(s) => GqlValue::String(s.clone()),
         Value::Json(json) => GqlValue::from_json(json.clone()).unwrap_or(GqlValue::Null),
     }

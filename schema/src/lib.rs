@@ -37,15 +37,11 @@ pub enum ServiceError {
 }
 
 impl SubjectService {
-    pub fn new(
-        registry: Registry,
-        max_depth: usize,
-        settings: SchemaSettings,
-    ) -> Result<Self, ServiceError> {
+    pub fn new(registry: Registry, max_depth: usize, settings: SchemaSettings) -> Result<Self, ServiceError> {
         let plan = ResolutionPlan::build(&registry, max_depth)?;
         let executor = Arc::new(Executor::new(Arc::new(registry), Arc::new(plan)));
-        let schema = build_schema(executor.clone(), settings)
-            .map_err(|e| ServiceError::Schema(e.to_string()))?;
+        let schema =
+            build_schema(executor.clone(), settings).map_err(|e| ServiceError::Schema(e.to_string()))?;
         Ok(Self { executor, schema })
     }
 

@@ -48,13 +48,7 @@ impl ResolutionPlan {
         let kinds = registry.kinds.len();
         let mut lookups_by_kind: Vec<Vec<LookupRef>> = vec![Vec::new(); kinds];
         for (c, registered) in registry.connectors.iter().enumerate() {
-            for (e, entity) in registered
-                .connector
-                .descriptor()
-                .entities
-                .iter()
-                .enumerate()
-            {
+            for (e, entity) in registered.connector.descriptor().entities.iter().enumerate() {
                 for (l, link) in entity.lookups.iter().enumerate() {
                     lookups_by_kind[link.kind.index()].push(LookupRef {
                         entity: EntityRef {
@@ -81,13 +75,7 @@ impl ResolutionPlan {
 
         let mut errors = Vec::new();
         for (c, registered) in registry.connectors.iter().enumerate() {
-            for (e, entity) in registered
-                .connector
-                .descriptor()
-                .entities
-                .iter()
-                .enumerate()
-            {
+            for (e, entity) in registered.connector.descriptor().entities.iter().enumerate() {
                 let here = EntityRef {
                     connector: c,
                     entity: e,
@@ -212,13 +200,7 @@ fn stages_from(
 fn producers_of(registry: &Registry, kinds: &[IdentityKindId]) -> Vec<String> {
     let mut out = Vec::new();
     for (c, registered) in registry.connectors.iter().enumerate() {
-        for (e, entity) in registered
-            .connector
-            .descriptor()
-            .entities
-            .iter()
-            .enumerate()
-        {
+        for (e, entity) in registered.connector.descriptor().entities.iter().enumerate() {
             if entity.yields.iter().any(|y| kinds.contains(&y.kind)) {
                 out.push(registry.entity_label(c, e));
             }

@@ -91,12 +91,9 @@ impl Registry {
                 entity
                     .and_then(|e| origin.and_then(|o| o.entity_locations.get(e).cloned()))
                     .or_else(|| origin.map(|o| o.location.clone()))
-                    .unwrap_or_else(|| {
-                        Location::file(format!("<connector {}>", descriptor.name).as_ref())
-                    })
+                    .unwrap_or_else(|| Location::file(format!("<connector {}>", descriptor.name).as_ref()))
             };
-            let error =
-                |location: Location, message: String| DeclarationError { location, message };
+            let error = |location: Location, message: String| DeclarationError { location, message };
 
             if let Some(previous) = connector_names.insert(
                 descriptor.name.clone(),
@@ -121,22 +118,20 @@ impl Registry {
                     ),
                 ));
             }
-            let mut claim = |name: &str,
-                             owner: String,
-                             location: Location,
-                             errors: &mut Vec<DeclarationError>| {
-                if RESERVED_TYPES.contains(&name) {
-                    errors.push(error(
-                        location,
-                        format!("GraphQL type name `{name}` ({owner}) is reserved by the gateway"),
-                    ));
-                } else if let Some(other) = type_names.insert(name.to_owned(), owner.clone()) {
-                    errors.push(error(
-                        location,
-                        format!("GraphQL type name `{name}` of {owner} is also that of {other}"),
-                    ));
-                }
-            };
+            let mut claim =
+                |name: &str, owner: String, location: Location, errors: &mut Vec<DeclarationError>| {
+                    if RESERVED_TYPES.contains(&name) {
+                        errors.push(error(
+                            location,
+                            format!("GraphQL type name `{name}` ({owner}) is reserved by the gateway"),
+                        ));
+                    } else if let Some(other) = type_names.insert(name.to_owned(), owner.clone()) {
+                        errors.push(error(
+                            location,
+                            format!("GraphQL type name `{name}` of {owner} is also that of {other}"),
+                        ));
+                    }
+                };
             claim(
                 &type_name,
                 format!("connector `{}`", descriptor.name),
@@ -148,11 +143,13 @@ impl Registry {
             let mut entity_fields: HashMap<String, String> = HashMap::new();
             for (e, entity) in descriptor.entities.iter().enumerate() {
                 let entity_field = entity.name.to_lower_camel_case();
-                if let Some(other) = entity_fields.insert(entity_field.clone(), entity.name.clone())
-                {
+                if let Some(other) = entity_fields.insert(entity_field.clone(), entity.name.clone()) {
                     errors.push(error(
                         here(Some(e)),
-                        format!("entities `{}` and `{other}` both become GraphQL field `{entity_field}`", entity.name),
+                        format!(
+                            "entities `{}` and `{other}` both become GraphQL field `{entity_field}`",
+                            entity.name
+                        ),
                     ));
                 }
                 let entity_type = format!("{type_name}{}", entity.name.to_upper_camel_case());
@@ -216,9 +213,7 @@ impl Registry {
             .and_then(|o| o.entity_locations.get(entity).cloned())
             .or_else(|| registered.origin.as_ref().map(|o| o.location.clone()))
             .unwrap_or_else(|| {
-                Location::file(
-                    format!("<connector {}>", registered.connector.descriptor().name).as_ref(),
-                )
+                Location::file(format!("<connector {}>", registered.connector.descriptor().name).as_ref())
             })
     }
 

@@ -128,13 +128,11 @@ impl Executor {
             .map(|identities| {
                 let mut known = IndexMap::new();
                 for identity in &identities {
-                    known
-                        .entry(identity.clone())
-                        .or_insert_with(|| ResolvedIdentity {
-                            identity: identity.clone(),
-                            source: IdentitySource::Input,
-                            depth: 0,
-                        });
+                    known.entry(identity.clone()).or_insert_with(|| ResolvedIdentity {
+                        identity: identity.clone(),
+                        source: IdentitySource::Input,
+                        depth: 0,
+                    });
                 }
                 SubjectState {
                     pending: known.keys().cloned().collect(),
@@ -217,18 +215,15 @@ impl Executor {
         &self,
         subjects: &mut [SubjectState],
     ) -> IndexMap<EntityRef, IndexMap<usize, IndexMap<IdentityValue, Vec<usize>>>> {
-        let mut requests: IndexMap<
-            EntityRef,
-            IndexMap<usize, IndexMap<IdentityValue, Vec<usize>>>,
-        > = IndexMap::new();
+        let mut requests: IndexMap<EntityRef, IndexMap<usize, IndexMap<IdentityValue, Vec<usize>>>> =
+            IndexMap::new();
         for (s, subject) in subjects.iter_mut().enumerate() {
             for identity in std::mem::take(&mut subject.pending) {
                 for lookup in &self.plan.lookups_by_kind[identity.kind.index()] {
-                    if subject.covered.contains(&(
-                        lookup.entity,
-                        lookup.lookup,
-                        identity.value.clone(),
-                    )) {
+                    if subject
+                        .covered
+                        .contains(&(lookup.entity, lookup.lookup, identity.value.clone()))
+                    {
                         continue;
                     }
                     requests

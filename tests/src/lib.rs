@@ -30,8 +30,9 @@ pub fn config_dir() -> PathBuf {
 
 fn server_url(dialect: SqlDialect) -> String {
     match dialect {
-        SqlDialect::Postgres => std::env::var("TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+        SqlDialect::Postgres => {
+            std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+        }
         SqlDialect::MySql => {
             std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
         }
@@ -48,10 +49,7 @@ impl ConfigCopy {
     pub fn new() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         std::fs::create_dir_all(dir.path().join("connectors"))?;
-        std::fs::copy(
-            config_dir().join("gateway.toml"),
-            dir.path().join("gateway.toml"),
-        )?;
+        std::fs::copy(config_dir().join("gateway.toml"), dir.path().join("gateway.toml"))?;
         for entry in std::fs::read_dir(config_dir().join("connectors"))? {
             let path = entry?.path();
             if let Some(name) = path.file_name() {
@@ -228,10 +226,7 @@ impl Drop for TestDatabase {
         let (dialect, name) = (self.dialect, self.name.clone());
         // Dropping runs on a thread of its own: Drop cannot await inside the test's runtime.
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             runtime.block_on(async move {
@@ -245,11 +240,7 @@ impl Drop for TestDatabase {
                         format!("DROP DATABASE IF EXISTS `{name}`"),
                     ),
                 };
-                if let Ok(admin) = AnyPoolOptions::new()
-                    .max_connections(1)
-                    .connect(&admin_url)
-                    .await
-                {
+                if let Ok(admin) = AnyPoolOptions::new().max_connections(1).connect(&admin_url).await {
                     let _ = sqlx::query(&statement).execute(&admin).await;
                     admin.close().await;
                 }
@@ -271,16 +262,10 @@ impl ReferenceWorld {
         Self::create_on(count, SqlDialect::Postgres, SqlDialect::MySql).await
     }
 
-    pub async fn create_on(
-        count: usize,
-        accounts: SqlDialect,
-        billing: SqlDialect,
-    ) -> anyhow::Result<Self> {
+    pub async fn create_on(count: usize, accounts: SqlDialect, billing: SqlDialect) -> anyhow::Result<Self> {
         let people = world::people(count, 7, 1);
-        let (accounts, billing) = tokio::try_join!(
-            TestDatabase::create(accounts),
-            TestDatabase::create(billing)
-        )?;
+        let (accounts, billing) =
+            tokio::try_join!(TestDatabase::create(accounts), TestDatabase::create(billing))?;
         tokio::try_join!(
             accounts.seed("accounts", &people),
             billing.seed("billing", &people)
@@ -312,11 +297,7 @@ impl ReferenceWorld {
     pub fn payer(&self, invoices: usize) -> &Person {
         self.people
             .iter()
-            .find(|p| {
-                p.customer
-                    .as_ref()
-                    .is_some_and(|c| c.invoices.len() >= invoices)
-            })
+            .find(|p| p.customer.as_ref().is_some_and(|c| c.invoices.len() >= invoices))
             .unwrap_or(&self.people[0])
     }
 }

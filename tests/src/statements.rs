@@ -23,8 +23,7 @@ impl StatementLog {
         static LOG: OnceLock<StatementLog> = OnceLock::new();
         LOG.get_or_init(|| {
             let log = StatementLog::default();
-            let subscriber =
-                tracing_subscriber::registry().with(CountingLayer { log: log.clone() });
+            let subscriber = tracing_subscriber::registry().with(CountingLayer { log: log.clone() });
             let _ = tracing::subscriber::set_global_default(subscriber);
             log
         })
@@ -39,10 +38,7 @@ impl StatementLog {
     }
 
     pub fn clear(&self) {
-        self.statements
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.statements.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.count.store(0, Ordering::SeqCst);
     }
 }

@@ -46,9 +46,7 @@ async fn batch(
     log.clear();
     let response = gateway
         .graphql(
-            &format!(
-                "query($ids: [IdentityInput!]!) {{ subjects(identities: $ids) {FULL_SELECTION} }}"
-            ),
+            &format!("query($ids: [IdentityInput!]!) {{ subjects(identities: $ids) {FULL_SELECTION} }}"),
             serde_json::json!({ "ids": identities }),
         )
         .await?;
@@ -126,9 +124,7 @@ async fn many_subjects_cost_the_round_trips_of_few() -> anyhow::Result<()> {
 
     // Each subject of the batch is exactly what a query for that person alone returns.
     for (i, person) in people.iter().enumerate().step_by(9) {
-        let alone = gateway
-            .subject("EMAIL", &person.email, FULL_SELECTION)
-            .await?;
+        let alone = gateway.subject("EMAIL", &person.email, FULL_SELECTION).await?;
         let mut alone = without_timings(subject_ok(&alone).clone());
         let mut batched = without_timings(subjects[i].clone());
         // Round trips are per request, shared by the batch: compared above.

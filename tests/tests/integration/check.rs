@@ -20,10 +20,7 @@ async fn check_passes_on_the_reference_world_and_names_what_is_missing() -> anyh
     );
 
     // The plan is the one the declarations describe.
-    let plan = service
-        .executor
-        .plan()
-        .describe(service.executor.registry());
+    let plan = service.executor.plan().describe(service.executor.registry());
     assert!(
         plan.contains(
             "from email:\n  stage 1: accounts.users, billing.customers\n  \

@@ -101,9 +101,7 @@ fn load_error(file: &str) -> String {
     config
         .write_connector("broken.toml", file)
         .expect("writing the declaration");
-    let error = Config::load(&config.gateway_toml())
-        .err()
-        .map(|e| e.to_string());
+    let error = Config::load(&config.gateway_toml()).err().map(|e| e.to_string());
     match error {
         Some(error) => error,
         None => {
@@ -160,10 +158,7 @@ fn bad_declarations_fail_at_start_up_naming_file_line_and_problem() {
             "unknown variant `number`",
         ),
         (
-            BASE.replace(
-                "${BROKEN_DATABASE_URL}",
-                "postgres://app:s3cret@db.internal/app",
-            ),
+            BASE.replace("${BROKEN_DATABASE_URL}", "postgres://app:s3cret@db.internal/app"),
             "broken.toml:2:",
             "must come from the environment",
         ),
@@ -236,10 +231,7 @@ cookie_id = { type = "string", category = "user.device.cookie_id" }
         error.contains("entity `devices.devices` can never be reached"),
         "{error}"
     );
-    assert!(
-        error.contains("a cycle no input identity enters"),
-        "{error}"
-    );
+    assert!(error.contains("a cycle no input identity enters"), "{error}");
     assert!(error.contains("devices.toml:11:"), "{error}");
 }
 
@@ -251,10 +243,7 @@ async fn a_missing_environment_variable_is_named_at_start_up() -> anyhow::Result
         Err(error) => error.to_string(),
     };
     assert!(error.contains("accounts.toml:3:"), "{error}");
-    assert!(
-        error.contains("ACCOUNTS_DATABASE_URL is not set"),
-        "{error}"
-    );
+    assert!(error.contains("ACCOUNTS_DATABASE_URL is not set"), "{error}");
     assert!(error.contains("BILLING_DATABASE_URL is not set"), "{error}");
     Ok(())
 }

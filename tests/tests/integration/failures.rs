@@ -14,15 +14,10 @@ fn source<'a>(subject: &'a Json, connector: &str) -> &'a Json {
 }
 
 #[tokio::test]
-async fn a_database_that_is_down_gives_the_other_data_and_a_connector_error() -> anyhow::Result<()>
-{
+async fn a_database_that_is_down_gives_the_other_data_and_a_connector_error() -> anyhow::Result<()> {
     let world = ReferenceWorld::create(10).await?;
     let config = ConfigCopy::new()?;
-    config.edit(
-        "connectors/billing.toml",
-        "timeout_ms = 2000",
-        "timeout_ms = 500",
-    )?;
+    config.edit("connectors/billing.toml", "timeout_ms = 2000", "timeout_ms = 500")?;
     // Nothing listens on port 9 of the loopback address.
     let accounts_url = world.accounts.url.clone();
     let env = move |name: &str| match name {
@@ -33,9 +28,7 @@ async fn a_database_that_is_down_gives_the_other_data_and_a_connector_error() ->
     let gateway = TestGateway::start(&config.gateway_toml(), env, Vec::new()).await?;
     let person = world.payer(1);
 
-    let response = gateway
-        .subject("EMAIL", &person.email, FULL_SELECTION)
-        .await?;
+    let response = gateway.subject("EMAIL", &person.email, FULL_SELECTION).await?;
     let subject = &response["data"]["subject"];
     assert_eq!(len(at(subject, &["accounts", "users"])), 1, "{response}");
     assert_eq!(
@@ -62,11 +55,7 @@ async fn a_database_that_is_down_gives_the_other_data_and_a_connector_error() ->
 async fn a_store_that_does_not_answer_is_a_timeout_for_that_entity_only() -> anyhow::Result<()> {
     let world = ReferenceWorld::create_on(10, SqlDialect::Postgres, SqlDialect::Postgres).await?;
     let config = ConfigCopy::new()?;
-    config.edit(
-        "connectors/billing.toml",
-        "timeout_ms = 2000",
-        "timeout_ms = 400",
-    )?;
+    config.edit("connectors/billing.toml", "timeout_ms = 2000", "timeout_ms = 400")?;
     let gateway = TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
     let person = world.payer(1);
 
@@ -77,15 +66,10 @@ async fn a_store_that_does_not_answer_is_a_timeout_for_that_entity_only() -> any
         .execute(&mut *transaction)
         .await?;
 
-    let response = gateway
-        .subject("EMAIL", &person.email, FULL_SELECTION)
-        .await?;
+    let response = gateway.subject("EMAIL", &person.email, FULL_SELECTION).await?;
     transaction.rollback().await?;
     let subject = &response["data"]["subject"];
-    assert!(
-        at(subject, &["billing", "invoices"]).is_null(),
-        "{response}"
-    );
+    assert!(at(subject, &["billing", "invoices"]).is_null(), "{response}");
     assert_eq!(len(at(subject, &["billing", "customers"])), 1);
     assert!(len(at(subject, &["billing", "paymentMethods"])) >= 1);
     assert_eq!(len(at(subject, &["accounts", "users"])), 1);
@@ -96,9 +80,7 @@ async fn a_store_that_does_not_answer_is_a_timeout_for_that_entity_only() -> any
     assert_eq!(source(subject, "billing")["status"], "TIMEOUT");
 
     // Once the lock is gone, the same query is whole again.
-    let response = gateway
-        .subject("EMAIL", &person.email, FULL_SELECTION)
-        .await?;
+    let response = gateway.subject("EMAIL", &person.email, FULL_SELECTION).await?;
     assert!(response.get("errors").is_none(), "{response}");
     Ok(())
 }

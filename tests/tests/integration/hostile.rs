@@ -62,11 +62,7 @@ async fn hostile_values_match_nothing_and_change_nothing() -> anyhow::Result<()>
                 // Accepted (a well-formed value): it matches nobody.
                 None => {
                     let subject = &response["data"]["subject"];
-                    assert_eq!(
-                        len(&subject["identities"]),
-                        1,
-                        "{kind} {value:?}: {subject}"
-                    );
+                    assert_eq!(len(&subject["identities"]), 1, "{kind} {value:?}: {subject}");
                     for source in subject["sources"].as_array().into_iter().flatten() {
                         assert_eq!(source["records"], 0, "{kind} {value:?}: {source}");
                         assert_eq!(source["status"], "OK");

@@ -30,10 +30,7 @@ async fn the_server_answers_graphiql_health_and_bad_requests() -> anyhow::Result
     let huge = client
         .post(gateway.url("/graphql"))
         .header("content-type", "application/json")
-        .body(format!(
-            "{{\"query\": \"{}\"}}",
-            "a".repeat(2 * 1024 * 1024)
-        ))
+        .body(format!("{{\"query\": \"{}\"}}", "a".repeat(2 * 1024 * 1024)))
         .send()
         .await?;
     assert_eq!(huge.status(), 413);

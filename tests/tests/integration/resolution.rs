@@ -26,9 +26,7 @@ async fn an_email_finds_account_and_billing_across_two_databases() -> anyhow::Re
     let person = world.payer(2);
     let customer = person.customer.as_ref().expect("the payer has a customer");
 
-    let response = gateway
-        .subject("EMAIL", &person.email, FULL_SELECTION)
-        .await?;
+    let response = gateway.subject("EMAIL", &person.email, FULL_SELECTION).await?;
     let subject = subject_ok(&response);
 
     // The identity graph that was followed: email -> user_id -> customer_id.
@@ -68,11 +66,7 @@ async fn an_email_finds_account_and_billing_across_two_databases() -> anyhow::Re
     assert_eq!(users[0]["id"], person.user_id);
     assert_eq!(
         strings(at(subject, &["accounts", "sessions"]), "ipAddress"),
-        person
-            .sessions
-            .iter()
-            .map(|s| s.ip_address.clone())
-            .collect()
+        person.sessions.iter().map(|s| s.ip_address.clone()).collect()
     );
     assert_eq!(
         len(at(subject, &["accounts", "preferences"])),
@@ -90,11 +84,7 @@ async fn an_email_finds_account_and_billing_across_two_databases() -> anyhow::Re
     );
     assert_eq!(
         strings(at(subject, &["billing", "paymentMethods"]), "last4"),
-        customer
-            .payment_methods
-            .iter()
-            .map(|m| m.last4.clone())
-            .collect()
+        customer.payment_methods.iter().map(|m| m.last4.clone()).collect()
     );
     for source in subject["sources"].as_array().into_iter().flatten() {
         assert_eq!(source["status"], "OK", "{source}");
@@ -113,9 +103,7 @@ async fn an_email_in_any_case_finds_the_same_person() -> anyhow::Result<()> {
         .find(|p| p.email.contains("Example.COM"))
         .expect("the world has mixed-case emails");
 
-    let stored = gateway
-        .subject("EMAIL", &person.email, FULL_SELECTION)
-        .await?;
+    let stored = gateway.subject("EMAIL", &person.email, FULL_SELECTION).await?;
     let reference = without_timings(subject_ok(&stored).clone());
     assert_eq!(len(at(&reference, &["accounts", "users"])), 1);
     for variant in [
@@ -178,19 +166,14 @@ async fn every_sql_dialect_serves_the_same_subject() -> anyhow::Result<()> {
         let world = ReferenceWorld::create_on(16, accounts, billing).await?;
         let gateway = world.gateway().await?;
         let person = world.payer(1);
-        let response = gateway
-            .subject("EMAIL", &person.email, FULL_SELECTION)
-            .await?;
+        let response = gateway.subject("EMAIL", &person.email, FULL_SELECTION).await?;
         let subject = without_timings(subject_ok(&response).clone());
         assert_eq!(len(at(&subject, &["accounts", "users"])), 1);
         subjects.push(((accounts, billing), subject));
     }
     let (first_dialects, first) = &subjects[0];
     for (dialects, subject) in &subjects[1..] {
-        assert_eq!(
-            subject, first,
-            "{dialects:?} differs from {first_dialects:?}"
-        );
+        assert_eq!(subject, first, "{dialects:?} differs from {first_dialects:?}");
     }
     // Typed values come through as declared: timestamps in RFC 3339, dates, decimals, JSON.
     let users = at(first, &["accounts", "users"]);
@@ -199,16 +182,8 @@ async fn every_sql_dialect_serves_the_same_subject() -> anyhow::Result<()> {
             .as_str()
             .is_some_and(|t| t.ends_with('Z') && t.contains('T'))
     );
-    assert!(
-        users[0]["dateOfBirth"]
-            .as_str()
-            .is_some_and(|d| d.len() == 10)
-    );
+    assert!(users[0]["dateOfBirth"].as_str().is_some_and(|d| d.len() == 10));
     let invoices = at(first, &["billing", "invoices"]);
-    assert!(
-        invoices[0]["taxRate"]
-            .as_str()
-            .is_some_and(|r| r.contains('.'))
-    );
+    assert!(invoices[0]["taxRate"].as_str().is_some_and(|r| r.contains('.')));
     Ok(())
 }

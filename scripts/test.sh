@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: starts PostgreSQL and MariaDB when they are down,
+# then runs rustfmt, clippy and every test (against the real databases).
+#
+#   bash scripts/test.sh
+#
+# TEST_POSTGRES_URL / TEST_MYSQL_URL point the tests at other servers (defaults:
+# postgres://postgres@127.0.0.1:5432 and mysql://root@127.0.0.1:3306).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+wait_for() { # wait_for NAME COMMAND...
+  local name=$1; shift
+  for _ in $(seq 1 60); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  echo "error: $name did not come up within 60 s" >&2
+  return 1
+}
+
+pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q; }
+mariadb_up() { mariadb-admin ping -h 127.0.0.1 -P 3306 -uroot --silent 2>/dev/null || mysqladmin ping -h 127.0.0.1 -P 3306 -uroot --silent; }
+
+if [ -z "${TEST_POSTGRES_URL:-}" ]; then
+  if ! pg_up; then
+    log "starting PostgreSQL"
+    if ! command -v pg_ctlcluster >/dev/null; then
+      apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+    fi
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_for PostgreSQL pg_up
+  fi
+fi
+
+if [ -z "${TEST_MYSQL_URL:-}" ]; then
+  if ! mariadb_up; then
+    log "starting MariaDB"
+    if [ ! -x /usr/sbin/mariadbd ]; then
+      apt-get update -qq && apt-get install -y -qq mariadb-server >/dev/null
+    fi
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+    wait_for MariaDB mariadb_up
+  fi
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+log "cargo fmt --check"
+cargo fmt --all --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+log "tests"
+cargo nextest run --workspace --no-fail-fast
