@@ -34,7 +34,7 @@ pub fn router(service: Arc<SubjectService>, settings: &ServerSettings) -> Router
 }
 
 async fn graphql(State(state): State<AppState>, request: GraphQLRequest) -> GraphQLResponse {
-    state.service.schema.execute(request.into_inner()).await.into()
+    state.service.execute(request.into_inner()).await.into()
 }
 
 async fn graphiql() -> impl IntoResponse {

@@ -178,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
             async_graphql::Variables::from_json(serde_json::json!({"kind": "EMAIL", "value": person.email})),
         );
         let t = Instant::now();
-        let response = gateway.service.schema.execute(request).await;
+        let response = gateway.service.execute(request).await;
         let _ = serde_json::to_vec(&response)?;
         let d_in_process = t.elapsed();
         anyhow::ensure!(response.errors.is_empty(), "gateway errors");
