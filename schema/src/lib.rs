@@ -63,7 +63,8 @@ impl SubjectService {
                 Some(document) => request.set_parsed_query(document.as_ref().clone()),
                 None => {
                     if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
-                        self.parsed.insert(request.query.clone(), Arc::new(document.clone()));
+                        self.parsed
+                            .insert(request.query.clone(), Arc::new(document.clone()));
                         request.set_parsed_query(document);
                     }
                 }

@@ -31,11 +31,67 @@ fn bind_ids<'q>(
     q
 }
 
+/// Reads every column of every row into an owned value, as any client using the data would.
+fn read_pg(rows: &[sqlx::postgres::PgRow]) -> usize {
+    use sqlx::{Column, TypeInfo};
+    let mut values = 0;
+    for row in rows {
+        for (i, column) in row.columns().iter().enumerate() {
+            let present = match column.type_info().name() {
+                "INT8" => row.try_get::<Option<i64>, _>(i).ok().flatten().is_some(),
+                "BOOL" => row.try_get::<Option<bool>, _>(i).ok().flatten().is_some(),
+                "DATE" => row
+                    .try_get::<Option<chrono::NaiveDate>, _>(i)
+                    .ok()
+                    .flatten()
+                    .map(|d| d.to_string())
+                    .is_some(),
+                "TIMESTAMPTZ" => row
+                    .try_get::<Option<chrono::DateTime<chrono::Utc>>, _>(i)
+                    .ok()
+                    .flatten()
+                    .map(|t| t.to_rfc3339())
+                    .is_some(),
+                "JSONB" => row
+                    .try_get::<Option<serde_json::Value>, _>(i)
+                    .ok()
+                    .flatten()
+                    .is_some(),
+                _ => row.try_get::<Option<String>, _>(i).ok().flatten().is_some(),
+            };
+            values += usize::from(present);
+        }
+    }
+    values
+}
+
+fn read_my(rows: &[sqlx::mysql::MySqlRow]) -> usize {
+    use sqlx::{Column, TypeInfo};
+    let mut values = 0;
+    for row in rows {
+        for (i, column) in row.columns().iter().enumerate() {
+            let present = match column.type_info().name() {
+                "BIGINT" | "INT" => row.try_get::<Option<i64>, _>(i).ok().flatten().is_some(),
+                "DATETIME" => row
+                    .try_get::<Option<chrono::NaiveDateTime>, _>(i)
+                    .ok()
+                    .flatten()
+                    .map(|t| t.and_utc().to_rfc3339())
+                    .is_some(),
+                _ => row.try_get::<Option<String>, _>(i).ok().flatten().is_some(),
+            };
+            values += usize::from(present);
+        }
+    }
+    values
+}
+
 fn in_list(n: usize) -> String {
     format!("({})", vec!["?"; n].join(", "))
 }
 
-/// The floor: what a hand-written client needing the same data would send. Returns rows read.
+/// The floor: what a hand-written client needing the same data would send and read. Returns
+/// the number of non-null values read.
 async fn direct(pg: &PgPool, my: &MySqlPool, email: &str) -> anyhow::Result<usize> {
     let email = email.trim().to_lowercase();
     // Stage 1: everything an email finds.
@@ -47,7 +103,7 @@ async fn direct(pg: &PgPool, my: &MySqlPool, email: &str) -> anyhow::Result<usiz
     )?;
     let user_ids: Vec<i64> = users.iter().map(|r| r.get::<i64, _>(0)).collect();
     let mut customer_ids: Vec<String> = customers.iter().map(|r| r.get::<String, _>(0)).collect();
-    let mut rows = users.len() + customers.len();
+    let mut rows = read_pg(&users) + read_my(&customers);
     if user_ids.is_empty() && customer_ids.is_empty() {
         return Ok(rows);
     }
@@ -79,7 +135,11 @@ async fn direct(pg: &PgPool, my: &MySqlPool, email: &str) -> anyhow::Result<usiz
             }
         },
     )?;
-    rows += sessions.len() + preferences.len() + by_user.len() + invoices.len() + methods.len();
+    rows += read_pg(&sessions)
+        + read_pg(&preferences)
+        + read_my(&by_user)
+        + read_my(&invoices)
+        + read_my(&methods);
     // Stage 3: customer ids that only the user id found.
     let new: Vec<String> = by_user
         .iter()
@@ -93,7 +153,7 @@ async fn direct(pg: &PgPool, my: &MySqlPool, email: &str) -> anyhow::Result<usiz
             bind_ids(&invoices_sql, &new).fetch_all(my),
             bind_ids(&methods_sql, &new).fetch_all(my)
         )?;
-        rows += invoices.len() + methods.len();
+        rows += read_my(&invoices) + read_my(&methods);
         customer_ids.extend(new);
     }
     Ok(rows)

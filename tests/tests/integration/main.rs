@@ -4,6 +4,7 @@
 mod batching;
 mod check;
 mod declarations;
+mod demo;
 mod failures;
 mod hostile;
 mod http;

@@ -1,0 +1,44 @@
+//! `subject-gateway demo`: the README's "run it" path, on SQLite with nothing installed.
+
+use subject_gateway::demo;
+use subject_gateway_tests::{FULL_SELECTION, TestGateway, config_dir};
+
+use crate::{at, len, subject_ok};
+
+#[tokio::test]
+async fn the_demo_world_serves_every_kind_of_person() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let world = demo::prepare(dir.path(), 120).await?;
+    assert_eq!(world.people.len(), 120);
+    let gateway = TestGateway::start(&config_dir().join("gateway.toml"), world.env(), Vec::new()).await?;
+
+    // The example the demo prints works as printed: an email in capitals.
+    let examples = demo::examples(&world, "127.0.0.1:8080");
+    assert!(examples.contains("http://127.0.0.1:8080/"));
+    let payer = world
+        .people
+        .iter()
+        .find(|p| {
+            p.customer
+                .as_ref()
+                .is_some_and(|c| !c.invoices.is_empty() && c.email != p.email.to_lowercase())
+        })
+        .expect("the demo has people who pay from a separate billing address");
+    assert!(examples.contains(&payer.email.to_uppercase()));
+    let response = gateway
+        .subject("EMAIL", &payer.email.to_uppercase(), FULL_SELECTION)
+        .await?;
+    let subject = subject_ok(&response);
+    assert_eq!(len(&subject["identities"]), 3);
+    assert_eq!(at(subject, &["accounts", "users"])[0]["id"], payer.user_id);
+    let customer = payer.customer.as_ref().expect("a payer");
+    assert_eq!(
+        len(at(subject, &["billing", "invoices"])),
+        customer.invoices.len()
+    );
+
+    // Reloading the demo replaces the databases rather than adding to them.
+    let again = demo::prepare(dir.path(), 10).await?;
+    assert_eq!(again.people.len(), 10);
+    Ok(())
+}
