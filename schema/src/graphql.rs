@@ -637,24 +637,12 @@ fn introspection_types() -> (Object, Object, Object, Object, Object) {
         .field(indexed::<EntityAt>(
             "graphqlField",
             TypeRef::named_nn(TypeRef::STRING),
-            |ex, at| {
-                GqlValue::String(
-                    ex.registry().connectors[at.0.connector].entities[at.0.entity]
-                        .field_name
-                        .clone(),
-                )
-            },
+            |ex, at| GqlValue::String(entity_names(ex, at.0).field_name.clone()),
         ))
         .field(indexed::<EntityAt>(
             "graphqlType",
             TypeRef::named_nn(TypeRef::STRING),
-            |ex, at| {
-                GqlValue::String(
-                    ex.registry().connectors[at.0.connector].entities[at.0.entity]
-                        .type_name
-                        .clone(),
-                )
-            },
+            |ex, at| GqlValue::String(entity_names(ex, at.0).type_name.clone()),
         ))
         .field(indexed::<EntityAt>(
             "source",
@@ -692,11 +680,7 @@ fn introspection_types() -> (Object, Object, Object, Object, Object) {
         .field(indexed::<FieldAt>(
             "graphqlField",
             TypeRef::named_nn(TypeRef::STRING),
-            |ex, at| {
-                GqlValue::String(
-                    ex.registry().connectors[at.0.connector].entities[at.0.entity].field_names[at.1].clone(),
-                )
-            },
+            |ex, at| GqlValue::String(entity_names(ex, at.0).field_names[at.1].clone()),
         ))
         .field(indexed::<FieldAt>(
             "type",
@@ -778,6 +762,10 @@ fn entity(executor: &Executor, at: EntityRef) -> &subject_connectors::EntityDesc
         .connector
         .descriptor()
         .entities[at.entity]
+}
+
+fn entity_names(executor: &Executor, at: EntityRef) -> &crate::registry::RegisteredEntity {
+    &executor.registry().connectors[at.connector].entities[at.entity]
 }
 
 fn link(executor: &Executor, at: LinkAt) -> subject_connectors::IdentityLink {

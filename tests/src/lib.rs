@@ -40,6 +40,14 @@ fn server_url(dialect: SqlDialect) -> String {
     }
 }
 
+/// A URL onto the server's administrative database, for creating and dropping test databases.
+fn admin_url(dialect: SqlDialect) -> String {
+    match dialect {
+        SqlDialect::Postgres => format!("{}/postgres", server_url(dialect)),
+        _ => format!("{}/", server_url(dialect)),
+    }
+}
+
 /// A copy of the repository's `config/` in a temporary directory, for tests that change it.
 pub struct ConfigCopy {
     pub dir: tempfile::TempDir,
@@ -94,34 +102,19 @@ impl TestDatabase {
         sqlx::any::install_default_drivers();
         let name = format!("sg_test_{}", uuid::Uuid::new_v4().simple());
         match dialect {
-            SqlDialect::Postgres => {
+            SqlDialect::Postgres | SqlDialect::MySql => {
                 let admin = AnyPoolOptions::new()
                     .max_connections(1)
-                    .connect(&format!("{}/postgres", server_url(dialect)))
+                    .connect(&admin_url(dialect))
                     .await
-                    .context("connecting to PostgreSQL (is it running? see README)")?;
-                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                    .execute(&admin)
-                    .await?;
-                admin.close().await;
-                Ok(Self {
-                    dialect,
-                    url: format!("{}/{name}", server_url(dialect)),
-                    name,
-                    _dir: None,
-                })
-            }
-            SqlDialect::MySql => {
-                let admin = AnyPoolOptions::new()
-                    .max_connections(1)
-                    .connect(&format!("{}/", server_url(dialect)))
-                    .await
-                    .context("connecting to MariaDB (is it running? see README)")?;
-                sqlx::query(&format!(
-                    "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                ))
-                .execute(&admin)
-                .await?;
+                    .with_context(|| {
+                        format!("connecting to {} (is it running? see README)", dialect.name())
+                    })?;
+                let create = match dialect {
+                    SqlDialect::Postgres => format!("CREATE DATABASE \"{name}\""),
+                    _ => format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"),
+                };
+                sqlx::query(&create).execute(&admin).await?;
                 admin.close().await;
                 Ok(Self {
                     dialect,
@@ -230,17 +223,15 @@ impl Drop for TestDatabase {
                 return;
             };
             runtime.block_on(async move {
-                let (admin_url, statement) = match dialect {
-                    SqlDialect::Postgres => (
-                        format!("{}/postgres", server_url(dialect)),
-                        format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-                    ),
-                    _ => (
-                        format!("{}/", server_url(dialect)),
-                        format!("DROP DATABASE IF EXISTS `{name}`"),
-                    ),
+                let statement = match dialect {
+                    SqlDialect::Postgres => format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                    _ => format!("DROP DATABASE IF EXISTS `{name}`"),
                 };
-                if let Ok(admin) = AnyPoolOptions::new().max_connections(1).connect(&admin_url).await {
+                if let Ok(admin) = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&admin_url(dialect))
+                    .await
+                {
                     let _ = sqlx::query(&statement).execute(&admin).await;
                     admin.close().await;
                 }

@@ -128,3 +128,36 @@ async fn malformed_graphql_input_gets_clear_errors() -> anyhow::Result<()> {
     assert_eq!(batch["errors"][0]["extensions"]["code"], "BATCH_TOO_LARGE");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_lenient_store_collation_never_widens_a_match() -> anyhow::Result<()> {
+    // MariaDB's utf8mb4_unicode_ci holds 'zoë' equal to 'zoe': the store returns both, and the
+    // gateway keeps only the records whose value is the identity asked for.
+    let world = ReferenceWorld::create(4).await?;
+    let billing = sqlx::MySqlPool::connect(&world.billing.url).await?;
+    sqlx::query(
+        "INSERT INTO customers (id, user_id, email, name, created_at) VALUES \
+         ('cus_Zoe0001', NULL, 'zoë@example.com', 'Zoë Other', NOW()), \
+         ('cus_Zoe0002', NULL, 'ZOE@example.com', 'Zoe Herself', NOW())",
+    )
+    .execute(&billing)
+    .await?;
+    billing.close().await;
+    let gateway = world.gateway().await?;
+
+    for (asked, expected) in [
+        ("zoe@example.com", ("cus_Zoe0002", "Zoe Herself")),
+        ("Zoë@Example.com", ("cus_Zoe0001", "Zoë Other")),
+    ] {
+        let response = gateway
+            .subject("EMAIL", asked, "{ billing { customers { id name } } }")
+            .await?;
+        assert!(response.get("errors").is_none(), "{response}");
+        assert_eq!(
+            response["data"]["subject"]["billing"]["customers"],
+            serde_json::json!([{ "id": expected.0, "name": expected.1 }]),
+            "asked for {asked}"
+        );
+    }
+    Ok(())
+}
