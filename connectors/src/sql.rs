@@ -117,7 +117,10 @@ impl SqlConnector {
         };
         let pool = match dialect {
             SqlDialect::Postgres => {
-                let options = PgConnectOptions::from_str(url.expose_secret()).map_err(invalid)?;
+                // The server abandons a statement the gateway has stopped waiting for.
+                let options = PgConnectOptions::from_str(url.expose_secret())
+                    .map_err(invalid)?
+                    .options([("statement_timeout", format!("{}", timeout.as_millis().max(1)))]);
                 Pool::Postgres(pool_options::<sqlx::Postgres>(max, timeout).connect_lazy_with(options))
             }
             SqlDialect::MySql => {
@@ -146,6 +149,10 @@ impl SqlConnector {
 
     pub fn dialect(&self) -> SqlDialect {
         self.dialect
+    }
+
+    fn store_error(&self, err: sqlx::Error) -> ConnectorError {
+        store_error(err, self.descriptor.timeout)
     }
 
     async fn run_lookup(
@@ -187,7 +194,7 @@ impl SqlConnector {
                         Bound::Uuid(v) => q.bind(v),
                     };
                 }
-                let rows = q.fetch_all(pool).await.map_err(store_error)?;
+                let rows = q.fetch_all(pool).await.map_err(|e| self.store_error(e))?;
                 rows.iter().map(|row| decode_pg(row, descriptor)).collect()
             }
             Pool::MySql(_) | Pool::Sqlite(_) => {
@@ -247,12 +254,18 @@ impl SqlConnector {
         match &self.pool {
             Pool::MySql(pool) => {
                 let q = sqlx::query::<sqlx::MySql>(&query);
-                let rows = bind_all!(q).fetch_all(pool).await.map_err(store_error)?;
+                let rows = bind_all!(q)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(|e| self.store_error(e))?;
                 rows.iter().map(|row| decode_mysql(row, descriptor)).collect()
             }
             Pool::Sqlite(pool) => {
                 let q = sqlx::query::<sqlx::Sqlite>(&query);
-                let rows = bind_all!(q).fetch_all(pool).await.map_err(store_error)?;
+                let rows = bind_all!(q)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(|e| self.store_error(e))?;
                 rows.iter().map(|row| decode_sqlite(row, descriptor)).collect()
             }
             Pool::Postgres(_) => Err(ConnectorError::Other(
@@ -276,7 +289,7 @@ impl SqlConnector {
                 .bind(&table)
                 .fetch_all(pool)
                 .await
-                .map_err(store_error)?;
+                .map_err(|e| self.store_error(e))?;
                 let defs = sqlx::query_scalar::<_, String>(
                     "SELECT indexdef FROM pg_indexes \
                      WHERE schemaname = COALESCE($1, current_schema()) AND tablename = $2",
@@ -285,7 +298,7 @@ impl SqlConnector {
                 .bind(&table)
                 .fetch_all(pool)
                 .await
-                .map_err(store_error)?;
+                .map_err(|e| self.store_error(e))?;
                 let keys = defs.iter().filter_map(|def| first_index_key(def)).collect();
                 (columns, keys)
             }
@@ -298,7 +311,7 @@ impl SqlConnector {
                 .bind(&table)
                 .fetch_all(pool)
                 .await
-                .map_err(store_error)?;
+                .map_err(|e| self.store_error(e))?;
                 let keys = sqlx::query_scalar::<_, String>(
                     "SELECT CAST(column_name AS CHAR) FROM information_schema.statistics \
                      WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND seq_in_index = 1",
@@ -307,7 +320,7 @@ impl SqlConnector {
                 .bind(&table)
                 .fetch_all(pool)
                 .await
-                .map_err(store_error)?;
+                .map_err(|e| self.store_error(e))?;
                 (columns, keys.into_iter().map(|k| normalise_key(&k)).collect())
             }
             Pool::Sqlite(pool) => {
@@ -315,7 +328,7 @@ impl SqlConnector {
                     .bind(&table)
                     .fetch_all(pool)
                     .await
-                    .map_err(store_error)?;
+                    .map_err(|e| self.store_error(e))?;
                 let mut keys: Vec<String> = sqlx::query_scalar::<_, String>(
                     "SELECT ii.name FROM pragma_index_list(?1) AS il, pragma_index_info(il.name) AS ii \
                      WHERE ii.seqno = 0 AND ii.name IS NOT NULL \
@@ -324,7 +337,7 @@ impl SqlConnector {
                 .bind(&table)
                 .fetch_all(pool)
                 .await
-                .map_err(store_error)?
+                .map_err(|e| self.store_error(e))?
                 .iter()
                 .map(|k| normalise_key(k))
                 .collect();
@@ -334,7 +347,7 @@ impl SqlConnector {
                 .bind(&table)
                 .fetch_all(pool)
                 .await
-                .map_err(store_error)?;
+                .map_err(|e| self.store_error(e))?;
                 keys.extend(defs.iter().filter_map(|def| first_index_key(def)));
                 (columns, keys)
             }
@@ -517,12 +530,15 @@ fn entity_sql(dialect: SqlDialect, entity: &EntityDescriptor) -> EntitySql {
 }
 
 /// Maps a driver error to a connector error without the driver's message, which may quote values.
-fn store_error(err: sqlx::Error) -> ConnectorError {
+/// `timeout` is the connector's: a statement the server cancelled for taking longer (PostgreSQL's
+/// `statement_timeout`, SQLSTATE 57014) is a timeout, like one the gateway stopped waiting for.
+fn store_error(err: sqlx::Error, timeout: Duration) -> ConnectorError {
     match err {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned());
             match code.as_deref() {
                 Some("28P01" | "28000" | "1045") => ConnectorError::Unauthorized,
+                Some("57014") => ConnectorError::Timeout(timeout),
                 _ => ConnectorError::Query { code },
             }
         }
@@ -767,7 +783,7 @@ impl Connector for SqlConnector {
             Pool::MySql(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
             Pool::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
         }
-        .map_err(store_error)
+        .map_err(|e| self.store_error(e))
     }
 
     async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError> {

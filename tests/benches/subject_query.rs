@@ -211,6 +211,13 @@ async fn main() -> anyhow::Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let mut pick = || -> &Person { &world.people[rng.random_range(0..world.people.len())] };
     let (mut floor, mut http, mut in_process) = (Samples(vec![]), Samples(vec![]), Samples(vec![]));
+    let mut executor_only = Samples(vec![]);
+    let executor = gateway.service.executor.clone();
+    let email_kind = executor
+        .registry()
+        .kinds
+        .by_name("email")
+        .ok_or_else(|| anyhow::anyhow!("no email kind"))?;
     let warmup = iterations / 10;
     for i in 0..iterations + warmup {
         let person = pick();
@@ -243,7 +250,17 @@ async fn main() -> anyhow::Result<()> {
         let d_in_process = t.elapsed();
         anyhow::ensure!(response.errors.is_empty(), "gateway errors");
 
+        let identity = executor.registry().kinds.parse_input(email_kind, &person.email)?;
+        let t = Instant::now();
+        let outcome = executor.resolve(vec![vec![identity]]).await;
+        let d_executor = t.elapsed();
+        anyhow::ensure!(
+            outcome.sources.iter().all(|s| s.error.is_none()),
+            "executor errors"
+        );
+
         if i >= warmup {
+            executor_only.0.push(d_executor);
             floor.0.push(d_floor);
             http.0.push(d_http);
             in_process.0.push(d_in_process);
@@ -253,6 +270,7 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", floor.line("floor: direct SQL, staged, parallel"));
     println!("{}", http.line("gateway over HTTP (POST /graphql)"));
     println!("{}", in_process.line("gateway in process (no HTTP)"));
+    println!("{}", executor_only.line("executor alone (no GraphQL)"));
     let ratio = ms(http.percentile(0.5)) / ms(floor.percentile(0.5));
     let ratio_in = ms(in_process.percentile(0.5)) / ms(floor.percentile(0.5));
     println!("ratio of medians: HTTP {ratio:.3}x the floor, in process {ratio_in:.3}x the floor");

@@ -5,6 +5,7 @@
 //! `TEST_MYSQL_URL` (default `mysql://root@127.0.0.1:3306`). Each [`TestDatabase`] is dropped
 //! when the value is, so tests run in parallel without seeing each other.
 
+pub mod custom;
 pub mod statements;
 
 use std::net::SocketAddr;

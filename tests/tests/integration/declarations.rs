@@ -247,3 +247,51 @@ async fn a_missing_environment_variable_is_named_at_start_up() -> anyhow::Result
     assert!(error.contains("BILLING_DATABASE_URL is not set"), "{error}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_custom_rust_connector_joins_the_declared_ones() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create_on(5, SqlDialect::Sqlite, SqlDialect::Sqlite).await?;
+    let person = &world.people[1];
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("consent.jsonl");
+    std::fs::write(
+        &log,
+        format!(
+            "{{\"email\":\"{}\",\"purpose\":\"marketing\",\"granted\":false,\"at\":\"2025-02-01T10:00:00Z\"}}\n\
+             {{\"email\":\"other.person@example.com\",\"purpose\":\"analytics\",\"granted\":true,\"at\":\"2025-02-02T10:00:00Z\"}}\n",
+            person.email.to_uppercase()
+        ),
+    )?;
+    let config = Config::load(&subject_gateway_tests::config_dir().join("gateway.toml"))?;
+    let custom = subject_gateway_tests::custom::ConsentLog::new(log, &config.kinds)?;
+    let gateway = TestGateway::start(
+        &subject_gateway_tests::config_dir().join("gateway.toml"),
+        world.env(),
+        vec![std::sync::Arc::new(custom)],
+    )
+    .await?;
+
+    // Found through the identity graph: the caller gives a user id, the email comes from accounts.
+    let response = gateway
+        .subject(
+            "USER_ID",
+            &person.user_id.to_string(),
+            "{ consentLog { events { email purpose granted at } } sources { connector status } }",
+        )
+        .await?;
+    assert!(response.get("errors").is_none(), "{response}");
+    assert_eq!(
+        response["data"]["subject"]["consentLog"]["events"],
+        serde_json::json!([{
+            "email": person.email.to_uppercase(),
+            "purpose": "marketing",
+            "granted": false,
+            "at": "2025-02-01T10:00:00Z"
+        }])
+    );
+    assert_eq!(
+        response["data"]["subject"]["sources"][2]["connector"],
+        "consent_log"
+    );
+    Ok(())
+}
