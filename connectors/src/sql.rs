@@ -279,10 +279,10 @@ impl SqlConnector {
             Some((schema, table)) => (Some(schema.to_owned()), table.to_owned()),
             None => (None, entity.source.clone()),
         };
-        let (columns, index_keys): (Vec<String>, Vec<String>) = match &self.pool {
+        let (columns, index_keys): (Vec<(String, String)>, Vec<String>) = match &self.pool {
             Pool::Postgres(pool) => {
-                let columns = sqlx::query_scalar::<_, String>(
-                    "SELECT column_name::text FROM information_schema.columns \
+                let columns = sqlx::query_as::<_, (String, String)>(
+                    "SELECT column_name::text, data_type::text FROM information_schema.columns \
                      WHERE table_schema = COALESCE($1, current_schema()) AND table_name = $2",
                 )
                 .bind(&schema)
@@ -303,8 +303,8 @@ impl SqlConnector {
                 (columns, keys)
             }
             Pool::MySql(pool) => {
-                let columns = sqlx::query_scalar::<_, String>(
-                    "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+                let columns = sqlx::query_as::<_, (String, String)>(
+                    "SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR) FROM information_schema.columns \
                      WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?",
                 )
                 .bind(&schema)
@@ -324,11 +324,12 @@ impl SqlConnector {
                 (columns, keys.into_iter().map(|k| normalise_key(&k)).collect())
             }
             Pool::Sqlite(pool) => {
-                let columns = sqlx::query_scalar::<_, String>("SELECT name FROM pragma_table_info(?1)")
-                    .bind(&table)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(|e| self.store_error(e))?;
+                let columns =
+                    sqlx::query_as::<_, (String, String)>("SELECT name, type FROM pragma_table_info(?1)")
+                        .bind(&table)
+                        .fetch_all(pool)
+                        .await
+                        .map_err(|e| self.store_error(e))?;
                 let mut keys: Vec<String> = sqlx::query_scalar::<_, String>(
                     "SELECT ii.name FROM pragma_index_list(?1) AS il, pragma_index_info(il.name) AS ii \
                      WHERE ii.seqno = 0 AND ii.name IS NOT NULL \
@@ -363,12 +364,21 @@ impl SqlConnector {
                 .push(format!("table `{}` does not exist", entity.source));
             return Ok(check);
         }
-        let missing: Vec<&str> = entity
-            .fields
-            .iter()
-            .map(|f| f.name.as_str())
-            .filter(|name| !columns.iter().any(|c| c.eq_ignore_ascii_case(name)))
-            .collect();
+        let mut missing: Vec<&str> = Vec::new();
+        for field in &entity.fields {
+            match columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(&field.name)) {
+                None => missing.push(&field.name),
+                Some((_, column_type)) if !type_fits(self.dialect, field.field_type, column_type) => {
+                    check.problems.push(format!(
+                        "column `{}` is {} but is declared type = \"{}\"",
+                        field.name,
+                        column_type.to_ascii_lowercase(),
+                        field.field_type.as_str()
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         if !missing.is_empty() {
             check.problems.push(format!(
                 "table `{}` has no column{} {}",
@@ -396,6 +406,32 @@ impl SqlConnector {
             }
         }
         Ok(check)
+    }
+}
+
+/// Whether a column of the store's type `column_type` can be read as `declared`. SQLite's types
+/// are affinities, so only what would certainly fail is refused there.
+fn type_fits(dialect: SqlDialect, declared: FieldType, column_type: &str) -> bool {
+    let t = column_type.to_ascii_lowercase();
+    let any = |needles: &[&str]| needles.iter().any(|n| t.contains(n));
+    match (dialect, declared) {
+        // PostgreSQL text fields are read as `::text`, which every type has.
+        (SqlDialect::Postgres, FieldType::String) => true,
+        (SqlDialect::MySql, FieldType::String) => any(&["char", "text", "enum", "set"]),
+        (SqlDialect::Sqlite, FieldType::String) => !any(&["blob"]),
+        (_, FieldType::Int | FieldType::Bigint) => any(&["int"]),
+        (SqlDialect::Sqlite, FieldType::Float) => any(&["real", "floa", "doub", "num", "dec", "int"]),
+        (_, FieldType::Float) => any(&["real", "double", "float", "numeric", "decimal"]),
+        (SqlDialect::Sqlite, _) => !any(&["blob"]),
+        (_, FieldType::Decimal) => any(&["numeric", "decimal"]),
+        (SqlDialect::Postgres, FieldType::Bool) => t == "boolean",
+        (_, FieldType::Bool) => any(&["tinyint", "bit", "bool"]),
+        (_, FieldType::Timestamp) => any(&["timestamp", "datetime"]),
+        (_, FieldType::Date) => t == "date",
+        (SqlDialect::Postgres, FieldType::Uuid) => any(&["uuid", "char", "text"]),
+        (_, FieldType::Uuid) => any(&["char", "binary"]),
+        (SqlDialect::Postgres, FieldType::Json) => any(&["json"]),
+        (_, FieldType::Json) => any(&["json", "text"]),
     }
 }
 
@@ -818,6 +854,19 @@ mod tests {
             first_index_key("CREATE INDEX e ON users(lower(email))").as_deref(),
             Some("lower(email)")
         );
+    }
+
+    #[test]
+    fn declared_types_fit_the_store_types_they_can_be_read_from() {
+        use FieldType::*;
+        assert!(type_fits(SqlDialect::Postgres, Bigint, "integer"));
+        assert!(type_fits(SqlDialect::Postgres, String, "inet"));
+        assert!(!type_fits(SqlDialect::Postgres, Timestamp, "text"));
+        assert!(type_fits(SqlDialect::MySql, Bool, "tinyint"));
+        assert!(type_fits(SqlDialect::MySql, Json, "longtext"));
+        assert!(!type_fits(SqlDialect::MySql, Bigint, "varchar"));
+        assert!(type_fits(SqlDialect::Sqlite, Timestamp, "TEXT"));
+        assert!(!type_fits(SqlDialect::Sqlite, Int, "TEXT"));
     }
 
     #[test]

@@ -29,9 +29,12 @@ async fn check_passes_on_the_reference_world_and_names_what_is_missing() -> anyh
         "{plan}"
     );
 
-    // Break the stores: a dropped column in PostgreSQL, a dropped table and index in MariaDB.
+    // Break the stores: a dropped column and a changed type in PostgreSQL, a dropped table and index in MariaDB.
     let accounts = world.accounts.pool().await?;
     sqlx::query("ALTER TABLE sessions DROP COLUMN user_agent")
+        .execute(&accounts)
+        .await?;
+    sqlx::query("ALTER TABLE preferences ALTER COLUMN newsletter TYPE TEXT")
         .execute(&accounts)
         .await?;
     let billing = world.billing.pool().await?;
@@ -59,6 +62,11 @@ async fn check_passes_on_the_reference_world_and_names_what_is_missing() -> anyh
     assert_eq!(
         row("sessions").details,
         ["table `sessions` has no column `user_agent`"],
+        "{table}"
+    );
+    assert_eq!(
+        row("preferences").details,
+        ["column `newsletter` is text but is declared type = \"bool\""],
         "{table}"
     );
     assert!(!row("payment_methods").ok);
