@@ -255,10 +255,28 @@ pub struct ConnectorDecl {
     /// Per-call timeout in milliseconds (default 2000).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Most connections the pool opens (default 8).
+    /// Most connections the pool opens (SQL; default 8).
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Base URL of an HTTP API, as `${VARIABLE}` references (HTTP).
+    pub base_url: Option<Spanned<String>>,
+    /// Credentials sent with every request (HTTP).
+    pub auth: Option<Spanned<crate::http::decl::AuthDecl>>,
+    /// Most requests in flight at once (HTTP; default 4).
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Retries of a request after 429, 5xx or a connection error (HTTP; default 5).
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
     pub entities: IndexMap<Spanned<String>, EntityDecl>,
+}
+
+fn default_max_concurrency() -> usize {
+    4
+}
+
+fn default_max_retries() -> u32 {
+    5
 }
 
 fn default_timeout_ms() -> u64 {
@@ -284,6 +302,10 @@ pub struct EntityDecl {
     /// Identity kinds the records yield, and the field each is read from.
     #[serde(default)]
     pub yields: Vec<LinkDecl>,
+    /// How records are requested (HTTP).
+    pub request: Option<Spanned<crate::http::decl::RequestDecl>>,
+    /// How records are erased (HTTP): delete calls, two-step deletes, asynchronous jobs.
+    pub erase: Option<Spanned<crate::http::decl::EraseDecl>>,
     pub fields: IndexMap<Spanned<String>, FieldDecl>,
 }
 
@@ -305,6 +327,20 @@ pub struct FieldDecl {
     pub field_type: FieldType,
     pub category: Spanned<String>,
     pub description: Option<String>,
+    /// Where the value is in a record (HTTP: a JSON path such as `$.via.channel`; default: the
+    /// key with the field's name).
+    pub path: Option<Spanned<String>>,
+    /// `lookup`: the value is the identity the record was requested for, not read from the
+    /// record (HTTP resources that do not repeat their parent's id, e.g. ticket comments).
+    pub from: Option<Spanned<FieldSource>>,
+}
+
+/// Where an HTTP field's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldSource {
+    Record,
+    Lookup,
 }
 
 /// The SQL dialects the built-in connector speaks.
@@ -349,24 +385,35 @@ impl SqlDialect {
 #[derive(Debug, Clone)]
 pub struct ValidatedConnector {
     pub descriptor: ConnectorDescriptor,
-    /// The dialect the declaration insists on; `None` for `kind = "sql"` (follows the URL).
-    pub dialect: Option<SqlDialect>,
-    pub url: Option<UrlTemplate>,
-    pub max_connections: u32,
+    /// What kind of store it is and how to reach it.
+    pub store: StoreDecl,
     /// Where the connector's name is declared, for errors found later (plan, schema).
     pub location: Location,
     /// Where each entity is declared, in the descriptor's entity order.
     pub entity_locations: Vec<Location>,
 }
 
-/// A `${VARIABLE}` template for a URL, resolved from the environment when the connector is built.
+/// The kind-specific part of a validated declaration.
 #[derive(Debug, Clone)]
-pub struct UrlTemplate {
+pub enum StoreDecl {
+    Sql {
+        /// The dialect the declaration insists on; `None` for `kind = "sql"` (follows the URL).
+        dialect: Option<SqlDialect>,
+        url: EnvTemplate,
+        max_connections: u32,
+    },
+    Http(crate::http::decl::HttpStoreDecl),
+}
+
+/// A `${VARIABLE}` template (a URL, a token), resolved from the environment when the connector is
+/// built.
+#[derive(Debug, Clone)]
+pub struct EnvTemplate {
     pub template: String,
     pub location: Location,
 }
 
-impl UrlTemplate {
+impl EnvTemplate {
     /// Substitutes every `${NAME}` from `lookup`. Fails, naming the variable, when one is unset.
     pub fn resolve(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<SecretString, DeclarationError> {
         let mut out = String::with_capacity(self.template.len());
@@ -375,14 +422,14 @@ impl UrlTemplate {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
             let Some(end) = after.find('}') else {
-                return Err(self.error("unterminated `${` in url"));
+                return Err(self.error("unterminated `${` in a template"));
             };
             let name = &after[..end];
             match lookup(name) {
                 Some(value) if !value.is_empty() => out.push_str(&value),
                 _ => {
                     return Err(self.error(format!(
-                        "environment variable {name} is not set (the url is `{}`)",
+                        "environment variable {name} is not set (needed by `{}`)",
                         self.template
                     )));
                 }
@@ -434,31 +481,41 @@ pub fn validate_connector(
         ));
     }
     let dialect = SqlDialect::from_kind(decl.kind.get_ref());
-    if dialect.is_none() && decl.kind.get_ref() != "sql" {
+    let is_http = decl.kind.get_ref() == "http";
+    if dialect.is_none() && decl.kind.get_ref() != "sql" && !is_http {
         errors.push(file.error(
             decl.kind.span(),
             format!(
-                "unknown connector kind `{}`: expected sql, postgres, mysql or sqlite (custom kinds are registered in Rust)",
+                "unknown connector kind `{}`: expected sql, postgres, mysql, sqlite or http (custom kinds are registered in Rust)",
                 decl.kind.get_ref()
             ),
         ));
     }
-    let url = match &decl.url {
-        None => {
-            errors.push(file.error(
-                decl.kind.span(),
-                "missing `url`: write url = \"${SOME_DATABASE_URL}\" and set that variable",
-            ));
-            None
+    let url = if is_http {
+        only_for(
+            file,
+            "sql",
+            "url",
+            decl.url.as_ref().map(Spanned::span),
+            &mut errors,
+        );
+        None
+    } else {
+        for (key, span) in [
+            ("base_url", decl.base_url.as_ref().map(Spanned::span)),
+            ("auth", decl.auth.as_ref().map(Spanned::span)),
+        ] {
+            only_for(file, "http", key, span, &mut errors);
         }
-        Some(url) => {
-            if let Some(problem) = url_problem(url.get_ref()) {
-                errors.push(file.error(url.span(), problem));
+        match &decl.url {
+            None => {
+                errors.push(file.error(
+                    decl.kind.span(),
+                    "missing `url`: write url = \"${SOME_DATABASE_URL}\" and set that variable",
+                ));
+                None
             }
-            Some(UrlTemplate {
-                template: url.get_ref().clone(),
-                location: file.location(url.span()),
-            })
+            Some(url) => env_template(file, url, &mut errors),
         }
     };
     if decl.timeout_ms == 0 {
@@ -471,15 +528,24 @@ pub fn validate_connector(
     let mut entities = Vec::new();
     let mut entity_locations = Vec::new();
     for (entity_name, entity) in &decl.entities {
-        if let Some(descriptor) = validate_entity(file, entity_name, entity, kinds, &mut errors) {
+        if let Some(descriptor) = validate_entity(file, entity_name, entity, kinds, is_http, &mut errors) {
             entities.push(descriptor);
             entity_locations.push(file.location(entity_name.span()));
         }
     }
+    let store = if is_http {
+        crate::http::decl::validate_store(file, decl, &entities, &mut errors).map(StoreDecl::Http)
+    } else {
+        url.map(|url| StoreDecl::Sql {
+            dialect,
+            url,
+            max_connections: decl.max_connections.max(1),
+        })
+    };
 
-    if !errors.is_empty() {
+    let (false, Some(store)) = (!errors.is_empty(), store) else {
         return Err(DeclarationErrors(errors));
-    }
+    };
     Ok(ValidatedConnector {
         descriptor: ConnectorDescriptor {
             name,
@@ -488,9 +554,7 @@ pub fn validate_connector(
             timeout: Duration::from_millis(decl.timeout_ms),
             entities,
         },
-        dialect,
-        url,
-        max_connections: decl.max_connections.max(1),
+        store,
         location: file.location(name_span),
         entity_locations,
     })
@@ -501,6 +565,7 @@ fn validate_entity(
     name: &Spanned<String>,
     entity: &EntityDecl,
     kinds: &IdentityKinds,
+    is_http: bool,
     errors: &mut Vec<DeclarationError>,
 ) -> Option<EntityDescriptor> {
     let before = errors.len();
@@ -513,11 +578,54 @@ fn validate_entity(
             ),
         ));
     }
-    let source = entity
-        .table
-        .as_ref()
-        .map_or_else(|| name.get_ref().clone(), |t| t.get_ref().clone());
-    if !is_sql_identifier(&source) {
+    if is_http {
+        only_for(
+            file,
+            "sql",
+            "table",
+            entity.table.as_ref().map(Spanned::span),
+            errors,
+        );
+        if entity.request.is_none() {
+            errors.push(file.error(
+                name.span(),
+                format!(
+                    "entity `{}` declares no request: add [entities.{}.request] with path and records",
+                    name.get_ref(),
+                    name.get_ref()
+                ),
+            ));
+        }
+    } else {
+        for (key, span) in [
+            ("request", entity.request.as_ref().map(Spanned::span)),
+            ("erase", entity.erase.as_ref().map(Spanned::span)),
+        ] {
+            only_for(file, "http", key, span, errors);
+        }
+        for field in entity.fields.values() {
+            only_for(
+                file,
+                "http",
+                "path",
+                field.path.as_ref().map(Spanned::span),
+                errors,
+            );
+            only_for(
+                file,
+                "http",
+                "from",
+                field.from.as_ref().map(Spanned::span),
+                errors,
+            );
+        }
+    }
+    let source = match (&entity.request, &entity.table) {
+        (Some(request), _) if is_http => request.get_ref().path.get_ref().clone(),
+        (_, Some(table)) => table.get_ref().clone(),
+        _ => name.get_ref().clone(),
+    };
+    if !is_http && !is_sql_identifier(&source) {
         let span = entity.table.as_ref().map_or(name.span(), Spanned::span);
         errors.push(file.error(
             span,
@@ -645,11 +753,40 @@ fn validate_entity(
     })
 }
 
+/// Reports `key` as misplaced when it is present in a connector of another kind.
+fn only_for(
+    file: &SourceFile,
+    kind: &str,
+    key: &str,
+    span: Option<Range<usize>>,
+    errors: &mut Vec<DeclarationError>,
+) {
+    if let Some(span) = span {
+        errors.push(file.error(span, format!("`{key}` is only for kind = \"{kind}\" connectors")));
+    }
+}
+
+/// A `${VARIABLE}` template from a declaration, refused when it writes a secret or address in
+/// the file.
+pub(crate) fn env_template(
+    file: &SourceFile,
+    value: &Spanned<String>,
+    errors: &mut Vec<DeclarationError>,
+) -> Option<EnvTemplate> {
+    if let Some(problem) = url_problem(value.get_ref()) {
+        errors.push(file.error(value.span(), problem));
+    }
+    Some(EnvTemplate {
+        template: value.get_ref().clone(),
+        location: file.location(value.span()),
+    })
+}
+
 /// Why a URL template is refused, if it is: credentials or a whole URL written in the file.
 fn url_problem(url: &str) -> Option<String> {
     if !url.contains("${") {
         return Some(
-            "the url must come from the environment: write url = \"${SOME_DATABASE_URL}\" (secrets and addresses never live in declaration files)".into(),
+            "this must come from the environment: write \"${SOME_VARIABLE}\" (secrets and addresses never live in declaration files)".into(),
         );
     }
     // A password written literally: `scheme://user:secret@…` outside any `${…}`.
@@ -660,7 +797,7 @@ fn url_problem(url: &str) -> Option<String> {
             out.push_str(&rest[..start]);
             match rest[start..].find('}') {
                 Some(end) => rest = &rest[start + end + 1..],
-                None => return Some("unterminated `${` in url".into()),
+                None => return Some("unterminated `${` in a template".into()),
             }
         }
         out.push_str(rest);
@@ -801,7 +938,9 @@ email = { type = "string", category = "user.contact.email" }
         assert!(err.contains("literal password"), "{err}");
 
         let connector = validate(GOOD).unwrap();
-        let template = connector.url.unwrap();
+        let StoreDecl::Sql { url: template, .. } = connector.store else {
+            panic!("an sql store")
+        };
         let err = template.resolve(|_| None).unwrap_err().to_string();
         assert!(err.contains("ACCOUNTS_DATABASE_URL is not set"), "{err}");
         use secrecy::ExposeSecret;

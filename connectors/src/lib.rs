@@ -2,11 +2,13 @@
 //! categories, and the built-in SQL store kind.
 //!
 //! Start at [`connector::Connector`]; declarations are parsed and validated in [`declaration`];
-//! [`sql::SqlConnector`] is the built-in implementation for PostgreSQL, MySQL/MariaDB and SQLite.
+//! [`sql::SqlConnector`] is the built-in implementation for PostgreSQL, MySQL/MariaDB and SQLite,
+//! [`http::HttpConnector`] the one for REST APIs.
 
 pub mod category;
 pub mod connector;
 pub mod declaration;
+pub mod http;
 pub mod identity;
 pub mod sql;
 pub mod value;

@@ -19,7 +19,7 @@ use sqlx::{Column, Row, TypeInfo};
 use crate::connector::{
     Compare, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor, LookupRequest,
 };
-use crate::declaration::{DeclarationError, SqlDialect, ValidatedConnector};
+use crate::declaration::{DeclarationError, SqlDialect, StoreDecl, ValidatedConnector};
 use crate::identity::IdentityValue;
 use crate::value::{FieldType, Record, Value};
 
@@ -40,6 +40,8 @@ pub enum SqlBuildError {
         found: &'static str,
         declared: &'static str,
     },
+    #[error("connector is not an SQL connector")]
+    NotSql,
     #[error("{location}: invalid connection url ({reason})")]
     InvalidUrl {
         location: crate::declaration::Location,
@@ -88,17 +90,21 @@ impl SqlConnector {
         validated: ValidatedConnector,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, SqlBuildError> {
-        let template = validated.url.clone().ok_or_else(|| DeclarationError {
-            location: validated.location.clone(),
-            message: "missing url".into(),
-        })?;
+        let StoreDecl::Sql {
+            dialect: declared_dialect,
+            url: template,
+            max_connections,
+        } = validated.store
+        else {
+            return Err(SqlBuildError::NotSql);
+        };
         let url: SecretString = template.resolve(env)?;
         let location = template.location.clone();
         let dialect =
             SqlDialect::from_url(url.expose_secret()).ok_or_else(|| SqlBuildError::UnknownScheme {
                 location: location.clone(),
             })?;
-        if let Some(declared) = validated.dialect
+        if let Some(declared) = declared_dialect
             && declared != dialect
         {
             return Err(SqlBuildError::DialectMismatch {
@@ -110,7 +116,7 @@ impl SqlConnector {
         let mut descriptor = validated.descriptor;
         descriptor.kind = dialect.name().to_owned();
         let timeout = descriptor.timeout;
-        let max = validated.max_connections;
+        let max = max_connections;
         let invalid = |err: sqlx::Error| SqlBuildError::InvalidUrl {
             location: location.clone(),
             reason: describe_url_error(&err),

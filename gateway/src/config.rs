@@ -8,10 +8,12 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use subject_connectors::connector::Disconnected;
+use subject_connectors::declaration::StoreDecl;
 use subject_connectors::declaration::{
     DeclarationError, DeclarationErrors, IdentityKindDecl, Location, SourceFile, ValidatedConnector,
     build_identity_kinds, load_connector_file,
 };
+use subject_connectors::http::{HttpBuildError, HttpConnector};
 use subject_connectors::sql::{SqlBuildError, SqlConnector};
 use subject_connectors::{Connector, IdentityKinds};
 use subject_schema::{DeclarationOrigin, Registry, SchemaSettings, ServiceError, SubjectService};
@@ -91,6 +93,8 @@ pub enum ConfigError {
     #[error(transparent)]
     Build(#[from] SqlBuildError),
     #[error(transparent)]
+    BuildHttp(#[from] HttpBuildError),
+    #[error(transparent)]
     Service(#[from] ServiceError),
 }
 
@@ -157,11 +161,25 @@ impl Config {
         let mut errors = Vec::new();
         for validated in &self.connectors {
             let origin = origin(validated);
-            match SqlConnector::build(validated.clone(), &env) {
-                Ok(connector) => connectors.push((Arc::new(connector), Some(origin))),
-                Err(SqlBuildError::Declaration(error)) => errors.push(error),
-                Err(other) => return Err(other.into()),
-            }
+            let built: Result<Arc<dyn Connector>, ConfigError> = match &validated.store {
+                StoreDecl::Sql { .. } => match SqlConnector::build(validated.clone(), &env) {
+                    Ok(connector) => Ok(Arc::new(connector)),
+                    Err(SqlBuildError::Declaration(error)) => {
+                        errors.push(error);
+                        continue;
+                    }
+                    Err(other) => Err(other.into()),
+                },
+                StoreDecl::Http(_) => match HttpConnector::build(validated.clone(), &env) {
+                    Ok(connector) => Ok(Arc::new(connector)),
+                    Err(HttpBuildError::Declaration(error)) => {
+                        errors.push(error);
+                        continue;
+                    }
+                    Err(other) => Err(other.into()),
+                },
+            };
+            connectors.push((built?, Some(origin)));
         }
         if !errors.is_empty() {
             return Err(DeclarationErrors(errors).into());

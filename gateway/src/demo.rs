@@ -1,19 +1,28 @@
-//! `subject-gateway demo`: SQLite databases seeded with a few hundred synthetic people, served by
-//! the reference declarations in `config/`. Needs nothing installed.
+//! `subject-gateway demo`: SQLite databases seeded with a few hundred synthetic people and a
+//! helpdesk API served in process, read through the reference declarations in `config/`. Needs
+//! nothing installed.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use sqlx::any::AnyPoolOptions;
 use subject_connectors::declaration::SqlDialect;
+use subject_test_servers::Running;
+use subject_test_servers::helpdesk::{self, Helpdesk};
 
 use crate::world::{self, Person};
 
-/// The demo's databases, ready to serve.
+/// The token the demo's helpdesk expects.
+const HELPDESK_TOKEN: &str = "demo-helpdesk-token";
+
+/// The demo's databases and APIs, ready to serve.
 pub struct DemoWorld {
     pub accounts_url: String,
     pub billing_url: String,
     pub people: Vec<Person>,
+    /// The helpdesk API, served in process.
+    pub helpdesk: Running<Arc<Helpdesk>>,
 }
 
 impl DemoWorld {
@@ -21,9 +30,12 @@ impl DemoWorld {
     pub fn env(&self) -> impl Fn(&str) -> Option<String> + use<> {
         let accounts = self.accounts_url.clone();
         let billing = self.billing_url.clone();
+        let helpdesk = self.helpdesk.url();
         move |name| match name {
             "ACCOUNTS_DATABASE_URL" => Some(accounts.clone()),
             "BILLING_DATABASE_URL" => Some(billing.clone()),
+            "HELPDESK_URL" => Some(helpdesk.clone()),
+            "HELPDESK_TOKEN" => Some(HELPDESK_TOKEN.to_owned()),
             other => std::env::var(other).ok(),
         }
     }
@@ -66,10 +78,20 @@ pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
     }
     let billing_url = urls.pop().unwrap_or_default();
     let accounts_url = urls.pop().unwrap_or_default();
+    let helpdesk = helpdesk::start(
+        world::helpdesk_data(&people),
+        helpdesk::Settings {
+            token: HELPDESK_TOKEN.into(),
+            requests_per_second: None,
+        },
+    )
+    .await
+    .context("starting the demo helpdesk API")?;
     Ok(DemoWorld {
         accounts_url,
         billing_url,
         people,
+        helpdesk,
     })
 }
 
@@ -90,7 +112,7 @@ pub fn examples(world: &DemoWorld, listen: &str) -> String {
     if let Some(person) = payer.or(mixed) {
         let email = person.email.to_uppercase();
         out.push_str(&format!(
-            "Everything about one person, found from an email typed in capitals:\n\n  curl -s http://{listen}/graphql -H 'content-type: application/json' -d '{{\"query\":\"{{ subject(identity: {{kind: EMAIL, value: \\\"{email}\\\"}}) {{ identities {{ kind value source }} accounts {{ users {{ fullName email }} sessions {{ ipAddress startedAt }} }} billing {{ customers {{ id email }} invoices {{ number amountDueCents issuedAt }} }} sources {{ connector status latencyMs roundTrips }} }} }}\"}}'\n\n"
+            "Everything about one person, found from an email typed in capitals:\n\n  curl -s http://{listen}/graphql -H 'content-type: application/json' -d '{{\"query\":\"{{ subject(identity: {{kind: EMAIL, value: \\\"{email}\\\"}}) {{ identities {{ kind value source }} accounts {{ users {{ fullName email }} sessions {{ ipAddress startedAt }} }} billing {{ customers {{ id email }} invoices {{ number amountDueCents issuedAt }} }} helpdesk {{ tickets {{ subject status }} comments {{ body }} }} sources {{ connector status latencyMs roundTrips }} }} }}\"}}'\n\n"
         ));
     }
     if world.people.len() >= 3 {

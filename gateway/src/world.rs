@@ -264,6 +264,19 @@ fn ascii(name: &str) -> String {
         .collect()
 }
 
+/// The helpdesk's side of `people`: every other person wrote to support, with 1 to 3 tickets.
+pub fn helpdesk_data(people: &[Person]) -> subject_test_servers::helpdesk::Data {
+    let mut data = subject_test_servers::helpdesk::Data::default();
+    for person in people.iter().filter(|p| p.user_id % 2 == 0) {
+        data.add_user(
+            &person.email,
+            &person.full_name,
+            (person.user_id % 3 + 1) as usize,
+        );
+    }
+    data
+}
+
 /// A value to bind in a seed insert.
 #[derive(Debug, Clone)]
 enum Cell {

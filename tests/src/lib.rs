@@ -22,6 +22,8 @@ use subject_gateway::config::Config;
 use subject_gateway::server;
 use subject_gateway::world::{self, Person};
 use subject_schema::SubjectService;
+use subject_test_servers::Running;
+use subject_test_servers::helpdesk::{self, Helpdesk};
 use tokio::task::JoinHandle;
 
 /// The repository's `config/` directory.
@@ -242,10 +244,15 @@ impl Drop for TestDatabase {
     }
 }
 
-/// The reference world on real servers: accounts in PostgreSQL, billing in MariaDB.
+/// The token the tests' helpdesk expects.
+pub const HELPDESK_TOKEN: &str = "test-helpdesk-token";
+
+/// The reference world on real servers: accounts in PostgreSQL, billing in MariaDB, tickets in
+/// the helpdesk API.
 pub struct ReferenceWorld {
     pub accounts: TestDatabase,
     pub billing: TestDatabase,
+    pub helpdesk: Running<Arc<Helpdesk>>,
     pub people: Vec<Person>,
 }
 
@@ -262,9 +269,18 @@ impl ReferenceWorld {
             accounts.seed("accounts", &people),
             billing.seed("billing", &people)
         )?;
+        let helpdesk = helpdesk::start(
+            world::helpdesk_data(&people),
+            helpdesk::Settings {
+                token: HELPDESK_TOKEN.into(),
+                requests_per_second: None,
+            },
+        )
+        .await?;
         Ok(Self {
             accounts,
             billing,
+            helpdesk,
             people,
         })
     }
@@ -273,9 +289,12 @@ impl ReferenceWorld {
     pub fn env(&self) -> impl Fn(&str) -> Option<String> + use<> {
         let accounts = self.accounts.url.clone();
         let billing = self.billing.url.clone();
+        let helpdesk = self.helpdesk.url();
         move |name| match name {
             "ACCOUNTS_DATABASE_URL" => Some(accounts.clone()),
             "BILLING_DATABASE_URL" => Some(billing.clone()),
+            "HELPDESK_URL" => Some(helpdesk.clone()),
+            "HELPDESK_TOKEN" => Some(HELPDESK_TOKEN.to_owned()),
             _ => None,
         }
     }
@@ -365,6 +384,11 @@ pub const FULL_SELECTION: &str = "{
     customers { id userId email name city taxId createdAt }
     invoices { id customerId number status currency amountDueCents taxRate billingName billingEmail issuedAt }
     paymentMethods { id customerId brand last4 expMonth expYear }
+  }
+  helpdesk {
+    users { id name email phone active }
+    tickets { id requesterId subject status tags createdAt }
+    comments { ticketId id authorId body }
   }
   sources { connector status latencyMs records roundTrips error errorCode }
 }";

@@ -91,7 +91,7 @@ async fn a_new_toml_file_adds_a_store_to_the_schema_and_the_results() -> anyhow:
         .flatten()
         .map(|c| c["name"].as_str().unwrap_or("").to_owned())
         .collect();
-    assert_eq!(names, ["accounts", "billing", "newsletter"]);
+    assert_eq!(names, ["accounts", "billing", "helpdesk", "newsletter"]);
     Ok(())
 }
 
@@ -290,7 +290,7 @@ async fn a_custom_rust_connector_joins_the_declared_ones() -> anyhow::Result<()>
         }])
     );
     assert_eq!(
-        response["data"]["subject"]["sources"][2]["connector"],
+        response["data"]["subject"]["sources"][3]["connector"],
         "consent_log"
     );
     Ok(())

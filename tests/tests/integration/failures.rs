@@ -19,11 +19,10 @@ async fn a_database_that_is_down_gives_the_other_data_and_a_connector_error() ->
     let config = ConfigCopy::new()?;
     config.edit("connectors/billing.toml", "timeout_ms = 2000", "timeout_ms = 500")?;
     // Nothing listens on port 9 of the loopback address.
-    let accounts_url = world.accounts.url.clone();
+    let base = world.env();
     let env = move |name: &str| match name {
-        "ACCOUNTS_DATABASE_URL" => Some(accounts_url.clone()),
         "BILLING_DATABASE_URL" => Some("mysql://root@127.0.0.1:9/billing".to_owned()),
-        _ => None,
+        other => base(other),
     };
     let gateway = TestGateway::start(&config.gateway_toml(), env, Vec::new()).await?;
     let person = world.payer(1);

@@ -1,0 +1,519 @@
+//! The declaration of an HTTP connector: base URL and credentials from the environment, and per
+//! entity a request template, a JSON path to the records, pagination, field paths, and the erase
+//! side (delete calls, two-step deletes, asynchronous jobs).
+//!
+//! Templates take `{value}` (the identity looked up) in requests, `{field}` (a declared field of
+//! the record) in erase calls and `{job}` (the job id) in job status paths.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json_path::JsonPath;
+use toml::Spanned;
+
+use crate::connector::EntityDescriptor;
+use crate::declaration::{
+    ConnectorDecl, DeclarationError, EnvTemplate, FieldSource, SourceFile, env_template,
+};
+
+/// `auth = { bearer = "${TOKEN}" }`, `{ username = "${U}", password = "${P}" }` or
+/// `{ header = "X-Api-Key", value = "${KEY}" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthDecl {
+    pub bearer: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub header: Option<String>,
+    pub value: Option<Spanned<String>>,
+}
+
+/// `[entities.NAME.request]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestDecl {
+    /// `GET` (default) or `POST`.
+    pub method: Option<Spanned<String>>,
+    /// Path below the base URL; `{value}` is the identity looked up (percent-encoded).
+    pub path: Spanned<String>,
+    /// Query parameters; values may hold `{value}`.
+    #[serde(default)]
+    pub query: IndexMap<String, String>,
+    /// A JSON body (POST); strings may hold `{value}`.
+    pub body: Option<toml::Value>,
+    /// JSON path to the records in a response: `$.tickets` (an array) or `$.tickets[*]`.
+    pub records: Spanned<String>,
+    pub pagination: Option<Spanned<PaginationDecl>>,
+}
+
+/// `pagination = { style = "cursor", … }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaginationDecl {
+    /// `cursor`, `next_link`, `page` or `offset`.
+    pub style: String,
+    /// The query parameter carrying the cursor, page number or offset.
+    pub param: Option<String>,
+    /// (cursor) JSON path to the next cursor in a response.
+    pub cursor: Option<String>,
+    /// (cursor) JSON path to a boolean saying whether more pages follow.
+    pub has_more: Option<String>,
+    /// (next_link) JSON path to the next page's URL.
+    pub next: Option<String>,
+    /// The query parameter carrying the page size, and the size asked for.
+    pub size_param: Option<String>,
+    pub size: Option<usize>,
+    /// (page) The number of the first page (default 1).
+    pub first_page: Option<u64>,
+    /// Pages walked at most; more is an error, never a silent cut (default 100).
+    pub max_pages: Option<usize>,
+}
+
+/// `[entities.NAME.erase]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EraseDecl {
+    /// Calls made in order for each record (two-step deletes: soft, then permanent).
+    pub steps: Vec<CallDecl>,
+    /// When the last call starts an asynchronous job: how to follow it.
+    pub job: Option<JobDecl>,
+}
+
+/// `{ method = "DELETE", path = "/users/{id}" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallDecl {
+    pub method: Spanned<String>,
+    pub path: Spanned<String>,
+    pub body: Option<toml::Value>,
+}
+
+/// `job = { id = "$.task_id", status_path = "/tasks/{job}", status = "$.status", done = […], failed = […] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobDecl {
+    pub id: Spanned<String>,
+    pub status_path: Spanned<String>,
+    pub status: Spanned<String>,
+    pub done: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// A validated HTTP store.
+#[derive(Debug, Clone)]
+pub struct HttpStoreDecl {
+    pub base_url: EnvTemplate,
+    pub auth: Option<HttpAuth>,
+    pub max_concurrency: usize,
+    pub max_retries: u32,
+    /// One per entity, in the descriptor's order.
+    pub entities: Vec<HttpEntity>,
+}
+
+/// Credentials, resolved from the environment when the connector is built.
+#[derive(Debug, Clone)]
+pub enum HttpAuth {
+    Bearer(EnvTemplate),
+    Basic {
+        username: EnvTemplate,
+        password: EnvTemplate,
+    },
+    Header {
+        name: String,
+        value: EnvTemplate,
+    },
+}
+
+/// How one entity's records are requested, read and erased.
+#[derive(Debug, Clone)]
+pub struct HttpEntity {
+    pub request: HttpRequest,
+    /// One per declared field, in order.
+    pub fields: Vec<HttpField>,
+    pub erase: Option<HttpErase>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: reqwest::Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<serde_json::Value>,
+    pub records: JsonPath,
+    pub pagination: Option<Pagination>,
+}
+
+/// Where a field's value comes from.
+#[derive(Debug, Clone)]
+pub enum HttpField {
+    Path(JsonPath),
+    /// The identity value the record was requested for.
+    Lookup,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pagination {
+    pub style: PageStyle,
+    pub size_param: Option<String>,
+    pub size: usize,
+    pub max_pages: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum PageStyle {
+    Cursor {
+        param: String,
+        cursor: JsonPath,
+        has_more: Option<JsonPath>,
+    },
+    NextLink {
+        next: JsonPath,
+    },
+    Page {
+        param: String,
+        first: u64,
+    },
+    Offset {
+        param: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpErase {
+    pub steps: Vec<HttpCall>,
+    pub job: Option<HttpJob>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpCall {
+    pub method: reqwest::Method,
+    pub path: String,
+    pub body: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpJob {
+    pub id: JsonPath,
+    pub status_path: String,
+    pub status: JsonPath,
+    pub done: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// The `{name}` placeholders of a template.
+pub fn placeholders(template: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else { break };
+        out.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+fn json_path(
+    file: &SourceFile,
+    text: &str,
+    span: std::ops::Range<usize>,
+    errors: &mut Vec<DeclarationError>,
+) -> Option<JsonPath> {
+    match JsonPath::parse(text) {
+        Ok(path) => Some(path),
+        Err(err) => {
+            errors.push(file.error(span, format!("invalid JSON path `{text}`: {err}")));
+            None
+        }
+    }
+}
+
+fn method(
+    file: &SourceFile,
+    text: &Spanned<String>,
+    allowed: &[&str],
+    errors: &mut Vec<DeclarationError>,
+) -> Option<reqwest::Method> {
+    let upper = text.get_ref().to_uppercase();
+    if allowed.contains(&upper.as_str()) {
+        reqwest::Method::from_bytes(upper.as_bytes()).ok()
+    } else {
+        errors.push(file.error(
+            text.span(),
+            format!("method `{}` is not one of {}", text.get_ref(), allowed.join(", ")),
+        ));
+        None
+    }
+}
+
+fn json_body(value: &Option<toml::Value>) -> Option<serde_json::Value> {
+    value.as_ref().and_then(|v| serde_json::to_value(v).ok())
+}
+
+/// Every string inside a JSON body, for checking its placeholders.
+fn body_strings(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| body_strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| body_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// Validates the HTTP parts of a connector declaration; `entities` are the validated descriptors.
+pub(crate) fn validate_store(
+    file: &SourceFile,
+    decl: &ConnectorDecl,
+    entities: &[EntityDescriptor],
+    errors: &mut Vec<DeclarationError>,
+) -> Option<HttpStoreDecl> {
+    let before = errors.len();
+    let base_url = match &decl.base_url {
+        Some(url) => env_template(file, url, errors),
+        None => {
+            errors.push(file.error(
+                decl.kind.span(),
+                "missing `base_url`: write base_url = \"${SOME_API_URL}\" and set that variable",
+            ));
+            None
+        }
+    };
+    let auth = decl.auth.as_ref().and_then(|auth| {
+        let a = auth.get_ref();
+        match (&a.bearer, &a.username, &a.password, &a.header, &a.value) {
+            (Some(token), None, None, None, None) => env_template(file, token, errors).map(HttpAuth::Bearer),
+            (None, Some(user), Some(password), None, None) => {
+                match (
+                    env_template(file, user, errors),
+                    env_template(file, password, errors),
+                ) {
+                    (Some(username), Some(password)) => Some(HttpAuth::Basic { username, password }),
+                    _ => None,
+                }
+            }
+            (None, None, None, Some(name), Some(value)) => {
+                env_template(file, value, errors).map(|value| HttpAuth::Header {
+                    name: name.clone(),
+                    value,
+                })
+            }
+            _ => {
+                errors.push(file.error(
+                    auth.span(),
+                    "auth takes one of: { bearer }, { username, password } or { header, value }",
+                ));
+                None
+            }
+        }
+    });
+    if decl.max_concurrency == 0 {
+        errors.push(file.error(decl.kind.span(), "max_concurrency must be at least 1"));
+    }
+
+    let mut http_entities = Vec::new();
+    for ((_, entity), descriptor) in decl.entities.iter().zip(entities) {
+        let Some(request) = &entity.request else { continue };
+        let r = request.get_ref();
+        let method = r.method.as_ref().map_or(Some(reqwest::Method::GET), |m| {
+            method(file, m, &["GET", "POST"], errors)
+        });
+        let mut templates = vec![r.path.get_ref().clone()];
+        templates.extend(r.query.values().cloned());
+        let body = json_body(&r.body);
+        if let Some(body) = &body {
+            body_strings(body, &mut templates);
+        }
+        for template in &templates {
+            for placeholder in placeholders(template) {
+                if placeholder != "value" {
+                    errors.push(file.error(
+                        request.span(),
+                        format!("unknown placeholder `{{{placeholder}}}` in a request: only {{value}} (the identity looked up) is known"),
+                    ));
+                }
+            }
+        }
+        if !r.path.get_ref().starts_with('/') {
+            errors.push(file.error(
+                r.path.span(),
+                "a request path starts with `/` (it is joined to base_url)",
+            ));
+        }
+        let records = json_path(file, r.records.get_ref(), r.records.span(), errors);
+        let pagination = r.pagination.as_ref().and_then(|p| pagination(file, p, errors));
+
+        let mut fields = Vec::new();
+        for (field_name, field) in &entity.fields {
+            let from_lookup = field
+                .from
+                .as_ref()
+                .is_some_and(|f| *f.get_ref() == FieldSource::Lookup);
+            if from_lookup {
+                fields.push(Some(HttpField::Lookup));
+                continue;
+            }
+            let (text, span) = match &field.path {
+                Some(path) => (path.get_ref().clone(), path.span()),
+                None => (format!("$['{}']", field_name.get_ref()), field_name.span()),
+            };
+            fields.push(json_path(file, &text, span, errors).map(HttpField::Path));
+        }
+        let erase = entity
+            .erase
+            .as_ref()
+            .and_then(|erase| erase_decl(file, erase, descriptor, errors));
+        if let (Some(method), Some(records), Some(fields)) =
+            (method, records, fields.into_iter().collect::<Option<Vec<_>>>())
+        {
+            http_entities.push(HttpEntity {
+                request: HttpRequest {
+                    method,
+                    path: r.path.get_ref().clone(),
+                    query: r.query.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    body,
+                    records,
+                    pagination,
+                },
+                fields,
+                erase,
+            });
+        }
+    }
+    if errors.len() != before {
+        return None;
+    }
+    Some(HttpStoreDecl {
+        base_url: base_url?,
+        auth,
+        max_concurrency: decl.max_concurrency.max(1),
+        max_retries: decl.max_retries,
+        entities: http_entities,
+    })
+}
+
+fn pagination(
+    file: &SourceFile,
+    declared: &Spanned<PaginationDecl>,
+    errors: &mut Vec<DeclarationError>,
+) -> Option<Pagination> {
+    let p = declared.get_ref();
+    let span = declared.span();
+    let need = |what: Option<&String>, key: &str, errors: &mut Vec<DeclarationError>| -> Option<String> {
+        if what.is_none() {
+            errors.push(file.error(
+                span.clone(),
+                format!("pagination style `{}` needs `{key}`", p.style),
+            ));
+        }
+        what.cloned()
+    };
+    let path = |text: Option<String>, errors: &mut Vec<DeclarationError>| {
+        text.and_then(|t| json_path(file, &t, span.clone(), errors))
+    };
+    let style = match p.style.as_str() {
+        "cursor" => {
+            let param = need(p.param.as_ref(), "param", errors);
+            let cursor = need(p.cursor.as_ref(), "cursor", errors);
+            let cursor = path(cursor, errors);
+            let has_more = path(p.has_more.clone(), errors);
+            PageStyle::Cursor {
+                param: param?,
+                cursor: cursor?,
+                has_more,
+            }
+        }
+        "next_link" => {
+            let next = need(p.next.as_ref(), "next", errors);
+            PageStyle::NextLink {
+                next: path(next, errors)?,
+            }
+        }
+        "page" => PageStyle::Page {
+            param: need(p.param.as_ref(), "param", errors)?,
+            first: p.first_page.unwrap_or(1),
+        },
+        "offset" => PageStyle::Offset {
+            param: need(p.param.as_ref(), "param", errors)?,
+        },
+        other => {
+            errors.push(file.error(
+                span,
+                format!("unknown pagination style `{other}`: expected cursor, next_link, page or offset"),
+            ));
+            return None;
+        }
+    };
+    Some(Pagination {
+        style,
+        size_param: p.size_param.clone(),
+        size: p.size.unwrap_or(100).max(1),
+        max_pages: p.max_pages.unwrap_or(100).max(1),
+    })
+}
+
+fn erase_decl(
+    file: &SourceFile,
+    declared: &Spanned<EraseDecl>,
+    entity: &EntityDescriptor,
+    errors: &mut Vec<DeclarationError>,
+) -> Option<HttpErase> {
+    let e = declared.get_ref();
+    if e.steps.is_empty() {
+        errors.push(file.error(declared.span(), "erase needs at least one step"));
+    }
+    let mut steps = Vec::new();
+    for step in &e.steps {
+        let method = method(file, &step.method, &["DELETE", "POST", "PUT", "PATCH"], errors);
+        let body = json_body(&step.body);
+        let mut templates = vec![step.path.get_ref().clone()];
+        if let Some(body) = &body {
+            body_strings(body, &mut templates);
+        }
+        for template in &templates {
+            for placeholder in placeholders(template) {
+                if !entity.fields.iter().any(|f| f.name == placeholder) {
+                    errors.push(file.error(
+                        step.path.span(),
+                        format!(
+                            "placeholder `{{{placeholder}}}` names no declared field of `{}`",
+                            entity.name
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(method) = method {
+            steps.push(HttpCall {
+                method,
+                path: step.path.get_ref().clone(),
+                body,
+            });
+        }
+    }
+    let job = match &e.job {
+        None => None,
+        Some(job) => {
+            if !job.status_path.get_ref().contains("{job}") {
+                errors.push(file.error(job.status_path.span(), "status_path must contain {job}"));
+            }
+            if job.done.is_empty() || job.failed.is_empty() {
+                errors.push(file.error(
+                    job.id.span(),
+                    "a job declares the statuses that mean done and failed",
+                ));
+            }
+            let id = json_path(file, job.id.get_ref(), job.id.span(), errors);
+            let status = json_path(file, job.status.get_ref(), job.status.span(), errors);
+            match (id, status) {
+                (Some(id), Some(status)) => Some(HttpJob {
+                    id,
+                    status_path: job.status_path.get_ref().clone(),
+                    status,
+                    done: job.done.clone(),
+                    failed: job.failed.clone(),
+                }),
+                _ => None,
+            }
+        }
+    };
+    Some(HttpErase { steps, job })
+}

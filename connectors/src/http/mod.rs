@@ -1,0 +1,552 @@
+//! The HTTP connector: a REST API declared, not coded.
+//!
+//! One `fetch` walks, for every identity value given, the entity's request and its pages
+//! (cursor, next link, page number or offset), concurrently up to `max_concurrency` requests.
+//! 429 answers are waited out as `Retry-After` / `X-RateLimit-Reset` say; 5xx answers and
+//! connection errors are retried with jittered exponential backoff; 404 is "nothing here", never
+//! an error. All connectors share one HTTP client (one connection pool).
+
+pub mod decl;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::future::try_join_all;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use rand::Rng;
+use reqwest::header::HeaderMap;
+use reqwest::{StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value as Json;
+use tokio::sync::Semaphore;
+
+use crate::connector::{Connector, ConnectorDescriptor, ConnectorError, EntityCheck, LookupRequest};
+use crate::declaration::{DeclarationError, StoreDecl, ValidatedConnector};
+use crate::identity::IdentityValue;
+use crate::value::{FieldType, Record, Value};
+use decl::{HttpAuth, HttpEntity, HttpField, HttpStoreDecl, PageStyle};
+
+/// The longest single wait for a rate limit; the connector's timeout bounds the whole call anyway.
+const LONGEST_WAIT: Duration = Duration::from_secs(30);
+/// First backoff step after a 5xx or a connection error; doubles per attempt, with full jitter.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Why an HTTP connector could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpBuildError {
+    #[error(transparent)]
+    Declaration(#[from] DeclarationError),
+    #[error("{0}: base_url is not a valid http(s) URL")]
+    InvalidBaseUrl(crate::declaration::Location),
+    #[error("connector is not an HTTP connector")]
+    NotHttp,
+}
+
+enum Credentials {
+    Bearer(SecretString),
+    Basic(String, SecretString),
+    Header(reqwest::header::HeaderName, SecretString),
+}
+
+/// A connector over one HTTP API.
+pub struct HttpConnector {
+    descriptor: ConnectorDescriptor,
+    store: HttpStoreDecl,
+    base: Url,
+    credentials: Option<Credentials>,
+    limiter: Arc<Semaphore>,
+}
+
+/// The one HTTP client every HTTP connector uses.
+fn shared_client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("subject-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+/// What one request came back with.
+enum Answer {
+    Json(Json),
+    /// 404 / 410: the resource is not there.
+    Gone,
+}
+
+impl HttpConnector {
+    /// Builds the connector, resolving the base URL and credentials from `env`.
+    pub fn build(
+        validated: ValidatedConnector,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, HttpBuildError> {
+        let StoreDecl::Http(store) = validated.store else {
+            return Err(HttpBuildError::NotHttp);
+        };
+        let base_text = store.base_url.resolve(&env)?;
+        let mut base = Url::parse(base_text.expose_secret())
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| HttpBuildError::InvalidBaseUrl(store.base_url.location.clone()))?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let credentials = match &store.auth {
+            None => None,
+            Some(HttpAuth::Bearer(token)) => Some(Credentials::Bearer(token.resolve(&env)?)),
+            Some(HttpAuth::Basic { username, password }) => Some(Credentials::Basic(
+                username.resolve(&env)?.expose_secret().to_owned(),
+                password.resolve(&env)?,
+            )),
+            Some(HttpAuth::Header { name, value }) => {
+                let header = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    DeclarationError {
+                        location: value.location.clone(),
+                        message: format!("`{name}` is not a valid header name"),
+                    }
+                })?;
+                Some(Credentials::Header(header, value.resolve(&env)?))
+            }
+        };
+        let limiter = Arc::new(Semaphore::new(store.max_concurrency));
+        let mut descriptor = validated.descriptor;
+        descriptor.kind = "http".into();
+        Ok(Self {
+            descriptor,
+            store,
+            base,
+            credentials,
+            limiter,
+        })
+    }
+
+    /// `path` (relative, leading `/`) joined to the base URL.
+    fn url(&self, path: &str) -> Result<Url, ConnectorError> {
+        self.base
+            .join(path.trim_start_matches('/'))
+            .map_err(|_| ConnectorError::Other("a request path does not form a valid URL".into()))
+    }
+
+    /// Sends one request, riding out rate limits and transient failures.
+    async fn send(
+        &self,
+        method: &reqwest::Method,
+        url: Url,
+        body: Option<&Json>,
+    ) -> Result<Answer, ConnectorError> {
+        let timeout = self.descriptor.timeout;
+        let mut attempt: u32 = 0;
+        loop {
+            let permit = self
+                .limiter
+                .acquire()
+                .await
+                .map_err(|_| ConnectorError::Unavailable("connector is shutting down".into()))?;
+            let mut request = shared_client()
+                .request(method.clone(), url.clone())
+                .timeout(timeout);
+            request = match &self.credentials {
+                None => request,
+                Some(Credentials::Bearer(token)) => request.bearer_auth(token.expose_secret()),
+                Some(Credentials::Basic(user, password)) => {
+                    request.basic_auth(user, Some(password.expose_secret()))
+                }
+                Some(Credentials::Header(name, value)) => request.header(name.clone(), value.expose_secret()),
+            };
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let result = request.send().await;
+            drop(permit);
+            let wait = match result {
+                Ok(response) => {
+                    let status = response.status();
+                    if status.is_success() {
+                        let text = response.bytes().await.map_err(|_| {
+                            ConnectorError::Unavailable("the response body was cut off".into())
+                        })?;
+                        if text.is_empty() {
+                            return Ok(Answer::Json(Json::Null));
+                        }
+                        return serde_json::from_slice(&text).map(Answer::Json).map_err(|_| {
+                            ConnectorError::Decode {
+                                field: "response".into(),
+                                expected: "JSON",
+                            }
+                        });
+                    }
+                    match status {
+                        StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(Answer::Gone),
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                            return Err(ConnectorError::Unauthorized);
+                        }
+                        StatusCode::TOO_MANY_REQUESTS => {
+                            rate_limit_wait(response.headers()).unwrap_or_else(|| backoff(attempt))
+                        }
+                        s if s.is_server_error() => backoff(attempt),
+                        s => {
+                            return Err(ConnectorError::Query {
+                                code: Some(format!("HTTP {}", s.as_u16())),
+                            });
+                        }
+                    }
+                }
+                Err(error) if error.is_timeout() => return Err(ConnectorError::Timeout(timeout)),
+                Err(error) if error.is_connect() || error.is_request() => backoff(attempt),
+                Err(_) => return Err(ConnectorError::Unavailable("the request failed".into())),
+            };
+            if attempt >= self.store.max_retries {
+                return Err(ConnectorError::Unavailable(format!(
+                    "gave up after {} retries (rate limits, 5xx answers or connection errors)",
+                    attempt
+                )));
+            }
+            attempt += 1;
+            tracing::debug!(connector = %self.descriptor.name, attempt, wait_ms = wait.as_millis() as u64, "retrying");
+            tokio::time::sleep(wait.min(LONGEST_WAIT)).await;
+        }
+    }
+
+    /// Every record one identity value finds, walking the pages.
+    async fn walk(&self, entity: usize, value: &IdentityValue) -> Result<Vec<Record>, ConnectorError> {
+        let http = &self.store.entities[entity];
+        let request = &http.request;
+        let encoded = utf8_percent_encode(value.expose(), NON_ALPHANUMERIC).to_string();
+        let mut url = self.url(&request.path.replace("{value}", &encoded))?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (key, template) in &request.query {
+                pairs.append_pair(key, &template.replace("{value}", value.expose()));
+            }
+        }
+        let body = request.body.as_ref().map(|b| substitute(b, value.expose()));
+        let mut records = Vec::new();
+        let Some(pagination) = &request.pagination else {
+            if let Answer::Json(page) = self.send(&request.method, url, body.as_ref()).await? {
+                records.extend(self.records_of(http, entity, &page, value)?);
+            }
+            return Ok(records);
+        };
+        let mut page_number = match &pagination.style {
+            PageStyle::Page { first, .. } => *first,
+            _ => 0,
+        };
+        let mut next_url = Some(with_param(
+            &url,
+            pagination.size_param.as_deref(),
+            &pagination.size.to_string(),
+        ));
+        if let PageStyle::Page { param, .. } = &pagination.style {
+            next_url = next_url.map(|u| with_param(&u, Some(param), &page_number.to_string()));
+        }
+        if let PageStyle::Offset { param } = &pagination.style {
+            next_url = next_url.map(|u| with_param(&u, Some(param), "0"));
+        }
+        let mut pages = 0;
+        while let Some(current) = next_url.take() {
+            if pages == pagination.max_pages {
+                return Err(ConnectorError::Other(format!(
+                    "more than {} pages of `{}` for one identity (raise max_pages)",
+                    pagination.max_pages, self.descriptor.entities[entity].name
+                )));
+            }
+            pages += 1;
+            let Answer::Json(page) = self.send(&request.method, current.clone(), body.as_ref()).await? else {
+                break;
+            };
+            let found = self.records_of(http, entity, &page, value)?;
+            let count = found.len();
+            records.extend(found);
+            next_url = match &pagination.style {
+                PageStyle::Cursor {
+                    param,
+                    cursor,
+                    has_more,
+                } => {
+                    let more = has_more
+                        .as_ref()
+                        .map(|p| p.query(&page).first().and_then(Json::as_bool).unwrap_or(false));
+                    let next = cursor.query(&page).first().and_then(scalar_text);
+                    match (more, next) {
+                        (Some(false), _) | (_, None) => None,
+                        (_, Some(next)) => Some(with_param(&current, Some(param), &next)),
+                    }
+                }
+                PageStyle::NextLink { next } => match next.query(&page).first().and_then(Json::as_str) {
+                    None => None,
+                    Some(link) => Some(self.same_origin(&current, link)?),
+                },
+                PageStyle::Page { param, .. } => {
+                    page_number += 1;
+                    (count >= pagination.size)
+                        .then(|| with_param(&current, Some(param), &page_number.to_string()))
+                }
+                PageStyle::Offset { param } => {
+                    let offset = pages * pagination.size;
+                    (count >= pagination.size).then(|| with_param(&current, Some(param), &offset.to_string()))
+                }
+            };
+        }
+        Ok(records)
+    }
+
+    /// A next-page link, refused when it leaves the API's origin (credentials must not follow).
+    fn same_origin(&self, current: &Url, link: &str) -> Result<Url, ConnectorError> {
+        let next = current
+            .join(link)
+            .map_err(|_| ConnectorError::Other("a next-page link is not a valid URL".into()))?;
+        if next.origin() != self.base.origin() {
+            return Err(ConnectorError::Other(
+                "a next-page link leaves the API's origin".into(),
+            ));
+        }
+        Ok(next)
+    }
+
+    fn records_of(
+        &self,
+        http: &HttpEntity,
+        entity: usize,
+        page: &Json,
+        value: &IdentityValue,
+    ) -> Result<Vec<Record>, ConnectorError> {
+        let nodes = http.request.records.query(page).all();
+        let items: Vec<&Json> = match nodes.as_slice() {
+            [Json::Array(items)] => items.iter().collect(),
+            _ => nodes,
+        };
+        let descriptor = &self.descriptor.entities[entity];
+        items
+            .into_iter()
+            .map(|item| {
+                descriptor
+                    .fields
+                    .iter()
+                    .zip(&http.fields)
+                    .map(|(field, source)| {
+                        let raw = match source {
+                            HttpField::Lookup => Json::String(value.expose().to_owned()),
+                            HttpField::Path(path) => path.query(item).first().cloned().unwrap_or(Json::Null),
+                        };
+                        convert(&raw, field.field_type).ok_or_else(|| ConnectorError::Decode {
+                            field: field.name.clone(),
+                            expected: field.field_type.as_str(),
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// `url` with query parameter `name` set to `value` (replacing an earlier value).
+fn with_param(url: &Url, name: Option<&str>, value: &str) -> Url {
+    let Some(name) = name else { return url.clone() };
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut next = url.clone();
+    next.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair(name, value);
+    next
+}
+
+fn scalar_text(value: &Json) -> Option<String> {
+    match value {
+        Json::String(s) if !s.is_empty() => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// `{value}` replaced in every string of a JSON body.
+fn substitute(body: &Json, value: &str) -> Json {
+    match body {
+        Json::String(s) => Json::String(s.replace("{value}", value)),
+        Json::Array(items) => Json::Array(items.iter().map(|v| substitute(v, value)).collect()),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), substitute(v, value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A JSON value read as the declared type; `None` when it cannot be.
+fn convert(raw: &Json, field_type: FieldType) -> Option<Value> {
+    if raw.is_null() {
+        return Some(Value::Null);
+    }
+    Some(match field_type {
+        FieldType::String | FieldType::Uuid | FieldType::Date | FieldType::Decimal => match raw {
+            Json::String(s) => Value::String(s.clone()),
+            Json::Number(n) => Value::String(n.to_string()),
+            Json::Bool(b) => Value::String(b.to_string()),
+            _ => return None,
+        },
+        FieldType::Int | FieldType::Bigint => match raw {
+            Json::Number(n) => Value::Int(n.as_i64()?),
+            Json::String(s) => Value::Int(s.trim().parse().ok()?),
+            _ => return None,
+        },
+        FieldType::Float => Value::Float(match raw {
+            Json::Number(n) => n.as_f64()?,
+            Json::String(s) => s.trim().parse().ok()?,
+            _ => return None,
+        }),
+        FieldType::Bool => match raw {
+            Json::Bool(b) => Value::Bool(*b),
+            _ => return None,
+        },
+        FieldType::Timestamp => match raw {
+            Json::String(s) => Value::String(
+                DateTime::parse_from_rfc3339(s)
+                    .map(|t| t.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::AutoSi, true))
+                    .unwrap_or_else(|_| s.clone()),
+            ),
+            // Seconds (or milliseconds) since the epoch, as analytics APIs send them.
+            Json::Number(n) => {
+                let n = n.as_i64()?;
+                let seconds = if n > 100_000_000_000 { n / 1000 } else { n };
+                Value::String(
+                    DateTime::from_timestamp(seconds, 0)?.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                )
+            }
+            _ => return None,
+        },
+        FieldType::Json => Value::Json(raw.clone()),
+    })
+}
+
+/// How long a 429 answer asks to wait: `Retry-After` (seconds or an HTTP date) or
+/// `X-RateLimit-Reset` (seconds to wait, or the epoch second the window resets).
+fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(value) = text("retry-after") {
+        if let Ok(seconds) = value.parse::<f64>() {
+            return Some(Duration::from_secs_f64(seconds.clamp(0.0, 3600.0)));
+        }
+        if let Ok(date) = DateTime::parse_from_rfc2822(value) {
+            let wait = date.with_timezone(&Utc) - Utc::now();
+            return Some(wait.to_std().unwrap_or(Duration::ZERO));
+        }
+    }
+    let reset = text("x-ratelimit-reset")?.parse::<i64>().ok()?;
+    let now = Utc::now().timestamp();
+    let seconds = if reset > 1_000_000_000 { reset - now } else { reset };
+    Some(Duration::from_secs(seconds.clamp(0, 3600) as u64))
+}
+
+/// Exponential backoff with full jitter: a random wait below 100 ms × 2^attempt.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = FIRST_BACKOFF.saturating_mul(2u32.saturating_pow(attempt.min(10)));
+    Duration::from_millis(rand::rng().random_range(0..=ceiling.as_millis() as u64))
+}
+
+#[async_trait]
+impl Connector for HttpConnector {
+    fn descriptor(&self) -> &ConnectorDescriptor {
+        &self.descriptor
+    }
+
+    async fn fetch(&self, request: &LookupRequest) -> Result<Vec<Record>, ConnectorError> {
+        if request.entity >= self.store.entities.len() {
+            return Err(ConnectorError::Other(format!("no entity #{}", request.entity)));
+        }
+        // Every lookup of an HTTP entity uses the entity's one request; each value is a walk.
+        let mut values: Vec<&IdentityValue> = request.by.iter().flat_map(|(_, values)| values).collect();
+        values.sort();
+        values.dedup();
+        let walks = values.into_iter().map(|value| self.walk(request.entity, value));
+        Ok(try_join_all(walks).await?.into_iter().flatten().collect())
+    }
+
+    async fn health(&self) -> Result<(), ConnectorError> {
+        // Any HTTP answer means the API is up; only the connection matters here.
+        shared_client()
+            .head(self.base.clone())
+            .timeout(self.descriptor.timeout)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| {
+                if e.is_timeout() {
+                    ConnectorError::Timeout(self.descriptor.timeout)
+                } else {
+                    ConnectorError::Unavailable("no answer from the API".into())
+                }
+            })
+    }
+
+    async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError> {
+        self.health().await?;
+        Ok(self
+            .descriptor
+            .entities
+            .iter()
+            .map(|entity| EntityCheck {
+                entity: entity.name.clone(),
+                problems: Vec::new(),
+                warnings: Vec::new(),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_headers_are_read_in_seconds_or_dates() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(rate_limit_wait(&headers), Some(Duration::from_secs(2)));
+        let mut headers = HeaderMap::new();
+        let soon = (Utc::now() + chrono::Duration::seconds(3)).to_rfc2822();
+        headers.insert("retry-after", soon.parse().unwrap());
+        assert!(rate_limit_wait(&headers).is_some_and(|d| d <= Duration::from_secs(3)));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-ratelimit-reset",
+            (Utc::now().timestamp() + 5).to_string().parse().unwrap(),
+        );
+        assert!(
+            rate_limit_wait(&headers)
+                .is_some_and(|d| d <= Duration::from_secs(5) && d >= Duration::from_secs(4))
+        );
+        assert_eq!(rate_limit_wait(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        for attempt in 0..20 {
+            assert!(backoff(attempt) <= FIRST_BACKOFF * 1024);
+        }
+    }
+
+    #[test]
+    fn values_convert_to_declared_types() {
+        assert_eq!(
+            convert(&serde_json::json!("42"), FieldType::Bigint),
+            Some(Value::Int(42))
+        );
+        assert_eq!(
+            convert(&serde_json::json!(1_700_000_000), FieldType::Timestamp),
+            Some(Value::String("2023-11-14T22:13:20Z".into()))
+        );
+        assert_eq!(convert(&serde_json::json!({"a": 1}), FieldType::Bigint), None);
+        assert_eq!(convert(&Json::Null, FieldType::Bool), Some(Value::Null));
+    }
+}
