@@ -82,7 +82,7 @@ pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
         world::helpdesk_data(&people),
         helpdesk::Settings {
             token: HELPDESK_TOKEN.into(),
-            requests_per_second: None,
+            requests_per_second: 0,
         },
     )
     .await

@@ -273,7 +273,7 @@ impl ReferenceWorld {
             world::helpdesk_data(&people),
             helpdesk::Settings {
                 token: HELPDESK_TOKEN.into(),
-                requests_per_second: None,
+                requests_per_second: 0,
             },
         )
         .await?;

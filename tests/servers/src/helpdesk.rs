@@ -5,7 +5,7 @@
 //! personal fields nulled), and a switch that makes it stop answering.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -123,8 +123,8 @@ impl Data {
 pub struct Settings {
     /// The bearer token every request must carry.
     pub token: String,
-    /// Requests served per second; past that, 429 with `Retry-After: 1`.
-    pub requests_per_second: Option<u32>,
+    /// Requests served per second; past that, 429 with `Retry-After: 1`. 0: no limit.
+    pub requests_per_second: u32,
 }
 
 /// The running server's shared state: its data and switches the tests turn.
@@ -133,6 +133,8 @@ pub struct Helpdesk {
     pub settings: Settings,
     /// While set, every request waits forever.
     pub hang: AtomicBool,
+    /// Requests served per second before 429 (0: no limit); starts from `Settings`.
+    pub requests_per_second: AtomicU32,
     /// Requests answered, and those answered with 429.
     pub requests: AtomicU64,
     pub rate_limited: AtomicU64,
@@ -145,8 +147,9 @@ type Shared = Arc<Helpdesk>;
 pub async fn start(data: Data, settings: Settings) -> std::io::Result<Running<Shared>> {
     let state = Arc::new(Helpdesk {
         data: Mutex::new(data),
-        settings,
+        settings: settings.clone(),
         hang: AtomicBool::new(false),
+        requests_per_second: AtomicU32::new(settings.requests_per_second),
         requests: AtomicU64::new(0),
         rate_limited: AtomicU64::new(0),
         window: Mutex::new((Instant::now(), 0)),
@@ -175,7 +178,8 @@ async fn admit(state: &Helpdesk, headers: &HeaderMap) -> Result<(), Response> {
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
         return Err(error(StatusCode::UNAUTHORIZED, "Couldn't authenticate you"));
     }
-    if let Some(limit) = state.settings.requests_per_second {
+    let limit = state.requests_per_second.load(Ordering::SeqCst);
+    if limit > 0 {
         let mut window = state.window.lock().unwrap_or_else(|e| e.into_inner());
         if window.0.elapsed() >= Duration::from_secs(1) {
             *window = (Instant::now(), 0);

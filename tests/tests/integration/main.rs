@@ -6,6 +6,7 @@ mod check;
 mod declarations;
 mod demo;
 mod failures;
+mod helpdesk;
 mod hostile;
 mod http;
 mod resolution;
