@@ -258,6 +258,8 @@ pub struct ConnectorDecl {
     /// Most connections the pool opens (SQL; default 8).
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// The database to use (MongoDB; default: the one the URL names).
+    pub database: Option<Spanned<String>>,
     /// Base URL of an HTTP API, as `${VARIABLE}` references (HTTP).
     pub base_url: Option<Spanned<String>>,
     /// Credentials sent with every request (HTTP).
@@ -294,6 +296,8 @@ pub struct EntityDecl {
     pub description: Option<String>,
     /// The table (SQL). Defaults to the entity name.
     pub table: Option<Spanned<String>>,
+    /// The collection (MongoDB). Defaults to the entity name.
+    pub collection: Option<Spanned<String>>,
     /// A field unique per record; lets resolution skip lookups it already answered.
     pub primary_key: Option<Spanned<String>>,
     /// Identity kinds that find records, and the field each is compared with.
@@ -327,8 +331,8 @@ pub struct FieldDecl {
     pub field_type: FieldType,
     pub category: Spanned<String>,
     pub description: Option<String>,
-    /// Where the value is in a record (HTTP: a JSON path such as `$.via.channel`; default: the
-    /// key with the field's name).
+    /// Where the value is in a record (HTTP: a JSON path such as `$.via.channel`; MongoDB: a
+    /// dotted document path such as `exif.gps`; default: the key with the field's name).
     pub path: Option<Spanned<String>>,
     /// `lookup`: the value is the identity the record was requested for, not read from the
     /// record (HTTP resources that do not repeat their parent's id, e.g. ticket comments).
@@ -393,6 +397,38 @@ pub struct ValidatedConnector {
     pub entity_locations: Vec<Location>,
 }
 
+/// The built-in store kinds, as a declaration names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    /// `sql` (dialect from the URL) or a named dialect.
+    Sql(Option<SqlDialect>),
+    Mongo,
+    Http,
+}
+
+impl StoreKind {
+    fn from_kind(kind: &str) -> Option<Self> {
+        match kind {
+            "sql" => Some(StoreKind::Sql(None)),
+            "mongodb" => Some(StoreKind::Mongo),
+            "http" => Some(StoreKind::Http),
+            other => SqlDialect::from_kind(other).map(|d| StoreKind::Sql(Some(d))),
+        }
+    }
+
+    /// Whether a declaration key belongs to this kind.
+    fn allows(self, key: &str) -> bool {
+        match key {
+            "url" => !matches!(self, StoreKind::Http),
+            "base_url" | "auth" | "request" | "erase" | "from" => self == StoreKind::Http,
+            "database" | "collection" => self == StoreKind::Mongo,
+            "table" => matches!(self, StoreKind::Sql(_)),
+            "path" => matches!(self, StoreKind::Http | StoreKind::Mongo),
+            _ => true,
+        }
+    }
+}
+
 /// The kind-specific part of a validated declaration.
 #[derive(Debug, Clone)]
 pub enum StoreDecl {
@@ -403,6 +439,13 @@ pub enum StoreDecl {
         max_connections: u32,
     },
     Http(crate::http::decl::HttpStoreDecl),
+    Mongo {
+        url: EnvTemplate,
+        /// The database; default: the one the URL names.
+        database: Option<String>,
+        /// Per entity, per field: the dotted document path.
+        paths: Vec<Vec<String>>,
+    },
 }
 
 /// A `${VARIABLE}` template (a URL, a token), resolved from the environment when the connector is
@@ -480,43 +523,38 @@ pub fn validate_connector(
             format!("connector name `{name}` must be lower_snake_case (a-z, 0-9, _)"),
         ));
     }
-    let dialect = SqlDialect::from_kind(decl.kind.get_ref());
-    let is_http = decl.kind.get_ref() == "http";
-    if dialect.is_none() && decl.kind.get_ref() != "sql" && !is_http {
+    let store_kind = StoreKind::from_kind(decl.kind.get_ref());
+    if store_kind.is_none() {
         errors.push(file.error(
             decl.kind.span(),
             format!(
-                "unknown connector kind `{}`: expected sql, postgres, mysql, sqlite or http (custom kinds are registered in Rust)",
+                "unknown connector kind `{}`: expected sql, postgres, mysql, sqlite, mongodb or http (custom kinds are registered in Rust)",
                 decl.kind.get_ref()
             ),
         ));
     }
-    let url = if is_http {
-        only_for(
-            file,
-            "sql",
-            "url",
-            decl.url.as_ref().map(Spanned::span),
-            &mut errors,
-        );
-        None
-    } else {
-        for (key, span) in [
-            ("base_url", decl.base_url.as_ref().map(Spanned::span)),
-            ("auth", decl.auth.as_ref().map(Spanned::span)),
-        ] {
-            only_for(file, "http", key, span, &mut errors);
+    let store_kind = store_kind.unwrap_or(StoreKind::Sql(None));
+    let misplaced: [(&str, &str, Option<Range<usize>>); 4] = [
+        ("url", "sql or mongodb", decl.url.as_ref().map(Spanned::span)),
+        ("base_url", "http", decl.base_url.as_ref().map(Spanned::span)),
+        ("auth", "http", decl.auth.as_ref().map(Spanned::span)),
+        ("database", "mongodb", decl.database.as_ref().map(Spanned::span)),
+    ];
+    for (key, kinds_allowed, span) in misplaced {
+        if !store_kind.allows(key) {
+            only_for(file, kinds_allowed, key, span, &mut errors);
         }
-        match &decl.url {
-            None => {
-                errors.push(file.error(
-                    decl.kind.span(),
-                    "missing `url`: write url = \"${SOME_DATABASE_URL}\" and set that variable",
-                ));
-                None
-            }
-            Some(url) => env_template(file, url, &mut errors),
+    }
+    let url = match (&store_kind, &decl.url) {
+        (StoreKind::Http, _) => None,
+        (_, None) => {
+            errors.push(file.error(
+                decl.kind.span(),
+                "missing `url`: write url = \"${SOME_DATABASE_URL}\" and set that variable",
+            ));
+            None
         }
+        (_, Some(url)) => env_template(file, url, &mut errors),
     };
     if decl.timeout_ms == 0 {
         errors.push(file.error(decl.kind.span(), "timeout_ms must be at least 1"));
@@ -528,19 +566,37 @@ pub fn validate_connector(
     let mut entities = Vec::new();
     let mut entity_locations = Vec::new();
     for (entity_name, entity) in &decl.entities {
-        if let Some(descriptor) = validate_entity(file, entity_name, entity, kinds, is_http, &mut errors) {
+        if let Some(descriptor) = validate_entity(file, entity_name, entity, kinds, &store_kind, &mut errors) {
             entities.push(descriptor);
             entity_locations.push(file.location(entity_name.span()));
         }
     }
-    let store = if is_http {
-        crate::http::decl::validate_store(file, decl, &entities, &mut errors).map(StoreDecl::Http)
-    } else {
-        url.map(|url| StoreDecl::Sql {
+    let store = match store_kind {
+        StoreKind::Http => {
+            crate::http::decl::validate_store(file, decl, &entities, &mut errors).map(StoreDecl::Http)
+        }
+        StoreKind::Sql(dialect) => url.map(|url| StoreDecl::Sql {
             dialect,
             url,
             max_connections: decl.max_connections.max(1),
-        })
+        }),
+        StoreKind::Mongo => url.map(|url| StoreDecl::Mongo {
+            url,
+            database: decl.database.as_ref().map(|d| d.get_ref().clone()),
+            paths: decl
+                .entities
+                .values()
+                .map(|entity| {
+                    entity
+                        .fields
+                        .iter()
+                        .map(|(name, field)| {
+                            field.path.as_ref().map_or_else(|| name.get_ref().clone(), |p| p.get_ref().clone())
+                        })
+                        .collect()
+                })
+                .collect(),
+        }),
     };
 
     let (false, Some(store)) = (!errors.is_empty(), store) else {
@@ -565,7 +621,7 @@ fn validate_entity(
     name: &Spanned<String>,
     entity: &EntityDecl,
     kinds: &IdentityKinds,
-    is_http: bool,
+    store_kind: &StoreKind,
     errors: &mut Vec<DeclarationError>,
 ) -> Option<EntityDescriptor> {
     let before = errors.len();
@@ -578,54 +634,51 @@ fn validate_entity(
             ),
         ));
     }
-    if is_http {
-        only_for(
-            file,
-            "sql",
-            "table",
-            entity.table.as_ref().map(Spanned::span),
-            errors,
-        );
-        if entity.request.is_none() {
-            errors.push(file.error(
-                name.span(),
-                format!(
-                    "entity `{}` declares no request: add [entities.{}.request] with path and records",
-                    name.get_ref(),
-                    name.get_ref()
-                ),
-            ));
-        }
-    } else {
-        for (key, span) in [
-            ("request", entity.request.as_ref().map(Spanned::span)),
-            ("erase", entity.erase.as_ref().map(Spanned::span)),
-        ] {
-            only_for(file, "http", key, span, errors);
-        }
-        for field in entity.fields.values() {
-            only_for(
-                file,
-                "http",
-                "path",
-                field.path.as_ref().map(Spanned::span),
-                errors,
-            );
-            only_for(
-                file,
-                "http",
-                "from",
-                field.from.as_ref().map(Spanned::span),
-                errors,
-            );
+    let is_http = *store_kind == StoreKind::Http;
+    let misplaced: [(&str, &str, Option<Range<usize>>); 4] = [
+        ("table", "sql", entity.table.as_ref().map(Spanned::span)),
+        ("collection", "mongodb", entity.collection.as_ref().map(Spanned::span)),
+        ("request", "http", entity.request.as_ref().map(Spanned::span)),
+        ("erase", "http", entity.erase.as_ref().map(Spanned::span)),
+    ];
+    for (key, kinds_allowed, span) in misplaced {
+        if !store_kind.allows(key) {
+            only_for(file, kinds_allowed, key, span, errors);
         }
     }
-    let source = match (&entity.request, &entity.table) {
-        (Some(request), _) if is_http => request.get_ref().path.get_ref().clone(),
-        (_, Some(table)) => table.get_ref().clone(),
-        _ => name.get_ref().clone(),
+    for field in entity.fields.values() {
+        if !store_kind.allows("path") {
+            only_for(file, "http or mongodb", "path", field.path.as_ref().map(Spanned::span), errors);
+        }
+        if !store_kind.allows("from") {
+            only_for(file, "http", "from", field.from.as_ref().map(Spanned::span), errors);
+        }
+    }
+    if is_http && entity.request.is_none() {
+        errors.push(file.error(
+            name.span(),
+            format!(
+                "entity `{}` declares no request: add [entities.{}.request] with path and records",
+                name.get_ref(),
+                name.get_ref()
+            ),
+        ));
+    }
+    let source = match store_kind {
+        StoreKind::Http => entity
+            .request
+            .as_ref()
+            .map_or_else(String::new, |r| r.get_ref().path.get_ref().clone()),
+        StoreKind::Mongo => entity
+            .collection
+            .as_ref()
+            .map_or_else(|| name.get_ref().clone(), |c| c.get_ref().clone()),
+        StoreKind::Sql(_) => entity
+            .table
+            .as_ref()
+            .map_or_else(|| name.get_ref().clone(), |t| t.get_ref().clone()),
     };
-    if !is_http && !is_sql_identifier(&source) {
+    if matches!(store_kind, StoreKind::Sql(_)) && !is_sql_identifier(&source) {
         let span = entity.table.as_ref().map_or(name.span(), Spanned::span);
         errors.push(file.error(
             span,
@@ -633,6 +686,21 @@ fn validate_entity(
                 "table `{source}` is not a plain SQL identifier (letters, digits, _; optionally schema.table)"
             ),
         ));
+    }
+    if *store_kind == StoreKind::Mongo {
+        for link in entity.lookup.iter() {
+            if link.compare == Compare::Lowercase {
+                errors.push(file.error(
+                    link.kind.span(),
+                    "compare = \"lowercase\" is not available for mongodb: store the values normalised",
+                ));
+            }
+        }
+        if let Some(path) = entity.fields.values().filter_map(|f| f.path.as_ref()).find(|p| {
+            p.get_ref().is_empty() || p.get_ref().starts_with('$') || p.get_ref().split('.').any(str::is_empty)
+        }) {
+            errors.push(file.error(path.span(), "a document path is dotted field names, e.g. `exif.gps`"));
+        }
     }
     if entity.fields.is_empty() {
         errors.push(file.error(
@@ -762,7 +830,7 @@ fn only_for(
     errors: &mut Vec<DeclarationError>,
 ) {
     if let Some(span) = span {
-        errors.push(file.error(span, format!("`{key}` is only for kind = \"{kind}\" connectors")));
+        errors.push(file.error(span, format!("`{key}` is only for {kind} connectors")));
     }
 }
 

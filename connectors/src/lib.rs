@@ -10,6 +10,7 @@ pub mod connector;
 pub mod declaration;
 pub mod http;
 pub mod identity;
+pub mod mongo;
 pub mod sql;
 pub mod value;
 

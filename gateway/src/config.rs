@@ -14,6 +14,7 @@ use subject_connectors::declaration::{
     build_identity_kinds, load_connector_file,
 };
 use subject_connectors::http::{HttpBuildError, HttpConnector};
+use subject_connectors::mongo::{MongoBuildError, MongoConnector};
 use subject_connectors::sql::{SqlBuildError, SqlConnector};
 use subject_connectors::{Connector, IdentityKinds};
 use subject_schema::{DeclarationOrigin, Registry, SchemaSettings, ServiceError, SubjectService};
@@ -95,6 +96,8 @@ pub enum ConfigError {
     #[error(transparent)]
     BuildHttp(#[from] HttpBuildError),
     #[error(transparent)]
+    BuildMongo(#[from] MongoBuildError),
+    #[error(transparent)]
     Service(#[from] ServiceError),
 }
 
@@ -152,7 +155,7 @@ impl Config {
     }
 
     /// Builds the live connectors (URLs from `env`), plus any custom ones, into a service.
-    pub fn build_service(
+    pub async fn build_service(
         &self,
         env: impl Fn(&str) -> Option<String>,
         custom: Vec<Arc<dyn Connector>>,
@@ -173,6 +176,14 @@ impl Config {
                 StoreDecl::Http(_) => match HttpConnector::build(validated.clone(), &env) {
                     Ok(connector) => Ok(Arc::new(connector)),
                     Err(HttpBuildError::Declaration(error)) => {
+                        errors.push(error);
+                        continue;
+                    }
+                    Err(other) => Err(other.into()),
+                },
+                StoreDecl::Mongo { .. } => match MongoConnector::build(validated.clone(), &env).await {
+                    Ok(connector) => Ok(Arc::new(connector)),
+                    Err(MongoBuildError::Declaration(error)) => {
                         errors.push(error);
                         continue;
                     }

@@ -108,6 +108,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let config = load(&args.config.config)?;
             let service = config
                 .build_service(process_env, Vec::new())
+                .await
                 .context("building connectors")?;
             let listen = args.listen.unwrap_or(config.server.listen);
             serve(service, &config, listen).await?;
@@ -120,6 +121,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .context("preparing the demo databases")?;
             let service = config
                 .build_service(world.env(), Vec::new())
+                .await
                 .context("building connectors")?;
             let listen = args.listen.unwrap_or(config.server.listen);
             println!("{}", demo::examples(&world, &listen.to_string()));
@@ -130,6 +132,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let config = load(&args.config)?;
             let service = config
                 .build_service(process_env, Vec::new())
+                .await
                 .context("building connectors")?;
             println!(
                 "Resolution plan:\n{}",

@@ -328,7 +328,7 @@ impl TestGateway {
         custom: Vec<Arc<dyn Connector>>,
     ) -> anyhow::Result<Self> {
         let config = Config::load(config)?;
-        let service = Arc::new(config.build_service(env, custom)?);
+        let service = Arc::new(config.build_service(env, custom).await?);
         let router = server::router(service.clone(), &config.server);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;

@@ -7,7 +7,7 @@ use subject_gateway_tests::{ReferenceWorld, config_dir};
 async fn check_passes_on_the_reference_world_and_names_what_is_missing() -> anyhow::Result<()> {
     let world = ReferenceWorld::create(3).await?;
     let config = subject_gateway::config::Config::load(&config_dir().join("gateway.toml"))?;
-    let service = config.build_service(world.env(), Vec::new())?;
+    let service = config.build_service(world.env(), Vec::new()).await?;
 
     let report = check_all(&service).await;
     assert!(report.ok(), "{}", report.table());

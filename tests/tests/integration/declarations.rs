@@ -238,7 +238,7 @@ cookie_id = { type = "string", category = "user.device.cookie_id" }
 #[tokio::test]
 async fn a_missing_environment_variable_is_named_at_start_up() -> anyhow::Result<()> {
     let config = Config::load(&subject_gateway_tests::config_dir().join("gateway.toml"))?;
-    let error = match config.build_service(|_| None, Vec::new()) {
+    let error = match config.build_service(|_| None, Vec::new()).await {
         Ok(_) => anyhow::bail!("built without URLs"),
         Err(error) => error.to_string(),
     };

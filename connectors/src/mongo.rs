@@ -1,0 +1,303 @@
+//! The MongoDB connector: an entity is a collection; fields and lookups follow dotted document
+//! paths (`owner.id`, `exif.gps`).
+//!
+//! One `fetch` is one `find` with `$in` over every value given (per looked-up path, joined with
+//! `$or`). ObjectIds and dates come out as strings (hex, RFC 3339); sub-documents and arrays of
+//! them as JSON.
+
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database};
+use secrecy::ExposeSecret;
+
+use crate::connector::{Connector, ConnectorDescriptor, ConnectorError, EntityCheck, LookupRequest};
+use crate::declaration::{DeclarationError, Location, StoreDecl, ValidatedConnector};
+use crate::identity::IdentityValue;
+use crate::value::{FieldType, Record, Value};
+
+/// Why a MongoDB connector could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MongoBuildError {
+    #[error(transparent)]
+    Declaration(#[from] DeclarationError),
+    #[error("{0}: invalid MongoDB connection url")]
+    InvalidUrl(Location),
+    #[error("{0}: no database: name one in the url (mongodb://host/DATABASE) or with `database`")]
+    NoDatabase(Location),
+    #[error("connector is not a MongoDB connector")]
+    NotMongo,
+}
+
+/// A connector over one MongoDB database (or a server speaking its protocol).
+pub struct MongoConnector {
+    descriptor: ConnectorDescriptor,
+    database: Database,
+    /// Per entity, per field: the path split into its segments.
+    paths: Vec<Vec<Vec<String>>>,
+}
+
+impl MongoConnector {
+    /// Builds the connector and its client, resolving the URL from `env`. The client connects
+    /// lazily: a server that is down shows in `health` and `sources`, not at start-up.
+    pub async fn build(
+        validated: ValidatedConnector,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, MongoBuildError> {
+        let StoreDecl::Mongo { url, database, paths } = validated.store else {
+            return Err(MongoBuildError::NotMongo);
+        };
+        let location = url.location.clone();
+        let resolved = url.resolve(env)?;
+        let mut options = ClientOptions::parse(resolved.expose_secret())
+            .await
+            .map_err(|_| MongoBuildError::InvalidUrl(location.clone()))?;
+        let timeout = validated.descriptor.timeout;
+        options.server_selection_timeout = Some(timeout);
+        options.connect_timeout = Some(timeout);
+        options.app_name = Some("subject-gateway".into());
+        let name = database
+            .or_else(|| options.default_database.clone())
+            .ok_or_else(|| MongoBuildError::NoDatabase(location.clone()))?;
+        let client = Client::with_options(options).map_err(|_| MongoBuildError::InvalidUrl(location))?;
+        let mut descriptor = validated.descriptor;
+        descriptor.kind = "mongodb".into();
+        Ok(Self {
+            database: client.database(&name),
+            paths: paths
+                .into_iter()
+                .map(|fields| fields.into_iter().map(|p| p.split('.').map(str::to_owned).collect()).collect())
+                .collect(),
+            descriptor,
+        })
+    }
+
+    fn store_error(&self, error: mongodb::error::Error) -> ConnectorError {
+        use mongodb::error::ErrorKind;
+        match *error.kind {
+            ErrorKind::ServerSelection { .. } => {
+                ConnectorError::Unavailable("no MongoDB server could be reached in time".into())
+            }
+            ErrorKind::Authentication { .. } => ConnectorError::Unauthorized,
+            ErrorKind::Io(ref io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                ConnectorError::Timeout(self.descriptor.timeout)
+            }
+            ErrorKind::Io(ref io) => ConnectorError::Unavailable(format!("i/o error: {}", io.kind())),
+            ErrorKind::Command(ref command) => ConnectorError::Query {
+                code: Some(command.code.to_string()),
+            },
+            _ => ConnectorError::Other("MongoDB error".into()),
+        }
+    }
+}
+
+/// The value at a dotted path of a document: through sub-documents, and through arrays by
+/// numeric index.
+fn at_path<'a>(document: &'a Document, path: &[String]) -> Option<&'a Bson> {
+    let (first, rest) = path.split_first()?;
+    let mut current = document.get(first)?;
+    for segment in rest {
+        current = match current {
+            Bson::Document(inner) => inner.get(segment)?,
+            Bson::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+/// Identity values as BSON of the field's type (a value that cannot be one matches nothing).
+fn bson_values(values: &[IdentityValue], field_type: FieldType, path: &[String]) -> Vec<Bson> {
+    let mut out = Vec::with_capacity(values.len());
+    for value in values {
+        let text = value.expose();
+        match field_type {
+            FieldType::Int | FieldType::Bigint => {
+                if let Ok(n) = text.parse::<i64>() {
+                    out.push(Bson::Int64(n));
+                }
+            }
+            _ => {
+                if path.len() == 1 && path[0] == "_id"
+                    && let Ok(id) = ObjectId::parse_str(text)
+                {
+                    out.push(Bson::ObjectId(id));
+                }
+                out.push(Bson::String(text.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// A BSON value read as the declared type; `None` when it cannot be.
+fn convert(value: Option<&Bson>, field_type: FieldType) -> Option<Value> {
+    let Some(value) = value else { return Some(Value::Null) };
+    if matches!(value, Bson::Null | Bson::Undefined) {
+        return Some(Value::Null);
+    }
+    Some(match field_type {
+        FieldType::String | FieldType::Uuid | FieldType::Decimal | FieldType::Date => match value {
+            Bson::String(s) => Value::String(s.clone()),
+            Bson::ObjectId(id) => Value::String(id.to_hex()),
+            Bson::Int32(n) => Value::String(n.to_string()),
+            Bson::Int64(n) => Value::String(n.to_string()),
+            Bson::Double(n) => Value::String(n.to_string()),
+            Bson::Decimal128(d) => Value::String(d.to_string()),
+            Bson::DateTime(t) if field_type == FieldType::Date => {
+                Value::String(t.try_to_rfc3339_string().ok()?.chars().take(10).collect())
+            }
+            Bson::Binary(b) => Value::String(uuid::Uuid::from_slice(&b.bytes).ok()?.hyphenated().to_string()),
+            _ => return None,
+        },
+        FieldType::Int | FieldType::Bigint => Value::Int(match value {
+            Bson::Int32(n) => i64::from(*n),
+            Bson::Int64(n) => *n,
+            Bson::Double(n) if n.fract() == 0.0 => *n as i64,
+            Bson::String(s) => s.trim().parse().ok()?,
+            _ => return None,
+        }),
+        FieldType::Float => Value::Float(match value {
+            Bson::Double(n) => *n,
+            Bson::Int32(n) => f64::from(*n),
+            Bson::Int64(n) => *n as f64,
+            _ => return None,
+        }),
+        FieldType::Bool => match value {
+            Bson::Boolean(b) => Value::Bool(*b),
+            _ => return None,
+        },
+        FieldType::Timestamp => match value {
+            Bson::DateTime(t) => Value::String(t.try_to_rfc3339_string().ok()?),
+            Bson::String(s) => Value::String(s.clone()),
+            _ => return None,
+        },
+        FieldType::Json => Value::Json(value.clone().into_relaxed_extjson()),
+    })
+}
+
+#[async_trait]
+impl Connector for MongoConnector {
+    fn descriptor(&self) -> &ConnectorDescriptor {
+        &self.descriptor
+    }
+
+    async fn fetch(&self, request: &LookupRequest) -> Result<Vec<Record>, ConnectorError> {
+        let entity = self
+            .descriptor
+            .entities
+            .get(request.entity)
+            .ok_or_else(|| ConnectorError::Other(format!("no entity #{}", request.entity)))?;
+        let paths = &self.paths[request.entity];
+        let mut clauses = Vec::new();
+        for (lookup, values) in &request.by {
+            let Some(link) = entity.lookups.get(*lookup) else { continue };
+            let path = &paths[link.field];
+            let values = bson_values(values, entity.fields[link.field].field_type, path);
+            if !values.is_empty() {
+                clauses.push(doc! { path.join("."): { "$in": values } });
+            }
+        }
+        let filter = match clauses.len() {
+            0 => return Ok(Vec::new()),
+            1 => clauses.remove(0),
+            _ => doc! { "$or": clauses },
+        };
+        let documents: Vec<Document> = self
+            .database
+            .collection::<Document>(&entity.source)
+            .find(filter)
+            .await
+            .map_err(|e| self.store_error(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.store_error(e))?;
+        documents
+            .iter()
+            .map(|document| {
+                entity
+                    .fields
+                    .iter()
+                    .zip(paths)
+                    .map(|(field, path)| {
+                        convert(at_path(document, path), field.field_type).ok_or_else(|| ConnectorError::Decode {
+                            field: field.name.clone(),
+                            expected: field.field_type.as_str(),
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    async fn health(&self) -> Result<(), ConnectorError> {
+        self.database
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(drop)
+            .map_err(|e| self.store_error(e))
+    }
+
+    async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError> {
+        let collections = self
+            .database
+            .list_collection_names()
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let mut checks = Vec::new();
+        for (e, entity) in self.descriptor.entities.iter().enumerate() {
+            let mut check = EntityCheck {
+                entity: entity.name.clone(),
+                problems: Vec::new(),
+                warnings: Vec::new(),
+            };
+            if !collections.contains(&entity.source) {
+                check
+                    .problems
+                    .push(format!("collection `{}` does not exist", entity.source));
+                checks.push(check);
+                continue;
+            }
+            let indexes: Vec<mongodb::IndexModel> = self
+                .database
+                .collection::<Document>(&entity.source)
+                .list_indexes()
+                .await
+                .map_err(|e| self.store_error(e))?
+                .try_collect()
+                .await
+                .map_err(|e| self.store_error(e))?;
+            for link in &entity.lookups {
+                let path = self.paths[e][link.field].join(".");
+                if !indexes.iter().any(|index| index.keys.keys().next() == Some(&path)) {
+                    check
+                        .warnings
+                        .push(format!("no index starts with {path}: lookups by it scan the whole collection"));
+                }
+            }
+            checks.push(check);
+        }
+        Ok(checks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_walk_documents_and_array_indexes() {
+        let document = doc! { "owner": { "id": 7_i64 }, "exif": { "gps": [1.5, 2.5] }, "tags": [{ "name": "cat" }] };
+        let path = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(at_path(&document, &path("owner.id")), Some(&Bson::Int64(7)));
+        assert_eq!(at_path(&document, &path("tags.0.name")), Some(&Bson::String("cat".into())));
+        assert_eq!(at_path(&document, &path("owner.name")), None);
+        assert_eq!(
+            convert(at_path(&document, &path("exif.gps")), FieldType::Json),
+            Some(Value::Json(serde_json::json!([1.5, 2.5])))
+        );
+        assert_eq!(convert(Some(&Bson::Int32(5)), FieldType::Bigint), Some(Value::Int(5)));
+    }
+}
