@@ -5,7 +5,8 @@
 #   bash scripts/test.sh
 #
 # TEST_POSTGRES_URL / TEST_MYSQL_URL point the tests at other servers (defaults:
-# postgres://postgres@127.0.0.1:5432 and mysql://root@127.0.0.1:3306).
+# postgres://postgres@127.0.0.1:5432 and mysql://root@127.0.0.1:3306); TEST_MONGODB_URL at a
+# MongoDB-protocol server (default: SecantusDB, installed and started here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +46,26 @@ if [ -z "${TEST_MYSQL_URL:-}" ]; then
     start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
     wait_for MariaDB mariadb_up
   fi
+fi
+
+# A MongoDB-protocol server for the tests: SecantusDB from PyPI, in a virtualenv kept under
+# target/, on a free port of 127.0.0.1, stopped when this script ends.
+if [ -z "${TEST_MONGODB_URL:-}" ]; then
+  venv=target/secantus-venv
+  if [ ! -x "$venv/bin/secantusd-py" ]; then
+    log "installing SecantusDB (MongoDB wire protocol) into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check SecantusDB
+  fi
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mongo_dir=$(mktemp -d)
+  log "starting SecantusDB on 127.0.0.1:$port"
+  "$venv/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$mongo_dir" --log-level WARNING \
+    >"$mongo_dir.log" 2>&1 &
+  mongo_pid=$!
+  trap 'kill "$mongo_pid" 2>/dev/null || true; rm -rf "$mongo_dir" "$mongo_dir.log"' EXIT
+  wait_for SecantusDB python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)"
+  export TEST_MONGODB_URL="mongodb://127.0.0.1:$port"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -566,7 +566,8 @@ pub fn validate_connector(
     let mut entities = Vec::new();
     let mut entity_locations = Vec::new();
     for (entity_name, entity) in &decl.entities {
-        if let Some(descriptor) = validate_entity(file, entity_name, entity, kinds, &store_kind, &mut errors) {
+        if let Some(descriptor) = validate_entity(file, entity_name, entity, kinds, &store_kind, &mut errors)
+        {
             entities.push(descriptor);
             entity_locations.push(file.location(entity_name.span()));
         }
@@ -591,7 +592,10 @@ pub fn validate_connector(
                         .fields
                         .iter()
                         .map(|(name, field)| {
-                            field.path.as_ref().map_or_else(|| name.get_ref().clone(), |p| p.get_ref().clone())
+                            field
+                                .path
+                                .as_ref()
+                                .map_or_else(|| name.get_ref().clone(), |p| p.get_ref().clone())
                         })
                         .collect()
                 })
@@ -637,7 +641,11 @@ fn validate_entity(
     let is_http = *store_kind == StoreKind::Http;
     let misplaced: [(&str, &str, Option<Range<usize>>); 4] = [
         ("table", "sql", entity.table.as_ref().map(Spanned::span)),
-        ("collection", "mongodb", entity.collection.as_ref().map(Spanned::span)),
+        (
+            "collection",
+            "mongodb",
+            entity.collection.as_ref().map(Spanned::span),
+        ),
         ("request", "http", entity.request.as_ref().map(Spanned::span)),
         ("erase", "http", entity.erase.as_ref().map(Spanned::span)),
     ];
@@ -648,10 +656,22 @@ fn validate_entity(
     }
     for field in entity.fields.values() {
         if !store_kind.allows("path") {
-            only_for(file, "http or mongodb", "path", field.path.as_ref().map(Spanned::span), errors);
+            only_for(
+                file,
+                "http or mongodb",
+                "path",
+                field.path.as_ref().map(Spanned::span),
+                errors,
+            );
         }
         if !store_kind.allows("from") {
-            only_for(file, "http", "from", field.from.as_ref().map(Spanned::span), errors);
+            only_for(
+                file,
+                "http",
+                "from",
+                field.from.as_ref().map(Spanned::span),
+                errors,
+            );
         }
     }
     if is_http && entity.request.is_none() {
@@ -697,9 +717,14 @@ fn validate_entity(
             }
         }
         if let Some(path) = entity.fields.values().filter_map(|f| f.path.as_ref()).find(|p| {
-            p.get_ref().is_empty() || p.get_ref().starts_with('$') || p.get_ref().split('.').any(str::is_empty)
+            p.get_ref().is_empty()
+                || p.get_ref().starts_with('$')
+                || p.get_ref().split('.').any(str::is_empty)
         }) {
-            errors.push(file.error(path.span(), "a document path is dotted field names, e.g. `exif.gps`"));
+            errors.push(file.error(
+                path.span(),
+                "a document path is dotted field names, e.g. `exif.gps`",
+            ));
         }
     }
     if entity.fields.is_empty() {

@@ -5,7 +5,6 @@
 //! `$or`). ObjectIds and dates come out as strings (hex, RFC 3339); sub-documents and arrays of
 //! them as JSON.
 
-
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
@@ -68,7 +67,12 @@ impl MongoConnector {
             database: client.database(&name),
             paths: paths
                 .into_iter()
-                .map(|fields| fields.into_iter().map(|p| p.split('.').map(str::to_owned).collect()).collect())
+                .map(|fields| {
+                    fields
+                        .into_iter()
+                        .map(|p| p.split('.').map(str::to_owned).collect())
+                        .collect()
+                })
                 .collect(),
             descriptor,
         })
@@ -120,7 +124,8 @@ fn bson_values(values: &[IdentityValue], field_type: FieldType, path: &[String])
                 }
             }
             _ => {
-                if path.len() == 1 && path[0] == "_id"
+                if path.len() == 1
+                    && path[0] == "_id"
                     && let Ok(id) = ObjectId::parse_str(text)
                 {
                     out.push(Bson::ObjectId(id));
@@ -134,7 +139,9 @@ fn bson_values(values: &[IdentityValue], field_type: FieldType, path: &[String])
 
 /// A BSON value read as the declared type; `None` when it cannot be.
 fn convert(value: Option<&Bson>, field_type: FieldType) -> Option<Value> {
-    let Some(value) = value else { return Some(Value::Null) };
+    let Some(value) = value else {
+        return Some(Value::Null);
+    };
     if matches!(value, Bson::Null | Bson::Undefined) {
         return Some(Value::Null);
     }
@@ -193,7 +200,9 @@ impl Connector for MongoConnector {
         let paths = &self.paths[request.entity];
         let mut clauses = Vec::new();
         for (lookup, values) in &request.by {
-            let Some(link) = entity.lookups.get(*lookup) else { continue };
+            let Some(link) = entity.lookups.get(*lookup) else {
+                continue;
+            };
             let path = &paths[link.field];
             let values = bson_values(values, entity.fields[link.field].field_type, path);
             if !values.is_empty() {
@@ -222,9 +231,11 @@ impl Connector for MongoConnector {
                     .iter()
                     .zip(paths)
                     .map(|(field, path)| {
-                        convert(at_path(document, path), field.field_type).ok_or_else(|| ConnectorError::Decode {
-                            field: field.name.clone(),
-                            expected: field.field_type.as_str(),
+                        convert(at_path(document, path), field.field_type).ok_or_else(|| {
+                            ConnectorError::Decode {
+                                field: field.name.clone(),
+                                expected: field.field_type.as_str(),
+                            }
                         })
                     })
                     .collect()
@@ -271,10 +282,13 @@ impl Connector for MongoConnector {
                 .map_err(|e| self.store_error(e))?;
             for link in &entity.lookups {
                 let path = self.paths[e][link.field].join(".");
-                if !indexes.iter().any(|index| index.keys.keys().next() == Some(&path)) {
-                    check
-                        .warnings
-                        .push(format!("no index starts with {path}: lookups by it scan the whole collection"));
+                if !indexes
+                    .iter()
+                    .any(|index| index.keys.keys().next() == Some(&path))
+                {
+                    check.warnings.push(format!(
+                        "no index starts with {path}: lookups by it scan the whole collection"
+                    ));
                 }
             }
             checks.push(check);
@@ -289,15 +303,22 @@ mod tests {
 
     #[test]
     fn paths_walk_documents_and_array_indexes() {
-        let document = doc! { "owner": { "id": 7_i64 }, "exif": { "gps": [1.5, 2.5] }, "tags": [{ "name": "cat" }] };
+        let document =
+            doc! { "owner": { "id": 7_i64 }, "exif": { "gps": [1.5, 2.5] }, "tags": [{ "name": "cat" }] };
         let path = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
         assert_eq!(at_path(&document, &path("owner.id")), Some(&Bson::Int64(7)));
-        assert_eq!(at_path(&document, &path("tags.0.name")), Some(&Bson::String("cat".into())));
+        assert_eq!(
+            at_path(&document, &path("tags.0.name")),
+            Some(&Bson::String("cat".into()))
+        );
         assert_eq!(at_path(&document, &path("owner.name")), None);
         assert_eq!(
             convert(at_path(&document, &path("exif.gps")), FieldType::Json),
             Some(Value::Json(serde_json::json!([1.5, 2.5])))
         );
-        assert_eq!(convert(Some(&Bson::Int32(5)), FieldType::Bigint), Some(Value::Int(5)));
+        assert_eq!(
+            convert(Some(&Bson::Int32(5)), FieldType::Bigint),
+            Some(Value::Int(5))
+        );
     }
 }

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use sqlx::any::AnyPoolOptions;
-use subject_connectors::declaration::SqlDialect;
+use subject_connectors::declaration::{SqlDialect, load_connector_file};
 use subject_test_servers::Running;
 use subject_test_servers::helpdesk::{self, Helpdesk};
 
+use crate::config::Config;
 use crate::world::{self, Person};
 
 /// The token the demo's helpdesk expects.
@@ -20,6 +21,8 @@ const HELPDESK_TOKEN: &str = "demo-helpdesk-token";
 pub struct DemoWorld {
     pub accounts_url: String,
     pub billing_url: String,
+    /// SQLite standing in for MongoDB (see `config/demo/uploads.toml`).
+    pub uploads_url: String,
     pub people: Vec<Person>,
     /// The helpdesk API, served in process.
     pub helpdesk: Running<Arc<Helpdesk>>,
@@ -30,10 +33,12 @@ impl DemoWorld {
     pub fn env(&self) -> impl Fn(&str) -> Option<String> + use<> {
         let accounts = self.accounts_url.clone();
         let billing = self.billing_url.clone();
+        let uploads = self.uploads_url.clone();
         let helpdesk = self.helpdesk.url();
         move |name| match name {
             "ACCOUNTS_DATABASE_URL" => Some(accounts.clone()),
             "BILLING_DATABASE_URL" => Some(billing.clone()),
+            "UPLOADS_DATABASE_URL" => Some(uploads.clone()),
             "HELPDESK_URL" => Some(helpdesk.clone()),
             "HELPDESK_TOKEN" => Some(HELPDESK_TOKEN.to_owned()),
             other => std::env::var(other).ok(),
@@ -50,7 +55,7 @@ pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
         .with_context(|| format!("resolving {}", dir.display()))?;
     let people = world::people(count, 42, 1001);
     let mut urls = Vec::new();
-    for database in ["accounts", "billing"] {
+    for database in ["accounts", "billing", "uploads"] {
         let path: PathBuf = dir.join(format!("{database}.db"));
         for suffix in ["", "-wal", "-shm"] {
             let file = PathBuf::from(format!("{}{suffix}", path.display()));
@@ -67,15 +72,16 @@ pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
         world::create_schema(&pool, world::ddl(SqlDialect::Sqlite, database))
             .await
             .with_context(|| format!("creating the {database} tables"))?;
-        if database == "accounts" {
-            world::seed_accounts(&pool, SqlDialect::Sqlite, &people).await
-        } else {
-            world::seed_billing(&pool, SqlDialect::Sqlite, &people).await
+        match database {
+            "accounts" => world::seed_accounts(&pool, SqlDialect::Sqlite, &people).await,
+            "billing" => world::seed_billing(&pool, SqlDialect::Sqlite, &people).await,
+            _ => world::seed_uploads_sql(&pool, SqlDialect::Sqlite, &people).await,
         }
         .with_context(|| format!("seeding {database}"))?;
         pool.close().await;
         urls.push(url);
     }
+    let uploads_url = urls.pop().unwrap_or_default();
     let billing_url = urls.pop().unwrap_or_default();
     let accounts_url = urls.pop().unwrap_or_default();
     let helpdesk = helpdesk::start(
@@ -90,9 +96,30 @@ pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
     Ok(DemoWorld {
         accounts_url,
         billing_url,
+        uploads_url,
         people,
         helpdesk,
     })
+}
+
+/// Swaps the MongoDB uploads connector of `config` for its SQLite stand-in
+/// (`demo/uploads.toml` beside `gateway.toml`), unless `UPLOADS_MONGODB_URL` is set.
+pub fn stand_in_for_mongodb(config: &mut Config) -> anyhow::Result<()> {
+    if std::env::var_os("UPLOADS_MONGODB_URL").is_some() {
+        return Ok(());
+    }
+    let path = config
+        .path
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("demo/uploads.toml");
+    let stand_in = load_connector_file(&path, &config.kinds)?;
+    for connector in &mut config.connectors {
+        if connector.descriptor.name == stand_in.descriptor.name {
+            *connector = stand_in.clone();
+        }
+    }
+    Ok(())
 }
 
 /// Example queries for the demo's people, printed at start.
@@ -104,15 +131,17 @@ pub fn examples(world: &DemoWorld, listen: &str) -> String {
             .is_some_and(|c| !c.invoices.is_empty() && c.email != p.email.to_lowercase())
     });
     let mut out = format!(
-        "Subject Gateway demo: {} synthetic people in SQLite ({}, {})\n\n  GraphiQL: http://{listen}/\n  GraphQL:  POST http://{listen}/graphql\n\n",
+        "Subject Gateway demo: {} synthetic people in SQLite ({}, {}, {}) and a helpdesk API at {}\n\n  GraphiQL: http://{listen}/\n  GraphQL:  POST http://{listen}/graphql\n\n",
         world.people.len(),
         world.accounts_url.trim_start_matches("sqlite://"),
         world.billing_url.trim_start_matches("sqlite://"),
+        world.uploads_url.trim_start_matches("sqlite://"),
+        world.helpdesk.url(),
     );
     if let Some(person) = payer.or(mixed) {
         let email = person.email.to_uppercase();
         out.push_str(&format!(
-            "Everything about one person, found from an email typed in capitals:\n\n  curl -s http://{listen}/graphql -H 'content-type: application/json' -d '{{\"query\":\"{{ subject(identity: {{kind: EMAIL, value: \\\"{email}\\\"}}) {{ identities {{ kind value source }} accounts {{ users {{ fullName email }} sessions {{ ipAddress startedAt }} }} billing {{ customers {{ id email }} invoices {{ number amountDueCents issuedAt }} }} helpdesk {{ tickets {{ subject status }} comments {{ body }} }} sources {{ connector status latencyMs roundTrips }} }} }}\"}}'\n\n"
+            "Everything about one person, found from an email typed in capitals:\n\n  curl -s http://{listen}/graphql -H 'content-type: application/json' -d '{{\"query\":\"{{ subject(identity: {{kind: EMAIL, value: \\\"{email}\\\"}}) {{ identities {{ kind value source }} accounts {{ users {{ fullName email }} sessions {{ ipAddress startedAt }} }} billing {{ customers {{ id email }} invoices {{ number amountDueCents issuedAt }} }} uploads {{ images {{ filename gps takenAt }} }} helpdesk {{ tickets {{ subject status }} comments {{ body }} }} sources {{ connector status latencyMs roundTrips }} }} }}\"}}'\n\n"
         ));
     }
     if world.people.len() >= 3 {

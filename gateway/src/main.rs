@@ -115,7 +115,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
-            let config = load(&args.config.config)?;
+            let mut config = load(&args.config.config)?;
+            demo::stand_in_for_mongodb(&mut config).context("loading the demo's uploads stand-in")?;
             let world = demo::prepare(&args.data_dir, args.people)
                 .await
                 .context("preparing the demo databases")?;

@@ -60,6 +60,25 @@ pub struct Person {
     pub sessions: Vec<Session>,
     pub preferences: Option<Preferences>,
     pub customer: Option<Customer>,
+    pub uploads: Vec<Upload>,
+}
+
+/// An uploaded image: its metadata document and its bytes.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// A MongoDB ObjectId in hex.
+    pub id: String,
+    pub filename: String,
+    pub content_type: &'static str,
+    pub storage_key: String,
+    pub camera: Option<String>,
+    /// Latitude and longitude, when the camera recorded them.
+    pub gps: Option<(f64, f64)>,
+    pub taken_at: String,
+    pub tags: Vec<(&'static str, f64)>,
+    pub uploaded_at: String,
+    pub visibility: &'static str,
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -244,9 +263,173 @@ pub fn people(count: usize, seed: u64, first_id: i64) -> Vec<Person> {
                 sessions,
                 preferences,
                 customer,
+                uploads: uploads_of(user_id),
             }
         })
         .collect()
+}
+
+/// A person's uploads, from an RNG of their own so that the other data stays as it was.
+fn uploads_of(user_id: i64) -> Vec<Upload> {
+    let mut rng = StdRng::seed_from_u64(user_id as u64 ^ 0x5eed_0f_f11e5);
+    (0..(user_id % 4) as usize)
+        .map(|n| {
+            let extension = if n % 2 == 0 { "jpg" } else { "png" };
+            let filename = format!("IMG_{:04}.{extension}", rng.random_range(1000..9999));
+            let mut bytes = if extension == "jpg" {
+                vec![0xFF, 0xD8, 0xFF, 0xE0]
+            } else {
+                vec![0x89, b'P', b'N', b'G']
+            };
+            bytes.extend((0..rng.random_range(2_000..6_000)).map(|_| rng.random::<u8>()));
+            Upload {
+                id: format!("{:016x}{:08x}", user_id, n),
+                storage_key: format!("uploads/{user_id}/{n}-{filename}"),
+                filename,
+                content_type: if extension == "jpg" {
+                    "image/jpeg"
+                } else {
+                    "image/png"
+                },
+                camera: rng
+                    .random_bool(0.7)
+                    .then(|| ["Pixel 9", "iPhone 16", "Canon EOS R6"][n % 3].to_owned()),
+                gps: rng
+                    .random_bool(0.5)
+                    .then(|| (rng.random_range(-60.0..70.0), rng.random_range(-120.0..150.0))),
+                taken_at: format!("2024-{:02}-{:02}T{:02}:15:00Z", n % 12 + 1, n % 27 + 1, n % 24),
+                tags: vec![("outdoor", 0.91), ("person", 0.77)][..n % 3].to_vec(),
+                uploaded_at: format!("2024-{:02}-{:02}T18:00:00Z", n % 12 + 1, n % 27 + 2),
+                visibility: ["private", "unlisted", "public"][n % 3],
+                bytes,
+            }
+        })
+        .collect()
+}
+
+/// The JSON of an upload's GPS position, as stored.
+pub fn gps_json(upload: &Upload) -> Option<serde_json::Value> {
+    upload
+        .gps
+        .map(|(lat, lon)| serde_json::json!({ "lat": lat, "lon": lon }))
+}
+
+/// The JSON of an upload's tags, as stored.
+pub fn tags_json(upload: &Upload) -> serde_json::Value {
+    serde_json::Value::Array(
+        upload
+            .tags
+            .iter()
+            .map(|(name, confidence)| serde_json::json!({ "name": name, "confidence": confidence }))
+            .collect(),
+    )
+}
+
+/// Inserts the uploads of `people` into a MongoDB database (collection `images`, indexed by
+/// `owner.id`).
+pub async fn seed_uploads_mongo(
+    database: &mongodb::Database,
+    people: &[Person],
+) -> Result<(), mongodb::error::Error> {
+    use mongodb::bson::{self, Bson, doc};
+    let date = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| Bson::DateTime(bson::DateTime::from_millis(t.timestamp_millis())))
+            .unwrap_or(Bson::Null)
+    };
+    let collection = database.collection::<bson::Document>("images");
+    let documents: Vec<bson::Document> = people
+        .iter()
+        .flat_map(|person| {
+            person.uploads.iter().map(move |upload| {
+                let id = bson::oid::ObjectId::parse_str(&upload.id)
+                    .map(Bson::ObjectId)
+                    .unwrap_or(Bson::Null);
+                let gps = gps_json(upload)
+                    .and_then(|g| bson::to_bson(&g).ok())
+                    .unwrap_or(Bson::Null);
+                let tags = bson::to_bson(&tags_json(upload)).unwrap_or(Bson::Null);
+                doc! {
+                    "_id": id,
+                    "owner": { "id": person.user_id, "display_name": &person.full_name },
+                    "filename": &upload.filename,
+                    "content_type": upload.content_type,
+                    "size_bytes": upload.bytes.len() as i64,
+                    "storage_key": &upload.storage_key,
+                    "exif": {
+                        "camera": upload.camera.clone().map_or(Bson::Null, Bson::String),
+                        "gps": gps,
+                        "taken_at": date(&upload.taken_at),
+                    },
+                    "tags": tags,
+                    "uploaded_at": date(&upload.uploaded_at),
+                    "visibility": upload.visibility,
+                }
+            })
+        })
+        .collect();
+    if !documents.is_empty() {
+        collection.insert_many(documents).await?;
+    }
+    collection
+        .create_index(
+            mongodb::IndexModel::builder()
+                .keys(doc! { "owner.id": 1 })
+                .build(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Inserts the uploads of `people` into the demo's SQLite stand-in for MongoDB.
+pub async fn seed_uploads_sql(
+    pool: &AnyPool,
+    dialect: SqlDialect,
+    people: &[Person],
+) -> Result<(), sqlx::Error> {
+    use Cast::*;
+    let rows = people
+        .iter()
+        .flat_map(|p| {
+            p.uploads.iter().map(move |u| {
+                vec![
+                    text(&u.id),
+                    Cell::Int(p.user_id),
+                    text(&u.filename),
+                    text(u.content_type),
+                    Cell::Int(u.bytes.len() as i64),
+                    text(&u.storage_key),
+                    opt_text(&u.camera),
+                    gps_json(u).map_or(Cell::Null, |g| Cell::Text(g.to_string())),
+                    text(&u.taken_at),
+                    Cell::Text(tags_json(u).to_string()),
+                    text(&u.uploaded_at),
+                    text(u.visibility),
+                ]
+            })
+        })
+        .collect();
+    insert(
+        pool,
+        dialect,
+        "images",
+        &[
+            ("id", None),
+            ("owner_id", None),
+            ("filename", None),
+            ("content_type", None),
+            ("size_bytes", None),
+            ("storage_key", None),
+            ("camera", None),
+            ("gps", Json),
+            ("taken_at", Timestamp),
+            ("tags", Json),
+            ("uploaded_at", Timestamp),
+            ("visibility", None),
+        ],
+        rows,
+    )
+    .await
 }
 
 fn ascii(name: &str) -> String {
@@ -376,6 +559,7 @@ pub fn ddl(dialect: SqlDialect, database: &str) -> &'static str {
         (SqlDialect::MySql, "accounts") => include_str!("../../config/sql/mysql/accounts.sql"),
         (SqlDialect::MySql, _) => include_str!("../../config/sql/mysql/billing.sql"),
         (SqlDialect::Sqlite, "accounts") => include_str!("../../config/sql/sqlite/accounts.sql"),
+        (SqlDialect::Sqlite, "uploads") => include_str!("../../config/sql/sqlite/uploads.sql"),
         (SqlDialect::Sqlite, _) => include_str!("../../config/sql/sqlite/billing.sql"),
     }
 }

@@ -244,6 +244,50 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A MongoDB database of its own for one test, on the server at `TEST_MONGODB_URL` (which
+/// `scripts/test.sh` starts); dropped on drop.
+pub struct TestMongo {
+    pub url: String,
+    pub database: mongodb::Database,
+    server: String,
+    name: String,
+}
+
+impl TestMongo {
+    pub async fn create() -> anyhow::Result<Self> {
+        let server = std::env::var("TEST_MONGODB_URL").map_err(|_| {
+            anyhow::anyhow!(
+                "TEST_MONGODB_URL is not set: run the tests with `bash scripts/test.sh`, which starts a MongoDB-protocol server"
+            )
+        })?;
+        let name = format!("sg_test_{}", uuid::Uuid::new_v4().simple());
+        let client = mongodb::Client::with_uri_str(&server).await?;
+        Ok(Self {
+            url: format!("{}/{name}", server.trim_end_matches('/')),
+            database: client.database(&name),
+            server,
+            name,
+        })
+    }
+}
+
+impl Drop for TestMongo {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(client) = mongodb::Client::with_uri_str(&server).await {
+                    let _ = client.database(&name).drop().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 /// The token the tests' helpdesk expects.
 pub const HELPDESK_TOKEN: &str = "test-helpdesk-token";
 
@@ -252,6 +296,7 @@ pub const HELPDESK_TOKEN: &str = "test-helpdesk-token";
 pub struct ReferenceWorld {
     pub accounts: TestDatabase,
     pub billing: TestDatabase,
+    pub uploads: TestMongo,
     pub helpdesk: Running<Arc<Helpdesk>>,
     pub people: Vec<Person>,
 }
@@ -263,11 +308,15 @@ impl ReferenceWorld {
 
     pub async fn create_on(count: usize, accounts: SqlDialect, billing: SqlDialect) -> anyhow::Result<Self> {
         let people = world::people(count, 7, 1);
-        let (accounts, billing) =
-            tokio::try_join!(TestDatabase::create(accounts), TestDatabase::create(billing))?;
+        let (accounts, billing, uploads) = tokio::try_join!(
+            TestDatabase::create(accounts),
+            TestDatabase::create(billing),
+            TestMongo::create()
+        )?;
         tokio::try_join!(
             accounts.seed("accounts", &people),
-            billing.seed("billing", &people)
+            billing.seed("billing", &people),
+            async { Ok(world::seed_uploads_mongo(&uploads.database, &people).await?) },
         )?;
         let helpdesk = helpdesk::start(
             world::helpdesk_data(&people),
@@ -280,6 +329,7 @@ impl ReferenceWorld {
         Ok(Self {
             accounts,
             billing,
+            uploads,
             helpdesk,
             people,
         })
@@ -289,8 +339,10 @@ impl ReferenceWorld {
     pub fn env(&self) -> impl Fn(&str) -> Option<String> + use<> {
         let accounts = self.accounts.url.clone();
         let billing = self.billing.url.clone();
+        let uploads = self.uploads.url.clone();
         let helpdesk = self.helpdesk.url();
         move |name| match name {
+            "UPLOADS_MONGODB_URL" => Some(uploads.clone()),
             "ACCOUNTS_DATABASE_URL" => Some(accounts.clone()),
             "BILLING_DATABASE_URL" => Some(billing.clone()),
             "HELPDESK_URL" => Some(helpdesk.clone()),
@@ -327,7 +379,15 @@ impl TestGateway {
         env: impl Fn(&str) -> Option<String>,
         custom: Vec<Arc<dyn Connector>>,
     ) -> anyhow::Result<Self> {
-        let config = Config::load(config)?;
+        Self::start_with(Config::load(config)?, env, custom).await
+    }
+
+    /// The gateway for a loaded (possibly adjusted) configuration.
+    pub async fn start_with(
+        config: Config,
+        env: impl Fn(&str) -> Option<String>,
+        custom: Vec<Arc<dyn Connector>>,
+    ) -> anyhow::Result<Self> {
         let service = Arc::new(config.build_service(env, custom).await?);
         let router = server::router(service.clone(), &config.server);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -384,6 +444,9 @@ pub const FULL_SELECTION: &str = "{
     customers { id userId email name city taxId createdAt }
     invoices { id customerId number status currency amountDueCents taxRate billingName billingEmail issuedAt }
     paymentMethods { id customerId brand last4 expMonth expYear }
+  }
+  uploads {
+    images { id ownerId filename contentType sizeBytes storageKey camera gps takenAt tags uploadedAt visibility }
   }
   helpdesk {
     users { id name email phone active }

@@ -91,7 +91,10 @@ async fn a_new_toml_file_adds_a_store_to_the_schema_and_the_results() -> anyhow:
         .flatten()
         .map(|c| c["name"].as_str().unwrap_or("").to_owned())
         .collect();
-    assert_eq!(names, ["accounts", "billing", "helpdesk", "newsletter"]);
+    assert_eq!(
+        names,
+        ["accounts", "billing", "helpdesk", "newsletter", "uploads"]
+    );
     Ok(())
 }
 
@@ -289,9 +292,14 @@ async fn a_custom_rust_connector_joins_the_declared_ones() -> anyhow::Result<()>
             "at": "2025-02-01T10:00:00Z"
         }])
     );
-    assert_eq!(
-        response["data"]["subject"]["sources"][3]["connector"],
-        "consent_log"
+    let sources = response["data"]["subject"]["sources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        sources
+            .iter()
+            .any(|s| s["connector"] == "consent_log" && s["status"] == "OK")
     );
     Ok(())
 }

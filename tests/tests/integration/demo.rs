@@ -10,7 +10,9 @@ async fn the_demo_world_serves_every_kind_of_person() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let world = demo::prepare(dir.path(), 120).await?;
     assert_eq!(world.people.len(), 120);
-    let gateway = TestGateway::start(&config_dir().join("gateway.toml"), world.env(), Vec::new()).await?;
+    let mut config = subject_gateway::config::Config::load(&config_dir().join("gateway.toml"))?;
+    demo::stand_in_for_mongodb(&mut config)?;
+    let gateway = TestGateway::start_with(config, world.env(), Vec::new()).await?;
 
     // The example the demo prints works as printed: an email in capitals.
     let examples = demo::examples(&world, "127.0.0.1:8080");
