@@ -271,7 +271,7 @@ pub fn people(count: usize, seed: u64, first_id: i64) -> Vec<Person> {
 
 /// A person's uploads, from an RNG of their own so that the other data stays as it was.
 fn uploads_of(user_id: i64) -> Vec<Upload> {
-    let mut rng = StdRng::seed_from_u64(user_id as u64 ^ 0x5eed_0f_f11e5);
+    let mut rng = StdRng::seed_from_u64(user_id as u64 ^ 0x05ee_d0ff_11e5);
     (0..(user_id % 4) as usize)
         .map(|n| {
             let extension = if n % 2 == 0 { "jpg" } else { "png" };
