@@ -11,6 +11,7 @@ mod hostile;
 mod http;
 mod resolution;
 mod schema_snapshot;
+mod uploads;
 
 use serde_json::Value as Json;
 
