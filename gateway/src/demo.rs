@@ -1,5 +1,5 @@
-//! `subject-gateway demo`: SQLite databases seeded with a few hundred synthetic people and a
-//! helpdesk API served in process, read through the reference declarations in `config/`. Needs
+//! `subject-gateway demo`: SQLite databases seeded with a few hundred synthetic people, and a
+//! helpdesk API and an analytics API served in process, read through the reference declarations in `config/`. Needs
 //! nothing installed.
 
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use sqlx::any::AnyPoolOptions;
 use subject_connectors::declaration::{SqlDialect, load_connector_file};
 use subject_test_servers::Running;
+use subject_test_servers::analytics::{self, Analytics};
 use subject_test_servers::helpdesk::{self, Helpdesk};
 
 use crate::config::Config;
@@ -16,6 +17,8 @@ use crate::world::{self, Person};
 
 /// The token the demo's helpdesk expects.
 const HELPDESK_TOKEN: &str = "demo-helpdesk-token";
+/// The service account the demo's analytics API expects.
+const ANALYTICS_ACCOUNT: (&str, &str) = ("demo-service-account", "demo-analytics-secret");
 
 /// The demo's databases and APIs, ready to serve.
 pub struct DemoWorld {
@@ -26,6 +29,8 @@ pub struct DemoWorld {
     pub people: Vec<Person>,
     /// The helpdesk API, served in process.
     pub helpdesk: Running<Arc<Helpdesk>>,
+    /// The analytics API, served in process.
+    pub analytics: Running<Arc<Analytics>>,
 }
 
 impl DemoWorld {
@@ -35,7 +40,11 @@ impl DemoWorld {
         let billing = self.billing_url.clone();
         let uploads = self.uploads_url.clone();
         let helpdesk = self.helpdesk.url();
+        let analytics = self.analytics.url();
         move |name| match name {
+            "ANALYTICS_URL" => Some(analytics.clone()),
+            "ANALYTICS_SERVICE_ACCOUNT" => Some(ANALYTICS_ACCOUNT.0.to_owned()),
+            "ANALYTICS_SECRET" => Some(ANALYTICS_ACCOUNT.1.to_owned()),
             "ACCOUNTS_DATABASE_URL" => Some(accounts.clone()),
             "BILLING_DATABASE_URL" => Some(billing.clone()),
             "UPLOADS_DATABASE_URL" => Some(uploads.clone()),
@@ -93,12 +102,22 @@ pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
     )
     .await
     .context("starting the demo helpdesk API")?;
+    let analytics = analytics::start(
+        world::analytics_data(&people),
+        analytics::Settings {
+            username: ANALYTICS_ACCOUNT.0.into(),
+            secret: ANALYTICS_ACCOUNT.1.into(),
+        },
+    )
+    .await
+    .context("starting the demo analytics API")?;
     Ok(DemoWorld {
         accounts_url,
         billing_url,
         uploads_url,
         people,
         helpdesk,
+        analytics,
     })
 }
 
@@ -131,17 +150,18 @@ pub fn examples(world: &DemoWorld, listen: &str) -> String {
             .is_some_and(|c| !c.invoices.is_empty() && c.email != p.email.to_lowercase())
     });
     let mut out = format!(
-        "Subject Gateway demo: {} synthetic people in SQLite ({}, {}, {}) and a helpdesk API at {}\n\n  GraphiQL: http://{listen}/\n  GraphQL:  POST http://{listen}/graphql\n\n",
+        "Subject Gateway demo: {} synthetic people in SQLite ({}, {}, {}) a helpdesk API at {} and an analytics API at {}\n\n  GraphiQL: http://{listen}/\n  GraphQL:  POST http://{listen}/graphql\n\n",
         world.people.len(),
         world.accounts_url.trim_start_matches("sqlite://"),
         world.billing_url.trim_start_matches("sqlite://"),
         world.uploads_url.trim_start_matches("sqlite://"),
         world.helpdesk.url(),
+        world.analytics.url(),
     );
     if let Some(person) = payer.or(mixed) {
         let email = person.email.to_uppercase();
         out.push_str(&format!(
-            "Everything about one person, found from an email typed in capitals:\n\n  curl -s http://{listen}/graphql -H 'content-type: application/json' -d '{{\"query\":\"{{ subject(identity: {{kind: EMAIL, value: \\\"{email}\\\"}}) {{ identities {{ kind value source }} accounts {{ users {{ fullName email }} sessions {{ ipAddress startedAt }} }} billing {{ customers {{ id email }} invoices {{ number amountDueCents issuedAt }} }} uploads {{ images {{ filename gps takenAt }} }} helpdesk {{ tickets {{ subject status }} comments {{ body }} }} sources {{ connector status latencyMs roundTrips }} }} }}\"}}'\n\n"
+            "Everything about one person, found from an email typed in capitals:\n\n  curl -s http://{listen}/graphql -H 'content-type: application/json' -d '{{\"query\":\"{{ subject(identity: {{kind: EMAIL, value: \\\"{email}\\\"}}) {{ identities {{ kind value source }} accounts {{ users {{ fullName email }} sessions {{ ipAddress startedAt }} }} billing {{ customers {{ id email }} invoices {{ number amountDueCents issuedAt }} }} uploads {{ images {{ filename gps takenAt }} }} helpdesk {{ tickets {{ subject status }} comments {{ body }} }} analytics {{ profiles {{ distinctId city }} events {{ event time ip }} }} sources {{ connector status latencyMs roundTrips }} }} }}\"}}'\n\n"
         ));
     }
     if world.people.len() >= 3 {

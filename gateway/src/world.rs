@@ -460,6 +460,20 @@ pub fn helpdesk_data(people: &[Person]) -> subject_test_servers::helpdesk::Data 
     data
 }
 
+/// The analytics side of `people`: two in three have a profile, with a few events each.
+pub fn analytics_data(people: &[Person]) -> subject_test_servers::analytics::Data {
+    let mut data = subject_test_servers::analytics::Data::default();
+    for person in people.iter().filter(|p| p.user_id % 3 != 0) {
+        data.add_profile(
+            person.user_id,
+            &person.email,
+            &person.full_name,
+            (person.user_id % 7) as usize,
+        );
+    }
+    data
+}
+
 /// A value to bind in a seed insert.
 #[derive(Debug, Clone)]
 enum Cell {

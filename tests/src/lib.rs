@@ -23,6 +23,7 @@ use subject_gateway::server;
 use subject_gateway::world::{self, Person};
 use subject_schema::SubjectService;
 use subject_test_servers::Running;
+use subject_test_servers::analytics::{self, Analytics};
 use subject_test_servers::helpdesk::{self, Helpdesk};
 use tokio::task::JoinHandle;
 
@@ -290,6 +291,8 @@ impl Drop for TestMongo {
 
 /// The token the tests' helpdesk expects.
 pub const HELPDESK_TOKEN: &str = "test-helpdesk-token";
+/// The service account the tests' analytics API expects.
+pub const ANALYTICS_ACCOUNT: (&str, &str) = ("test-service-account", "test-analytics-secret");
 
 /// The reference world on real servers: accounts in PostgreSQL, billing in MariaDB, tickets in
 /// the helpdesk API.
@@ -298,6 +301,7 @@ pub struct ReferenceWorld {
     pub billing: TestDatabase,
     pub uploads: TestMongo,
     pub helpdesk: Running<Arc<Helpdesk>>,
+    pub analytics: Running<Arc<Analytics>>,
     pub people: Vec<Person>,
 }
 
@@ -326,11 +330,20 @@ impl ReferenceWorld {
             },
         )
         .await?;
+        let analytics = analytics::start(
+            world::analytics_data(&people),
+            analytics::Settings {
+                username: ANALYTICS_ACCOUNT.0.into(),
+                secret: ANALYTICS_ACCOUNT.1.into(),
+            },
+        )
+        .await?;
         Ok(Self {
             accounts,
             billing,
             uploads,
             helpdesk,
+            analytics,
             people,
         })
     }
@@ -341,7 +354,11 @@ impl ReferenceWorld {
         let billing = self.billing.url.clone();
         let uploads = self.uploads.url.clone();
         let helpdesk = self.helpdesk.url();
+        let analytics = self.analytics.url();
         move |name| match name {
+            "ANALYTICS_URL" => Some(analytics.clone()),
+            "ANALYTICS_SERVICE_ACCOUNT" => Some(ANALYTICS_ACCOUNT.0.to_owned()),
+            "ANALYTICS_SECRET" => Some(ANALYTICS_ACCOUNT.1.to_owned()),
             "UPLOADS_MONGODB_URL" => Some(uploads.clone()),
             "ACCOUNTS_DATABASE_URL" => Some(accounts.clone()),
             "BILLING_DATABASE_URL" => Some(billing.clone()),
@@ -452,6 +469,10 @@ pub const FULL_SELECTION: &str = "{
     users { id name email phone active }
     tickets { id requesterId subject status tags createdAt }
     comments { ticketId id authorId body }
+  }
+  analytics {
+    profiles { distinctId email name city browser lastSeen plan }
+    events { distinctId event time deviceId ip url }
   }
   sources { connector status latencyMs records roundTrips error errorCode }
 }";

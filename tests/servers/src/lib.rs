@@ -3,6 +3,7 @@
 //! cursor pages of at most 100, 429 with `Retry-After`, bearer tokens, soft then permanent
 //! deletes, and servers that stop answering.
 
+pub mod analytics;
 pub mod helpdesk;
 
 use std::net::SocketAddr;

@@ -11,7 +11,7 @@ async fn check_passes_on_the_reference_world_and_names_what_is_missing() -> anyh
 
     let report = check_all(&service).await;
     assert!(report.ok(), "{}", report.table());
-    assert_eq!(report.rows.len(), 10);
+    assert_eq!(report.rows.len(), 12);
     // Every lookup of the reference world is served by an index.
     assert!(
         report.rows.iter().all(|r| r.details.is_empty()),
@@ -23,9 +23,10 @@ async fn check_passes_on_the_reference_world_and_names_what_is_missing() -> anyh
     let plan = service.executor.plan().describe(service.executor.registry());
     assert!(
         plan.contains(
-            "from email:\n  stage 1: accounts.users, billing.customers, helpdesk.users\n  \
-             stage 2: accounts.users, accounts.sessions, accounts.preferences, billing.customers, \
-             billing.invoices, billing.payment_methods, helpdesk.tickets, uploads.images\n  stage 3: helpdesk.comments\n"
+            "from email:\n  stage 1: accounts.users, analytics.profiles, billing.customers, helpdesk.users\n  \
+             stage 2: accounts.users, accounts.sessions, accounts.preferences, analytics.events, \
+             billing.customers, billing.invoices, billing.payment_methods, helpdesk.tickets, uploads.images\n  \
+             stage 3: helpdesk.comments\n"
         ),
         "{plan}"
     );

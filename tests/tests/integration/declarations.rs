@@ -93,7 +93,14 @@ async fn a_new_toml_file_adds_a_store_to_the_schema_and_the_results() -> anyhow:
         .collect();
     assert_eq!(
         names,
-        ["accounts", "billing", "helpdesk", "newsletter", "uploads"]
+        [
+            "accounts",
+            "analytics",
+            "billing",
+            "helpdesk",
+            "newsletter",
+            "uploads"
+        ]
     );
     Ok(())
 }

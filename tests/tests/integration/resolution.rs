@@ -29,34 +29,51 @@ async fn an_email_finds_account_and_billing_across_two_databases() -> anyhow::Re
     let response = gateway.subject("EMAIL", &person.email, FULL_SELECTION).await?;
     let subject = subject_ok(&response);
 
-    // The identity graph that was followed: email -> user_id -> customer_id.
+    // The identity graph that was followed: email -> user_id -> customer_id, and to the
+    // analytics and helpdesk ids where the person has them.
     let identities: Vec<(String, String, String)> = subject["identities"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|i| {
-            (
-                i["kind"].as_str().unwrap_or("").to_owned(),
-                i["value"].as_str().unwrap_or("").to_owned(),
-                i["source"].as_str().unwrap_or("").to_owned(),
-            )
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+            (text(&i["kind"]), text(&i["value"]), text(&i["source"]))
         })
         .collect();
+    let expected = [
+        ("EMAIL", person.email.to_lowercase(), "input"),
+        ("USER_ID", person.user_id.to_string(), "accounts.users"),
+        ("CUSTOMER_ID", customer.id.clone(), "billing.customers"),
+    ];
+    for (kind, value, source) in &expected {
+        assert!(
+            identities.contains(&((*kind).to_owned(), value.clone(), (*source).to_owned())),
+            "{kind} missing from {identities:?}"
+        );
+    }
+    let in_analytics = person.user_id % 3 != 0;
     assert_eq!(
-        identities,
-        vec![
-            ("EMAIL".into(), person.email.to_lowercase(), "input".into()),
-            (
-                "USER_ID".into(),
-                person.user_id.to_string(),
-                "accounts.users".into()
-            ),
-            (
-                "CUSTOMER_ID".into(),
-                customer.id.clone(),
-                "billing.customers".into()
-            ),
-        ]
+        identities.contains(&(
+            "ANALYTICS_DISTINCT_ID".to_owned(),
+            format!("u{}", person.user_id),
+            "analytics.profiles".to_owned()
+        )),
+        in_analytics
+    );
+    let in_helpdesk = identities
+        .iter()
+        .any(|(k, _, s)| k == "HELPDESK_USER_ID" && s == "helpdesk.users");
+    assert_eq!(in_helpdesk, person.user_id % 2 == 0);
+    // A helpdesk user also yields the ids of their tickets (1 to 3 in the reference world).
+    let tickets = if in_helpdesk {
+        (person.user_id % 3 + 1) as usize
+    } else {
+        0
+    };
+    assert_eq!(
+        identities.len(),
+        3 + usize::from(in_analytics) + usize::from(in_helpdesk) + tickets,
+        "{identities:?}"
     );
 
     let users = at(subject, &["accounts", "users"]);
