@@ -143,7 +143,8 @@ fn data(state: &Analytics) -> std::sync::MutexGuard<'_, Data> {
     state.data.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn authorised(state: &Analytics, headers: &HeaderMap) -> Result<(), Response> {
+/// The rejection of a request without the service account's credentials, if it is one.
+fn unauthorised(state: &Analytics, headers: &HeaderMap) -> Option<Response> {
     state.requests.fetch_add(1, Ordering::SeqCst);
     let expected = format!(
         "Basic {}",
@@ -151,8 +152,8 @@ fn authorised(state: &Analytics, headers: &HeaderMap) -> Result<(), Response> {
             .encode(format!("{}:{}", state.settings.username, state.settings.secret))
     );
     match headers.get("authorization").and_then(|v| v.to_str().ok()) {
-        Some(given) if given == expected => Ok(()),
-        _ => Err(error(
+        Some(given) if given == expected => None,
+        _ => Some(error(
             StatusCode::UNAUTHORIZED,
             "Invalid service account credentials",
         )),
@@ -160,7 +161,7 @@ fn authorised(state: &Analytics, headers: &HeaderMap) -> Result<(), Response> {
 }
 
 /// About one deletion request per second; faster callers get 429 and `Retry-After: 1`.
-fn deletion_rate(state: &Analytics) -> Result<(), Response> {
+fn too_fast(state: &Analytics) -> Option<Response> {
     let mut last = state.last_deletion_call.lock().unwrap_or_else(|e| e.into_inner());
     if last.is_some_and(|at| at.elapsed() < DELETION_INTERVAL) {
         state.rate_limited.fetch_add(1, Ordering::SeqCst);
@@ -171,10 +172,10 @@ fn deletion_rate(state: &Analytics) -> Result<(), Response> {
         response
             .headers_mut()
             .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-        return Err(response);
+        return Some(response);
     }
     *last = Some(Instant::now());
-    Ok(())
+    None
 }
 
 fn profile_json(profile: &Profile) -> JsonValue {
@@ -198,7 +199,7 @@ async fn engage(
     headers: HeaderMap,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Response {
-    if let Err(response) = authorised(&state, &headers) {
+    if let Some(response) = unauthorised(&state, &headers) {
         return response;
     }
     let data = data(&state);
@@ -222,7 +223,7 @@ async fn events(
     headers: HeaderMap,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Response {
-    if let Err(response) = authorised(&state, &headers) {
+    if let Some(response) = unauthorised(&state, &headers) {
         return response;
     }
     let Some(distinct_id) = params.get("distinct_id") else {
@@ -266,7 +267,7 @@ async fn create_deletion(
     headers: HeaderMap,
     Json(body): Json<JsonValue>,
 ) -> Response {
-    if let Err(response) = authorised(&state, &headers).and_then(|()| deletion_rate(&state)) {
+    if let Some(response) = unauthorised(&state, &headers).or_else(|| too_fast(&state)) {
         return response;
     }
     let ids: Vec<String> = body["distinct_ids"]
@@ -299,7 +300,7 @@ async fn deletion_status(
     headers: HeaderMap,
     Path(task): Path<String>,
 ) -> Response {
-    if let Err(response) = authorised(&state, &headers).and_then(|()| deletion_rate(&state)) {
+    if let Some(response) = unauthorised(&state, &headers).or_else(|| too_fast(&state)) {
         return response;
     }
     let mut data = data(&state);
