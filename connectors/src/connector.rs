@@ -42,6 +42,14 @@ pub struct EntityDescriptor {
     pub yields: Vec<IdentityLink>,
     /// Index into `fields` of a field unique per record, when one is declared.
     pub primary_key: Option<usize>,
+    /// How a record names its file in the connector's object storage, when it has one.
+    pub files: Option<FilesRef>,
+}
+
+/// A record's file: the key template (`{storage_key}`, `uploads/{id}.jpg`) over its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesRef {
+    pub key: String,
 }
 
 /// One declared field of an entity.

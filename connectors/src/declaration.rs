@@ -258,6 +258,8 @@ pub struct ConnectorDecl {
     /// Most connections the pool opens (SQL; default 8).
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Object storage holding the files that records point to.
+    pub storage: Option<Spanned<StorageDecl>>,
     /// The database to use (MongoDB; default: the one the URL names).
     pub database: Option<Spanned<String>>,
     /// Base URL of an HTTP API, as `${VARIABLE}` references (HTTP).
@@ -306,6 +308,8 @@ pub struct EntityDecl {
     /// Identity kinds the records yield, and the field each is read from.
     #[serde(default)]
     pub yields: Vec<LinkDecl>,
+    /// How a record names its file in the connector's `[storage]`: `{ key = "{storage_key}" }`.
+    pub files: Option<Spanned<FilesDecl>>,
     /// How records are requested (HTTP).
     pub request: Option<Spanned<crate::http::decl::RequestDecl>>,
     /// How records are erased (HTTP): delete calls, two-step deletes, asynchronous jobs.
@@ -337,6 +341,29 @@ pub struct FieldDecl {
     /// `lookup`: the value is the identity the record was requested for, not read from the
     /// record (HTTP resources that do not repeat their parent's id, e.g. ticket comments).
     pub from: Option<Spanned<FieldSource>>,
+}
+
+/// `[storage]`: where a connector's files live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageDecl {
+    /// `file:///ABSOLUTE/PATH` or `s3://BUCKET[/PREFIX]`, as `${VARIABLE}` references.
+    pub url: Spanned<String>,
+    /// An S3-compatible endpoint (MinIO, moto, …), as `${VARIABLE}` references.
+    pub endpoint: Option<Spanned<String>>,
+    pub region: Option<String>,
+    pub access_key_id: Option<Spanned<String>>,
+    pub secret_access_key: Option<Spanned<String>>,
+    /// Allow a plain-HTTP endpoint (local test servers only).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+/// `files = { key = "{storage_key}" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesDecl {
+    pub key: Spanned<String>,
 }
 
 /// Where an HTTP field's value comes from.
@@ -391,6 +418,8 @@ pub struct ValidatedConnector {
     pub descriptor: ConnectorDescriptor,
     /// What kind of store it is and how to reach it.
     pub store: StoreDecl,
+    /// Object storage for the files records point to.
+    pub storage: Option<crate::storage::StorageTemplates>,
     /// Where the connector's name is declared, for errors found later (plan, schema).
     pub location: Location,
     /// Where each entity is declared, in the descriptor's entity order.
@@ -556,6 +585,34 @@ pub fn validate_connector(
         }
         (_, Some(url)) => env_template(file, url, &mut errors),
     };
+    let storage = decl.storage.as_ref().and_then(|storage| {
+        let st = storage.get_ref();
+        let optional = |value: &Option<Spanned<String>>, errors: &mut Vec<DeclarationError>| {
+            value.as_ref().and_then(|v| env_template(file, v, errors))
+        };
+        let endpoint = optional(&st.endpoint, &mut errors);
+        let access_key_id = optional(&st.access_key_id, &mut errors);
+        let secret_access_key = optional(&st.secret_access_key, &mut errors);
+        env_template(file, &st.url, &mut errors).map(|url| crate::storage::StorageTemplates {
+            url,
+            endpoint,
+            region: st.region.clone(),
+            access_key_id,
+            secret_access_key,
+            allow_http: st.allow_http,
+        })
+    });
+    for (entity_name, entity) in &decl.entities {
+        if let (Some(files), None) = (&entity.files, &decl.storage) {
+            errors.push(file.error(
+                files.span(),
+                format!(
+                    "entity `{}` names files but the connector declares no [storage]",
+                    entity_name.get_ref()
+                ),
+            ));
+        }
+    }
     if decl.timeout_ms == 0 {
         errors.push(file.error(decl.kind.span(), "timeout_ms must be at least 1"));
     }
@@ -615,6 +672,7 @@ pub fn validate_connector(
             entities,
         },
         store,
+        storage,
         location: file.location(name_span),
         entity_locations,
     })
@@ -834,6 +892,18 @@ fn validate_entity(
         ));
     }
     let primary_key = entity.primary_key.as_ref().and_then(|pk| field_index(pk, errors));
+    let files = entity.files.as_ref().map(|files| {
+        let key = files.get_ref().key.get_ref();
+        for placeholder in crate::http::decl::placeholders(key) {
+            if !entity.fields.contains_key(placeholder) {
+                errors.push(file.error(
+                    files.get_ref().key.span(),
+                    format!("placeholder `{{{placeholder}}}` names no declared field of `{}`", name.get_ref()),
+                ));
+            }
+        }
+        crate::connector::FilesRef { key: key.clone() }
+    });
 
     (errors.len() == before).then(|| EntityDescriptor {
         name: name.get_ref().clone(),
@@ -843,6 +913,7 @@ fn validate_entity(
         lookups,
         yields,
         primary_key,
+        files,
     })
 }
 

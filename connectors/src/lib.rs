@@ -12,6 +12,7 @@ pub mod http;
 pub mod identity;
 pub mod mongo;
 pub mod sql;
+pub mod storage;
 pub mod value;
 
 pub use category::DataCategory;

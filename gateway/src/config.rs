@@ -17,7 +17,8 @@ use subject_connectors::http::{HttpBuildError, HttpConnector};
 use subject_connectors::mongo::{MongoBuildError, MongoConnector};
 use subject_connectors::sql::{SqlBuildError, SqlConnector};
 use subject_connectors::{Connector, IdentityKinds};
-use subject_schema::{DeclarationOrigin, Registry, SchemaSettings, ServiceError, SubjectService};
+use subject_connectors::storage::{FileStore, StorageBuildError};
+use subject_schema::{DeclarationOrigin, Registration, Registry, SchemaSettings, ServiceError, SubjectService};
 use toml::Spanned;
 
 /// `gateway.toml`, as written.
@@ -98,6 +99,8 @@ pub enum ConfigError {
     #[error(transparent)]
     BuildMongo(#[from] MongoBuildError),
     #[error(transparent)]
+    Storage(#[from] StorageBuildError),
+    #[error(transparent)]
     Service(#[from] ServiceError),
 }
 
@@ -160,7 +163,7 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
         custom: Vec<Arc<dyn Connector>>,
     ) -> Result<SubjectService, ConfigError> {
-        let mut connectors: Vec<(Arc<dyn Connector>, Option<DeclarationOrigin>)> = Vec::new();
+        let mut connectors: Vec<Registration> = Vec::new();
         let mut errors = Vec::new();
         for validated in &self.connectors {
             let origin = origin(validated);
@@ -190,12 +193,29 @@ impl Config {
                     Err(other) => Err(other.into()),
                 },
             };
-            connectors.push((built?, Some(origin)));
+            let storage = match &validated.storage {
+                None => None,
+                Some(templates) => {
+                    match FileStore::build(templates, &env, validated.descriptor.timeout) {
+                        Ok(store) => Some(Arc::new(store)),
+                        Err(StorageBuildError::Declaration(error)) => {
+                            errors.push(error);
+                            continue;
+                        }
+                        Err(other) => return Err(other.into()),
+                    }
+                }
+            };
+            connectors.push(Registration {
+                connector: built?,
+                origin: Some(origin),
+                storage,
+            });
         }
         if !errors.is_empty() {
             return Err(DeclarationErrors(errors).into());
         }
-        connectors.extend(custom.into_iter().map(|c| (c, None)));
+        connectors.extend(custom.into_iter().map(Registration::custom));
         self.finish(connectors)
     }
 
@@ -206,7 +226,11 @@ impl Config {
             .iter()
             .map(|validated| {
                 let connector: Arc<dyn Connector> = Arc::new(Disconnected::new(validated.descriptor.clone()));
-                (connector, Some(origin(validated)))
+                Registration {
+                    connector,
+                    origin: Some(origin(validated)),
+                    storage: None,
+                }
             })
             .collect();
         self.finish(connectors)
@@ -214,7 +238,7 @@ impl Config {
 
     fn finish(
         &self,
-        connectors: Vec<(Arc<dyn Connector>, Option<DeclarationOrigin>)>,
+        connectors: Vec<Registration>,
     ) -> Result<SubjectService, ConfigError> {
         let registry = Registry::new(self.kinds.clone(), connectors)?;
         Ok(SubjectService::new(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use sqlx::any::AnyPoolOptions;
 use subject_connectors::declaration::{SqlDialect, load_connector_file};
+use subject_connectors::storage::FileStore;
 use subject_test_servers::Running;
 use subject_test_servers::analytics::{self, Analytics};
 use subject_test_servers::helpdesk::{self, Helpdesk};
@@ -26,6 +27,8 @@ pub struct DemoWorld {
     pub billing_url: String,
     /// SQLite standing in for MongoDB (see `config/demo/uploads.toml`).
     pub uploads_url: String,
+    /// `file://` URL of the directory holding the uploaded files.
+    pub files_url: String,
     pub people: Vec<Person>,
     /// The helpdesk API, served in process.
     pub helpdesk: Running<Arc<Helpdesk>>,
@@ -39,6 +42,7 @@ impl DemoWorld {
         let accounts = self.accounts_url.clone();
         let billing = self.billing_url.clone();
         let uploads = self.uploads_url.clone();
+        let files = self.files_url.clone();
         let helpdesk = self.helpdesk.url();
         let analytics = self.analytics.url();
         move |name| match name {
@@ -48,6 +52,7 @@ impl DemoWorld {
             "ACCOUNTS_DATABASE_URL" => Some(accounts.clone()),
             "BILLING_DATABASE_URL" => Some(billing.clone()),
             "UPLOADS_DATABASE_URL" => Some(uploads.clone()),
+            "UPLOADS_STORAGE_URL" => Some(files.clone()),
             "HELPDESK_URL" => Some(helpdesk.clone()),
             "HELPDESK_TOKEN" => Some(HELPDESK_TOKEN.to_owned()),
             other => std::env::var(other).ok(),
@@ -90,6 +95,14 @@ pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
         pool.close().await;
         urls.push(url);
     }
+    let files_dir = dir.join("files");
+    if files_dir.exists() {
+        std::fs::remove_dir_all(&files_dir).with_context(|| format!("removing {}", files_dir.display()))?;
+    }
+    let files = FileStore::local(&files_dir, std::time::Duration::from_secs(5))
+        .with_context(|| format!("creating {}", files_dir.display()))?;
+    world::seed_files(&files, &people).await.context("writing the demo's uploaded files")?;
+    let files_url = format!("file://{}", files_dir.display());
     let uploads_url = urls.pop().unwrap_or_default();
     let billing_url = urls.pop().unwrap_or_default();
     let accounts_url = urls.pop().unwrap_or_default();
@@ -115,6 +128,7 @@ pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
         accounts_url,
         billing_url,
         uploads_url,
+        files_url,
         people,
         helpdesk,
         analytics,
@@ -161,7 +175,7 @@ pub fn examples(world: &DemoWorld, listen: &str) -> String {
     if let Some(person) = payer.or(mixed) {
         let email = person.email.to_uppercase();
         out.push_str(&format!(
-            "Everything about one person, found from an email typed in capitals:\n\n  curl -s http://{listen}/graphql -H 'content-type: application/json' -d '{{\"query\":\"{{ subject(identity: {{kind: EMAIL, value: \\\"{email}\\\"}}) {{ identities {{ kind value source }} accounts {{ users {{ fullName email }} sessions {{ ipAddress startedAt }} }} billing {{ customers {{ id email }} invoices {{ number amountDueCents issuedAt }} }} uploads {{ images {{ filename gps takenAt }} }} helpdesk {{ tickets {{ subject status }} comments {{ body }} }} analytics {{ profiles {{ distinctId city }} events {{ event time ip }} }} sources {{ connector status latencyMs roundTrips }} }} }}\"}}'\n\n"
+            "Everything about one person, found from an email typed in capitals:\n\n  curl -s http://{listen}/graphql -H 'content-type: application/json' -d '{{\"query\":\"{{ subject(identity: {{kind: EMAIL, value: \\\"{email}\\\"}}) {{ identities {{ kind value source }} accounts {{ users {{ fullName email }} sessions {{ ipAddress startedAt }} }} billing {{ customers {{ id email }} invoices {{ number amountDueCents issuedAt }} }} uploads {{ images {{ filename gps takenAt files {{ key size contentType checksum }} }} }} helpdesk {{ tickets {{ subject status }} comments {{ body }} }} analytics {{ profiles {{ distinctId city }} events {{ event time ip }} }} sources {{ connector status latencyMs roundTrips }} }} }}\"}}'\n\n"
         ));
     }
     if world.people.len() >= 3 {

@@ -381,6 +381,17 @@ pub async fn seed_uploads_mongo(
     Ok(())
 }
 
+/// Stores the bytes of every upload of `people` under its storage key.
+pub async fn seed_files(
+    store: &subject_connectors::storage::FileStore,
+    people: &[Person],
+) -> Result<(), subject_connectors::ConnectorError> {
+    for upload in people.iter().flat_map(|p| &p.uploads) {
+        store.put(&upload.storage_key, upload.bytes.clone()).await?;
+    }
+    Ok(())
+}
+
 /// Inserts the uploads of `people` into the demo's SQLite stand-in for MongoDB.
 pub async fn seed_uploads_sql(
     pool: &AnyPool,

@@ -14,6 +14,7 @@ use async_graphql::dynamic::{
     Schema, SchemaError, TypeRef,
 };
 use async_graphql::{Error, ErrorExtensions, Name, ServerError, Value as GqlValue};
+use subject_connectors::storage::{FileMeta, FileStore, file_key};
 use subject_connectors::{ConnectorError, FailureClass, FieldType, Identity, IdentityError, Value};
 
 use crate::plan::EntityRef;
@@ -109,6 +110,7 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
                 .field(InputValue::new("value", TypeRef::named_nn(TypeRef::STRING))),
         )
         .register(resolved_identity_type())
+        .register(stored_file_type())
         .register(source_status_type())
         .register(introspection_types().0)
         .register(introspection_types().1)
@@ -196,6 +198,9 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
                     })
                     .description(description),
                 );
+            }
+            if let Some(files) = &entity.files {
+                record_type = record_type.field(files_field(c, files.key.clone(), entity));
             }
             builder = builder.register(record_type);
             let entity_ref = EntityRef {
@@ -402,6 +407,108 @@ fn connector_error(executor: &Executor, entity: EntityRef, error: &ConnectorErro
 fn null_with_error<'a>(ctx: &ResolverContext<'_>, error: Error) -> Option<FieldValue<'a>> {
     ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
     None
+}
+
+/// A record's file in object storage; its metadata is read once, when first asked for.
+struct FileView {
+    key: String,
+    store: Arc<FileStore>,
+    meta: tokio::sync::OnceCell<Result<Option<FileMeta>, ConnectorError>>,
+}
+
+impl FileView {
+    async fn meta(&self) -> Result<Option<&FileMeta>, &ConnectorError> {
+        self.meta
+            .get_or_init(|| self.store.head(&self.key))
+            .await
+            .as_ref()
+            .map(Option::as_ref)
+    }
+}
+
+/// `files` on the record type of an entity whose records point to files.
+fn files_field(connector: usize, key_template: String, entity: &subject_connectors::EntityDescriptor) -> Field {
+    let names: Vec<String> = entity.fields.iter().map(|f| f.name.clone()).collect();
+    Field::new("files", TypeRef::named_nn_list_nn("StoredFile"), move |ctx| {
+        ready((|| {
+            let executor = ctx.data::<Arc<Executor>>()?;
+            let record = ctx.parent_value.try_downcast_ref::<Vec<Value>>()?;
+            let Some(key) = file_key(&key_template, &names, record) else {
+                return Ok(Some(FieldValue::list(Vec::<FieldValue>::new())));
+            };
+            let registered = &executor.registry().connectors[connector];
+            let store = registered.storage.clone().ok_or_else(|| {
+                Error::new(format!(
+                    "connector `{}` has no file storage connected",
+                    registered.connector.descriptor().name
+                ))
+                .extend_with(|_, e| e.set("code", "STORAGE_UNAVAILABLE"))
+            })?;
+            Ok(Some(FieldValue::list([FieldValue::owned_any(FileView {
+                key,
+                store,
+                meta: tokio::sync::OnceCell::new(),
+            })])))
+        })())
+    })
+    .description("The file this record points to in object storage (declared `files.key`).")
+}
+
+/// A `StoredFile` field read from the file's metadata (null when the file is missing).
+fn file_meta_field(name: &str, ty: TypeRef, get: fn(&FileMeta) -> GqlValue) -> Field {
+    Field::new(name, ty, move |ctx| {
+        FieldFuture::new(async move {
+            let view = ctx.parent_value.try_downcast_ref::<FileView>()?;
+            match view.meta().await {
+                Ok(meta) => Ok(Some(FieldValue::value(meta.map_or(GqlValue::Null, get)))),
+                Err(error) => Ok(null_with_error(&ctx, storage_error(error))),
+            }
+        })
+    })
+}
+
+fn storage_error(error: &ConnectorError) -> Error {
+    let code = error.code();
+    Error::new(format!("file storage: {error}")).extend_with(move |_, e| e.set("code", code))
+}
+
+fn stored_file_type() -> Object {
+    Object::new("StoredFile")
+        .description("A file in object storage that a record points to.")
+        .field(leaf::<FileView>("key", TypeRef::named_nn(TypeRef::STRING), |f| {
+            GqlValue::String(f.key.clone())
+        }))
+        .field(
+            Field::new("present", TypeRef::named_nn(TypeRef::BOOLEAN), |ctx| {
+                FieldFuture::new(async move {
+                    let view = ctx.parent_value.try_downcast_ref::<FileView>()?;
+                    match view.meta().await {
+                        Ok(meta) => Ok(Some(FieldValue::value(meta.is_some()))),
+                        Err(error) => Err(storage_error(error)),
+                    }
+                })
+            })
+            .description("Whether the store holds a file under this key."),
+        )
+        .field(file_meta_field("size", TypeRef::named("Long"), |m| GqlValue::from(m.size as i64)))
+        .field(file_meta_field("contentType", TypeRef::named(TypeRef::STRING), |m| {
+            GqlValue::String(m.content_type.clone())
+        }))
+        .field(file_meta_field("lastModified", TypeRef::named(TypeRef::STRING), |m| {
+            GqlValue::String(m.last_modified.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        }))
+        .field(
+            Field::new("checksum", TypeRef::named(TypeRef::STRING), |ctx| {
+                FieldFuture::new(async move {
+                    let view = ctx.parent_value.try_downcast_ref::<FileView>()?;
+                    match view.store.checksum(&view.key).await {
+                        Ok(sum) => Ok(Some(FieldValue::value(sum.map_or(GqlValue::Null, GqlValue::String)))),
+                        Err(error) => Ok(null_with_error(&ctx, storage_error(&error))),
+                    }
+                })
+            })
+            .description("SHA-256 of the file's bytes, in hex (reads the whole file)."),
+        )
 }
 
 /// A synchronous resolver result as a `FieldFuture`.

@@ -15,7 +15,7 @@ use subject_connectors::declaration::DeclarationErrors;
 
 pub use graphql::{SchemaSettings, build_schema};
 pub use plan::{EntityRef, ResolutionPlan};
-pub use registry::{DeclarationOrigin, Registry};
+pub use registry::{DeclarationOrigin, Registration, Registry};
 pub use resolve::{BatchOutcome, Executor, SourceState};
 
 /// Default bound on resolution rounds.

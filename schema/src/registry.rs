@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use heck::{ToLowerCamelCase, ToUpperCamelCase};
 use subject_connectors::declaration::{DeclarationError, DeclarationErrors, Location};
+use subject_connectors::storage::FileStore;
 use subject_connectors::{Connector, IdentityKinds};
 
 /// Where a connector was declared, for errors found after parsing.
@@ -19,10 +20,31 @@ pub struct DeclarationOrigin {
     pub entity_locations: Vec<Location>,
 }
 
+/// A connector to register: the connector, where it was declared, and the object storage its
+/// records' files live in.
+pub struct Registration {
+    pub connector: Arc<dyn Connector>,
+    pub origin: Option<DeclarationOrigin>,
+    pub storage: Option<Arc<FileStore>>,
+}
+
+impl Registration {
+    /// A connector registered from Rust, with no declaration and no file storage.
+    pub fn custom(connector: Arc<dyn Connector>) -> Self {
+        Self {
+            connector,
+            origin: None,
+            storage: None,
+        }
+    }
+}
+
 /// One registered connector and its GraphQL names.
 pub struct RegisteredConnector {
     pub connector: Arc<dyn Connector>,
     pub origin: Option<DeclarationOrigin>,
+    /// Where the files of its entities' records live, when it has any.
+    pub storage: Option<Arc<FileStore>>,
     /// Field on `Subject` (`accounts`).
     pub field_name: String,
     /// Object type (`Accounts`).
@@ -77,14 +99,19 @@ impl Registry {
     /// Validates `connectors` against each other and against `kinds`.
     pub fn new(
         kinds: IdentityKinds,
-        connectors: Vec<(Arc<dyn Connector>, Option<DeclarationOrigin>)>,
+        connectors: Vec<Registration>,
     ) -> Result<Self, DeclarationErrors> {
         let mut errors = Vec::new();
         let mut registered = Vec::new();
         let mut connector_names: HashMap<String, Option<Location>> = HashMap::new();
         let mut type_names: HashMap<String, String> = HashMap::new();
 
-        for (connector, origin) in connectors {
+        for Registration {
+            connector,
+            origin,
+            storage,
+        } in connectors
+        {
             let descriptor = connector.descriptor();
             let here = |entity: Option<usize>| -> Location {
                 let origin = origin.as_ref();
@@ -178,6 +205,12 @@ impl Registry {
                             format!("field `{}` has no valid GraphQL name", field.name),
                         ));
                     }
+                    if graphql == "files" && entity.files.is_some() {
+                        errors.push(error(
+                            here(Some(e)),
+                            format!("field `{}` of entity `{}` collides with its `files`", field.name, entity.name),
+                        ));
+                    }
                     field_names.push(graphql);
                 }
                 entities.push(RegisteredEntity {
@@ -189,6 +222,7 @@ impl Registry {
             registered.push(RegisteredConnector {
                 connector,
                 origin,
+                storage,
                 field_name,
                 type_name,
                 entities,

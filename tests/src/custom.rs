@@ -55,6 +55,7 @@ impl ConsentLog {
                 }],
                 yields: Vec::new(),
                 primary_key: None,
+                files: None,
             }],
         };
         Ok(Self {

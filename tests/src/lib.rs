@@ -300,6 +300,8 @@ pub struct ReferenceWorld {
     pub accounts: TestDatabase,
     pub billing: TestDatabase,
     pub uploads: TestMongo,
+    /// The uploaded files, in a directory of the test's own.
+    pub files: tempfile::TempDir,
     pub helpdesk: Running<Arc<Helpdesk>>,
     pub analytics: Running<Arc<Analytics>>,
     pub people: Vec<Person>,
@@ -330,6 +332,9 @@ impl ReferenceWorld {
             },
         )
         .await?;
+        let files = tempfile::tempdir()?;
+        let store = subject_connectors::storage::FileStore::local(files.path(), std::time::Duration::from_secs(5))?;
+        world::seed_files(&store, &people).await?;
         let analytics = analytics::start(
             world::analytics_data(&people),
             analytics::Settings {
@@ -342,6 +347,7 @@ impl ReferenceWorld {
             accounts,
             billing,
             uploads,
+            files,
             helpdesk,
             analytics,
             people,
@@ -353,6 +359,7 @@ impl ReferenceWorld {
         let accounts = self.accounts.url.clone();
         let billing = self.billing.url.clone();
         let uploads = self.uploads.url.clone();
+        let files = format!("file://{}", self.files.path().display());
         let helpdesk = self.helpdesk.url();
         let analytics = self.analytics.url();
         move |name| match name {
@@ -360,6 +367,7 @@ impl ReferenceWorld {
             "ANALYTICS_SERVICE_ACCOUNT" => Some(ANALYTICS_ACCOUNT.0.to_owned()),
             "ANALYTICS_SECRET" => Some(ANALYTICS_ACCOUNT.1.to_owned()),
             "UPLOADS_MONGODB_URL" => Some(uploads.clone()),
+            "UPLOADS_STORAGE_URL" => Some(files.clone()),
             "ACCOUNTS_DATABASE_URL" => Some(accounts.clone()),
             "BILLING_DATABASE_URL" => Some(billing.clone()),
             "HELPDESK_URL" => Some(helpdesk.clone()),
@@ -463,7 +471,10 @@ pub const FULL_SELECTION: &str = "{
     paymentMethods { id customerId brand last4 expMonth expYear }
   }
   uploads {
-    images { id ownerId filename contentType sizeBytes storageKey camera gps takenAt tags uploadedAt visibility }
+    images {
+      id ownerId filename contentType sizeBytes storageKey camera gps takenAt tags uploadedAt visibility
+      files { key present size contentType checksum }
+    }
   }
   helpdesk {
     users { id name email phone active }
