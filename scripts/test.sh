@@ -6,7 +6,8 @@
 #
 # TEST_POSTGRES_URL / TEST_MYSQL_URL point the tests at other servers (defaults:
 # postgres://postgres@127.0.0.1:5432 and mysql://root@127.0.0.1:3306); TEST_MONGODB_URL at a
-# MongoDB-protocol server (default: SecantusDB, installed and started here).
+# MongoDB-protocol server and TEST_S3_ENDPOINT at an S3-compatible one (defaults: SecantusDB and
+# moto, installed and started here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,24 +49,44 @@ if [ -z "${TEST_MYSQL_URL:-}" ]; then
   fi
 fi
 
-# A MongoDB-protocol server for the tests: SecantusDB from PyPI, in a virtualenv kept under
-# target/, on a free port of 127.0.0.1, stopped when this script ends.
-if [ -z "${TEST_MONGODB_URL:-}" ]; then
-  venv=target/secantus-venv
-  if [ ! -x "$venv/bin/secantusd-py" ]; then
-    log "installing SecantusDB (MongoDB wire protocol) into $venv"
+# Servers for the tests, from PyPI into a virtualenv kept under target/: SecantusDB (the MongoDB
+# wire protocol) and moto (an S3-compatible server), each on a free port of 127.0.0.1 and stopped
+# when this script ends.
+venv=target/test-services-venv
+pids=()
+dirs=()
+cleanup() {
+  for pid in "${pids[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+  for dir in "${dirs[@]:-}"; do [ -n "$dir" ] && rm -rf "$dir" || true; done
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port_open() { python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)"; }
+if [ -z "${TEST_MONGODB_URL:-}" ] || [ -z "${TEST_S3_ENDPOINT:-}" ]; then
+  if [ ! -x "$venv/bin/secantusd-py" ] || [ ! -x "$venv/bin/moto_server" ]; then
+    log "installing SecantusDB and moto into $venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check SecantusDB
+    "$venv/bin/pip" install --quiet --disable-pip-version-check SecantusDB "moto[server]"
   fi
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+fi
+if [ -z "${TEST_MONGODB_URL:-}" ]; then
+  port=$(free_port)
   mongo_dir=$(mktemp -d)
-  log "starting SecantusDB on 127.0.0.1:$port"
-  "$venv/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$mongo_dir" --log-level WARNING \
-    >"$mongo_dir.log" 2>&1 &
-  mongo_pid=$!
-  trap 'kill "$mongo_pid" 2>/dev/null || true; rm -rf "$mongo_dir" "$mongo_dir.log"' EXIT
-  wait_for SecantusDB python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)"
+  dirs+=("$mongo_dir")
+  log "starting SecantusDB (MongoDB wire protocol) on 127.0.0.1:$port"
+  "$venv/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$mongo_dir/data" --log-level WARNING \
+    >"$mongo_dir/log" 2>&1 &
+  pids+=($!)
+  wait_for SecantusDB port_open "$port"
   export TEST_MONGODB_URL="mongodb://127.0.0.1:$port"
+fi
+if [ -z "${TEST_S3_ENDPOINT:-}" ]; then
+  port=$(free_port)
+  log "starting moto (S3) on 127.0.0.1:$port"
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  pids+=($!)
+  wait_for moto port_open "$port"
+  export TEST_S3_ENDPOINT="http://127.0.0.1:$port"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -898,7 +898,10 @@ fn validate_entity(
             if !entity.fields.contains_key(placeholder) {
                 errors.push(file.error(
                     files.get_ref().key.span(),
-                    format!("placeholder `{{{placeholder}}}` names no declared field of `{}`", name.get_ref()),
+                    format!(
+                        "placeholder `{{{placeholder}}}` names no declared field of `{}`",
+                        name.get_ref()
+                    ),
                 ));
             }
         }

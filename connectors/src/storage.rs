@@ -72,7 +72,8 @@ impl FileStore {
     ) -> Result<Self, StorageBuildError> {
         let location = templates.url.location.clone();
         let url_text = templates.url.resolve(&env)?;
-        let url = Url::parse(url_text.expose_secret()).map_err(|_| StorageBuildError::InvalidUrl(location.clone()))?;
+        let url = Url::parse(url_text.expose_secret())
+            .map_err(|_| StorageBuildError::InvalidUrl(location.clone()))?;
         let open = |reason: object_store::Error| StorageBuildError::Open {
             location: location.clone(),
             reason: match reason {
@@ -82,15 +83,22 @@ impl FileStore {
         };
         let (store, kind): (Arc<dyn ObjectStore>, &'static str) = match url.scheme() {
             "file" => {
-                let path = url.to_file_path().map_err(|()| StorageBuildError::InvalidUrl(location.clone()))?;
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| StorageBuildError::InvalidUrl(location.clone()))?;
                 std::fs::create_dir_all(&path).map_err(|e| StorageBuildError::Open {
                     location: location.clone(),
                     reason: format!("cannot create the directory: {}", e.kind()),
                 })?;
-                (Arc::new(LocalFileSystem::new_with_prefix(path).map_err(open)?), "file")
+                (
+                    Arc::new(LocalFileSystem::new_with_prefix(path).map_err(open)?),
+                    "file",
+                )
             }
             "s3" => {
-                let bucket = url.host_str().ok_or_else(|| StorageBuildError::InvalidUrl(location.clone()))?;
+                let bucket = url
+                    .host_str()
+                    .ok_or_else(|| StorageBuildError::InvalidUrl(location.clone()))?;
                 let mut builder = AmazonS3Builder::new()
                     .with_bucket_name(bucket)
                     .with_region(templates.region.clone().unwrap_or_else(|| "us-east-1".into()))
@@ -131,7 +139,8 @@ impl FileStore {
     }
 
     fn path(key: &str) -> Result<ObjectPath, ConnectorError> {
-        ObjectPath::parse(key).map_err(|_| ConnectorError::Other("a file key is not a valid object path".into()))
+        ObjectPath::parse(key)
+            .map_err(|_| ConnectorError::Other("a file key is not a valid object path".into()))
     }
 
     fn error(&self, error: object_store::Error) -> ConnectorError {
@@ -222,8 +231,17 @@ mod tests {
     fn keys_fill_their_placeholders_from_the_record() {
         let names = vec!["id".to_owned(), "storage_key".to_owned()];
         let record = vec![Value::Int(7), Value::String("uploads/7/a.jpg".into())];
-        assert_eq!(file_key("{storage_key}", &names, &record).as_deref(), Some("uploads/7/a.jpg"));
-        assert_eq!(file_key("by-id/{id}.bin", &names, &record).as_deref(), Some("by-id/7.bin"));
-        assert_eq!(file_key("{storage_key}", &names, &[Value::Int(7), Value::Null]), None);
+        assert_eq!(
+            file_key("{storage_key}", &names, &record).as_deref(),
+            Some("uploads/7/a.jpg")
+        );
+        assert_eq!(
+            file_key("by-id/{id}.bin", &names, &record).as_deref(),
+            Some("by-id/7.bin")
+        );
+        assert_eq!(
+            file_key("{storage_key}", &names, &[Value::Int(7), Value::Null]),
+            None
+        );
     }
 }

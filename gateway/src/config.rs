@@ -16,9 +16,11 @@ use subject_connectors::declaration::{
 use subject_connectors::http::{HttpBuildError, HttpConnector};
 use subject_connectors::mongo::{MongoBuildError, MongoConnector};
 use subject_connectors::sql::{SqlBuildError, SqlConnector};
-use subject_connectors::{Connector, IdentityKinds};
 use subject_connectors::storage::{FileStore, StorageBuildError};
-use subject_schema::{DeclarationOrigin, Registration, Registry, SchemaSettings, ServiceError, SubjectService};
+use subject_connectors::{Connector, IdentityKinds};
+use subject_schema::{
+    DeclarationOrigin, Registration, Registry, SchemaSettings, ServiceError, SubjectService,
+};
 use toml::Spanned;
 
 /// `gateway.toml`, as written.
@@ -195,16 +197,14 @@ impl Config {
             };
             let storage = match &validated.storage {
                 None => None,
-                Some(templates) => {
-                    match FileStore::build(templates, &env, validated.descriptor.timeout) {
-                        Ok(store) => Some(Arc::new(store)),
-                        Err(StorageBuildError::Declaration(error)) => {
-                            errors.push(error);
-                            continue;
-                        }
-                        Err(other) => return Err(other.into()),
+                Some(templates) => match FileStore::build(templates, &env, validated.descriptor.timeout) {
+                    Ok(store) => Some(Arc::new(store)),
+                    Err(StorageBuildError::Declaration(error)) => {
+                        errors.push(error);
+                        continue;
                     }
-                }
+                    Err(other) => return Err(other.into()),
+                },
             };
             connectors.push(Registration {
                 connector: built?,
@@ -236,10 +236,7 @@ impl Config {
         self.finish(connectors)
     }
 
-    fn finish(
-        &self,
-        connectors: Vec<Registration>,
-    ) -> Result<SubjectService, ConfigError> {
+    fn finish(&self, connectors: Vec<Registration>) -> Result<SubjectService, ConfigError> {
         let registry = Registry::new(self.kinds.clone(), connectors)?;
         Ok(SubjectService::new(
             registry,

@@ -101,7 +101,9 @@ pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
     }
     let files = FileStore::local(&files_dir, std::time::Duration::from_secs(5))
         .with_context(|| format!("creating {}", files_dir.display()))?;
-    world::seed_files(&files, &people).await.context("writing the demo's uploaded files")?;
+    world::seed_files(&files, &people)
+        .await
+        .context("writing the demo's uploaded files")?;
     let files_url = format!("file://{}", files_dir.display());
     let uploads_url = urls.pop().unwrap_or_default();
     let billing_url = urls.pop().unwrap_or_default();

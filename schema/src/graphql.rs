@@ -427,7 +427,11 @@ impl FileView {
 }
 
 /// `files` on the record type of an entity whose records point to files.
-fn files_field(connector: usize, key_template: String, entity: &subject_connectors::EntityDescriptor) -> Field {
+fn files_field(
+    connector: usize,
+    key_template: String,
+    entity: &subject_connectors::EntityDescriptor,
+) -> Field {
     let names: Vec<String> = entity.fields.iter().map(|f| f.name.clone()).collect();
     Field::new("files", TypeRef::named_nn_list_nn("StoredFile"), move |ctx| {
         ready((|| {
@@ -490,19 +494,32 @@ fn stored_file_type() -> Object {
             })
             .description("Whether the store holds a file under this key."),
         )
-        .field(file_meta_field("size", TypeRef::named("Long"), |m| GqlValue::from(m.size as i64)))
-        .field(file_meta_field("contentType", TypeRef::named(TypeRef::STRING), |m| {
-            GqlValue::String(m.content_type.clone())
+        .field(file_meta_field("size", TypeRef::named("Long"), |m| {
+            GqlValue::from(m.size as i64)
         }))
-        .field(file_meta_field("lastModified", TypeRef::named(TypeRef::STRING), |m| {
-            GqlValue::String(m.last_modified.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-        }))
+        .field(file_meta_field(
+            "contentType",
+            TypeRef::named(TypeRef::STRING),
+            |m| GqlValue::String(m.content_type.clone()),
+        ))
+        .field(file_meta_field(
+            "lastModified",
+            TypeRef::named(TypeRef::STRING),
+            |m| {
+                GqlValue::String(
+                    m.last_modified
+                        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                )
+            },
+        ))
         .field(
             Field::new("checksum", TypeRef::named(TypeRef::STRING), |ctx| {
                 FieldFuture::new(async move {
                     let view = ctx.parent_value.try_downcast_ref::<FileView>()?;
                     match view.store.checksum(&view.key).await {
-                        Ok(sum) => Ok(Some(FieldValue::value(sum.map_or(GqlValue::Null, GqlValue::String)))),
+                        Ok(sum) => Ok(Some(FieldValue::value(
+                            sum.map_or(GqlValue::Null, GqlValue::String),
+                        ))),
                         Err(error) => Ok(null_with_error(&ctx, storage_error(&error))),
                     }
                 })

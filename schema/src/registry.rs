@@ -97,10 +97,7 @@ const RESERVED_SUBJECT_FIELDS: &[&str] = &["identities", "sources"];
 
 impl Registry {
     /// Validates `connectors` against each other and against `kinds`.
-    pub fn new(
-        kinds: IdentityKinds,
-        connectors: Vec<Registration>,
-    ) -> Result<Self, DeclarationErrors> {
+    pub fn new(kinds: IdentityKinds, connectors: Vec<Registration>) -> Result<Self, DeclarationErrors> {
         let mut errors = Vec::new();
         let mut registered = Vec::new();
         let mut connector_names: HashMap<String, Option<Location>> = HashMap::new();
@@ -208,7 +205,10 @@ impl Registry {
                     if graphql == "files" && entity.files.is_some() {
                         errors.push(error(
                             here(Some(e)),
-                            format!("field `{}` of entity `{}` collides with its `files`", field.name, entity.name),
+                            format!(
+                                "field `{}` of entity `{}` collides with its `files`",
+                                field.name, entity.name
+                            ),
                         ));
                     }
                     field_names.push(graphql);

@@ -333,7 +333,8 @@ impl ReferenceWorld {
         )
         .await?;
         let files = tempfile::tempdir()?;
-        let store = subject_connectors::storage::FileStore::local(files.path(), std::time::Duration::from_secs(5))?;
+        let store =
+            subject_connectors::storage::FileStore::local(files.path(), std::time::Duration::from_secs(5))?;
         world::seed_files(&store, &people).await?;
         let analytics = analytics::start(
             world::analytics_data(&people),
