@@ -152,3 +152,24 @@ async fn a_wrong_token_is_an_authorization_error_that_does_not_repeat_the_token(
     assert_eq!(len(at(&response["data"]["subject"], &["accounts", "users"])), 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn next_links_are_followed_and_never_off_the_api() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(4).await?;
+    let (email, _) = with_tickets(&world, 130);
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "connectors/helpdesk.toml",
+        r#"pagination = { style = "cursor", param = "page[after]", cursor = "$.meta.after_cursor", has_more = "$.meta.has_more", size_param = "page[size]", size = 100, max_pages = 50 }
+
+[entities.tickets.fields]"#,
+        r#"pagination = { style = "next_link", next = "$.links.next", size_param = "page[size]", size = 50 }
+
+[entities.tickets.fields]"#,
+    )?;
+    let gateway = TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
+    let response = gateway.subject("EMAIL", &email, TICKETS).await?;
+    let subject = subject_ok(&response);
+    assert_eq!(len(at(subject, &["helpdesk", "tickets"])), 130);
+    Ok(())
+}
