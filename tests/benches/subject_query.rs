@@ -1,17 +1,18 @@
-//! Benchmark: the gateway's `subject` query against the floor — the same lookups issued directly
-//! to the same databases, staged by identity dependency, each stage in parallel — side by side
-//! in one run, interleaved. Prints medians, tails and the ratio. Also times `subjects` for 1,000
-//! people.
+//! Benchmark: the gateway's five-domain `subject` query against the floor — the same lookups
+//! issued directly to the same stores (PostgreSQL, MariaDB, a MongoDB-protocol server, two HTTP
+//! APIs), staged by identity dependency, each stage in parallel — side by side in one run,
+//! interleaved. Prints medians, tails and the ratio. Also times `subjects` for 1,000 people.
 //!
-//! Needs PostgreSQL and MariaDB as for the tests. `cargo bench -p subject-gateway-tests`;
-//! `BENCH_PEOPLE` (default 10000) and `BENCH_ITERATIONS` (default 2000) size it.
+//! Needs the test services (`TEST_MONGODB_URL` as `scripts/test.sh` sets it).
+//! `cargo bench -p subject-gateway-tests`; `BENCH_PEOPLE` (default 10000) and
+//! `BENCH_ITERATIONS` (default 2000) size it.
 
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use sqlx::{MySqlPool, PgPool, Row};
 use subject_gateway::world::Person;
-use subject_gateway_tests::{FULL_SELECTION, ReferenceWorld};
+use subject_gateway_tests::{ANALYTICS_ACCOUNT, FULL_SELECTION, HELPDESK_TOKEN, ReferenceWorld};
 
 const USERS: &str = "SELECT \"id\", \"email\"::text, \"full_name\"::text, \"company\"::text, \"country\"::text, \"date_of_birth\", \"marketing_opt_in\", \"created_at\" FROM \"users\" WHERE ";
 const SESSIONS: &str = "SELECT \"id\", \"user_id\", \"ip_address\"::text, \"user_agent\"::text, \"started_at\", \"last_seen_at\" FROM \"sessions\" WHERE \"user_id\" = ANY($1)";
@@ -90,24 +91,116 @@ fn in_list(n: usize) -> String {
     format!("({})", vec!["?"; n].join(", "))
 }
 
-/// The floor: what a hand-written client needing the same data would send and read. Returns
-/// the number of non-null values read.
-async fn direct(pg: &PgPool, my: &MySqlPool, email: &str) -> anyhow::Result<usize> {
+/// The HTTP APIs and MongoDB, as a hand-written client would hold them.
+struct Others {
+    client: reqwest::Client,
+    helpdesk: String,
+    analytics: String,
+    images: mongodb::Collection<mongodb::bson::Document>,
+}
+
+impl Others {
+    /// GETs every page of a cursor-paged helpdesk list; returns the items' count.
+    async fn helpdesk_pages(&self, path: String, key: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut items = Vec::new();
+        let mut url = format!("{}{path}?page[size]=100", self.helpdesk);
+        loop {
+            let page: serde_json::Value = self
+                .client
+                .get(&url)
+                .bearer_auth(HELPDESK_TOKEN)
+                .send()
+                .await?
+                .json()
+                .await?;
+            items.extend(page[key].as_array().cloned().unwrap_or_default());
+            match page["meta"]["after_cursor"].as_str() {
+                Some(cursor) if page["meta"]["has_more"] == true => {
+                    url = format!("{}{path}?page[size]=100&page[after]={cursor}", self.helpdesk)
+                }
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn analytics_get(&self, path_and_query: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(self
+            .client
+            .get(format!("{}{path_and_query}", self.analytics))
+            .basic_auth(ANALYTICS_ACCOUNT.0, Some(ANALYTICS_ACCOUNT.1))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    async fn events(&self, distinct_id: &str) -> anyhow::Result<usize> {
+        let mut count = 0;
+        for page in 0.. {
+            let body = self
+                .analytics_get(&format!(
+                    "/api/query/events?distinct_id={distinct_id}&page={page}&page_size=200"
+                ))
+                .await?;
+            let n = body["events"].as_array().map_or(0, Vec::len);
+            count += n;
+            if n < 200 {
+                break;
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// The floor: what a hand-written client needing the same data from the same five stores would
+/// send and read, staged by identity dependency, each stage in parallel. Returns the number of
+/// values and records read.
+async fn direct(pg: &PgPool, my: &MySqlPool, others: &Others, email: &str) -> anyhow::Result<usize> {
+    use futures::TryStreamExt;
+    use futures::future::try_join_all;
     let email = email.trim().to_lowercase();
     // Stage 1: everything an email finds.
     let users_sql = format!("{USERS}lower(\"email\") = ANY($1)");
     let customers_sql = format!("{CUSTOMERS}`email` IN (?)");
-    let (users, customers) = tokio::try_join!(
-        sqlx::query(&users_sql).bind(vec![email.clone()]).fetch_all(pg),
-        sqlx::query(&customers_sql).bind(&email).fetch_all(my),
+    let (users, customers, helpdesk_users, profiles) = tokio::try_join!(
+        async {
+            Ok::<_, anyhow::Error>(
+                sqlx::query(&users_sql)
+                    .bind(vec![email.clone()])
+                    .fetch_all(pg)
+                    .await?,
+            )
+        },
+        async { Ok(sqlx::query(&customers_sql).bind(&email).fetch_all(my).await?) },
+        async {
+            let body: serde_json::Value = others
+                .client
+                .get(format!("{}/api/v2/users/search", others.helpdesk))
+                .query(&[("query", format!("email:{email}"))])
+                .bearer_auth(HELPDESK_TOKEN)
+                .send()
+                .await?
+                .json()
+                .await?;
+            Ok(body["users"].as_array().cloned().unwrap_or_default())
+        },
+        async {
+            let body = others
+                .analytics_get(&format!("/api/query/engage?email={email}"))
+                .await?;
+            Ok(body["results"].as_array().cloned().unwrap_or_default())
+        },
     )?;
     let user_ids: Vec<i64> = users.iter().map(|r| r.get::<i64, _>(0)).collect();
     let mut customer_ids: Vec<String> = customers.iter().map(|r| r.get::<String, _>(0)).collect();
-    let mut rows = read_pg(&users) + read_my(&customers);
-    if user_ids.is_empty() && customer_ids.is_empty() {
-        return Ok(rows);
-    }
-    // Stage 2: what user ids and the customer ids known so far find, all at once.
+    let helpdesk_ids: Vec<i64> = helpdesk_users.iter().filter_map(|u| u["id"].as_i64()).collect();
+    let distinct_ids: Vec<String> = profiles
+        .iter()
+        .filter_map(|p| p["$distinct_id"].as_str().map(str::to_owned))
+        .collect();
+    let mut read = read_pg(&users) + read_my(&customers) + helpdesk_users.len() + profiles.len();
+
+    // Stage 2: what user ids, customer ids, helpdesk ids and distinct ids find, all at once.
     let by_user_sql = format!("{CUSTOMERS}`user_id` IN {}", in_list(user_ids.len().max(1)));
     let invoices_sql = format!("{INVOICES}{}", in_list(customer_ids.len().max(1)));
     let methods_sql = format!("{METHODS}{}", in_list(customer_ids.len().max(1)));
@@ -116,47 +209,93 @@ async fn direct(pg: &PgPool, my: &MySqlPool, email: &str) -> anyhow::Result<usiz
         by_user = by_user.bind(*id);
     }
     let known = customer_ids.clone();
-    let (sessions, preferences, by_user, invoices, methods) = tokio::try_join!(
-        sqlx::query(SESSIONS).bind(&user_ids).fetch_all(pg),
-        sqlx::query(PREFERENCES).bind(&user_ids).fetch_all(pg),
-        by_user.fetch_all(my),
+    let (sessions, preferences, by_user, invoices, methods, images, tickets, events) = tokio::try_join!(
+        async { Ok::<_, anyhow::Error>(sqlx::query(SESSIONS).bind(&user_ids).fetch_all(pg).await?) },
+        async { Ok(sqlx::query(PREFERENCES).bind(&user_ids).fetch_all(pg).await?) },
+        async { Ok(by_user.fetch_all(my).await?) },
         async {
             if known.is_empty() {
                 Ok(Vec::new())
             } else {
-                bind_ids(&invoices_sql, &known).fetch_all(my).await
+                Ok(bind_ids(&invoices_sql, &known).fetch_all(my).await?)
             }
         },
         async {
             if known.is_empty() {
                 Ok(Vec::new())
             } else {
-                bind_ids(&methods_sql, &known).fetch_all(my).await
+                Ok(bind_ids(&methods_sql, &known).fetch_all(my).await?)
             }
+        },
+        async {
+            if user_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let filter = mongodb::bson::doc! { "owner.id": { "$in": user_ids.clone() } };
+            Ok(others.images.find(filter).await?.try_collect::<Vec<_>>().await?)
+        },
+        async {
+            let walks = helpdesk_ids
+                .iter()
+                .map(|id| others.helpdesk_pages(format!("/api/v2/users/{id}/tickets/requested"), "tickets"));
+            Ok(try_join_all(walks)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>())
+        },
+        async {
+            Ok(try_join_all(distinct_ids.iter().map(|id| others.events(id)))
+                .await?
+                .into_iter()
+                .sum::<usize>())
         },
     )?;
-    rows += read_pg(&sessions)
+    read += read_pg(&sessions)
         + read_pg(&preferences)
         + read_my(&by_user)
         + read_my(&invoices)
         + read_my(&methods);
-    // Stage 3: customer ids that only the user id found.
+    read += images.len() + tickets.len() + events;
+
+    // Stage 3: customer ids only the user id found, and the comments on every ticket.
     let new: Vec<String> = by_user
         .iter()
         .map(|r| r.get::<String, _>(0))
         .filter(|id| !customer_ids.contains(id))
         .collect();
-    if !new.is_empty() {
-        let invoices_sql = format!("{INVOICES}{}", in_list(new.len()));
-        let methods_sql = format!("{METHODS}{}", in_list(new.len()));
-        let (invoices, methods) = tokio::try_join!(
-            bind_ids(&invoices_sql, &new).fetch_all(my),
-            bind_ids(&methods_sql, &new).fetch_all(my)
-        )?;
-        rows += read_my(&invoices) + read_my(&methods);
-        customer_ids.extend(new);
-    }
-    Ok(rows)
+    let ticket_ids: Vec<i64> = tickets.iter().filter_map(|t| t["id"].as_i64()).collect();
+    let new_invoices_sql = format!("{INVOICES}{}", in_list(new.len().max(1)));
+    let new_methods_sql = format!("{METHODS}{}", in_list(new.len().max(1)));
+    let (invoices, methods, comments) = tokio::try_join!(
+        async {
+            if new.is_empty() {
+                Ok::<_, anyhow::Error>(Vec::new())
+            } else {
+                Ok(bind_ids(&new_invoices_sql, &new).fetch_all(my).await?)
+            }
+        },
+        async {
+            if new.is_empty() {
+                Ok(Vec::new())
+            } else {
+                Ok(bind_ids(&new_methods_sql, &new).fetch_all(my).await?)
+            }
+        },
+        async {
+            let walks = ticket_ids
+                .iter()
+                .map(|id| others.helpdesk_pages(format!("/api/v2/tickets/{id}/comments"), "comments"));
+            Ok(try_join_all(walks)
+                .await?
+                .into_iter()
+                .map(|c| c.len())
+                .sum::<usize>())
+        },
+    )?;
+    read += read_my(&invoices) + read_my(&methods) + comments;
+    customer_ids.extend(new);
+    Ok(read)
 }
 
 struct Samples(Vec<Duration>);
@@ -196,14 +335,22 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let world = ReferenceWorld::create(people_count).await?;
     println!(
-        "reference world: {people_count} people (accounts in PostgreSQL, billing in MariaDB), seeded in {:.1} s",
+        "reference world: {people_count} people (accounts in PostgreSQL, billing in MariaDB, uploads in a MongoDB-protocol server, helpdesk and analytics over HTTP), seeded in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     let gateway = world.gateway().await?;
     let pg = PgPool::connect(&world.accounts.url).await?;
     let my = MySqlPool::connect(&world.billing.url).await?;
+    let others = Others {
+        client: reqwest::Client::new(),
+        helpdesk: world.helpdesk.url(),
+        analytics: world.analytics.url(),
+        images: world.uploads.database.collection("images"),
+    };
+    // Lookups only: the files' bytes are not read (the floor does not read them either).
+    let selection = FULL_SELECTION.replace("files { key present size contentType checksum }", "");
     let query = format!(
-        "query($kind: IdentityKind!, $value: String!) {{ subject(identity: {{kind: $kind, value: $value}}) {FULL_SELECTION} }}"
+        "query($kind: IdentityKind!, $value: String!) {{ subject(identity: {{kind: $kind, value: $value}}) {selection} }}"
     );
     let client = reqwest::Client::new();
     let url = gateway.url("/graphql");
@@ -222,7 +369,7 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..iterations + warmup {
         let person = pick();
         let t = Instant::now();
-        let rows = direct(&pg, &my, &person.email).await?;
+        let rows = direct(&pg, &my, &others, &person.email).await?;
         let d_floor = t.elapsed();
 
         let t = Instant::now();
@@ -267,7 +414,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!("\n`subject` for one person by email ({iterations} interleaved runs, random people):");
-    println!("{}", floor.line("floor: direct SQL, staged, parallel"));
+    println!("{}", floor.line("floor: direct calls, staged, parallel"));
     println!("{}", http.line("gateway over HTTP (POST /graphql)"));
     println!("{}", in_process.line("gateway in process (no HTTP)"));
     println!("{}", executor_only.line("executor alone (no GraphQL)"));
