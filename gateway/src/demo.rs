@@ -157,16 +157,25 @@ pub fn stand_in_for_mongodb(config: &mut Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Example queries for the demo's people, printed at start.
-pub fn examples(world: &DemoWorld, listen: &str) -> String {
-    let mixed = world.people.iter().find(|p| p.email.contains("Example.COM"));
-    let payer = world.people.iter().find(|p| {
+/// The person the printed example is about: someone with data in all five domains (invoices
+/// billed to a separate address, uploads, tickets, analytics events), when there is one.
+pub fn showcase(world: &DemoWorld) -> Option<&Person> {
+    let rich = |p: &&Person| {
         p.customer
             .as_ref()
             .is_some_and(|c| !c.invoices.is_empty() && c.email != p.email.to_lowercase())
-    });
+            && !p.uploads.is_empty()
+            && p.user_id % 2 == 0
+            && p.user_id % 3 != 0
+            && p.user_id % 7 != 0
+    };
+    world.people.iter().find(rich).or_else(|| world.people.first())
+}
+
+/// Example queries for the demo's people, printed at start.
+pub fn examples(world: &DemoWorld, listen: &str) -> String {
     let mut out = format!(
-        "Subject Gateway demo: {} synthetic people in SQLite ({}, {}, {}) a helpdesk API at {} and an analytics API at {}\n\n  GraphiQL: http://{listen}/\n  GraphQL:  POST http://{listen}/graphql\n\n",
+        "Subject Gateway demo: {} synthetic people in SQLite ({}, {}, {}), a helpdesk API at {} and an analytics API at {}\n\n  GraphiQL: http://{listen}/\n  GraphQL:  POST http://{listen}/graphql\n\n",
         world.people.len(),
         world.accounts_url.trim_start_matches("sqlite://"),
         world.billing_url.trim_start_matches("sqlite://"),
@@ -174,7 +183,7 @@ pub fn examples(world: &DemoWorld, listen: &str) -> String {
         world.helpdesk.url(),
         world.analytics.url(),
     );
-    if let Some(person) = payer.or(mixed) {
+    if let Some(person) = showcase(world) {
         let email = person.email.to_uppercase();
         out.push_str(&format!(
             "Everything about one person, found from an email typed in capitals:\n\n  curl -s http://{listen}/graphql -H 'content-type: application/json' -d '{{\"query\":\"{{ subject(identity: {{kind: EMAIL, value: \\\"{email}\\\"}}) {{ identities {{ kind value source }} accounts {{ users {{ fullName email }} sessions {{ ipAddress startedAt }} }} billing {{ customers {{ id email }} invoices {{ number amountDueCents issuedAt }} }} uploads {{ images {{ filename gps takenAt files {{ key size contentType checksum }} }} }} helpdesk {{ tickets {{ subject status }} comments {{ body }} }} analytics {{ profiles {{ distinctId city }} events {{ event time ip }} }} sources {{ connector status latencyMs roundTrips }} }} }}\"}}'\n\n"
