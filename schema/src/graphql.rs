@@ -669,7 +669,9 @@ fn source_status_type() -> Object {
             leaf::<SourceView>("roundTrips", TypeRef::named_nn(TypeRef::INT), |s| {
                 GqlValue::from(s.round_trips)
             })
-            .description("Store queries issued for the whole request (shared by every subject of a batch)."),
+            .description(
+                    "Store calls for the whole request, shared by every subject of a batch: one per entity per resolution round (an HTTP call walks every value and page).",
+                ),
         )
         .field(leaf::<SourceView>(
             "error",

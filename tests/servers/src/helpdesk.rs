@@ -1,8 +1,8 @@
 //! A helpdesk API shaped like Zendesk's: users found by email search, the tickets a user
 //! requested, ticket comments, cursor pages (`page[size]` at most 100, `meta.has_more`,
-//! `meta.after_cursor`), a bearer token, a request rate above which it answers 429 with
-//! `Retry-After`, soft delete then permanent delete (deleted users stay as tombstones with their
-//! personal fields nulled), and a switch that makes it stop answering.
+//! `meta.after_cursor`), a bearer token, transient 503 answers on demand, a request rate above
+//! which it answers 429 with `Retry-After`, soft delete then permanent delete (deleted users stay
+//! as tombstones with their personal fields nulled), and a switch that makes it stop answering.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -133,6 +133,8 @@ pub struct Helpdesk {
     pub settings: Settings,
     /// While set, every request waits forever.
     pub hang: AtomicBool,
+    /// The next this-many requests answer 503 Service Unavailable.
+    pub fail_next: AtomicU32,
     /// Requests served per second before 429 (0: no limit); starts from `Settings`.
     pub requests_per_second: AtomicU32,
     /// Requests answered, and those answered with 429.
@@ -149,6 +151,7 @@ pub async fn start(data: Data, settings: Settings) -> std::io::Result<Running<Sh
         data: Mutex::new(data),
         settings: settings.clone(),
         hang: AtomicBool::new(false),
+        fail_next: AtomicU32::new(0),
         requests_per_second: AtomicU32::new(settings.requests_per_second),
         requests: AtomicU64::new(0),
         rate_limited: AtomicU64::new(0),
@@ -173,6 +176,16 @@ async fn admit(state: &Helpdesk, headers: &HeaderMap) -> Result<(), Response> {
     state.requests.fetch_add(1, Ordering::SeqCst);
     if state.hang.load(Ordering::SeqCst) {
         std::future::pending::<()>().await;
+    }
+    if state
+        .fail_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service temporarily unavailable",
+        ));
     }
     let expected = format!("Bearer {}", state.settings.token);
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {

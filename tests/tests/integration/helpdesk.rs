@@ -173,3 +173,22 @@ async fn next_links_are_followed_and_never_off_the_api() -> anyhow::Result<()> {
     assert_eq!(len(at(subject, &["helpdesk", "tickets"])), 130);
     Ok(())
 }
+
+#[tokio::test]
+async fn transient_server_errors_are_retried_with_backoff() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(4).await?;
+    let (email, _) = with_tickets(&world, 3);
+    let gateway = world.gateway().await?;
+    world.helpdesk.state.fail_next.store(4, Ordering::SeqCst);
+
+    let response = gateway.subject("EMAIL", &email, TICKETS).await?;
+    let subject = subject_ok(&response);
+    assert_eq!(len(at(subject, &["helpdesk", "tickets"])), 3);
+    assert_eq!(len(at(subject, &["helpdesk", "comments"])), 6);
+    assert_eq!(
+        world.helpdesk.state.fail_next.load(Ordering::SeqCst),
+        0,
+        "the failures were met and ridden out"
+    );
+    Ok(())
+}

@@ -20,7 +20,7 @@ fn strings(list: &Json, field: &str) -> BTreeSet<String> {
 }
 
 #[tokio::test]
-async fn an_email_finds_account_and_billing_across_two_databases() -> anyhow::Result<()> {
+async fn an_email_finds_the_person_in_all_five_domains_in_one_query() -> anyhow::Result<()> {
     let world = ReferenceWorld::create(40).await?;
     let gateway = world.gateway().await?;
     let person = world.payer(2);
@@ -102,6 +102,49 @@ async fn an_email_finds_account_and_billing_across_two_databases() -> anyhow::Re
     assert_eq!(
         strings(at(subject, &["billing", "paymentMethods"]), "last4"),
         customer.payment_methods.iter().map(|m| m.last4.clone()).collect()
+    );
+    // The other three domains, in the same response: uploads in MongoDB with their files, the
+    // helpdesk and the analytics APIs.
+    let images = at(subject, &["uploads", "images"]);
+    assert_eq!(len(images), person.uploads.len());
+    assert!(
+        images
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|i| i["files"][0]["present"] == true)
+    );
+    let helpdesk_users = at(subject, &["helpdesk", "users"]);
+    assert_eq!(len(helpdesk_users), usize::from(person.user_id % 2 == 0));
+    assert_eq!(
+        len(at(subject, &["helpdesk", "tickets"])),
+        if person.user_id % 2 == 0 {
+            (person.user_id % 3 + 1) as usize
+        } else {
+            0
+        }
+    );
+    assert_eq!(
+        len(at(subject, &["analytics", "profiles"])),
+        usize::from(in_analytics)
+    );
+    assert_eq!(
+        len(at(subject, &["analytics", "events"])),
+        if in_analytics {
+            (person.user_id % 7) as usize
+        } else {
+            0
+        }
+    );
+    let sources: Vec<&str> = subject["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["connector"].as_str())
+        .collect();
+    assert_eq!(
+        sources,
+        ["accounts", "analytics", "billing", "helpdesk", "uploads"]
     );
     for source in subject["sources"].as_array().into_iter().flatten() {
         assert_eq!(source["status"], "OK", "{source}");
