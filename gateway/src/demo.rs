@@ -37,26 +37,26 @@ pub struct DemoWorld {
 }
 
 impl DemoWorld {
-    /// The environment the reference declarations read their URLs from.
+    /// The environment the reference declarations read their URLs from; other variables come
+    /// from the process.
     pub fn env(&self) -> impl Fn(&str) -> Option<String> + use<> {
-        let accounts = self.accounts_url.clone();
-        let billing = self.billing_url.clone();
-        let uploads = self.uploads_url.clone();
-        let files = self.files_url.clone();
-        let helpdesk = self.helpdesk.url();
-        let analytics = self.analytics.url();
-        move |name| match name {
-            "ANALYTICS_URL" => Some(analytics.clone()),
-            "ANALYTICS_SERVICE_ACCOUNT" => Some(ANALYTICS_ACCOUNT.0.to_owned()),
-            "ANALYTICS_SECRET" => Some(ANALYTICS_ACCOUNT.1.to_owned()),
-            "ACCOUNTS_DATABASE_URL" => Some(accounts.clone()),
-            "BILLING_DATABASE_URL" => Some(billing.clone()),
-            "UPLOADS_DATABASE_URL" => Some(uploads.clone()),
-            "UPLOADS_STORAGE_URL" => Some(files.clone()),
-            "HELPDESK_URL" => Some(helpdesk.clone()),
-            "HELPDESK_TOKEN" => Some(HELPDESK_TOKEN.to_owned()),
-            other => std::env::var(other).ok(),
+        world::ReferenceEnv {
+            vars: [
+                ("ACCOUNTS_DATABASE_URL", self.accounts_url.clone()),
+                ("BILLING_DATABASE_URL", self.billing_url.clone()),
+                ("UPLOADS_DATABASE_URL", self.uploads_url.clone()),
+                ("UPLOADS_STORAGE_URL", self.files_url.clone()),
+                ("HELPDESK_URL", self.helpdesk.url()),
+                ("HELPDESK_TOKEN", HELPDESK_TOKEN.to_owned()),
+                ("ANALYTICS_URL", self.analytics.url()),
+                ("ANALYTICS_SERVICE_ACCOUNT", ANALYTICS_ACCOUNT.0.to_owned()),
+                ("ANALYTICS_SECRET", ANALYTICS_ACCOUNT.1.to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            fall_back_to_process: true,
         }
+        .lookup()
     }
 }
 

@@ -485,6 +485,25 @@ pub fn analytics_data(people: &[Person]) -> subject_test_servers::analytics::Dat
     data
 }
 
+/// Where the reference world's stores are, as the variables the reference declarations read.
+#[derive(Debug, Clone)]
+pub struct ReferenceEnv {
+    pub vars: std::collections::HashMap<&'static str, String>,
+    /// Whether variables not in `vars` are read from the process environment.
+    pub fall_back_to_process: bool,
+}
+
+impl ReferenceEnv {
+    /// The lookup function `Config::build_service` takes.
+    pub fn lookup(self) -> impl Fn(&str) -> Option<String> + use<> {
+        move |name| match self.vars.get(name) {
+            Some(value) => Some(value.clone()),
+            None if self.fall_back_to_process => std::env::var(name).ok(),
+            None => None,
+        }
+    }
+}
+
 /// A value to bind in a seed insert.
 #[derive(Debug, Clone)]
 enum Cell {

@@ -355,26 +355,28 @@ impl ReferenceWorld {
         })
     }
 
-    /// The environment the reference declarations read.
+    /// The environment the reference declarations read (nothing from the process).
     pub fn env(&self) -> impl Fn(&str) -> Option<String> + use<> {
-        let accounts = self.accounts.url.clone();
-        let billing = self.billing.url.clone();
-        let uploads = self.uploads.url.clone();
-        let files = format!("file://{}", self.files.path().display());
-        let helpdesk = self.helpdesk.url();
-        let analytics = self.analytics.url();
-        move |name| match name {
-            "ANALYTICS_URL" => Some(analytics.clone()),
-            "ANALYTICS_SERVICE_ACCOUNT" => Some(ANALYTICS_ACCOUNT.0.to_owned()),
-            "ANALYTICS_SECRET" => Some(ANALYTICS_ACCOUNT.1.to_owned()),
-            "UPLOADS_MONGODB_URL" => Some(uploads.clone()),
-            "UPLOADS_STORAGE_URL" => Some(files.clone()),
-            "ACCOUNTS_DATABASE_URL" => Some(accounts.clone()),
-            "BILLING_DATABASE_URL" => Some(billing.clone()),
-            "HELPDESK_URL" => Some(helpdesk.clone()),
-            "HELPDESK_TOKEN" => Some(HELPDESK_TOKEN.to_owned()),
-            _ => None,
+        world::ReferenceEnv {
+            vars: [
+                ("ACCOUNTS_DATABASE_URL", self.accounts.url.clone()),
+                ("BILLING_DATABASE_URL", self.billing.url.clone()),
+                ("UPLOADS_MONGODB_URL", self.uploads.url.clone()),
+                (
+                    "UPLOADS_STORAGE_URL",
+                    format!("file://{}", self.files.path().display()),
+                ),
+                ("HELPDESK_URL", self.helpdesk.url()),
+                ("HELPDESK_TOKEN", HELPDESK_TOKEN.to_owned()),
+                ("ANALYTICS_URL", self.analytics.url()),
+                ("ANALYTICS_SERVICE_ACCOUNT", ANALYTICS_ACCOUNT.0.to_owned()),
+                ("ANALYTICS_SECRET", ANALYTICS_ACCOUNT.1.to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            fall_back_to_process: false,
         }
+        .lookup()
     }
 
     /// The gateway over this world, with the repository's declarations.
