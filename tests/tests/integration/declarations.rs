@@ -310,3 +310,51 @@ async fn a_custom_rust_connector_joins_the_declared_ones() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+const HTTP_BASE: &str = r#"kind = "http"
+base_url = "${BROKEN_API_URL}"
+
+[entities.things]
+lookup = [{ kind = "email", field = "owner" }]
+request = { path = "/things", query = { owner = "{value}" }, records = "$.things" }
+erase = { steps = [{ method = "DELETE", path = "/things/{id}" }] }
+
+[entities.things.fields]
+owner = { type = "string", category = "user.contact.email" }
+id = { type = "bigint", category = "system.operations" }
+"#;
+
+#[test]
+fn bad_http_and_mongodb_declarations_name_file_line_and_problem() {
+    assert!(
+        Config::load(&{
+            let config = ConfigCopy::new().expect("copying the config");
+            config.write_connector("broken.toml", HTTP_BASE).expect("writing");
+            let path = config.gateway_toml();
+            std::mem::forget(config);
+            path
+        })
+        .is_ok()
+    );
+    let cases = [
+        (HTTP_BASE.replace("records = \"$.things\"", "records = \"things[\""), "broken.toml:6:", "invalid JSON path"),
+        (HTTP_BASE.replace("owner = \"{value}\"", "owner = \"{email}\""), "broken.toml:6:", "unknown placeholder `{email}`"),
+        (HTTP_BASE.replace("/things/{id}", "/things/{uuid}"), "broken.toml:7:", "`{uuid}` names no declared field"),
+        (HTTP_BASE.replace("[entities.things]\n", "[entities.things]\ntable = \"things\"\n"), "broken.toml:5:", "`table` is only for sql connectors"),
+        (HTTP_BASE.replace("base_url = \"${BROKEN_API_URL}\"", "base_url = \"https://api.example.com\""), "broken.toml:2:", "must come from the environment"),
+        (HTTP_BASE.replace("method = \"DELETE\"", "method = \"GET\""), "broken.toml:7:", "method `GET` is not one of"),
+        (
+            HTTP_BASE.replace("kind = \"http\"\nbase_url = \"${BROKEN_API_URL}\"", "kind = \"mongodb\"\nurl = \"${BROKEN_MONGODB_URL}\"")
+                .replace("request = { path = \"/things\", query = { owner = \"{value}\" }, records = \"$.things\" }\n", "")
+                .replace("erase = { steps = [{ method = \"DELETE\", path = \"/things/{id}\" }] }\n", "")
+                .replace("field = \"owner\" }", "field = \"owner\", compare = \"lowercase\" }"),
+            "broken.toml:5:",
+            "not available for mongodb",
+        ),
+    ];
+    for (file, location, problem) in cases {
+        let error = load_error(&file);
+        assert!(error.contains(location), "expected {location} in:\n{error}");
+        assert!(error.contains(problem), "expected `{problem}` in:\n{error}");
+    }
+}
