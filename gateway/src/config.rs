@@ -49,16 +49,29 @@ pub struct ServerSettings {
     pub introspection: bool,
     pub max_body_bytes: usize,
     pub max_batch: usize,
+    /// Deepest selection nesting a query may have.
+    pub max_depth: usize,
+    /// Most fields a query may select in all.
+    pub max_complexity: usize,
+    /// Most aliased fields a query may have.
+    pub max_aliases: usize,
+    /// Longest a request may take, in milliseconds, before it is answered 408.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
+        let schema = SchemaSettings::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            graphiql: true,
-            introspection: true,
+            graphiql: false,
+            introspection: schema.introspection,
             max_body_bytes: 1024 * 1024,
-            max_batch: 1000,
+            max_batch: schema.max_batch,
+            max_depth: schema.max_depth,
+            max_complexity: schema.max_complexity,
+            max_aliases: schema.max_aliases,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -156,6 +169,9 @@ impl Config {
         SchemaSettings {
             max_batch: self.server.max_batch,
             introspection: self.server.introspection,
+            max_depth: self.server.max_depth,
+            max_complexity: self.server.max_complexity,
+            max_aliases: self.server.max_aliases,
         }
     }
 

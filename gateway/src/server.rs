@@ -9,9 +9,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use std::time::Duration;
 use subject_schema::SubjectService;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::config::ServerSettings;
 
@@ -30,6 +32,10 @@ pub fn router(service: Arc<SubjectService>, settings: &ServerSettings) -> Router
     }
     router
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(settings.request_timeout_ms),
+        ))
         .with_state(AppState { service })
 }
 

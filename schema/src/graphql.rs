@@ -27,13 +27,22 @@ pub struct SchemaSettings {
     pub max_batch: usize,
     /// Whether introspection queries are answered.
     pub introspection: bool,
+    /// Deepest selection nesting a query may have.
+    pub max_depth: usize,
+    /// Most fields a query may select in all (each field counts 1).
+    pub max_complexity: usize,
+    /// Most aliased fields a query may have.
+    pub max_aliases: usize,
 }
 
 impl Default for SchemaSettings {
     fn default() -> Self {
         Self {
             max_batch: 1000,
-            introspection: true,
+            introspection: false,
+            max_depth: 16,
+            max_complexity: 5_000,
+            max_aliases: 50,
         }
     }
 }
@@ -81,6 +90,9 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
         .data(executor.clone())
         .register(Scalar::new("Long").description("A 64-bit integer, serialised as a JSON number."))
         .register(Scalar::new("JSON").description("A JSON document."));
+    builder = builder
+        .limit_depth(settings.max_depth)
+        .limit_complexity(settings.max_complexity);
     if !settings.introspection {
         builder = builder.disable_introspection();
     }

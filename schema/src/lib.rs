@@ -5,6 +5,7 @@
 //! the result.
 
 pub mod graphql;
+pub mod limits;
 pub mod plan;
 pub mod registry;
 pub mod resolve;
@@ -30,7 +31,9 @@ const LONGEST_KEPT_QUERY: usize = 16 * 1024;
 pub struct SubjectService {
     pub executor: Arc<Executor>,
     pub schema: async_graphql::dynamic::Schema,
-    parsed: quick_cache::sync::Cache<String, Arc<async_graphql::parser::types::ExecutableDocument>>,
+    /// Parsed documents with their alias counts, by query text.
+    parsed: quick_cache::sync::Cache<String, Arc<(async_graphql::parser::types::ExecutableDocument, usize)>>,
+    max_aliases: usize,
 }
 
 /// Why a service could not be built.
@@ -46,29 +49,46 @@ impl SubjectService {
     pub fn new(registry: Registry, max_depth: usize, settings: SchemaSettings) -> Result<Self, ServiceError> {
         let plan = ResolutionPlan::build(&registry, max_depth)?;
         let executor = Arc::new(Executor::new(Arc::new(registry), Arc::new(plan)));
+        let max_aliases = settings.max_aliases;
         let schema =
             build_schema(executor.clone(), settings).map_err(|e| ServiceError::Schema(e.to_string()))?;
         Ok(Self {
             executor,
             schema,
             parsed: quick_cache::sync::Cache::new(PARSED_QUERIES_KEPT),
+            max_aliases,
         })
     }
 
     /// Executes a GraphQL request, reusing the parsed document of a query text seen before
-    /// (validation still runs on every request).
+    /// (validation still runs on every request) and refusing queries with too many aliases.
     pub async fn execute(&self, mut request: async_graphql::Request) -> async_graphql::Response {
-        if request.query.len() <= LONGEST_KEPT_QUERY {
-            match self.parsed.get(&request.query) {
-                Some(document) => request.set_parsed_query(document.as_ref().clone()),
-                None => {
-                    if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
-                        self.parsed
-                            .insert(request.query.clone(), Arc::new(document.clone()));
-                        request.set_parsed_query(document);
-                    }
-                }
+        let cached = self.parsed.get(&request.query).or_else(|| {
+            let document = async_graphql::parser::parse_query(&request.query).ok()?;
+            let aliases = limits::count_aliases(&document);
+            let entry = Arc::new((document, aliases));
+            if request.query.len() <= LONGEST_KEPT_QUERY {
+                self.parsed.insert(request.query.clone(), entry.clone());
             }
+            Some(entry)
+        });
+        // A query that does not parse goes on to the schema, which reports the syntax error.
+        if let Some(entry) = cached {
+            let (document, aliases) = entry.as_ref();
+            if *aliases > self.max_aliases {
+                let mut error = async_graphql::ServerError::new(
+                    format!(
+                        "the query has {aliases} aliases; at most {} are allowed",
+                        self.max_aliases
+                    ),
+                    None,
+                );
+                let mut extensions = async_graphql::ErrorExtensionValues::default();
+                extensions.set("code", "TOO_MANY_ALIASES");
+                error.extensions = Some(extensions);
+                return async_graphql::Response::from_errors(vec![error]);
+            }
+            request.set_parsed_query(document.clone());
         }
         self.schema.execute(request).await
     }

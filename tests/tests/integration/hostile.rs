@@ -161,3 +161,86 @@ async fn a_lenient_store_collation_never_widens_a_match() -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn deep_wide_and_aliased_queries_are_refused_with_clear_errors() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = world.gateway().await?;
+    let no_variables = serde_json::json!({});
+
+    // Fifty aliases are allowed; each alias of `subject` is a whole resolution, so not more.
+    let aliased = |n: usize| {
+        let fields: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    "s{i}: subject(identity: {{kind: USER_ID, value: \"{i}\"}}) {{ sources {{ status }} }}"
+                )
+            })
+            .collect();
+        format!("{{ {} }}", fields.join(" "))
+    };
+    let fine = gateway.graphql(&aliased(50), no_variables.clone()).await?;
+    assert!(fine.get("errors").is_none(), "{}", fine["errors"]);
+    let refused = gateway.graphql(&aliased(51), no_variables.clone()).await?;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "TOO_MANY_ALIASES");
+    assert!(refused["data"].is_null());
+
+    // Aliases hidden in a fragment spread many times count every time.
+    let spread = format!(
+        "{{ {} }} fragment F on Query {{ a: connectors {{ name }} b: connectors {{ name }} }}",
+        (0..30).map(|_| "...F").collect::<Vec<_>>().join(" ")
+    );
+    let refused = gateway.graphql(&spread, no_variables.clone()).await?;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "TOO_MANY_ALIASES");
+
+    // Nesting deeper than the limit (16), however it is spelled.
+    let mut deep_query = format!(
+        "{{ __schema {{ types {{ fields {{ type {} name",
+        "{ ofType ".repeat(14)
+    );
+    let open = deep_query.matches('{').count();
+    deep_query.push_str(&" }".repeat(open));
+    let deep = gateway.graphql(&deep_query, no_variables.clone()).await?;
+    assert!(
+        deep["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nested too deep")),
+        "{deep}"
+    );
+
+    // Too many fields in all.
+    let wide = format!(
+        "{{ connectors {{ {} }} }}",
+        (0..6000).map(|_| "name").collect::<Vec<_>>().join(" ")
+    );
+    let refused = gateway.graphql(&wide, no_variables).await?;
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too complex")),
+        "{refused}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn introspection_is_off_unless_configured() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let config = subject_gateway_tests::ConfigCopy::new()?;
+    config.edit("gateway.toml", "introspection = true", "introspection = false")?;
+    let gateway =
+        subject_gateway_tests::TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
+    let response = gateway
+        .graphql("{ __schema { types { name } } }", serde_json::json!({}))
+        .await?;
+    assert!(
+        response["data"]["__schema"].is_null() || response.get("errors").is_some(),
+        "{response}"
+    );
+    let with_it = world.gateway().await?;
+    let response = with_it
+        .graphql("{ __schema { types { name } } }", serde_json::json!({}))
+        .await?;
+    assert!(response.get("errors").is_none());
+    Ok(())
+}
