@@ -57,6 +57,16 @@ pub struct ServerSettings {
     pub max_aliases: usize,
     /// Longest a request may take, in milliseconds, before it is answered 408.
     pub request_timeout_ms: u64,
+    /// Serve HTTPS with these PEM files instead of plain HTTP.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `[server.tls]`: the certificate chain and private key, as PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
 }
 
 impl Default for ServerSettings {
@@ -72,6 +82,7 @@ impl Default for ServerSettings {
             max_complexity: schema.max_complexity,
             max_aliases: schema.max_aliases,
             request_timeout_ms: 30_000,
+            tls: None,
         }
     }
 }

@@ -166,11 +166,24 @@ async fn serve(
     listen: SocketAddr,
 ) -> anyhow::Result<()> {
     let router = server::router(Arc::new(service), &config.server);
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    tracing::info!(address = %listen, "serving GraphQL on /graphql, GraphiQL on /");
-    server::serve(listener, router, server::shutdown_signal())
-        .await
-        .context("serving")
+    match &config.server.tls {
+        None => {
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            tracing::info!(address = %listen, "serving GraphQL on http://{listen}/graphql, GraphiQL on /");
+            server::serve(listener, router, server::shutdown_signal())
+                .await
+                .context("serving")
+        }
+        Some(tls) => {
+            let tls_config = server::tls_config(tls).context("setting up TLS")?;
+            let listener =
+                std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
+            tracing::info!(address = %listen, "serving GraphQL on https://{listen}/graphql, GraphiQL on /");
+            server::serve_tls(listener, router, tls_config, server::shutdown_signal())
+                .await
+                .context("serving")
+        }
+    }
 }

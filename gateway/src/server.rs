@@ -1,4 +1,5 @@
-//! The HTTP server: `POST /graphql`, GraphiQL at `/`, `GET /healthz`; graceful shutdown.
+//! The HTTP server: `POST /graphql`, GraphiQL at `/`, `GET /healthz`; HTTPS with rustls when
+//! `[server.tls]` names a certificate and key; graceful shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +16,65 @@ use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::config::ServerSettings;
+use crate::config::{ServerSettings, TlsSettings};
+
+/// Why HTTPS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("reading {path}: {reason}")]
+    Pem { path: String, reason: String },
+    #[error("the certificate and key do not make a TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// A rustls server configuration (ring provider, TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1) from
+/// PEM files.
+pub fn tls_config(tls: &TlsSettings) -> Result<axum_server::tls_rustls::RustlsConfig, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pem_error = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |error: rustls::pki_types::pem::Error| TlsError::Pem {
+            path: path.clone(),
+            reason: error.to_string(),
+        }
+    };
+    let certs = CertificateDer::pem_file_iter(&tls.cert_file)
+        .map_err(pem_error(&tls.cert_file))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_error(&tls.cert_file))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(pem_error(&tls.key_file))?;
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
+        config,
+    )))
+}
+
+/// Serves `router` over HTTPS on `listener` until `shutdown` resolves, then drains in-flight
+/// requests (for at most 10 seconds).
+pub async fn serve_tls(
+    listener: std::net::TcpListener,
+    router: Router,
+    config: axum_server::tls_rustls::RustlsConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    axum_server::from_tcp_rustls(listener, config)?
+        .handle(handle)
+        .serve(router.into_make_service())
+        .await
+}
 
 #[derive(Clone)]
 struct AppState {

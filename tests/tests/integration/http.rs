@@ -85,3 +85,56 @@ async fn connectors_lists_entities_fields_categories_and_health() -> anyhow::Res
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_gateway_serves_https_with_rustls() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let dir = tempfile::tempdir()?;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, certified.cert.pem())?;
+    std::fs::write(&key_file, certified.signing_key.serialize_pem())?;
+
+    let mut config =
+        subject_gateway::config::Config::load(&subject_gateway_tests::config_dir().join("gateway.toml"))?;
+    config.server.tls = Some(subject_gateway::config::TlsSettings { cert_file, key_file });
+    let service = std::sync::Arc::new(config.build_service(world.env(), Vec::new()).await?);
+    let router = subject_gateway::server::router(service, &config.server);
+    let tls = subject_gateway::server::tls_config(config.server.tls.as_ref().expect("set above"))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(subject_gateway::server::serve_tls(listener, router, tls, async {
+        let _ = stopped.await;
+    }));
+
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(certified.cert.pem().as_bytes())?)
+        .build()?;
+    let person = &world.people[0];
+    let response: serde_json::Value = client
+        .post(format!("https://localhost:{port}/graphql"))
+        .json(&serde_json::json!({
+            "query": "query($v: String!) { subject(identity: {kind: EMAIL, value: $v}) { accounts { users { id } } } }",
+            "variables": { "v": person.email },
+        }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        response["data"]["subject"]["accounts"]["users"][0]["id"],
+        person.user_id
+    );
+
+    // Plain HTTP to the HTTPS port gets no GraphQL answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await;
+    assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
+
+    let _ = stop.send(());
+    server.await??;
+    Ok(())
+}
