@@ -310,9 +310,20 @@ pub(crate) fn validate_store(
     }
 
     let mut http_entities = Vec::new();
-    for ((_, entity), descriptor) in decl.entities.iter().zip(entities) {
+    for ((name, entity), descriptor) in decl.entities.iter().zip(entities) {
         let Some(request) = &entity.request else { continue };
         let r = request.get_ref();
+        // One request template serves the entity, so it is found by one identity kind.
+        if entity.lookup.len() > 1 {
+            errors.push(file.error(
+                name.span(),
+                format!(
+                    "HTTP entity `{}` declares {} lookups: its request takes one identity kind ({{value}}); declare one entity per kind",
+                    name.get_ref(),
+                    entity.lookup.len()
+                ),
+            ));
+        }
         let method = r.method.as_ref().map_or(Some(reqwest::Method::GET), |m| {
             method(file, m, &["GET", "POST"], errors)
         });

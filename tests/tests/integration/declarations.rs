@@ -338,6 +338,14 @@ fn bad_http_and_mongodb_declarations_name_file_line_and_problem() {
         (HTTP_BASE.replace("base_url = \"${BROKEN_API_URL}\"", "base_url = \"https://api.example.com\""), "broken.toml:2:", "must come from the environment"),
         (HTTP_BASE.replace("method = \"DELETE\"", "method = \"GET\""), "broken.toml:7:", "method `GET` is not one of"),
         (
+            HTTP_BASE.replace(
+                "lookup = [{ kind = \"email\", field = \"owner\" }]",
+                "lookup = [{ kind = \"email\", field = \"owner\" }, { kind = \"user_id\", field = \"id\" }]",
+            ),
+            "broken.toml:4:",
+            "declares 2 lookups",
+        ),
+        (
             HTTP_BASE.replace("kind = \"http\"\nbase_url = \"${BROKEN_API_URL}\"", "kind = \"mongodb\"\nurl = \"${BROKEN_MONGODB_URL}\"")
                 .replace("request = { path = \"/things\", query = { owner = \"{value}\" }, records = \"$.things\" }\n", "")
                 .replace("erase = { steps = [{ method = \"DELETE\", path = \"/things/{id}\" }] }\n", "")
