@@ -59,6 +59,8 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// Serve HTTPS with these PEM files instead of plain HTTP.
     pub tls: Option<TlsSettings>,
+    /// Serve Prometheus metrics at `/metrics`.
+    pub metrics: bool,
 }
 
 /// `[server.tls]`: the certificate chain and private key, as PEM files.
@@ -83,6 +85,7 @@ impl Default for ServerSettings {
             max_aliases: schema.max_aliases,
             request_timeout_ms: 30_000,
             tls: None,
+            metrics: true,
         }
     }
 }

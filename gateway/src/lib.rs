@@ -7,4 +7,5 @@ pub mod config;
 pub mod demo;
 pub mod logging;
 pub mod server;
+pub mod telemetry;
 pub mod world;

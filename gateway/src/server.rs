@@ -89,8 +89,13 @@ pub fn router(service: Arc<SubjectService>, settings: &ServerSettings) -> Router
     if settings.graphiql {
         router = router.route("/", get(graphiql));
     }
+    if settings.metrics {
+        let handle = crate::telemetry::metrics_handle();
+        router = router.route("/metrics", get(move || std::future::ready(handle.render())));
+    }
     router
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+        .layer(axum::middleware::from_fn(crate::telemetry::track_requests))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(settings.request_timeout_ms),

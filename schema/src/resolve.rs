@@ -193,6 +193,8 @@ impl Executor {
             }
         }
         let depth_exhausted = subjects.iter().any(|s| !s.pending.is_empty());
+        metrics::counter!("subject_gateway_subjects_resolved_total").increment(subjects.len() as u64);
+        metrics::histogram!("subject_gateway_resolution_rounds").record(rounds as f64);
         BatchOutcome {
             subjects: subjects
                 .into_iter()
@@ -359,10 +361,24 @@ async fn timed_fetch(
     .instrument(span.clone())
     .await;
     let elapsed = started.elapsed();
+    let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "OK");
+    metrics::histogram!(
+        "subject_gateway_connector_call_seconds",
+        "connector" => descriptor.name.clone(),
+        "entity" => entity.to_owned(),
+        "outcome" => outcome
+    )
+    .record(elapsed.as_secs_f64());
     match &result {
         Ok(records) => {
             span.record("records", records.len());
             span.record("outcome", "ok");
+            metrics::counter!(
+                "subject_gateway_connector_records_total",
+                "connector" => descriptor.name.clone(),
+                "entity" => entity.to_owned()
+            )
+            .increment(records.len() as u64);
         }
         Err(error) => {
             span.record("outcome", error.code());

@@ -12,6 +12,7 @@ mod hostile;
 mod http;
 mod resolution;
 mod schema_snapshot;
+mod telemetry;
 mod uploads;
 
 use serde_json::Value as Json;
