@@ -24,6 +24,8 @@ pub struct ConnectorDescriptor {
     pub description: Option<String>,
     /// How long one call to the store may take before it counts as TIMEOUT.
     pub timeout: Duration,
+    /// The purposes (fideslang data uses) this store's data may serve; `None`: not restricted.
+    pub purposes: Option<Vec<crate::purpose::DataUse>>,
     pub entities: Vec<EntityDescriptor>,
 }
 

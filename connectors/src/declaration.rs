@@ -260,6 +260,9 @@ pub struct ConnectorDecl {
     pub max_connections: u32,
     /// Object storage holding the files that records point to.
     pub storage: Option<Spanned<StorageDecl>>,
+    /// The purposes (fideslang data uses) this store's data may serve; a request stating another
+    /// purpose gets nothing from it. Unrestricted when absent.
+    pub purposes: Option<Vec<Spanned<String>>>,
     /// The database to use (MongoDB; default: the one the URL names).
     pub database: Option<Spanned<String>>,
     /// Base URL of an HTTP API, as `${VARIABLE}` references (HTTP).
@@ -660,6 +663,18 @@ pub fn validate_connector(
         }),
     };
 
+    let purposes = decl.purposes.as_ref().map(|declared| {
+        declared
+            .iter()
+            .filter_map(|p| match crate::purpose::DataUse::parse(p.get_ref()) {
+                Ok(data_use) => Some(data_use),
+                Err(error) => {
+                    errors.push(file.error(p.span(), error.to_string()));
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
     let (false, Some(store)) = (!errors.is_empty(), store) else {
         return Err(DeclarationErrors(errors));
     };
@@ -669,6 +684,7 @@ pub fn validate_connector(
             kind: decl.kind.get_ref().clone(),
             description: decl.description.clone(),
             timeout: Duration::from_millis(decl.timeout_ms),
+            purposes,
             entities,
         },
         store,

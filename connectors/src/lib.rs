@@ -11,6 +11,7 @@ pub mod declaration;
 pub mod http;
 pub mod identity;
 pub mod mongo;
+pub mod purpose;
 pub mod sql;
 pub mod storage;
 pub mod value;

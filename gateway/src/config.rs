@@ -5,7 +5,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use indexmap::IndexMap;
+use subject_connectors::DataCategory;
+use subject_connectors::declaration::EnvTemplate;
+use subject_connectors::purpose::DataUse;
+use subject_schema::access::{Operation, Role};
+
+use crate::auth::Authenticator;
+use crate::keys::KeyStore;
 use serde::Deserialize;
 use subject_connectors::connector::Disconnected;
 use subject_connectors::declaration::StoreDecl;
@@ -34,6 +43,39 @@ struct GatewayFile {
     #[serde(default)]
     resolution: ResolutionSettings,
     identities: IndexMap<Spanned<String>, IdentityKindDecl>,
+    #[serde(default)]
+    auth: AuthSettings,
+    #[serde(default)]
+    roles: IndexMap<Spanned<String>, RoleDecl>,
+}
+
+/// `[auth]`: where API keys are kept, and OIDC bearer tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// The gateway's state database (API keys): `sqlite://…` or `postgres://…`, or `${VARIABLE}`.
+    pub state_url: String,
+    pub oidc: Option<crate::auth::OidcSettings>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            state_url: "sqlite://subject-gateway-state.db".into(),
+            oidc: None,
+        }
+    }
+}
+
+/// `[roles.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleDecl {
+    operations: Vec<Operation>,
+    /// fideslang data categories; a category grants its descendants.
+    categories: Vec<Spanned<String>>,
+    /// The purposes (fideslang data uses) a caller with this role may state.
+    purposes: Vec<Spanned<String>>,
 }
 
 fn default_connectors_dir() -> String {
@@ -114,6 +156,8 @@ pub struct Config {
     pub resolution: ResolutionSettings,
     pub kinds: IdentityKinds,
     pub connectors: Vec<ValidatedConnector>,
+    pub auth: AuthSettings,
+    pub roles: HashMap<String, Arc<Role>>,
 }
 
 /// Why a configuration could not be turned into a running service.
@@ -140,6 +184,7 @@ impl Config {
         let file = SourceFile::read(path)?;
         let gateway: GatewayFile = file.parse()?;
         let kinds = build_identity_kinds(&file, &gateway.identities)?;
+        let roles = build_roles(&file, &gateway.roles)?;
         let dir = path
             .parent()
             .unwrap_or_else(|| Path::new("."))
@@ -176,7 +221,36 @@ impl Config {
             resolution: gateway.resolution,
             kinds,
             connectors,
+            auth: gateway.auth,
+            roles,
         })
+    }
+
+    /// The state database's URL, `${VARIABLE}`s resolved from `env`.
+    pub fn state_url(&self, env: impl Fn(&str) -> Option<String>) -> Result<String, DeclarationError> {
+        use secrecy::ExposeSecret;
+        let template = EnvTemplate {
+            template: self.auth.state_url.clone(),
+            location: Location::file(&self.path),
+        };
+        Ok(template.resolve(env)?.expose_secret().to_owned())
+    }
+
+    /// Opens the API key store in the state database.
+    pub async fn key_store(&self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<KeyStore> {
+        let url = self.state_url(env)?;
+        Ok(KeyStore::open(&url).await?)
+    }
+
+    /// The authenticator for the declared roles, API keys and OIDC settings.
+    pub async fn authenticator(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Arc<Authenticator>> {
+        let keys = self.key_store(env).await?;
+        Ok(Arc::new(
+            Authenticator::new(self.roles.clone(), keys, self.auth.oidc.clone()).await?,
+        ))
     }
 
     fn schema_settings(&self) -> SchemaSettings {
@@ -273,6 +347,53 @@ impl Config {
             self.resolution.max_depth,
             self.schema_settings(),
         )?)
+    }
+}
+
+/// Validates the declared roles (categories and purposes from the Fides taxonomy).
+fn build_roles(
+    file: &SourceFile,
+    declared: &IndexMap<Spanned<String>, RoleDecl>,
+) -> Result<HashMap<String, Arc<Role>>, DeclarationErrors> {
+    let mut errors = Vec::new();
+    let mut roles = HashMap::new();
+    for (name, decl) in declared {
+        let categories = decl
+            .categories
+            .iter()
+            .filter_map(|c| match DataCategory::parse(c.get_ref()) {
+                Ok(category) => Some(category),
+                Err(error) => {
+                    errors.push(file.error(c.span(), error.to_string()));
+                    None
+                }
+            })
+            .collect();
+        let purposes = decl
+            .purposes
+            .iter()
+            .filter_map(|p| match DataUse::parse(p.get_ref()) {
+                Ok(purpose) => Some(purpose),
+                Err(error) => {
+                    errors.push(file.error(p.span(), error.to_string()));
+                    None
+                }
+            })
+            .collect();
+        roles.insert(
+            name.get_ref().clone(),
+            Arc::new(Role {
+                name: name.get_ref().clone(),
+                operations: decl.operations.clone(),
+                categories,
+                purposes,
+            }),
+        );
+    }
+    if errors.is_empty() {
+        Ok(roles)
+    } else {
+        Err(DeclarationErrors(errors))
     }
 }
 

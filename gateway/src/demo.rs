@@ -16,6 +16,9 @@ use subject_test_servers::helpdesk::{self, Helpdesk};
 use crate::config::Config;
 use crate::world::{self, Person};
 
+/// The role of the key the demo creates (declared in `config/gateway.toml`).
+pub const DEMO_ROLE: &str = "admin";
+
 /// The token the demo's helpdesk expects.
 const HELPDESK_TOKEN: &str = "demo-helpdesk-token";
 /// The service account the demo's analytics API expects.
@@ -173,9 +176,9 @@ pub fn showcase(world: &DemoWorld) -> Option<&Person> {
 }
 
 /// Example queries for the demo's people, printed at start.
-pub fn examples(world: &DemoWorld, listen: &str) -> String {
+pub fn examples(world: &DemoWorld, listen: &str, key: &str) -> String {
     let mut out = format!(
-        "Subject Gateway demo: {} synthetic people in SQLite ({}, {}, {}), a helpdesk API at {} and an analytics API at {}\n\n  GraphiQL: http://{listen}/\n  GraphQL:  POST http://{listen}/graphql\n\n",
+        "Subject Gateway demo: {} synthetic people in SQLite ({}, {}, {}), a helpdesk API at {} and an analytics API at {}\n\n  GraphiQL: http://{listen}/  (add the headers below under \"Headers\")\n  GraphQL:  POST http://{listen}/graphql\n  API key (role {DEMO_ROLE}), created for this run:\n    Authorization: Bearer {key}\n    X-Purpose: essential\n\n",
         world.people.len(),
         world.accounts_url.trim_start_matches("sqlite://"),
         world.billing_url.trim_start_matches("sqlite://"),
@@ -186,7 +189,7 @@ pub fn examples(world: &DemoWorld, listen: &str) -> String {
     if let Some(person) = showcase(world) {
         let email = person.email.to_uppercase();
         out.push_str(&format!(
-            "Everything about one person, found from an email typed in capitals:\n\n  curl -s http://{listen}/graphql -H 'content-type: application/json' -d '{{\"query\":\"{{ subject(identity: {{kind: EMAIL, value: \\\"{email}\\\"}}) {{ identities {{ kind value source }} accounts {{ users {{ fullName email }} sessions {{ ipAddress startedAt }} }} billing {{ customers {{ id email }} invoices {{ number amountDueCents issuedAt }} }} uploads {{ images {{ filename gps takenAt files {{ key size contentType checksum }} }} }} helpdesk {{ tickets {{ subject status }} comments {{ body }} }} analytics {{ profiles {{ distinctId city }} events {{ event time ip }} }} sources {{ connector status latencyMs roundTrips }} }} }}\"}}'\n\n"
+            "Everything about one person, found from an email typed in capitals:\n\n  curl -s http://{listen}/graphql -H 'content-type: application/json' -H 'authorization: Bearer {key}' -H 'x-purpose: essential' -d '{{\"query\":\"{{ subject(identity: {{kind: EMAIL, value: \\\"{email}\\\"}}) {{ identities {{ kind value source }} accounts {{ users {{ fullName email }} sessions {{ ipAddress startedAt }} }} billing {{ customers {{ id email }} invoices {{ number amountDueCents issuedAt }} }} uploads {{ images {{ filename gps takenAt files {{ key size contentType checksum }} }} }} helpdesk {{ tickets {{ subject status }} comments {{ body }} }} analytics {{ profiles {{ distinctId city }} events {{ event time ip }} }} sources {{ connector status latencyMs roundTrips }} }} }}\"}}'\n\n"
         ));
     }
     if world.people.len() >= 3 {

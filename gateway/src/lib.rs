@@ -2,9 +2,11 @@
 //! demo world, and logging. `main.rs` only parses arguments and calls into here, so tests and
 //! benchmarks drive exactly what the binary runs.
 
+pub mod auth;
 pub mod check;
 pub mod config;
 pub mod demo;
+pub mod keys;
 pub mod logging;
 pub mod server;
 pub mod telemetry;

@@ -43,6 +43,31 @@ enum Command {
     Check(ConfigArgs),
     /// Print the GraphQL schema (SDL) generated from the declarations.
     Schema(ConfigArgs),
+    /// Create, list, rotate and revoke API keys (kept hashed in the state database).
+    Keys {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Create a key for a declared role; the key is printed once.
+    Create {
+        #[arg(long)]
+        role: String,
+        /// Who or what the key is for.
+        #[arg(long, default_value = "unnamed")]
+        name: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key; gateways stop accepting it within seconds.
+    Revoke { id: String },
+    /// Revoke a key and create its replacement (same name and role).
+    Rotate { id: String },
 }
 
 #[derive(Args, Clone)]
@@ -111,7 +136,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .context("building connectors")?;
             let listen = args.listen.unwrap_or(config.server.listen);
-            serve(service, &config, listen).await?;
+            let auth = config
+                .authenticator(process_env)
+                .await
+                .context("setting up authentication")?;
+            serve(service, auth, &config, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
@@ -125,8 +154,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .context("building connectors")?;
             let listen = args.listen.unwrap_or(config.server.listen);
-            println!("{}", demo::examples(&world, &listen.to_string()));
-            serve(service, &config, listen).await?;
+            let state_url = format!("sqlite://{}", args.data_dir.join("state.db").display());
+            config.auth.state_url = state_url;
+            let auth = config
+                .authenticator(process_env)
+                .await
+                .context("setting up authentication")?;
+            let (_, key) = config
+                .key_store(process_env)
+                .await?
+                .create("demo", demo::DEMO_ROLE)
+                .await
+                .context("creating the demo's API key")?;
+            println!("{}", demo::examples(&world, &listen.to_string(), &key));
+            serve(service, auth, &config, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => {
@@ -147,6 +188,44 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Keys { config, action } => {
+            let config = load(&config.config)?;
+            let store = config
+                .key_store(process_env)
+                .await
+                .context("opening the state database")?;
+            match action {
+                KeyAction::Create { role, name } => {
+                    anyhow::ensure!(
+                        config.roles.contains_key(&role),
+                        "no role `{role}` is declared in {}",
+                        config.path.display()
+                    );
+                    let (id, key) = store.create(&name, &role).await?;
+                    println!("created key {id} for role {role}; it is shown only now:\n{key}");
+                }
+                KeyAction::List => {
+                    for key in store.list().await? {
+                        let state = key
+                            .revoked_at
+                            .map_or("active".to_owned(), |at| format!("revoked {at}"));
+                        println!(
+                            "{}  {:<12} {:<24} {}  {}",
+                            key.id, key.role, key.name, key.created_at, state
+                        );
+                    }
+                }
+                KeyAction::Revoke { id } => {
+                    store.revoke(&id).await?;
+                    println!("revoked key {id}");
+                }
+                KeyAction::Rotate { id } => {
+                    let (new_id, key) = store.rotate(&id).await?;
+                    println!("revoked key {id}; created key {new_id}, shown only now:\n{key}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schema(args) => {
             let config = load(&args.config)?;
             let service = config.build_offline_service().context("building the schema")?;
@@ -162,10 +241,11 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 
 async fn serve(
     service: subject_schema::SubjectService,
+    auth: Arc<subject_gateway::auth::Authenticator>,
     config: &Config,
     listen: SocketAddr,
 ) -> anyhow::Result<()> {
-    let router = server::router(Arc::new(service), &config.server);
+    let router = server::router(Arc::new(service), auth, &config.server);
     match &config.server.tls {
         None => {
             let listener = TcpListener::bind(listen)

@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::response::{Html, IntoResponse};
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use std::time::Duration;
 use subject_schema::SubjectService;
@@ -16,6 +18,7 @@ use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::auth::Authenticator;
 use crate::config::{ServerSettings, TlsSettings};
 
 /// Why HTTPS could not be set up.
@@ -79,10 +82,11 @@ pub async fn serve_tls(
 #[derive(Clone)]
 struct AppState {
     service: Arc<SubjectService>,
+    auth: Arc<Authenticator>,
 }
 
-/// The gateway's routes for `service`.
-pub fn router(service: Arc<SubjectService>, settings: &ServerSettings) -> Router {
+/// The gateway's routes for `service`; `/graphql` admits the callers `auth` lets in.
+pub fn router(service: Arc<SubjectService>, auth: Arc<Authenticator>, settings: &ServerSettings) -> Router {
     let mut router = Router::new()
         .route("/graphql", get(graphiql_or_405).post(graphql))
         .route("/healthz", get(|| async { "ok" }));
@@ -100,11 +104,28 @@ pub fn router(service: Arc<SubjectService>, settings: &ServerSettings) -> Router
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(settings.request_timeout_ms),
         ))
-        .with_state(AppState { service })
+        .with_state(AppState { service, auth })
 }
 
-async fn graphql(State(state): State<AppState>, request: GraphQLRequest) -> GraphQLResponse {
-    state.service.execute(request.into_inner()).await.into()
+async fn graphql(State(state): State<AppState>, headers: HeaderMap, request: GraphQLRequest) -> Response {
+    match state.auth.authenticate(&headers).await {
+        Ok(caller) => {
+            let response: GraphQLResponse = state
+                .service
+                .execute(request.into_inner().data(caller))
+                .await
+                .into();
+            response.into_response()
+        }
+        Err(error) => (
+            error.status(),
+            Json(serde_json::json!({
+                "data": null,
+                "errors": [{ "message": error.to_string(), "extensions": { "code": error.code() } }],
+            })),
+        )
+            .into_response(),
+    }
 }
 
 async fn graphiql() -> impl IntoResponse {

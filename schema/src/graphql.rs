@@ -17,6 +17,7 @@ use async_graphql::{Error, ErrorExtensions, Name, ServerError, Value as GqlValue
 use subject_connectors::storage::{FileMeta, FileStore, file_key};
 use subject_connectors::{ConnectorError, FailureClass, FieldType, Identity, IdentityError, Value};
 
+use crate::access::{Caller, Operation};
 use crate::plan::EntityRef;
 use crate::resolve::{BatchOutcome, Executor, IdentitySource, ResolvedIdentity, SourceState};
 
@@ -199,9 +200,14 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
                     Some(d) => format!("{d} (category: {})", field.category),
                     None => format!("Column `{}` (category: {}).", field.name, field.category),
                 };
+                let category = field.category.clone();
                 record_type = record_type.field(
                     Field::new(graphql_name.as_str(), output_type(field.field_type), move |ctx| {
                         ready((|| {
+                            let caller = caller(&ctx)?;
+                            if !caller.role.sees(&category) {
+                                return Ok(null_with_error(&ctx, category_error(caller, &category)));
+                            }
                             let record = ctx.parent_value.try_downcast_ref::<Vec<Value>>()?;
                             Ok(Some(FieldValue::value(to_graphql(
                                 record.get(f).unwrap_or(&Value::Null),
@@ -245,9 +251,15 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
         subject = subject.field(
             Field::new(
                 registered.field_name.as_str(),
-                TypeRef::named_nn(registered.type_name.as_str()),
+                TypeRef::named(registered.type_name.as_str()),
                 move |ctx| {
                     ready((|| {
+                        let executor = ctx.data::<Arc<Executor>>()?;
+                        let descriptor = executor.registry().connectors[c].connector.descriptor();
+                        let caller = caller(&ctx)?;
+                        if !caller.purpose_served_by(descriptor.purposes.as_deref()) {
+                            return Ok(null_with_error(&ctx, purpose_error(caller, &descriptor.name)));
+                        }
                         let view = ctx.parent_value.try_downcast_ref::<SubjectView>()?;
                         Ok(Some(FieldValue::owned_any(ConnectorView {
                             batch: view.batch.clone(),
@@ -257,7 +269,7 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
                 },
             )
             .description(format!(
-                "Data held in connector `{}` ({}).",
+                "Data held in connector `{}` ({}); null (with an error) when it does not serve the request's purpose.",
                 descriptor.name, descriptor.kind
             )),
         );
@@ -269,6 +281,7 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
         .field(
             Field::new("subject", TypeRef::named("Subject"), |ctx| {
                 FieldFuture::new(async move {
+                    authorize(&ctx, Operation::ReadSubject)?;
                     let executor = ctx.data::<Arc<Executor>>()?.clone();
                     let identity = match parse_identity(&executor, &ctx.args.try_get("identity")?) {
                         Ok(identity) => identity,
@@ -284,6 +297,7 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
         .field(
             Field::new("subjects", TypeRef::named_nn_list_nn("Subject"), move |ctx| {
                 FieldFuture::new(async move {
+                    authorize(&ctx, Operation::ReadSubject)?;
                     let executor = ctx.data::<Arc<Executor>>()?.clone();
                     let list = ctx.args.try_get("identities")?.list()?;
                     if list.len() > max_batch {
@@ -311,6 +325,7 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
         .field(
             Field::new("connectors", TypeRef::named_nn_list_nn("ConnectorInfo"), |ctx| {
                 ready((|| {
+                    authorize(&ctx, Operation::ReadSubject)?;
                     let executor = ctx.data::<Arc<Executor>>()?;
                     let connectors = &executor.registry().connectors;
                     Ok(Some(FieldValue::list(connectors.iter().map(|c| FieldValue::borrowed_any(c)))))
@@ -414,6 +429,63 @@ fn connector_error(executor: &Executor, entity: EntityRef, error: &ConnectorErro
     })
 }
 
+/// The authenticated caller of this request.
+fn caller<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a Caller> {
+    ctx.data_opt::<Caller>()
+        .ok_or_else(|| Error::new("not authenticated").extend_with(|_, e| e.set("code", "UNAUTHENTICATED")))
+}
+
+/// Refuses the field unless the caller's role grants `operation`.
+fn authorize(ctx: &ResolverContext<'_>, operation: Operation) -> async_graphql::Result<()> {
+    let caller = caller(ctx)?;
+    if caller.role.may(operation) {
+        Ok(())
+    } else {
+        let message = format!(
+            "role `{}` does not grant `{}`",
+            caller.role.name,
+            operation.as_str()
+        );
+        Err(Error::new(message).extend_with(move |_, e| {
+            e.set("code", "FORBIDDEN");
+            e.set("operation", operation.as_str());
+        }))
+    }
+}
+
+fn category_error(caller: &Caller, category: &subject_connectors::DataCategory) -> Error {
+    let category = category.to_string();
+    Error::new(format!(
+        "role `{}` is not granted data category `{category}`",
+        caller.role.name
+    ))
+    .extend_with(move |_, e| {
+        e.set("code", "CATEGORY_NOT_GRANTED");
+        e.set("category", category.as_str());
+    })
+}
+
+fn purpose_error(caller: &Caller, connector: &str) -> Error {
+    let (purpose, connector) = (caller.purpose.to_string(), connector.to_owned());
+    Error::new(format!(
+        "connector `{connector}` does not serve the purpose `{purpose}`"
+    ))
+    .extend_with(move |_, e| {
+        e.set("code", "PURPOSE_NOT_ALLOWED");
+        e.set("connector", connector.as_str());
+        e.set("purpose", purpose.as_str());
+    })
+}
+
+/// The category a record's stored file falls in.
+fn files_category() -> &'static subject_connectors::DataCategory {
+    static CATEGORY: std::sync::OnceLock<subject_connectors::DataCategory> = std::sync::OnceLock::new();
+    CATEGORY.get_or_init(|| {
+        subject_connectors::DataCategory::parse("user.content")
+            .unwrap_or_else(|_| unreachable!("a taxonomy key"))
+    })
+}
+
 /// Reports `error` at the current field's path and resolves the (nullable) field to null.
 /// (async-graphql's dynamic schema leaves the path off errors a resolver returns.)
 fn null_with_error<'a>(ctx: &ResolverContext<'_>, error: Error) -> Option<FieldValue<'a>> {
@@ -445,8 +517,12 @@ fn files_field(
     entity: &subject_connectors::EntityDescriptor,
 ) -> Field {
     let names: Vec<String> = entity.fields.iter().map(|f| f.name.clone()).collect();
-    Field::new("files", TypeRef::named_nn_list_nn("StoredFile"), move |ctx| {
+    Field::new("files", TypeRef::named_list_nn("StoredFile"), move |ctx| {
         ready((|| {
+            let caller = caller(&ctx)?;
+            if !caller.role.sees(files_category()) {
+                return Ok(null_with_error(&ctx, category_error(caller, files_category())));
+            }
             let executor = ctx.data::<Arc<Executor>>()?;
             let record = ctx.parent_value.try_downcast_ref::<Vec<Value>>()?;
             let Some(key) = file_key(&key_template, &names, record) else {
@@ -801,9 +877,12 @@ fn introspection_types() -> (Object, Object, Object, Object, Object) {
                 ready((|| {
                     let executor = ctx.data::<Arc<Executor>>()?;
                     let at = *ctx.parent_value.try_downcast_ref::<EntityAt>()?;
-                    let count = entity(executor, at.0).fields.len();
+                    let caller = caller(&ctx)?;
+                    let fields = &entity(executor, at.0).fields;
                     Ok(Some(FieldValue::list(
-                        (0..count).map(|f| FieldValue::owned_any(FieldAt(at.0, f))),
+                        (0..fields.len())
+                            .filter(|&f| caller.role.sees(&fields[f].category))
+                            .map(|f| FieldValue::owned_any(FieldAt(at.0, f))),
                     )))
                 })())
             },

@@ -4,6 +4,7 @@
 //! [`SubjectService::new`] validates a registry and builds all three; the gateway binary serves
 //! the result.
 
+pub mod access;
 pub mod graphql;
 pub mod limits;
 pub mod plan;

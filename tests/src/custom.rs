@@ -38,6 +38,7 @@ impl ConsentLog {
             kind: "jsonl".into(),
             description: Some("Consent events, one JSON object per line.".into()),
             timeout: Duration::from_secs(2),
+            purposes: None,
             entities: vec![EntityDescriptor {
                 name: "events".into(),
                 description: None,

@@ -19,9 +19,11 @@ use sqlx::any::AnyPoolOptions;
 use subject_connectors::Connector;
 use subject_connectors::declaration::SqlDialect;
 use subject_gateway::config::Config;
+use subject_gateway::keys::KeyStore;
 use subject_gateway::server;
 use subject_gateway::world::{self, Person};
 use subject_schema::SubjectService;
+use subject_schema::access::Caller;
 use subject_test_servers::Running;
 use subject_test_servers::analytics::{self, Analytics};
 use subject_test_servers::helpdesk::{self, Helpdesk};
@@ -393,12 +395,19 @@ impl ReferenceWorld {
     }
 }
 
-/// The gateway served on a real port of 127.0.0.1; stopped on drop.
+/// The gateway served on a real port of 127.0.0.1, with an `admin` API key its client sends
+/// (purpose `essential`); stopped on drop.
 pub struct TestGateway {
     pub address: SocketAddr,
     pub service: Arc<SubjectService>,
+    /// The admin key's caller, for executing requests in process.
+    pub caller: Caller,
+    pub keys: KeyStore,
+    pub auth: Arc<subject_gateway::auth::Authenticator>,
+    admin_key: String,
     client: reqwest::Client,
     task: JoinHandle<std::io::Result<()>>,
+    _state: tempfile::TempDir,
 }
 
 impl TestGateway {
@@ -412,36 +421,81 @@ impl TestGateway {
 
     /// The gateway for a loaded (possibly adjusted) configuration.
     pub async fn start_with(
-        config: Config,
+        mut config: Config,
         env: impl Fn(&str) -> Option<String>,
         custom: Vec<Arc<dyn Connector>>,
     ) -> anyhow::Result<Self> {
-        let service = Arc::new(config.build_service(env, custom).await?);
-        let router = server::router(service.clone(), &config.server);
+        let state = tempfile::tempdir()?;
+        config.auth.state_url = format!("sqlite://{}", state.path().join("state.db").display());
+        let service = Arc::new(config.build_service(&env, custom).await?);
+        let keys = config.key_store(&env).await?;
+        let (_, admin_key) = keys.create("tests", "admin").await?;
+        let auth = config.authenticator(&env).await?;
+        let caller = auth
+            .authenticate(&Self::headers(&admin_key, "essential")?)
+            .await?;
+        let router = server::router(service.clone(), auth.clone(), &config.server);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let task = tokio::spawn(server::serve(listener, router, std::future::pending()));
         Ok(Self {
             address,
             service,
+            caller,
+            keys,
+            auth,
+            admin_key,
             client: reqwest::Client::new(),
             task,
+            _state: state,
         })
+    }
+
+    fn headers(key: &str, purpose: &str) -> anyhow::Result<reqwest::header::HeaderMap> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {key}").parse()?);
+        headers.insert("x-purpose", purpose.parse()?);
+        Ok(headers)
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
 
-    /// POSTs a GraphQL query with variables; returns the whole response body.
+    /// A new API key for `role`.
+    pub async fn key(&self, role: &str) -> anyhow::Result<String> {
+        let key = self.keys.create("test", role).await?.1;
+        self.auth.reload_keys().await?;
+        Ok(key)
+    }
+
+    /// POSTs a GraphQL query with variables as the admin, purpose `essential`.
     pub async fn graphql(&self, query: &str, variables: Json) -> anyhow::Result<Json> {
+        self.graphql_as(&self.admin_key, "essential", query, variables)
+            .await
+    }
+
+    /// POSTs a GraphQL query with `key` and `purpose`; returns the whole response body.
+    pub async fn graphql_as(
+        &self,
+        key: &str,
+        purpose: &str,
+        query: &str,
+        variables: Json,
+    ) -> anyhow::Result<Json> {
         let response = self
             .client
             .post(self.url("/graphql"))
+            .headers(Self::headers(key, purpose)?)
             .json(&serde_json::json!({ "query": query, "variables": variables }))
             .send()
             .await?;
         Ok(response.json().await?)
+    }
+
+    /// The headers an admin request carries, for tests that build their own requests.
+    pub fn admin_headers(&self) -> anyhow::Result<reqwest::header::HeaderMap> {
+        Self::headers(&self.admin_key, "essential")
     }
 
     /// The `subject` for one identity, with the given selection set.

@@ -81,7 +81,7 @@ plan = { type = "string", category = "system.operations", path = "$['$properties
 "#,
     )?;
     let gateway = TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
-    assert!(gateway.service.sdl().contains("marketing: Marketing!"));
+    assert!(gateway.service.sdl().contains("marketing: Marketing\n"));
     let person = world
         .people
         .iter()

@@ -57,7 +57,7 @@ async fn a_new_toml_file_adds_a_store_to_the_schema_and_the_results() -> anyhow:
     let gateway = TestGateway::start(&config.gateway_toml(), env, Vec::new()).await?;
 
     let sdl = gateway.service.sdl();
-    assert!(sdl.contains("newsletter: Newsletter!"), "{sdl}");
+    assert!(sdl.contains("newsletter: Newsletter\n"), "{sdl}");
     assert!(sdl.contains("type NewsletterSubscribers"));
     assert!(sdl.contains("subscribedAt: String"));
 

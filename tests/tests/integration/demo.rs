@@ -15,7 +15,8 @@ async fn the_demo_world_serves_every_kind_of_person() -> anyhow::Result<()> {
     let gateway = TestGateway::start_with(config, world.env(), Vec::new()).await?;
 
     // The example the demo prints works as printed: an email in capitals.
-    let examples = demo::examples(&world, "127.0.0.1:8080");
+    let examples = demo::examples(&world, "127.0.0.1:8080", "sgk_example_key");
+    assert!(examples.contains("authorization: Bearer sgk_example_key"));
     assert!(examples.contains("http://127.0.0.1:8080/"));
     let payer = demo::showcase(&world).expect("the demo has people");
     assert!(examples.contains(&payer.email.to_uppercase()));

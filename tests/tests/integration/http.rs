@@ -98,8 +98,15 @@ async fn the_gateway_serves_https_with_rustls() -> anyhow::Result<()> {
     let mut config =
         subject_gateway::config::Config::load(&subject_gateway_tests::config_dir().join("gateway.toml"))?;
     config.server.tls = Some(subject_gateway::config::TlsSettings { cert_file, key_file });
+    config.auth.state_url = format!("sqlite://{}", dir.path().join("state.db").display());
     let service = std::sync::Arc::new(config.build_service(world.env(), Vec::new()).await?);
-    let router = subject_gateway::server::router(service, &config.server);
+    let (_, key) = config
+        .key_store(world.env())
+        .await?
+        .create("tls test", "support")
+        .await?;
+    let auth = config.authenticator(world.env()).await?;
+    let router = subject_gateway::server::router(service, auth, &config.server);
     let tls = subject_gateway::server::tls_config(config.server.tls.as_ref().expect("set above"))?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
@@ -114,6 +121,8 @@ async fn the_gateway_serves_https_with_rustls() -> anyhow::Result<()> {
     let person = &world.people[0];
     let response: serde_json::Value = client
         .post(format!("https://localhost:{port}/graphql"))
+        .bearer_auth(&key)
+        .header("x-purpose", "essential.service")
         .json(&serde_json::json!({
             "query": "query($v: String!) { subject(identity: {kind: EMAIL, value: $v}) { accounts { users { id } } } }",
             "variables": { "v": person.email },

@@ -1,6 +1,7 @@
 //! Integration tests: the gateway's real HTTP server over real PostgreSQL, MariaDB and SQLite,
 //! each test in databases of its own. One binary for all of them, to save link time.
 
+mod access;
 mod analytics;
 mod batching;
 mod check;

@@ -96,7 +96,7 @@ photos = { type = "json", category = "user.content.self_image" }
         }
     };
     let gateway = TestGateway::start(&config.gateway_toml(), env, Vec::new()).await?;
-    assert!(gateway.service.sdl().contains("albums: Albums!"));
+    assert!(gateway.service.sdl().contains("albums: Albums\n"));
 
     let response = gateway
         .subject(

@@ -1,0 +1,271 @@
+//! Authentication: every request to `/graphql` carries `Authorization: Bearer <credential>` —
+//! an API key (`sgk_…`, checked against the state database) or an OIDC JWT (checked against a
+//! JWKS from a file or URL, cached, re-read when a token names a key it does not hold) — and
+//! `X-Purpose: <data use>`. The result is a `Caller` (principal, role, purpose) for the schema.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation};
+use serde::Deserialize;
+use subject_connectors::identity::fingerprint;
+use subject_connectors::purpose::DataUse;
+use subject_schema::access::{Caller, Role};
+use tokio::sync::RwLock;
+
+use crate::keys::{self, KeyStore};
+
+/// How often the active API keys are re-read (a revoked key stops working within this).
+const KEY_REFRESH: Duration = Duration::from_secs(5);
+
+/// `[auth.oidc]`: bearer JWTs from an identity provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// `https://…/jwks.json` or `file:///…/jwks.json` (or a plain path).
+    pub jwks: String,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// The claim naming the caller's roles (a string or a list); the first declared role wins.
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// The least time, in seconds, between two key-set re-reads that tokens with unknown key ids
+    /// trigger (rotation is picked up this fast; default 30).
+    #[serde(default = "default_refresh")]
+    pub min_refresh_seconds: u64,
+}
+
+fn default_refresh() -> u64 {
+    30
+}
+
+fn default_roles_claim() -> String {
+    "roles".into()
+}
+
+/// Why a request was not let in. Messages never repeat the credential.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing credentials: send `Authorization: Bearer <API key or token>`")]
+    Missing,
+    #[error("the API key is not valid (unknown, revoked or mistyped)")]
+    BadKey,
+    #[error("the token is not valid: {0}")]
+    BadToken(String),
+    #[error("the credential's role `{0}` is not declared")]
+    UnknownRole(String),
+    #[error("missing purpose: send `X-Purpose: <data use>` (essential, analytics, …)")]
+    MissingPurpose,
+    #[error(transparent)]
+    BadPurpose(#[from] subject_connectors::purpose::DataUseError),
+    #[error("role `{role}` may not state the purpose `{purpose}`")]
+    PurposeNotAllowed { role: String, purpose: String },
+}
+
+impl AuthError {
+    /// 401 for credentials, 400 for a malformed purpose, 403 for a purpose the role may not state.
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            AuthError::MissingPurpose | AuthError::BadPurpose(_) => StatusCode::BAD_REQUEST,
+            AuthError::PurposeNotAllowed { .. } => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "UNAUTHENTICATED",
+            AuthError::BadKey | AuthError::BadToken(_) | AuthError::UnknownRole(_) => "INVALID_CREDENTIALS",
+            AuthError::MissingPurpose | AuthError::BadPurpose(_) => "INVALID_PURPOSE",
+            AuthError::PurposeNotAllowed { .. } => "PURPOSE_FORBIDDEN",
+        }
+    }
+}
+
+/// The JWKS, cached.
+struct Jwks {
+    settings: OidcSettings,
+    keys: RwLock<(JwkSet, Option<Instant>)>,
+}
+
+impl Jwks {
+    async fn fetch(&self) -> Result<JwkSet, AuthError> {
+        let source = self.settings.jwks.as_str();
+        let text = if source.starts_with("https://") || source.starts_with("http://") {
+            reqwest::get(source)
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|_| AuthError::BadToken("the key set could not be fetched".into()))?
+                .text()
+                .await
+                .map_err(|_| AuthError::BadToken("the key set could not be fetched".into()))?
+        } else {
+            let path = source.strip_prefix("file://").unwrap_or(source);
+            tokio::fs::read_to_string(path)
+                .await
+                .map_err(|_| AuthError::BadToken("the key set could not be read".into()))?
+        };
+        serde_json::from_str(&text).map_err(|_| AuthError::BadToken("the key set is not a JWKS".into()))
+    }
+
+    /// The decoding key for `kid`, re-reading the set (at most every `min_refresh_seconds`) when
+    /// it is unknown.
+    async fn key(&self, kid: Option<&str>) -> Result<DecodingKey, AuthError> {
+        let find = |set: &JwkSet| match kid {
+            Some(kid) => set.find(kid).cloned(),
+            None => set.keys.first().cloned(),
+        };
+        {
+            let cached = self.keys.read().await;
+            if let Some(jwk) = find(&cached.0) {
+                return DecodingKey::from_jwk(&jwk).map_err(|_| AuthError::BadToken("unusable key".into()));
+            }
+            let min_refresh = Duration::from_secs(self.settings.min_refresh_seconds);
+            if cached.1.is_some_and(|at| at.elapsed() < min_refresh) {
+                return Err(AuthError::BadToken("unknown key id".into()));
+            }
+        }
+        let fresh = self.fetch().await?;
+        let jwk = find(&fresh);
+        *self.keys.write().await = (fresh, Some(Instant::now()));
+        let jwk = jwk.ok_or_else(|| AuthError::BadToken("unknown key id".into()))?;
+        DecodingKey::from_jwk(&jwk).map_err(|_| AuthError::BadToken("unusable key".into()))
+    }
+}
+
+/// Checks credentials and purposes against the declared roles.
+pub struct Authenticator {
+    roles: HashMap<String, Arc<Role>>,
+    keys: KeyStore,
+    /// The active keys and when they were read.
+    active: RwLock<(keys::ActiveKeys, Instant)>,
+    jwks: Option<Jwks>,
+}
+
+impl Authenticator {
+    pub async fn new(
+        roles: HashMap<String, Arc<Role>>,
+        keys: KeyStore,
+        oidc: Option<OidcSettings>,
+    ) -> Result<Self, keys::KeyError> {
+        let active = keys.active().await?;
+        Ok(Self {
+            roles,
+            keys,
+            active: RwLock::new((active, Instant::now())),
+            jwks: oidc.map(|settings| Jwks {
+                settings,
+                keys: RwLock::new((JwkSet { keys: Vec::new() }, None)),
+            }),
+        })
+    }
+
+    /// The caller of a request, from its headers.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
+        let credential = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or(AuthError::Missing)?;
+        let (principal, role_name) = if credential.starts_with("sgk_") {
+            let (id, role) = self.check_key(credential).await?;
+            (format!("key:{id}"), role)
+        } else {
+            self.check_token(credential).await?
+        };
+        let role = self
+            .roles
+            .get(&role_name)
+            .cloned()
+            .ok_or(AuthError::UnknownRole(role_name))?;
+        let purpose = headers
+            .get("x-purpose")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or(AuthError::MissingPurpose)?;
+        let purpose = DataUse::parse(purpose)?;
+        if !role.may_state(&purpose) {
+            return Err(AuthError::PurposeNotAllowed {
+                role: role.name.clone(),
+                purpose: purpose.to_string(),
+            });
+        }
+        Ok(Caller {
+            principal,
+            role,
+            purpose,
+        })
+    }
+
+    async fn check_key(&self, key: &str) -> Result<(String, String), AuthError> {
+        let (found, age) = {
+            let active = self.active.read().await;
+            (keys::verify(key, &active.0), active.1.elapsed())
+        };
+        // Keys read recently answer at once; an older read is refreshed (revocations take effect
+        // within KEY_REFRESH), and so is a miss (a key created since), at most every 250 ms.
+        match found {
+            Some(found) if age < KEY_REFRESH => return Ok(found),
+            None if age < Duration::from_millis(250) => return Err(AuthError::BadKey),
+            _ => {}
+        }
+        match self.reload_keys().await {
+            Ok(()) => keys::verify(key, &self.active.read().await.0).ok_or(AuthError::BadKey),
+            Err(error) => {
+                tracing::warn!(error = %error, "could not re-read the API keys; using the last ones read");
+                keys::verify(key, &self.active.read().await.0).ok_or(AuthError::BadKey)
+            }
+        }
+    }
+
+    /// Re-reads the active API keys now.
+    pub async fn reload_keys(&self) -> Result<(), keys::KeyError> {
+        let fresh = self.keys.active().await?;
+        *self.active.write().await = (fresh, Instant::now());
+        Ok(())
+    }
+
+    async fn check_token(&self, token: &str) -> Result<(String, String), AuthError> {
+        let jwks = self
+            .jwks
+            .as_ref()
+            .ok_or_else(|| AuthError::BadToken("bearer tokens are not configured ([auth.oidc])".into()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| AuthError::BadToken("malformed".into()))?;
+        let key = jwks.key(header.kid.as_deref()).await?;
+        let mut validation = Validation::new(header.alg);
+        match &jwks.settings.issuer {
+            Some(issuer) => validation.set_issuer(&[issuer]),
+            None => validation.iss = None,
+        }
+        match &jwks.settings.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+            .map_err(|e| AuthError::BadToken(format!("{:?}", e.kind()).chars().take(80).collect()))?
+            .claims;
+        let subject = claims["sub"].as_str().unwrap_or("");
+        let roles: Vec<&str> = match &claims[jwks.settings.roles_claim.as_str()] {
+            serde_json::Value::String(role) => vec![role.as_str()],
+            serde_json::Value::Array(list) => list.iter().filter_map(|r| r.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        let role = roles
+            .into_iter()
+            .find(|r| self.roles.contains_key(*r))
+            .ok_or_else(|| AuthError::BadToken("the token grants no declared role".into()))?;
+        // The subject may be an email: it is kept only as a fingerprint.
+        Ok((
+            format!("jwt:{}", fingerprint(subject.as_bytes())),
+            role.to_owned(),
+        ))
+    }
+}
