@@ -13,6 +13,7 @@ use subject_connectors::declaration::EnvTemplate;
 use subject_connectors::purpose::DataUse;
 use subject_schema::access::{Operation, Role};
 
+use crate::audit::DbAuditLog;
 use crate::auth::Authenticator;
 use crate::keys::KeyStore;
 use serde::Deserialize;
@@ -240,6 +241,12 @@ impl Config {
     pub async fn key_store(&self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<KeyStore> {
         let url = self.state_url(env)?;
         Ok(KeyStore::open(&url).await?)
+    }
+
+    /// The audit trail in the state database.
+    pub async fn audit_log(&self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Arc<DbAuditLog>> {
+        let keys = self.key_store(env).await?;
+        Ok(Arc::new(DbAuditLog::open(keys.pool().clone()).await?))
     }
 
     /// The authenticator for the declared roles, API keys and OIDC settings.

@@ -73,6 +73,11 @@ impl KeyStore {
         Ok(Self { pool })
     }
 
+    /// The state database's pool (shared with the audit log).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Creates a key for `role`; returns its id and the full key, to show once.
     pub async fn create(&self, name: &str, role: &str) -> Result<(String, String), KeyError> {
         let mut bytes = [0u8; 32];

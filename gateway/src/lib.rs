@@ -2,6 +2,7 @@
 //! demo world, and logging. `main.rs` only parses arguments and calls into here, so tests and
 //! benchmarks drive exactly what the binary runs.
 
+pub mod audit;
 pub mod auth;
 pub mod check;
 pub mod config;

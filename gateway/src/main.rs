@@ -43,6 +43,13 @@ enum Command {
     Check(ConfigArgs),
     /// Print the GraphQL schema (SDL) generated from the declarations.
     Schema(ConfigArgs),
+    /// Check the audit trail's hash chain; non-zero exit when it was tampered with.
+    Audit {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Create, list, rotate and revoke API keys (kept hashed in the state database).
     Keys {
         #[command(flatten)]
@@ -50,6 +57,12 @@ enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Recompute every event's hash and the chain between them.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -140,7 +153,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .authenticator(process_env)
                 .await
                 .context("setting up authentication")?;
-            serve(service, auth, &config, listen).await?;
+            let audit = config
+                .audit_log(process_env)
+                .await
+                .context("opening the audit trail")?;
+            serve(service, auth, audit, &config, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
@@ -166,8 +183,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .create("demo", demo::DEMO_ROLE)
                 .await
                 .context("creating the demo's API key")?;
+            let audit = config
+                .audit_log(process_env)
+                .await
+                .context("opening the audit trail")?;
             println!("{}", demo::examples(&world, &listen.to_string(), &key));
-            serve(service, auth, &config, listen).await?;
+            serve(service, auth, audit, &config, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => {
@@ -187,6 +208,26 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Audit {
+            config,
+            action: AuditAction::Verify,
+        } => {
+            let config = load(&config.config)?;
+            let audit = config
+                .audit_log(process_env)
+                .await
+                .context("opening the audit trail")?;
+            match audit.verify().await {
+                Ok((events, head)) => {
+                    println!("audit trail intact: {events} events, head {head}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(broken) => {
+                    println!("audit trail BROKEN: {broken}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Keys { config, action } => {
             let config = load(&config.config)?;
@@ -242,10 +283,11 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 async fn serve(
     service: subject_schema::SubjectService,
     auth: Arc<subject_gateway::auth::Authenticator>,
+    audit: Arc<subject_gateway::audit::DbAuditLog>,
     config: &Config,
     listen: SocketAddr,
 ) -> anyhow::Result<()> {
-    let router = server::router(Arc::new(service), auth, &config.server);
+    let router = server::router(Arc::new(service), auth, audit, &config.server);
     match &config.server.tls {
         None => {
             let listener = TcpListener::bind(listen)

@@ -14,6 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use std::time::Duration;
 use subject_schema::SubjectService;
+use subject_schema::audit::AuditLog;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -83,10 +84,17 @@ pub async fn serve_tls(
 struct AppState {
     service: Arc<SubjectService>,
     auth: Arc<Authenticator>,
+    audit: Arc<dyn AuditLog>,
 }
 
-/// The gateway's routes for `service`; `/graphql` admits the callers `auth` lets in.
-pub fn router(service: Arc<SubjectService>, auth: Arc<Authenticator>, settings: &ServerSettings) -> Router {
+/// The gateway's routes for `service`; `/graphql` admits the callers `auth` lets in and records
+/// their reads in `audit`.
+pub fn router(
+    service: Arc<SubjectService>,
+    auth: Arc<Authenticator>,
+    audit: Arc<dyn AuditLog>,
+    settings: &ServerSettings,
+) -> Router {
     let mut router = Router::new()
         .route("/graphql", get(graphiql_or_405).post(graphql))
         .route("/healthz", get(|| async { "ok" }));
@@ -104,17 +112,14 @@ pub fn router(service: Arc<SubjectService>, auth: Arc<Authenticator>, settings: 
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(settings.request_timeout_ms),
         ))
-        .with_state(AppState { service, auth })
+        .with_state(AppState { service, auth, audit })
 }
 
 async fn graphql(State(state): State<AppState>, headers: HeaderMap, request: GraphQLRequest) -> Response {
     match state.auth.authenticate(&headers).await {
         Ok(caller) => {
-            let response: GraphQLResponse = state
-                .service
-                .execute(request.into_inner().data(caller))
-                .await
-                .into();
+            let request = request.into_inner().data(caller).data(state.audit.clone());
+            let response: GraphQLResponse = state.service.execute(request).await.into();
             response.into_response()
         }
         Err(error) => (

@@ -18,6 +18,7 @@ use subject_connectors::storage::{FileMeta, FileStore, file_key};
 use subject_connectors::{ConnectorError, FailureClass, FieldType, Identity, IdentityError, Value};
 
 use crate::access::{Caller, Operation};
+use crate::audit::{AuditEntry, AuditFilter, AuditLog, AuditRecord, SubjectRef};
 use crate::plan::EntityRef;
 use crate::resolve::{BatchOutcome, Executor, IdentitySource, ResolvedIdentity, SourceState};
 
@@ -124,6 +125,22 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
         )
         .register(resolved_identity_type())
         .register(stored_file_type())
+        .register(audit_event_type())
+        .register(
+            Object::new("AuditEventPage")
+                .field(Field::new("events", TypeRef::named_nn_list_nn("AuditEvent"), |ctx| {
+                    ready((|| {
+                        let page = ctx.parent_value.try_downcast_ref::<AuditPage>()?;
+                        Ok(Some(FieldValue::list(page.events.iter().map(|e| FieldValue::borrowed_any(e)))))
+                    })())
+                }))
+                .field(leaf::<AuditPage>("endCursor", TypeRef::named(TypeRef::STRING), |p| {
+                    opt_string(p.events.last().map(|e| e.seq.to_string()).as_deref())
+                }))
+                .field(leaf::<AuditPage>("hasNextPage", TypeRef::named_nn(TypeRef::BOOLEAN), |p| {
+                    GqlValue::Boolean(p.more)
+                })),
+        )
         .register(source_status_type())
         .register(introspection_types().0)
         .register(introspection_types().1)
@@ -287,7 +304,9 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
                         Ok(identity) => identity,
                         Err(error) => return Ok(null_with_error(&ctx, identity_error(&error, None))),
                     };
-                    let batch = resolve(&executor, vec![vec![identity]], &ctx).await;
+                    let inputs = vec![vec![identity]];
+                    let batch = resolve(&executor, inputs.clone(), &ctx).await;
+                    audit_read(&ctx, &executor, "subject.read", &inputs, &batch).await?;
                     Ok(Some(FieldValue::owned_any(SubjectView { batch, index: 0 })))
                 })
             })
@@ -313,7 +332,8 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
                         inputs.push(vec![identity]);
                     }
                     let count = inputs.len();
-                    let batch = resolve(&executor, inputs, &ctx).await;
+                    let batch = resolve(&executor, inputs.clone(), &ctx).await;
+                    audit_read(&ctx, &executor, "subjects.read", &inputs, &batch).await?;
                     Ok(Some(FieldValue::list((0..count).map(|index| {
                         FieldValue::owned_any(SubjectView { batch: batch.clone(), index })
                     }))))
@@ -322,6 +342,7 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
             .argument(InputValue::new("identities", TypeRef::named_nn_list_nn("IdentityInput")))
             .description("Many people at once, one per identity, in the order given. Costs the same number of store round trips per stage as one."),
         )
+        .field(audit_events_field())
         .field(
             Field::new("connectors", TypeRef::named_nn_list_nn("ConnectorInfo"), |ctx| {
                 ready((|| {
@@ -427,6 +448,183 @@ fn connector_error(executor: &Executor, entity: EntityRef, error: &ConnectorErro
         e.set("entity", entity_name.as_str());
         e.set("class", class);
     })
+}
+
+/// Appends the read to the audit trail; the data is only returned once it is recorded.
+async fn audit_read(
+    ctx: &ResolverContext<'_>,
+    executor: &Executor,
+    action: &str,
+    inputs: &[Vec<Identity>],
+    batch: &BatchOutcome,
+) -> async_graphql::Result<()> {
+    let caller = caller(ctx)?;
+    let log = ctx.data_opt::<Arc<dyn AuditLog>>().ok_or_else(|| {
+        Error::new("the audit log is not configured: no data is served without it")
+            .extend_with(|_, e| e.set("code", "AUDIT_UNAVAILABLE"))
+    })?;
+    let registry = executor.registry();
+    let mut connectors = std::collections::BTreeSet::new();
+    let mut categories = std::collections::BTreeSet::new();
+    for subject in &batch.subjects {
+        for (c, per_entity) in subject.records.iter().enumerate() {
+            let descriptor = registry.connectors[c].connector.descriptor();
+            if !caller.purpose_served_by(descriptor.purposes.as_deref()) {
+                continue;
+            }
+            for (e, records) in per_entity.iter().enumerate() {
+                if records.is_empty() {
+                    continue;
+                }
+                connectors.insert(descriptor.name.clone());
+                for field in &descriptor.entities[e].fields {
+                    if caller.role.sees(&field.category) {
+                        categories.insert(field.category.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let outcome = if batch.sources.iter().all(|s| s.state == SourceState::Ok) {
+        "OK"
+    } else {
+        "PARTIAL"
+    };
+    let entry = AuditEntry {
+        actor: caller.principal.clone(),
+        role: caller.role.name.clone(),
+        purpose: caller.purpose.to_string(),
+        action: action.to_owned(),
+        subjects: inputs
+            .iter()
+            .flatten()
+            .map(|identity| SubjectRef {
+                kind: registry.kinds.get(identity.kind).name.clone(),
+                value: identity.value.clone(),
+            })
+            .collect(),
+        detail: serde_json::json!({
+            "connectors": connectors,
+            "categories": categories,
+            "outcome": outcome,
+            "subjects": batch.subjects.len(),
+        }),
+    };
+    log.append(entry).await.map_err(|error| {
+        tracing::error!(error = %error, "audit append failed; the read is refused");
+        Error::new(error.to_string()).extend_with(|_, e| e.set("code", "AUDIT_UNAVAILABLE"))
+    })
+}
+
+/// A page of audit events.
+struct AuditPage {
+    events: Vec<AuditRecord>,
+    more: bool,
+}
+
+fn audit_events_field() -> Field {
+    Field::new("auditEvents", TypeRef::named_nn("AuditEventPage"), |ctx| {
+        FieldFuture::new(async move {
+            authorize(&ctx, Operation::ReadAudit)?;
+            let log = ctx
+                .data_opt::<Arc<dyn AuditLog>>()
+                .ok_or_else(|| Error::new("the audit log is not configured"))?;
+            let executor = ctx.data::<Arc<Executor>>()?;
+            let first = ctx
+                .args
+                .get("first")
+                .and_then(|v| v.i64().ok())
+                .unwrap_or(50)
+                .clamp(1, 500) as usize;
+            let after = match ctx.args.get("after") {
+                Some(cursor) => Some(
+                    cursor
+                        .string()?
+                        .parse::<i64>()
+                        .map_err(|_| Error::new("`after` is not a cursor returned by auditEvents"))?,
+                ),
+                None => None,
+            };
+            let subject = match ctx.args.get("subject") {
+                Some(input) => {
+                    let identity = parse_identity(executor, &input).map_err(|e| identity_error(&e, None))?;
+                    Some(SubjectRef {
+                        kind: executor.registry().kinds.get(identity.kind).name.clone(),
+                        value: identity.value,
+                    })
+                }
+                None => None,
+            };
+            let filter = AuditFilter {
+                after,
+                first,
+                action: ctx
+                    .args
+                    .get("action")
+                    .and_then(|v| v.string().ok().map(str::to_owned)),
+                actor: ctx
+                    .args
+                    .get("actor")
+                    .and_then(|v| v.string().ok().map(str::to_owned)),
+                subject,
+            };
+            let (events, more) = log.list(&filter).await.map_err(|e| Error::new(e.to_string()))?;
+            Ok(Some(FieldValue::owned_any(AuditPage { events, more })))
+        })
+    })
+    .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
+    .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)))
+    .argument(InputValue::new("action", TypeRef::named(TypeRef::STRING)))
+    .argument(InputValue::new("actor", TypeRef::named(TypeRef::STRING)))
+    .argument(InputValue::new("subject", TypeRef::named("IdentityInput")))
+    .description("The audit trail, oldest first: every subject read and change. Needs `read_audit`.")
+}
+
+fn audit_event_type() -> Object {
+    Object::new("AuditEvent")
+        .description("One audited action; `hash` chains it to the event before.")
+        .field(leaf::<AuditRecord>("seq", TypeRef::named_nn("Long"), |e| {
+            GqlValue::from(e.seq)
+        }))
+        .field(leaf::<AuditRecord>(
+            "at",
+            TypeRef::named_nn(TypeRef::STRING),
+            |e| GqlValue::String(e.at.clone()),
+        ))
+        .field(leaf::<AuditRecord>(
+            "actor",
+            TypeRef::named_nn(TypeRef::STRING),
+            |e| GqlValue::String(e.actor.clone()),
+        ))
+        .field(leaf::<AuditRecord>(
+            "role",
+            TypeRef::named_nn(TypeRef::STRING),
+            |e| GqlValue::String(e.role.clone()),
+        ))
+        .field(leaf::<AuditRecord>(
+            "purpose",
+            TypeRef::named_nn(TypeRef::STRING),
+            |e| GqlValue::String(e.purpose.clone()),
+        ))
+        .field(leaf::<AuditRecord>(
+            "action",
+            TypeRef::named_nn(TypeRef::STRING),
+            |e| GqlValue::String(e.action.clone()),
+        ))
+        .field(
+            leaf::<AuditRecord>("subjects", TypeRef::named_nn_list_nn(TypeRef::STRING), |e| {
+                GqlValue::List(e.subjects.iter().map(|s| GqlValue::String(s.clone())).collect())
+            })
+            .description("Keyed hashes of the identities the action named."),
+        )
+        .field(leaf::<AuditRecord>("detail", TypeRef::named_nn("JSON"), |e| {
+            GqlValue::from_json(e.detail.clone()).unwrap_or(GqlValue::Null)
+        }))
+        .field(leaf::<AuditRecord>(
+            "hash",
+            TypeRef::named_nn(TypeRef::STRING),
+            |e| GqlValue::String(e.hash.clone()),
+        ))
 }
 
 /// The authenticated caller of this request.

@@ -5,6 +5,7 @@
 //! the result.
 
 pub mod access;
+pub mod audit;
 pub mod graphql;
 pub mod limits;
 pub mod plan;

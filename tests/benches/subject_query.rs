@@ -375,6 +375,7 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let response: serde_json::Value = client
             .post(&url)
+            .headers(gateway.admin_headers()?)
             .json(&serde_json::json!({"query": query, "variables": {"kind": "EMAIL", "value": person.email}}))
             .send()
             .await?
@@ -437,6 +438,7 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let response: serde_json::Value = client
             .post(&url)
+            .headers(gateway.admin_headers()?)
             .json(&serde_json::json!({"query": batch_query, "variables": {"ids": batch}}))
             .send()
             .await?

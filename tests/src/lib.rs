@@ -404,6 +404,7 @@ pub struct TestGateway {
     pub caller: Caller,
     pub keys: KeyStore,
     pub auth: Arc<subject_gateway::auth::Authenticator>,
+    pub audit: Arc<subject_gateway::audit::DbAuditLog>,
     admin_key: String,
     client: reqwest::Client,
     task: JoinHandle<std::io::Result<()>>,
@@ -431,10 +432,11 @@ impl TestGateway {
         let keys = config.key_store(&env).await?;
         let (_, admin_key) = keys.create("tests", "admin").await?;
         let auth = config.authenticator(&env).await?;
+        let audit = config.audit_log(&env).await?;
         let caller = auth
             .authenticate(&Self::headers(&admin_key, "essential")?)
             .await?;
-        let router = server::router(service.clone(), auth.clone(), &config.server);
+        let router = server::router(service.clone(), auth.clone(), audit.clone(), &config.server);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let task = tokio::spawn(server::serve(listener, router, std::future::pending()));
@@ -444,6 +446,7 @@ impl TestGateway {
             caller,
             keys,
             auth,
+            audit,
             admin_key,
             client: reqwest::Client::new(),
             task,

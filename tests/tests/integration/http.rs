@@ -106,7 +106,8 @@ async fn the_gateway_serves_https_with_rustls() -> anyhow::Result<()> {
         .create("tls test", "support")
         .await?;
     let auth = config.authenticator(world.env()).await?;
-    let router = subject_gateway::server::router(service, auth, &config.server);
+    let audit = config.audit_log(world.env()).await?;
+    let router = subject_gateway::server::router(service, auth, audit, &config.server);
     let tls = subject_gateway::server::tls_config(config.server.tls.as_ref().expect("set above"))?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
