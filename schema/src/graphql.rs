@@ -530,13 +530,12 @@ fn audit_events_field() -> Field {
                 .data_opt::<Arc<dyn AuditLog>>()
                 .ok_or_else(|| Error::new("the audit log is not configured"))?;
             let executor = ctx.data::<Arc<Executor>>()?;
-            let first = ctx
-                .args
-                .get("first")
+            let arg = |name: &str| ctx.args.get(name).filter(|v| !v.is_null());
+            let first = arg("first")
                 .and_then(|v| v.i64().ok())
                 .unwrap_or(50)
                 .clamp(1, 500) as usize;
-            let after = match ctx.args.get("after") {
+            let after = match arg("after") {
                 Some(cursor) => Some(
                     cursor
                         .string()?
@@ -545,7 +544,7 @@ fn audit_events_field() -> Field {
                 ),
                 None => None,
             };
-            let subject = match ctx.args.get("subject") {
+            let subject = match arg("subject") {
                 Some(input) => {
                     let identity = parse_identity(executor, &input).map_err(|e| identity_error(&e, None))?;
                     Some(SubjectRef {
@@ -569,6 +568,18 @@ fn audit_events_field() -> Field {
                 subject,
             };
             let (events, more) = log.list(&filter).await.map_err(|e| Error::new(e.to_string()))?;
+            // Reading the trail is itself recorded: it tells who looked up whom.
+            let caller = caller(&ctx)?;
+            log.append(AuditEntry {
+                actor: caller.principal.clone(),
+                role: caller.role.name.clone(),
+                purpose: caller.purpose.to_string(),
+                action: "audit.read".into(),
+                subjects: filter.subject.clone().into_iter().collect(),
+                detail: serde_json::json!({ "events": events.len() }),
+            })
+            .await
+            .map_err(|e| Error::new(e.to_string()).extend_with(|_, x| x.set("code", "AUDIT_UNAVAILABLE")))?;
             Ok(Some(FieldValue::owned_any(AuditPage { events, more })))
         })
     })

@@ -3,6 +3,7 @@
 
 mod access;
 mod analytics;
+mod audit;
 mod batching;
 mod check;
 mod declarations;
