@@ -164,8 +164,8 @@ impl Authenticator {
         })
     }
 
-    /// The caller of a request, from its headers.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
+    /// The principal and role behind a request's credentials (no purpose needed: `/metrics`).
+    pub async fn identify(&self, headers: &HeaderMap) -> Result<(String, Arc<Role>), AuthError> {
         let credential = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -184,6 +184,12 @@ impl Authenticator {
             .get(&role_name)
             .cloned()
             .ok_or(AuthError::UnknownRole(role_name))?;
+        Ok((principal, role))
+    }
+
+    /// The caller of a request, from its headers: credentials and the stated purpose.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
+        let (principal, role) = self.identify(headers).await?;
         let purpose = headers
             .get("x-purpose")
             .and_then(|v| v.to_str().ok())

@@ -102,8 +102,10 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// Serve HTTPS with these PEM files instead of plain HTTP.
     pub tls: Option<TlsSettings>,
-    /// Serve Prometheus metrics at `/metrics`.
+    /// Serve Prometheus metrics at `/metrics` (with credentials on the main listener).
     pub metrics: bool,
+    /// Serve `/metrics` without credentials on this (internal) address instead.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `[server.tls]`: the certificate chain and private key, as PEM files.
@@ -129,6 +131,7 @@ impl Default for ServerSettings {
             request_timeout_ms: 30_000,
             tls: None,
             metrics: true,
+            metrics_listen: None,
         }
     }
 }

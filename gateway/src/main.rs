@@ -116,7 +116,7 @@ struct DemoArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    let traces = logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -131,13 +131,18 @@ fn main() -> ExitCode {
         },
         listen: None,
     }));
-    match runtime.block_on(run(command)) {
+    let code = match runtime.block_on(run(command)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    };
+    if let Some(provider) = traces {
+        // Flush the spans still batched.
+        let _ = provider.shutdown();
     }
+    code
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -288,6 +293,17 @@ async fn serve(
     listen: SocketAddr,
 ) -> anyhow::Result<()> {
     let router = server::router(Arc::new(service), auth, audit, &config.server);
+    if let (true, Some(address)) = (config.server.metrics, config.server.metrics_listen) {
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("listening for metrics on {address}"))?;
+        tracing::info!(address = %address, "serving /metrics without credentials on an internal address");
+        tokio::spawn(server::serve(
+            listener,
+            server::metrics_router(),
+            server::shutdown_signal(),
+        ));
+    }
     match &config.server.tls {
         None => {
             let listener = TcpListener::bind(listen)

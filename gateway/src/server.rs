@@ -18,6 +18,7 @@ use subject_schema::audit::AuditLog;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
 
 use crate::auth::Authenticator;
 use crate::config::{ServerSettings, TlsSettings};
@@ -101,9 +102,14 @@ pub fn router(
     if settings.graphiql {
         router = router.route("/", get(graphiql));
     }
+    // Metrics on the main listener need credentials; `metrics_listen` serves them without,
+    // on an internal address of their own (see `metrics_router`).
     if settings.metrics {
-        let handle = crate::telemetry::metrics_handle();
-        router = router.route("/metrics", get(move || std::future::ready(handle.render())));
+        // Install the recorder now, so that everything from the first request on is counted.
+        let _ = crate::telemetry::metrics_handle();
+        if settings.metrics_listen.is_none() {
+            router = router.route("/metrics", get(metrics));
+        }
     }
     router
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
@@ -118,8 +124,17 @@ pub fn router(
 async fn graphql(State(state): State<AppState>, headers: HeaderMap, request: GraphQLRequest) -> Response {
     match state.auth.authenticate(&headers).await {
         Ok(caller) => {
+            let span = tracing::info_span!(
+                "graphql.request",
+                otel.kind = "server",
+                role = %caller.role.name,
+                purpose = %caller.purpose,
+                errors = tracing::field::Empty,
+            );
             let request = request.into_inner().data(caller).data(state.audit.clone());
-            let response: GraphQLResponse = state.service.execute(request).await.into();
+            let response = state.service.execute(request).instrument(span.clone()).await;
+            span.record("errors", response.errors.len());
+            let response: GraphQLResponse = response.into();
             response.into_response()
         }
         Err(error) => (
@@ -131,6 +146,19 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, request: Gra
         )
             .into_response(),
     }
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match state.auth.identify(&headers).await {
+        Ok(_) => crate::telemetry::metrics_handle().render().into_response(),
+        Err(error) => (error.status(), error.to_string()).into_response(),
+    }
+}
+
+/// `/metrics` alone, without credentials, for an internal address (`server.metrics_listen`).
+pub fn metrics_router() -> Router {
+    let handle = crate::telemetry::metrics_handle();
+    Router::new().route("/metrics", get(move || std::future::ready(handle.render())))
 }
 
 async fn graphiql() -> impl IntoResponse {

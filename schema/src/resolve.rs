@@ -339,7 +339,7 @@ async fn timed_fetch(
         .entities
         .get(request.entity)
         .map_or("?", |e| e.name.as_str());
-    let span = tracing::debug_span!(
+    let span = tracing::info_span!(
         "connector.fetch",
         connector = %descriptor.name,
         entity = %entity,

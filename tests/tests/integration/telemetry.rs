@@ -1,6 +1,7 @@
 //! Telemetry carries no personal data: known emails, names, IPs and ids are seeded, queries,
-//! hostile input and failures are run with every gateway log at `debug` in JSON, and neither a log
-//! line nor a metric contains any of them.
+//! hostile input and failures are run with every gateway log at `debug` in JSON and every span
+//! exported (to an in-memory OpenTelemetry exporter), and no log line, exported span or metric
+//! contains any of them.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -34,13 +35,19 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 }
 
 #[tokio::test]
-async fn no_log_line_or_metric_holds_personal_data() -> anyhow::Result<()> {
+async fn no_log_line_span_or_metric_holds_personal_data() -> anyhow::Result<()> {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+
     let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(logs.clone())
-        .with_env_filter(subject_gateway::logging::filter("debug"))
-        .finish();
+    let spans = opentelemetry_sdk::trace::InMemorySpanExporterBuilder::new().build();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(spans.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(subject_gateway::logging::filter("debug"))
+        .with(tracing_subscriber::fmt::layer().json().with_writer(logs.clone()))
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
     tracing::subscriber::set_global_default(subscriber)?;
 
     let world = ReferenceWorld::create(12).await?;
@@ -91,7 +98,37 @@ async fn no_log_line_or_metric_holds_personal_data() -> anyhow::Result<()> {
     let response = failing.subject("EMAIL", &person.email, FULL_SELECTION).await?;
     assert!(response.get("errors").is_some(), "the failures did happen");
 
-    let metrics = reqwest::get(gateway.url("/metrics")).await?.text().await?;
+    assert_eq!(
+        reqwest::get(gateway.url("/metrics")).await?.status(),
+        401,
+        "metrics need credentials"
+    );
+    let metrics = reqwest::Client::new()
+        .get(gateway.url("/metrics"))
+        .headers(gateway.admin_headers()?)
+        .send()
+        .await?
+        .text()
+        .await?;
+    provider.force_flush()?;
+    let exported = spans.get_finished_spans()?;
+    let names: std::collections::BTreeSet<&str> = exported.iter().map(|s| s.name.as_ref()).collect();
+    assert!(
+        names.contains("graphql.request") && names.contains("connector.fetch"),
+        "{names:?}"
+    );
+    let fetch = exported
+        .iter()
+        .find(|s| s.name == "connector.fetch")
+        .expect("a connector span");
+    let keys: Vec<&str> = fetch.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    assert!(
+        ["connector", "entity", "values", "records", "outcome"]
+            .iter()
+            .all(|k| keys.contains(k)),
+        "{keys:?}"
+    );
+    let spans_text = format!("{exported:?}");
     assert!(
         metrics.contains("subject_gateway_connector_call_seconds"),
         "{metrics}"
@@ -113,6 +150,10 @@ async fn no_log_line_or_metric_holds_personal_data() -> anyhow::Result<()> {
     secrets.extend(person.uploads.iter().map(|u| u.filename.clone()));
     for secret in &secrets {
         assert!(!logs.contains(secret.as_str()), "a log line holds `{secret}`");
+        assert!(
+            !spans_text.contains(secret.as_str()),
+            "an exported span holds `{secret}`"
+        );
         assert!(!metrics.contains(secret.as_str()), "a metric holds `{secret}`");
     }
     Ok(())
