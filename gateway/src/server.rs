@@ -134,6 +134,19 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, request: Gra
             let request = request.into_inner().data(caller).data(state.audit.clone());
             let response = state.service.execute(request).instrument(span.clone()).await;
             span.record("errors", response.errors.len());
+            for error in &response.errors {
+                let code = error
+                    .extensions
+                    .as_ref()
+                    .and_then(|e| e.get("code"))
+                    .and_then(|c| match c {
+                        async_graphql::Value::String(code) => Some(code.clone()),
+                        _ => None,
+                    })
+                    .filter(|code| code.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+                    .unwrap_or_else(|| "OTHER".into());
+                metrics::counter!("subject_gateway_graphql_errors_total", "code" => code).increment(1);
+            }
             let response: GraphQLResponse = response.into();
             response.into_response()
         }

@@ -305,7 +305,7 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
                         Err(error) => return Ok(null_with_error(&ctx, identity_error(&error, None))),
                     };
                     let inputs = vec![vec![identity]];
-                    let batch = resolve(&executor, inputs.clone(), &ctx).await;
+                    let batch = resolve(&executor, inputs.clone(), &ctx, "subject").await;
                     audit_read(&ctx, &executor, "subject.read", &inputs, &batch).await?;
                     Ok(Some(FieldValue::owned_any(SubjectView { batch, index: 0 })))
                 })
@@ -332,7 +332,7 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
                         inputs.push(vec![identity]);
                     }
                     let count = inputs.len();
-                    let batch = resolve(&executor, inputs.clone(), &ctx).await;
+                    let batch = resolve(&executor, inputs.clone(), &ctx, "subjects").await;
                     audit_read(&ctx, &executor, "subjects.read", &inputs, &batch).await?;
                     Ok(Some(FieldValue::list((0..count).map(|index| {
                         FieldValue::owned_any(SubjectView { batch: batch.clone(), index })
@@ -362,9 +362,12 @@ async fn resolve(
     executor: &Executor,
     inputs: Vec<Vec<Identity>>,
     ctx: &ResolverContext<'_>,
+    operation: &'static str,
 ) -> Arc<BatchOutcome> {
     let started = Instant::now();
     let batch = executor.resolve(inputs).await;
+    metrics::histogram!("subject_gateway_operation_seconds", "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
     tracing::info!(
         subjects = batch.subjects.len(),
         rounds = batch.rounds,

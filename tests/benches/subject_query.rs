@@ -298,6 +298,27 @@ async fn direct(pg: &PgPool, my: &MySqlPool, others: &Others, email: &str) -> an
     Ok(read)
 }
 
+/// An audit log that keeps nothing: only to measure what authentication and audit cost, by
+/// taking them away. The gateway itself never runs without a real one.
+struct DiscardingAudit;
+
+#[async_trait::async_trait]
+impl subject_schema::audit::AuditLog for DiscardingAudit {
+    async fn append(
+        &self,
+        _: subject_schema::audit::AuditEntry,
+    ) -> Result<(), subject_schema::audit::AuditError> {
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        _: &subject_schema::audit::AuditFilter,
+    ) -> Result<(Vec<subject_schema::audit::AuditRecord>, bool), subject_schema::audit::AuditError> {
+        Ok((Vec::new(), false))
+    }
+}
+
 struct Samples(Vec<Duration>);
 
 impl Samples {
@@ -359,6 +380,16 @@ async fn main() -> anyhow::Result<()> {
     let mut pick = || -> &Person { &world.people[rng.random_range(0..world.people.len())] };
     let (mut floor, mut http, mut in_process) = (Samples(vec![]), Samples(vec![]), Samples(vec![]));
     let mut executor_only = Samples(vec![]);
+    let mut bare = Samples(vec![]);
+    let discarding: std::sync::Arc<dyn subject_schema::audit::AuditLog> =
+        std::sync::Arc::new(DiscardingAudit);
+    let mut admin_headers = axum::http::HeaderMap::new();
+    for (name, value) in gateway.admin_headers()?.iter() {
+        admin_headers.insert(
+            name.as_str().parse::<axum::http::HeaderName>()?,
+            value.to_str()?.parse()?,
+        );
+    }
     let executor = gateway.service.executor.clone();
     let email_kind = executor
         .registry()
@@ -389,13 +420,29 @@ async fn main() -> anyhow::Result<()> {
         );
         anyhow::ensure!(rows > 0, "the floor found nothing");
 
-        let request = async_graphql::Request::new(query.clone()).variables(
-            async_graphql::Variables::from_json(serde_json::json!({"kind": "EMAIL", "value": person.email})),
-        );
+        // In process, as the HTTP handler does it: authenticate the headers, audit the read.
+        let audit: std::sync::Arc<dyn subject_schema::audit::AuditLog> = gateway.audit.clone();
+        let variables = serde_json::json!({"kind": "EMAIL", "value": person.email});
         let t = Instant::now();
+        let caller = gateway.auth.authenticate(&admin_headers).await?;
+        let request = async_graphql::Request::new(query.clone())
+            .variables(async_graphql::Variables::from_json(variables.clone()))
+            .data(caller)
+            .data(audit);
         let response = gateway.service.execute(request).await;
         let _ = serde_json::to_vec(&response)?;
         let d_in_process = t.elapsed();
+        anyhow::ensure!(response.errors.is_empty(), "gateway errors");
+
+        // In process with no authentication and the audit discarded: the cost of both, by difference.
+        let request = async_graphql::Request::new(query.clone())
+            .variables(async_graphql::Variables::from_json(variables))
+            .data(gateway.caller.clone())
+            .data(discarding.clone());
+        let t = Instant::now();
+        let response = gateway.service.execute(request).await;
+        let _ = serde_json::to_vec(&response)?;
+        let d_bare = t.elapsed();
         anyhow::ensure!(response.errors.is_empty(), "gateway errors");
 
         let identity = executor.registry().kinds.parse_input(email_kind, &person.email)?;
@@ -408,6 +455,7 @@ async fn main() -> anyhow::Result<()> {
         );
 
         if i >= warmup {
+            bare.0.push(d_bare);
             executor_only.0.push(d_executor);
             floor.0.push(d_floor);
             http.0.push(d_http);
@@ -417,11 +465,14 @@ async fn main() -> anyhow::Result<()> {
     println!("\n`subject` for one person by email ({iterations} interleaved runs, random people):");
     println!("{}", floor.line("floor: direct calls, staged, parallel"));
     println!("{}", http.line("gateway over HTTP (POST /graphql)"));
-    println!("{}", in_process.line("gateway in process (no HTTP)"));
+    println!("{}", in_process.line("in process, authenticated + audited"));
+    println!("{}", bare.line("in process, no auth, audit discarded"));
     println!("{}", executor_only.line("executor alone (no GraphQL)"));
     let ratio = ms(http.percentile(0.5)) / ms(floor.percentile(0.5));
     let ratio_in = ms(in_process.percentile(0.5)) / ms(floor.percentile(0.5));
     println!("ratio of medians: HTTP {ratio:.3}x the floor, in process {ratio_in:.3}x the floor");
+    let overhead = ms(in_process.percentile(0.5)) - ms(bare.percentile(0.5));
+    println!("authentication + authorization + audit: {overhead:+.3} ms on the median");
 
     // Batches: 1,000 people in one `subjects` query.
     let batch: Vec<_> = world

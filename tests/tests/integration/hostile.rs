@@ -244,3 +244,38 @@ async fn introspection_is_off_unless_configured() -> anyhow::Result<()> {
     assert!(response.get("errors").is_none());
     Ok(())
 }
+
+#[tokio::test]
+async fn deeply_nested_input_and_documents_are_refused_not_crashed_on() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = world.gateway().await?;
+    let nested_list = format!(
+        "{{ subjects(identities: {}{}) {{ sources {{ status }} }} }}",
+        "[".repeat(20_000),
+        "]".repeat(20_000)
+    );
+    let nested_selection = format!(
+        "{{ connectors {}{} }}",
+        "{ name ".repeat(20_000),
+        "}".repeat(20_000)
+    );
+    let nested_object = format!(
+        "{{ subject(identity: {}{}) {{ sources {{ status }} }} }}",
+        "{kind: EMAIL, value: ".repeat(5_000),
+        "}".repeat(5_000)
+    );
+    for query in [nested_list, nested_selection, nested_object] {
+        let response = gateway.graphql(&query, serde_json::json!({})).await?;
+        assert!(
+            response["data"].is_null() || response["data"]["subject"].is_null(),
+            "{response}"
+        );
+        assert!(response["errors"][0]["message"].is_string());
+    }
+    // The server is still there.
+    let alive = gateway
+        .subject("EMAIL", &world.people[0].email, "{ sources { status } }")
+        .await?;
+    assert!(alive.get("errors").is_none());
+    Ok(())
+}
