@@ -347,3 +347,50 @@ async fn oidc_tokens_are_checked_against_a_rotating_key_set() -> anyhow::Result<
     assert!(ask(rotated).await?.get("errors").is_none());
     Ok(())
 }
+
+#[tokio::test]
+async fn the_key_set_can_come_from_a_url() -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+
+    let world = ReferenceWorld::create(2).await?;
+    let secret = b"signing-secret-served-over-http!!";
+    let jwks = serde_json::json!({ "keys": [{
+        "kty": "oct", "kid": "web-1", "alg": "HS256",
+        "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+    }] });
+    let identity_provider = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || std::future::ready(axum::Json(jwks.clone()))),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, identity_provider).await });
+
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "gateway.toml",
+        "# [auth.oidc]",
+        &format!("[auth.oidc]\njwks = \"http://{address}/.well-known/jwks.json\"\n# "),
+    )?;
+    let gateway = TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("web-1".into());
+    let claims = serde_json::json!({
+        "sub": "dpo@company.example",
+        "roles": ["unknown-role", "dpo"],
+        "exp": chrono::Utc::now().timestamp() + 300,
+    });
+    let token = encode(&header, &claims, &EncodingKey::from_secret(secret))?;
+    let response = gateway
+        .graphql_as(
+            &token,
+            "essential",
+            "{ connectors { name } }",
+            serde_json::json!({}),
+        )
+        .await?;
+    assert!(response.get("errors").is_none(), "{response}");
+    server.abort();
+    Ok(())
+}
