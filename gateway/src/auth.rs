@@ -96,7 +96,12 @@ impl Jwks {
     async fn fetch(&self) -> Result<JwkSet, AuthError> {
         let source = self.settings.jwks.as_str();
         let text = if source.starts_with("https://") || source.starts_with("http://") {
-            reqwest::get(source)
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|_| AuthError::BadToken("the key set could not be fetched".into()))?
+                .get(source)
+                .send()
                 .await
                 .and_then(reqwest::Response::error_for_status)
                 .map_err(|_| AuthError::BadToken("the key set could not be fetched".into()))?
