@@ -153,10 +153,6 @@ impl SqlConnector {
         })
     }
 
-    pub fn dialect(&self) -> SqlDialect {
-        self.dialect
-    }
-
     fn store_error(&self, err: sqlx::Error) -> ConnectorError {
         store_error(err, self.descriptor.timeout)
     }

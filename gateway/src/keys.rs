@@ -103,7 +103,7 @@ impl KeyStore {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let secret = hex::encode(bytes);
-        let id = uuid_like();
+        let id = new_key_id();
         sqlx::query(
             "INSERT INTO api_keys (id, name, role, secret_sha256, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -177,7 +177,7 @@ impl KeyStore {
 }
 
 /// A short random key id (16 hex characters).
-fn uuid_like() -> String {
+fn new_key_id() -> String {
     let mut bytes = [0u8; 8];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)

@@ -594,37 +594,31 @@ fn audit_events_field() -> Field {
     .description("The audit trail, oldest first: every subject read and change. Needs `read_audit`.")
 }
 
+/// Reads one text field of an audit record.
+type AuditText = fn(&AuditRecord) -> &str;
+
 fn audit_event_type() -> Object {
-    Object::new("AuditEvent")
+    let texts: [(&str, AuditText); 6] = [
+        ("at", |e| &e.at),
+        ("actor", |e| &e.actor),
+        ("role", |e| &e.role),
+        ("purpose", |e| &e.purpose),
+        ("action", |e| &e.action),
+        ("hash", |e| &e.hash),
+    ];
+    texts
+        .into_iter()
+        .fold(Object::new("AuditEvent"), |object, (name, get)| {
+            object.field(leaf::<AuditRecord>(
+                name,
+                TypeRef::named_nn(TypeRef::STRING),
+                move |e| GqlValue::String(get(e).to_owned()),
+            ))
+        })
         .description("One audited action; `hash` chains it to the event before.")
         .field(leaf::<AuditRecord>("seq", TypeRef::named_nn("Long"), |e| {
             GqlValue::from(e.seq)
         }))
-        .field(leaf::<AuditRecord>(
-            "at",
-            TypeRef::named_nn(TypeRef::STRING),
-            |e| GqlValue::String(e.at.clone()),
-        ))
-        .field(leaf::<AuditRecord>(
-            "actor",
-            TypeRef::named_nn(TypeRef::STRING),
-            |e| GqlValue::String(e.actor.clone()),
-        ))
-        .field(leaf::<AuditRecord>(
-            "role",
-            TypeRef::named_nn(TypeRef::STRING),
-            |e| GqlValue::String(e.role.clone()),
-        ))
-        .field(leaf::<AuditRecord>(
-            "purpose",
-            TypeRef::named_nn(TypeRef::STRING),
-            |e| GqlValue::String(e.purpose.clone()),
-        ))
-        .field(leaf::<AuditRecord>(
-            "action",
-            TypeRef::named_nn(TypeRef::STRING),
-            |e| GqlValue::String(e.action.clone()),
-        ))
         .field(
             leaf::<AuditRecord>("subjects", TypeRef::named_nn_list_nn(TypeRef::STRING), |e| {
                 GqlValue::List(e.subjects.iter().map(|s| GqlValue::String(s.clone())).collect())
@@ -634,11 +628,6 @@ fn audit_event_type() -> Object {
         .field(leaf::<AuditRecord>("detail", TypeRef::named_nn("JSON"), |e| {
             GqlValue::from_json(e.detail.clone()).unwrap_or(GqlValue::Null)
         }))
-        .field(leaf::<AuditRecord>(
-            "hash",
-            TypeRef::named_nn(TypeRef::STRING),
-            |e| GqlValue::String(e.hash.clone()),
-        ))
 }
 
 /// The authenticated caller of this request.
