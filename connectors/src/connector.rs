@@ -26,7 +26,21 @@ pub struct ConnectorDescriptor {
     pub timeout: Duration,
     /// The purposes (fideslang data uses) this store's data may serve; `None`: not restricted.
     pub purposes: Option<Vec<crate::purpose::DataUse>>,
+    /// What GDPR Art. 15 asks to be told about the store besides the data.
+    pub disclosure: Disclosure,
     pub entities: Vec<EntityDescriptor>,
+}
+
+/// What an access request must tell besides the data (GDPR Art. 15(1)): who receives it, how long
+/// it is kept, where it came from. Declared per connector; exported with the person's data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Disclosure {
+    /// Recipients or categories of recipients (`Stripe (payment processor)`).
+    pub recipients: Vec<String>,
+    /// How long the data is kept, or the criteria deciding it.
+    pub retention: Option<String>,
+    /// Where the data came from when not from the person (`Collected from the person at sign-up`).
+    pub source: Option<String>,
 }
 
 /// A set of records about people: a table, a collection, an API resource.
@@ -46,6 +60,62 @@ pub struct EntityDescriptor {
     pub primary_key: Option<usize>,
     /// How a record names its file in the connector's object storage, when it has one.
     pub files: Option<FilesRef>,
+    /// What erasure does to this entity's records.
+    pub erasure: ErasurePolicy,
+}
+
+/// What erasing a person does to one entity, as declared under `[entities.NAME.erasure]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErasurePolicy {
+    pub action: ErasureAction,
+    /// Why the records are kept (retain), e.g. "Tax law: invoices are kept 10 years".
+    pub legal_basis: Option<String>,
+    /// How long retained records are kept after the erasure, in days.
+    pub retention_days: Option<u32>,
+    /// Refuse to erase (before acting) when one person matches more records than this.
+    pub max_records: Option<u64>,
+}
+
+/// The declared erasure action of an entity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ErasureAction {
+    /// Delete the matched records (the default).
+    #[default]
+    Delete,
+    /// Rewrite the fields that declare an `erasure` and keep the records.
+    Mask,
+    /// Keep the records for a legal obligation, with their personal fields masked.
+    Retain,
+    /// Removed by the erasure of another entity of the same connector (index into `entities`):
+    /// an API that deletes a person's events with the person.
+    Cascade(usize),
+}
+
+impl ErasureAction {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErasureAction::Delete => "DELETE",
+            ErasureAction::Mask => "MASK",
+            ErasureAction::Retain => "RETAIN",
+            ErasureAction::Cascade(_) => "CASCADE",
+        }
+    }
+}
+
+impl EntityDescriptor {
+    /// The fields erasure rewrites (mask and retain), with what it does to each.
+    pub fn masked_fields(&self) -> Vec<(usize, FieldErasure)> {
+        self.fields
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                f.erasure
+                    .clone()
+                    .filter(|e| *e != FieldErasure::Keep)
+                    .map(|e| (i, e))
+            })
+            .collect()
+    }
 }
 
 /// A record's file: the key template (`{storage_key}`, `uploads/{id}.jpg`) over its fields.
@@ -62,6 +132,10 @@ pub struct FieldDescriptor {
     pub field_type: FieldType,
     pub category: DataCategory,
     pub description: Option<String>,
+    /// What erasure does to the field when its entity is masked or retained.
+    pub erasure: Option<FieldErasure>,
+    /// The subject attribute this field holds (`email`): `rectifySubject` changes it here.
+    pub rectify: Option<String>,
 }
 
 /// How an identity kind is compared with a field's stored values.
@@ -123,6 +197,8 @@ pub enum ConnectorError {
     Unauthorized,
     #[error("operation `{0}` is not supported by this connector")]
     Unsupported(&'static str),
+    #[error("{found} records match, more than the limit of {limit} for one person: nothing was changed")]
+    TooManyRecords { found: u64, limit: u64 },
     #[error("{0}")]
     Other(String),
 }
@@ -144,6 +220,7 @@ impl ConnectorError {
             ConnectorError::Decode { .. } => "STORE_DECODE_FAILED",
             ConnectorError::Unauthorized => "STORE_UNAUTHORIZED",
             ConnectorError::Unsupported(_) => "OPERATION_UNSUPPORTED",
+            ConnectorError::TooManyRecords { .. } => "SAFETY_LIMIT",
             ConnectorError::Other(_) => "STORE_ERROR",
         }
     }
@@ -205,6 +282,11 @@ pub struct ErasureRequest {
     pub action: EntityErasure,
     /// Refuse to act when more records than this match (guards against widened matches).
     pub max_records: u64,
+    /// Records found when the erasure was planned: an API that hides a half-deleted record from
+    /// its search (a soft delete) still gets the rest of its calls after a crash.
+    pub known: Vec<Record>,
+    /// Computes keyed pseudonyms for `FieldErasure::Pseudonymize`.
+    pub pseudonyms: std::sync::Arc<crate::mask::Pseudonymizer>,
 }
 
 /// A handle to an asynchronous job in a store (an HTTP vendor's deletion task).
@@ -224,8 +306,8 @@ pub enum JobStatus {
 pub enum WriteOutcome {
     /// Done now: how many records were changed or removed.
     Done { records: u64 },
-    /// Accepted by the store; finished later — poll `job_status`.
-    Pending(JobHandle),
+    /// Accepted by the store; finished later — poll `job_status` for every job.
+    Pending { records: u64, jobs: Vec<JobHandle> },
 }
 
 /// One field change of a rectification.

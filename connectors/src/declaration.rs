@@ -18,6 +18,7 @@ use toml::Spanned;
 
 use crate::category::DataCategory;
 use crate::connector::{Compare, ConnectorDescriptor, EntityDescriptor, FieldDescriptor, IdentityLink};
+use crate::connector::{ErasureAction, ErasurePolicy, FieldErasure};
 use crate::identity::{IdentityKindSpec, IdentityKinds, Normaliser, ValueFormat};
 use crate::value::FieldType;
 
@@ -265,6 +266,13 @@ pub struct ConnectorDecl {
     pub purposes: Option<Vec<Spanned<String>>>,
     /// The database to use (MongoDB; default: the one the URL names).
     pub database: Option<Spanned<String>>,
+    /// Who receives this data (GDPR Art. 15(1)(c)); exported with the person's data.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// How long this data is kept (GDPR Art. 15(1)(d)).
+    pub retention: Option<String>,
+    /// Where this data comes from (GDPR Art. 15(1)(g)).
+    pub source: Option<String>,
     /// Base URL of an HTTP API, as `${VARIABLE}` references (HTTP).
     pub base_url: Option<Spanned<String>>,
     /// Credentials sent with every request (HTTP).
@@ -317,7 +325,42 @@ pub struct EntityDecl {
     pub request: Option<Spanned<crate::http::decl::RequestDecl>>,
     /// How records are erased (HTTP): delete calls, two-step deletes, asynchronous jobs.
     pub erase: Option<Spanned<crate::http::decl::EraseDecl>>,
+    /// What erasing a person does to the records: delete (default), mask, retain, cascade.
+    pub erasure: Option<Spanned<ErasureDecl>>,
+    /// The call that writes a corrected record (HTTP; rectification), e.g.
+    /// `{ method = "PUT", path = "/users/{id}", body = { user = { email = "{email}" } } }`.
+    pub update: Option<Spanned<crate::http::decl::CallDecl>>,
     pub fields: IndexMap<Spanned<String>, FieldDecl>,
+}
+
+/// `[entities.NAME.erasure]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureDecl {
+    /// `delete` (default), `mask` (rewrite the fields that declare `erasure`), `retain` (keep for a
+    /// legal obligation, fields masked) or `cascade` (removed with entity `with`).
+    #[serde(default = "default_erasure_action")]
+    pub action: Spanned<String>,
+    /// Why retained records are kept; required with `retain`.
+    pub legal_basis: Option<String>,
+    /// How long retained records are kept, in days; required with `retain`.
+    pub retention_days: Option<u32>,
+    /// Most records one person may match before an erasure stops and asks for an override.
+    pub max_records: Option<u64>,
+    /// The entity whose erasure removes these records (`cascade`).
+    pub with: Option<Spanned<String>>,
+}
+
+fn default_erasure_action() -> Spanned<String> {
+    Spanned::new(0..0, "delete".to_owned())
+}
+
+/// A field's `erasure`: `"null"`, `"pseudonymize"`, `"redact"`, `"keep"` or `{ redact = "…" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FieldErasureDecl {
+    Named(String),
+    Redact { redact: String },
 }
 
 /// `{ kind = "email", field = "email", compare = "lowercase" }`.
@@ -344,6 +387,10 @@ pub struct FieldDecl {
     /// `lookup`: the value is the identity the record was requested for, not read from the
     /// record (HTTP resources that do not repeat their parent's id, e.g. ticket comments).
     pub from: Option<Spanned<FieldSource>>,
+    /// What erasure does to the field when the entity is masked or retained.
+    pub erasure: Option<Spanned<FieldErasureDecl>>,
+    /// The subject attribute this field holds (`email`): `rectifySubject` corrects it here.
+    pub rectify: Option<Spanned<String>>,
 }
 
 /// `[storage]`: where a connector's files live.
@@ -452,7 +499,7 @@ impl StoreKind {
     fn allows(self, key: &str) -> bool {
         match key {
             "url" => !matches!(self, StoreKind::Http),
-            "base_url" | "auth" | "request" | "erase" | "from" => self == StoreKind::Http,
+            "base_url" | "auth" | "request" | "erase" | "update" | "from" => self == StoreKind::Http,
             "database" | "collection" => self == StoreKind::Mongo,
             "table" => matches!(self, StoreKind::Sql(_)),
             "path" => matches!(self, StoreKind::Http | StoreKind::Mongo),
@@ -632,6 +679,7 @@ pub fn validate_connector(
             entity_locations.push(file.location(entity_name.span()));
         }
     }
+    resolve_cascades(file, decl, &mut entities, &mut errors);
     let store = match store_kind {
         StoreKind::Http => {
             crate::http::decl::validate_store(file, decl, &entities, &mut errors).map(StoreDecl::Http)
@@ -685,6 +733,11 @@ pub fn validate_connector(
             description: decl.description.clone(),
             timeout: Duration::from_millis(decl.timeout_ms),
             purposes,
+            disclosure: crate::connector::Disclosure {
+                recipients: decl.recipients.clone(),
+                retention: decl.retention.clone(),
+                source: decl.source.clone(),
+            },
             entities,
         },
         store,
@@ -713,7 +766,8 @@ fn validate_entity(
         ));
     }
     let is_http = *store_kind == StoreKind::Http;
-    let misplaced: [(&str, &str, Option<Range<usize>>); 4] = [
+    let misplaced: [(&str, &str, Option<Range<usize>>); 5] = [
+        ("update", "http", entity.update.as_ref().map(Spanned::span)),
         ("table", "sql", entity.table.as_ref().map(Spanned::span)),
         (
             "collection",
@@ -808,6 +862,7 @@ fn validate_entity(
         ));
     }
 
+    let erasure = erasure_policy(file, name, entity, store_kind, errors);
     let mut fields = Vec::new();
     for (field_name, field) in &entity.fields {
         if !is_sql_identifier(field_name.get_ref()) || field_name.get_ref().contains('.') {
@@ -825,6 +880,21 @@ fn validate_entity(
                 field_type: field.field_type,
                 category,
                 description: field.description.clone(),
+                erasure: field_erasure(file, field_name, field, &erasure, errors),
+                rectify: field.rectify.as_ref().and_then(|r| {
+                    if field.field_type != FieldType::String {
+                        errors.push(file.error(r.span(), "only string fields can be rectified"));
+                        None
+                    } else if is_snake_identifier(r.get_ref()) {
+                        Some(r.get_ref().clone())
+                    } else {
+                        errors.push(file.error(
+                            r.span(),
+                            "rectify names a subject attribute in lower_snake_case, e.g. \"email\"",
+                        ));
+                        None
+                    }
+                }),
             }),
             Err(err) => errors.push(file.error(field.category.span(), err.to_string())),
         }
@@ -924,6 +994,32 @@ fn validate_entity(
         crate::connector::FilesRef { key: key.clone() }
     });
 
+    if matches!(erasure.action, ErasureAction::Mask | ErasureAction::Retain)
+        && !fields
+            .iter()
+            .any(|f| f.erasure.as_ref().is_some_and(|e| *e != FieldErasure::Keep))
+    {
+        errors.push(file.error(
+            name.span(),
+            format!(
+                "entity `{}` is masked or retained on erasure but no field declares erasure = \"null\" | \"pseudonymize\" | \"redact\"",
+                name.get_ref()
+            ),
+        ));
+    }
+    if *store_kind != StoreKind::Http
+        && matches!(erasure.action, ErasureAction::Mask | ErasureAction::Retain)
+        && primary_key.is_none()
+    {
+        errors.push(file.error(
+            name.span(),
+            format!(
+                "entity `{}` is masked on erasure: declare its primary_key",
+                name.get_ref()
+            ),
+        ));
+    }
+
     (errors.len() == before).then(|| EntityDescriptor {
         name: name.get_ref().clone(),
         description: entity.description.clone(),
@@ -933,7 +1029,141 @@ fn validate_entity(
         yields,
         primary_key,
         files,
+        erasure,
     })
+}
+
+/// The entity's `[erasure]` table, validated. `cascade` is resolved to an entity index later, by
+/// [`resolve_cascades`], once every entity of the connector is known.
+fn erasure_policy(
+    file: &SourceFile,
+    name: &Spanned<String>,
+    entity: &EntityDecl,
+    store_kind: &StoreKind,
+    errors: &mut Vec<DeclarationError>,
+) -> ErasurePolicy {
+    let Some(declared) = &entity.erasure else {
+        return ErasurePolicy::default();
+    };
+    let decl = declared.get_ref();
+    let action = match decl.action.get_ref().as_str() {
+        "delete" => ErasureAction::Delete,
+        "mask" => ErasureAction::Mask,
+        "retain" => ErasureAction::Retain,
+        "cascade" => ErasureAction::Cascade(usize::MAX),
+        other => {
+            errors.push(file.error(
+                decl.action.span(),
+                format!("unknown erasure action `{other}`: expected delete, mask, retain or cascade"),
+            ));
+            ErasureAction::Delete
+        }
+    };
+    if action == ErasureAction::Retain && (decl.legal_basis.is_none() || decl.retention_days.is_none()) {
+        errors.push(file.error(
+            declared.span(),
+            "retained records need their legal_basis and retention_days",
+        ));
+    }
+    if matches!(action, ErasureAction::Cascade(_)) != decl.with.is_some() {
+        errors.push(file.error(
+            declared.span(),
+            "`with` names the entity whose erasure removes these records; it goes with action = \"cascade\" only",
+        ));
+    }
+    if *store_kind == StoreKind::Http && matches!(action, ErasureAction::Mask | ErasureAction::Retain) {
+        errors.push(file.error(
+            decl.action.span(),
+            "http entities are erased by their `erase` calls or with another entity (cascade), not masked",
+        ));
+    }
+    if decl.max_records == Some(0) {
+        errors.push(file.error(declared.span(), "max_records must be at least 1"));
+    }
+    let _ = name;
+    ErasurePolicy {
+        action,
+        legal_basis: decl.legal_basis.clone(),
+        retention_days: decl.retention_days,
+        max_records: decl.max_records,
+    }
+}
+
+/// A field's `erasure`, validated against its type and its entity's action.
+fn field_erasure(
+    file: &SourceFile,
+    field_name: &Spanned<String>,
+    field: &FieldDecl,
+    policy: &ErasurePolicy,
+    errors: &mut Vec<DeclarationError>,
+) -> Option<FieldErasure> {
+    let declared = field.erasure.as_ref()?;
+    let erasure = match declared.get_ref() {
+        FieldErasureDecl::Named(name) => match name.as_str() {
+            "null" => FieldErasure::Null,
+            "pseudonymize" => FieldErasure::Pseudonymize,
+            "redact" => FieldErasure::Redact(crate::mask::DEFAULT_REDACTION.to_owned()),
+            "keep" => FieldErasure::Keep,
+            other => {
+                errors.push(file.error(
+                    declared.span(),
+                    format!("unknown field erasure `{other}`: expected null, pseudonymize, redact, keep or {{ redact = \"…\" }}"),
+                ));
+                return None;
+            }
+        },
+        FieldErasureDecl::Redact { redact } => FieldErasure::Redact(redact.clone()),
+    };
+    if matches!(erasure, FieldErasure::Pseudonymize | FieldErasure::Redact(_))
+        && field.field_type != FieldType::String
+    {
+        errors.push(file.error(
+            declared.span(),
+            format!(
+                "field `{}` is of type {}: only string fields can hold a pseudonym or a redaction (use \"null\")",
+                field_name.get_ref(),
+                field.field_type.as_str()
+            ),
+        ));
+    }
+    if !matches!(policy.action, ErasureAction::Mask | ErasureAction::Retain) {
+        errors.push(file.error(
+            declared.span(),
+            "a field's erasure applies when its entity is masked or retained: set [entities.NAME.erasure] action",
+        ));
+    }
+    Some(erasure)
+}
+
+/// Turns `cascade` entities' `with` into the index of the entity that carries them.
+fn resolve_cascades(
+    file: &SourceFile,
+    decl: &ConnectorDecl,
+    entities: &mut [EntityDescriptor],
+    errors: &mut Vec<DeclarationError>,
+) {
+    for (declared_name, entity) in &decl.entities {
+        let Some(with) = entity.erasure.as_ref().and_then(|e| e.get_ref().with.as_ref()) else {
+            continue;
+        };
+        let target = entities.iter().position(|e| e.name == *with.get_ref());
+        match target {
+            Some(t) if entities[t].name != *declared_name.get_ref() => {
+                if let Some(own) = entities.iter_mut().find(|e| e.name == *declared_name.get_ref())
+                    && matches!(own.erasure.action, ErasureAction::Cascade(_))
+                {
+                    own.erasure.action = ErasureAction::Cascade(t);
+                }
+            }
+            _ => errors.push(file.error(
+                with.span(),
+                format!(
+                    "`with` must name another entity of this connector, not `{}`",
+                    with.get_ref()
+                ),
+            )),
+        }
+    }
 }
 
 /// Reports `key` as misplaced when it is present in a connector of another kind.

@@ -10,6 +10,7 @@ pub mod connector;
 pub mod declaration;
 pub mod http;
 pub mod identity;
+pub mod mask;
 pub mod mongo;
 pub mod purpose;
 pub mod sql;
@@ -18,8 +19,9 @@ pub mod value;
 
 pub use category::DataCategory;
 pub use connector::{
-    Compare, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor, FailureClass,
-    FieldDescriptor, IdentityLink, LookupRequest,
+    Compare, Connector, ConnectorDescriptor, ConnectorError, Disclosure, EntityCheck, EntityDescriptor,
+    EntityErasure, ErasureAction, ErasurePolicy, ErasureRequest, FailureClass, FieldChange, FieldDescriptor,
+    FieldErasure, IdentityLink, JobHandle, JobStatus, LookupRequest, WriteOutcome,
 };
 pub use identity::{Identity, IdentityError, IdentityKindId, IdentityKinds, IdentityValue};
 pub use value::{FieldType, Record, Value};

@@ -12,7 +12,10 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 use secrecy::ExposeSecret;
 
-use crate::connector::{Connector, ConnectorDescriptor, ConnectorError, EntityCheck, LookupRequest};
+use crate::connector::{
+    Capabilities, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityErasure, ErasureRequest,
+    FieldChange, LookupRequest, WriteOutcome,
+};
 use crate::declaration::{DeclarationError, Location, StoreDecl, ValidatedConnector};
 use crate::identity::IdentityValue;
 use crate::value::{FieldType, Record, Value};
@@ -78,6 +81,56 @@ impl MongoConnector {
         })
     }
 
+    /// The documents one lookup finds, as stored.
+    async fn matching(&self, request: &LookupRequest) -> Result<Vec<Document>, ConnectorError> {
+        let entity = self
+            .descriptor
+            .entities
+            .get(request.entity)
+            .ok_or_else(|| ConnectorError::Other(format!("no entity #{}", request.entity)))?;
+        let paths = &self.paths[request.entity];
+        let mut clauses = Vec::new();
+        for (lookup, values) in &request.by {
+            let Some(link) = entity.lookups.get(*lookup) else {
+                continue;
+            };
+            let path = &paths[link.field];
+            let values = bson_values(values, entity.fields[link.field].field_type, path);
+            if !values.is_empty() {
+                clauses.push(doc! { path.join("."): { "$in": values } });
+            }
+        }
+        let filter = match clauses.len() {
+            0 => return Ok(Vec::new()),
+            1 => clauses.remove(0),
+            _ => doc! { "$or": clauses },
+        };
+        self.database
+            .collection::<Document>(&entity.source)
+            .find(filter)
+            .await
+            .map_err(|e| self.store_error(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.store_error(e))
+    }
+
+    /// A document read as a record of `entity`'s declared fields.
+    fn record(&self, entity: usize, document: &Document) -> Result<Record, ConnectorError> {
+        let descriptor = &self.descriptor.entities[entity];
+        descriptor
+            .fields
+            .iter()
+            .zip(&self.paths[entity])
+            .map(|(field, path)| {
+                convert(at_path(document, path), field.field_type).ok_or_else(|| ConnectorError::Decode {
+                    field: field.name.clone(),
+                    expected: field.field_type.as_str(),
+                })
+            })
+            .collect()
+    }
+
     fn store_error(&self, error: mongodb::error::Error) -> ConnectorError {
         use mongodb::error::ErrorKind;
         match *error.kind {
@@ -99,6 +152,18 @@ impl MongoConnector {
 
 /// The value at a dotted path of a document: through sub-documents, and through arrays by
 /// numeric index.
+/// A masked or corrected value as stored.
+fn to_bson(value: &Value) -> Bson {
+    match value {
+        Value::Null => Bson::Null,
+        Value::Bool(b) => Bson::Boolean(*b),
+        Value::Int(i) => Bson::Int64(*i),
+        Value::Float(f) => Bson::Double(*f),
+        Value::String(s) => Bson::String(s.clone()),
+        Value::Json(j) => Bson::try_from(j.clone()).unwrap_or(Bson::Null),
+    }
+}
+
 fn at_path<'a>(document: &'a Document, path: &[String]) -> Option<&'a Bson> {
     let (first, rest) = path.split_first()?;
     let mut current = document.get(first)?;
@@ -192,55 +257,88 @@ impl Connector for MongoConnector {
     }
 
     async fn fetch(&self, request: &LookupRequest) -> Result<Vec<Record>, ConnectorError> {
-        let entity = self
-            .descriptor
-            .entities
-            .get(request.entity)
-            .ok_or_else(|| ConnectorError::Other(format!("no entity #{}", request.entity)))?;
-        let paths = &self.paths[request.entity];
-        let mut clauses = Vec::new();
-        for (lookup, values) in &request.by {
-            let Some(link) = entity.lookups.get(*lookup) else {
-                continue;
-            };
-            let path = &paths[link.field];
-            let values = bson_values(values, entity.fields[link.field].field_type, path);
-            if !values.is_empty() {
-                clauses.push(doc! { path.join("."): { "$in": values } });
+        let documents = self.matching(request).await?;
+        documents.iter().map(|d| self.record(request.entity, d)).collect()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            erase: true,
+            rectify: true,
+            async_jobs: false,
+        }
+    }
+
+    /// Deletes the matched documents by `_id`, or `$set`s their masked fields one document at a
+    /// time. Files the documents name are the gateway's to delete (it holds the storage), before
+    /// it calls this.
+    async fn erase(&self, request: &ErasureRequest) -> Result<WriteOutcome, ConnectorError> {
+        let documents = self.matching(&request.lookup).await?;
+        if documents.len() as u64 > request.max_records {
+            return Err(ConnectorError::TooManyRecords {
+                found: documents.len() as u64,
+                limit: request.max_records,
+            });
+        }
+        let entity = &self.descriptor.entities[request.lookup.entity];
+        let collection = self.database.collection::<Document>(&entity.source);
+        match &request.action {
+            EntityErasure::Delete => {
+                let ids: Vec<Bson> = documents.iter().filter_map(|d| d.get("_id").cloned()).collect();
+                if !ids.is_empty() {
+                    collection
+                        .delete_many(doc! { "_id": { "$in": ids } })
+                        .await
+                        .map_err(|e| self.store_error(e))?;
+                }
+            }
+            EntityErasure::Mask(fields) => {
+                let paths = &self.paths[request.lookup.entity];
+                for document in &documents {
+                    let record = self.record(request.lookup.entity, document)?;
+                    let mut set = Document::new();
+                    for (field, erasure) in fields {
+                        if let Some(new) = request.pseudonyms.masked(erasure, &record[*field]) {
+                            set.insert(paths[*field].join("."), to_bson(&new));
+                        }
+                    }
+                    if let (false, Some(id)) = (set.is_empty(), document.get("_id")) {
+                        collection
+                            .update_one(doc! { "_id": id.clone() }, doc! { "$set": set })
+                            .await
+                            .map_err(|e| self.store_error(e))?;
+                    }
+                }
             }
         }
-        let filter = match clauses.len() {
-            0 => return Ok(Vec::new()),
-            1 => clauses.remove(0),
-            _ => doc! { "$or": clauses },
-        };
-        let documents: Vec<Document> = self
-            .database
-            .collection::<Document>(&entity.source)
-            .find(filter)
-            .await
-            .map_err(|e| self.store_error(e))?
-            .try_collect()
-            .await
-            .map_err(|e| self.store_error(e))?;
-        documents
-            .iter()
-            .map(|document| {
-                entity
-                    .fields
-                    .iter()
-                    .zip(paths)
-                    .map(|(field, path)| {
-                        convert(at_path(document, path), field.field_type).ok_or_else(|| {
-                            ConnectorError::Decode {
-                                field: field.name.clone(),
-                                expected: field.field_type.as_str(),
-                            }
-                        })
-                    })
-                    .collect()
-            })
-            .collect()
+        Ok(WriteOutcome::Done {
+            records: documents.len() as u64,
+        })
+    }
+
+    async fn rectify(
+        &self,
+        lookup: &LookupRequest,
+        changes: &[FieldChange],
+    ) -> Result<WriteOutcome, ConnectorError> {
+        let documents = self.matching(lookup).await?;
+        let entity = &self.descriptor.entities[lookup.entity];
+        let paths = &self.paths[lookup.entity];
+        let mut set = Document::new();
+        for change in changes {
+            set.insert(paths[change.field].join("."), to_bson(&change.value));
+        }
+        let ids: Vec<Bson> = documents.iter().filter_map(|d| d.get("_id").cloned()).collect();
+        if !ids.is_empty() && !set.is_empty() {
+            self.database
+                .collection::<Document>(&entity.source)
+                .update_many(doc! { "_id": { "$in": ids } }, doc! { "$set": set })
+                .await
+                .map_err(|e| self.store_error(e))?;
+        }
+        Ok(WriteOutcome::Done {
+            records: documents.len() as u64,
+        })
     }
 
     async fn health(&self) -> Result<(), ConnectorError> {

@@ -17,7 +17,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
 use sqlx::{Column, Row, TypeInfo};
 
 use crate::connector::{
-    Compare, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor, LookupRequest,
+    Capabilities, Compare, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor,
+    EntityErasure, ErasureRequest, FieldChange, LookupRequest, WriteOutcome,
 };
 use crate::declaration::{DeclarationError, SqlDialect, StoreDecl, ValidatedConnector};
 use crate::identity::IdentityValue;
@@ -802,6 +803,122 @@ fn normalise_key(key: &str) -> String {
     key
 }
 
+/// A value bound to a write statement.
+enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// Rows deleted or updated per statement.
+const KEYS_PER_STATEMENT: usize = 500;
+
+impl SqlConnector {
+    /// The `n`th placeholder (1-based) for a value of `field_type`.
+    fn placeholder(&self, n: usize, field_type: FieldType) -> String {
+        match (self.dialect, field_type) {
+            (SqlDialect::Postgres, FieldType::Uuid) => format!("CAST(${n} AS uuid)"),
+            (SqlDialect::Postgres, _) => format!("${n}"),
+            _ => "?".to_owned(),
+        }
+    }
+
+    /// Runs one write statement; the number of rows it changed.
+    async fn execute(&self, sql: &str, params: Vec<Param>) -> Result<u64, ConnectorError> {
+        macro_rules! run {
+            ($pool:expr, $db:ty) => {{
+                let mut q = sqlx::query::<$db>(sql);
+                for param in params {
+                    q = match param {
+                        Param::Text(text) => q.bind(text),
+                        Param::Int(int) => q.bind(int),
+                    };
+                }
+                q.execute($pool)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(|e| self.store_error(e))
+            }};
+        }
+        match &self.pool {
+            Pool::Postgres(pool) => run!(pool, sqlx::Postgres),
+            Pool::MySql(pool) => run!(pool, sqlx::MySql),
+            Pool::Sqlite(pool) => run!(pool, sqlx::Sqlite),
+        }
+    }
+
+    /// The records a write acts on, refused past `limit`, with the index of the primary key.
+    async fn matched(
+        &self,
+        lookup: &LookupRequest,
+        limit: u64,
+        operation: &'static str,
+    ) -> Result<(Vec<Record>, usize), ConnectorError> {
+        let entity = self
+            .descriptor
+            .entities
+            .get(lookup.entity)
+            .ok_or_else(|| ConnectorError::Other(format!("no entity #{}", lookup.entity)))?;
+        let pk = entity.primary_key.ok_or(ConnectorError::Unsupported(operation))?;
+        let records = self.run_lookup(lookup.entity, &lookup.by).await?;
+        if records.len() as u64 > limit {
+            return Err(ConnectorError::TooManyRecords {
+                found: records.len() as u64,
+                limit,
+            });
+        }
+        Ok((records, pk))
+    }
+
+    fn param(value: &Value) -> Option<Param> {
+        match value {
+            Value::Int(i) => Some(Param::Int(*i)),
+            Value::String(s) => Some(Param::Text(s.clone())),
+            Value::Bool(b) => Some(Param::Int(i64::from(*b))),
+            Value::Float(f) => Some(Param::Text(f.to_string())),
+            Value::Json(j) => Some(Param::Text(j.to_string())),
+            Value::Null => None,
+        }
+    }
+
+    /// `UPDATE table SET … WHERE pk = …` for one record; `sets` pairs a field index with its new
+    /// value (`None`: NULL).
+    async fn update_record(
+        &self,
+        entity: &EntityDescriptor,
+        pk: usize,
+        key: &Value,
+        sets: Vec<(usize, Option<Param>)>,
+    ) -> Result<u64, ConnectorError> {
+        let mut sql = format!("UPDATE {} SET ", quote(self.dialect, &entity.source));
+        let mut params = Vec::new();
+        for (i, (field, param)) in sets.into_iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let descriptor = &entity.fields[field];
+            sql.push_str(&quote(self.dialect, &descriptor.name));
+            match param {
+                None => sql.push_str(" = NULL"),
+                Some(param) => {
+                    params.push(param);
+                    sql.push_str(&format!(
+                        " = {}",
+                        self.placeholder(params.len(), descriptor.field_type)
+                    ));
+                }
+            }
+        }
+        let key_param = Self::param(key).ok_or_else(|| decode_error(&entity.fields[pk].name, "a key"))?;
+        params.push(key_param);
+        sql.push_str(&format!(
+            " WHERE {} = {}",
+            quote(self.dialect, &entity.fields[pk].name),
+            self.placeholder(params.len(), entity.fields[pk].field_type)
+        ));
+        self.execute(&sql, params).await
+    }
+}
+
 #[async_trait]
 impl Connector for SqlConnector {
     fn descriptor(&self) -> &ConnectorDescriptor {
@@ -830,6 +947,86 @@ impl Connector for SqlConnector {
             checks.push(self.check_entity(entity).await?);
         }
         Ok(checks)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            erase: true,
+            rectify: true,
+            async_jobs: false,
+        }
+    }
+
+    /// Deletes by primary key the records the lookup finds, or rewrites their masked fields one
+    /// record at a time (pseudonyms are computed per value). Records already masked are left
+    /// alone, so a repeat changes nothing.
+    async fn erase(&self, request: &ErasureRequest) -> Result<WriteOutcome, ConnectorError> {
+        let (records, pk) = self
+            .matched(&request.lookup, request.max_records, "erase")
+            .await?;
+        let entity = &self.descriptor.entities[request.lookup.entity];
+        let pk_field = &entity.fields[pk];
+        let mut changed = 0;
+        match &request.action {
+            EntityErasure::Delete => {
+                for chunk in records.chunks(KEYS_PER_STATEMENT) {
+                    let params: Vec<Param> = chunk.iter().filter_map(|r| Self::param(&r[pk])).collect();
+                    if params.is_empty() {
+                        continue;
+                    }
+                    let list: Vec<String> = (1..=params.len())
+                        .map(|n| self.placeholder(n, pk_field.field_type))
+                        .collect();
+                    let sql = format!(
+                        "DELETE FROM {} WHERE {} IN ({})",
+                        quote(self.dialect, &entity.source),
+                        quote(self.dialect, &pk_field.name),
+                        list.join(", ")
+                    );
+                    changed += self.execute(&sql, params).await?;
+                }
+            }
+            EntityErasure::Mask(fields) => {
+                for record in &records {
+                    let sets: Vec<(usize, Option<Param>)> = fields
+                        .iter()
+                        .filter_map(|(field, erasure)| {
+                            let new = request.pseudonyms.masked(erasure, &record[*field])?;
+                            Some((*field, Self::param(&new)))
+                        })
+                        .collect();
+                    if !sets.is_empty() {
+                        changed += self.update_record(entity, pk, &record[pk], sets).await?;
+                    }
+                }
+            }
+        }
+        let _ = changed;
+        Ok(WriteOutcome::Done {
+            records: records.len() as u64,
+        })
+    }
+
+    async fn rectify(
+        &self,
+        lookup: &LookupRequest,
+        changes: &[FieldChange],
+    ) -> Result<WriteOutcome, ConnectorError> {
+        let (records, pk) = self.matched(lookup, u64::MAX, "rectify").await?;
+        let entity = &self.descriptor.entities[lookup.entity];
+        for record in &records {
+            let sets: Vec<(usize, Option<Param>)> = changes
+                .iter()
+                .filter(|change| record.get(change.field) != Some(&change.value))
+                .map(|change| (change.field, Self::param(&change.value)))
+                .collect();
+            if !sets.is_empty() {
+                self.update_record(entity, pk, &record[pk], sets).await?;
+            }
+        }
+        Ok(WriteOutcome::Done {
+            records: records.len() as u64,
+        })
     }
 }
 

@@ -197,6 +197,41 @@ impl FileStore {
         .await
     }
 
+    /// The file's bytes, or `None` when no file has that key (exports).
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ConnectorError> {
+        let path = Self::path(key)?;
+        self.within(async {
+            match self.store.get(&path).await {
+                Ok(result) => result
+                    .bytes()
+                    .await
+                    .map(|b| Some(b.to_vec()))
+                    .map_err(|e| self.error(e)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(error) => Err(self.error(error)),
+            }
+        })
+        .await
+    }
+
+    /// Deletes the file; a file already gone is not an error (erasure repeats safely). Returns
+    /// whether there was a file to delete.
+    pub async fn delete(&self, key: &str) -> Result<bool, ConnectorError> {
+        let path = Self::path(key)?;
+        self.within(async {
+            match self.store.head(&path).await {
+                Err(object_store::Error::NotFound { .. }) => return Ok(false),
+                Err(error) => return Err(self.error(error)),
+                Ok(_) => {}
+            }
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+                Err(error) => Err(self.error(error)),
+            }
+        })
+        .await
+    }
+
     /// Stores `bytes` under `key` (seeding, tests, the demo).
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), ConnectorError> {
         let path = Self::path(key)?;

@@ -16,6 +16,8 @@ use subject_schema::access::{Operation, Role};
 use crate::audit::DbAuditLog;
 use crate::auth::Authenticator;
 use crate::keys::KeyStore;
+use crate::requests::store::RequestStore;
+use crate::requests::{PrivacyEngine, RequestSettings};
 use serde::Deserialize;
 use subject_connectors::connector::Disconnected;
 use subject_connectors::declaration::StoreDecl;
@@ -48,6 +50,8 @@ struct GatewayFile {
     auth: AuthSettings,
     #[serde(default)]
     roles: IndexMap<Spanned<String>, RoleDecl>,
+    #[serde(default)]
+    requests: RequestSettings,
 }
 
 /// `[auth]`: where API keys are kept, and OIDC bearer tokens.
@@ -162,6 +166,7 @@ pub struct Config {
     pub connectors: Vec<ValidatedConnector>,
     pub auth: AuthSettings,
     pub roles: HashMap<String, Arc<Role>>,
+    pub requests: RequestSettings,
 }
 
 /// Why a configuration could not be turned into a running service.
@@ -227,6 +232,7 @@ impl Config {
             connectors,
             auth: gateway.auth,
             roles,
+            requests: gateway.requests,
         })
     }
 
@@ -250,6 +256,33 @@ impl Config {
     pub async fn audit_log(&self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Arc<DbAuditLog>> {
         let keys = self.key_store(env).await?;
         Ok(Arc::new(DbAuditLog::open(keys.pool().clone()).await?))
+    }
+
+    /// The privacy-request engine over the state database (its worker not started yet). The
+    /// pseudonym key is read from `SUBJECT_GATEWAY_PSEUDONYM_KEY` in `env`.
+    pub async fn privacy_engine(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+        service: &SubjectService,
+        audit: Arc<DbAuditLog>,
+    ) -> anyhow::Result<Arc<PrivacyEngine>> {
+        let url = self.state_url(&env)?;
+        let keys = KeyStore::open(&url).await?;
+        let store = RequestStore::new(keys.pool().clone(), url.starts_with("postgres"));
+        let exports_dir = self
+            .path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(&self.requests.exports_dir);
+        Ok(PrivacyEngine::new(
+            service.executor.clone(),
+            store,
+            audit,
+            self.requests.clone(),
+            exports_dir,
+            env("SUBJECT_GATEWAY_PSEUDONYM_KEY"),
+        )
+        .await?)
     }
 
     /// The authenticator for the declared roles, API keys and OIDC settings.

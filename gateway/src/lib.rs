@@ -1,5 +1,5 @@
-//! The `subject-gateway` binary's library: configuration loading, the HTTP server, `check`, the
-//! demo world, and logging. `main.rs` only parses arguments and calls into here, so tests and
+//! The `subject-gateway` binary's library: configuration loading, the HTTP server, privacy
+//! requests, `check`, the demo world, and logging. `main.rs` only parses arguments and calls into here, so tests and
 //! benchmarks drive exactly what the binary runs.
 
 pub mod audit;
@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod keys;
 pub mod logging;
+pub mod requests;
 pub mod server;
 pub mod telemetry;
 pub mod world;

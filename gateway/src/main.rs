@@ -178,6 +178,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let listen = args.listen.unwrap_or(config.server.listen);
             let state_url = format!("sqlite://{}", args.data_dir.join("state.db").display());
             config.auth.state_url = state_url;
+            config.requests.exports_dir = args.data_dir.join("exports");
             let auth = config
                 .authenticator(process_env)
                 .await
@@ -292,7 +293,13 @@ async fn serve(
     config: &Config,
     listen: SocketAddr,
 ) -> anyhow::Result<()> {
-    let router = server::router(Arc::new(service), auth, audit, &config.server);
+    let requests = config
+        .privacy_engine(process_env, &service, audit.clone())
+        .await
+        .context("setting up privacy requests")?;
+    // Resumes what a previous run left unfinished, then takes new requests.
+    requests.start();
+    let router = server::router(Arc::new(service), auth, audit, requests, &config.server);
     if let (true, Some(address)) = (config.server.metrics, config.server.metrics_listen) {
         let listener = TcpListener::bind(address)
             .await

@@ -1,20 +1,24 @@
-//! The HTTP server: `POST /graphql`, GraphiQL at `/`, `GET /healthz`; HTTPS with rustls when
+//! The HTTP server: `POST /graphql`, subscriptions on `/graphql/ws`, export downloads on
+//! `/exports/{id}`, GraphiQL at `/`, `GET /healthz`; HTTPS with rustls when
 //! `[server.tls]` names a certificate and key; graceful shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::extract::WebSocketUpgrade;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use std::time::Duration;
 use subject_schema::SubjectService;
 use subject_schema::audit::AuditLog;
+use subject_schema::requests::PrivacyRequests;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -22,6 +26,7 @@ use tracing::Instrument;
 
 use crate::auth::Authenticator;
 use crate::config::{ServerSettings, TlsSettings};
+use crate::requests::PrivacyEngine;
 
 /// Why HTTPS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -86,18 +91,27 @@ struct AppState {
     service: Arc<SubjectService>,
     auth: Arc<Authenticator>,
     audit: Arc<dyn AuditLog>,
+    requests: Arc<PrivacyEngine>,
 }
 
-/// The gateway's routes for `service`; `/graphql` admits the callers `auth` lets in and records
-/// their reads in `audit`.
+/// The gateway's routes for `service`; `/graphql` admits the callers `auth` lets in, records
+/// their reads in `audit` and hands privacy requests to `requests`; `/graphql/ws` carries
+/// subscriptions; `/exports/{id}` serves export bundles to signed links.
 pub fn router(
     service: Arc<SubjectService>,
     auth: Arc<Authenticator>,
     audit: Arc<dyn AuditLog>,
+    requests: Arc<PrivacyEngine>,
     settings: &ServerSettings,
 ) -> Router {
+    let engine = requests.clone();
     let mut router = Router::new()
         .route("/graphql", get(graphiql_or_405).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
+        .route(
+            "/exports/{id}",
+            get(move |path, query| crate::requests::export::download(State(engine.clone()), path, query)),
+        )
         .route("/healthz", get(|| async { "ok" }));
     if settings.graphiql {
         router = router.route("/", get(graphiql));
@@ -118,7 +132,39 @@ pub fn router(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(settings.request_timeout_ms),
         ))
-        .with_state(AppState { service, auth, audit })
+        .with_state(AppState {
+            service,
+            auth,
+            audit,
+            requests,
+        })
+}
+
+/// Subscriptions over a websocket (`graphql-transport-ws` or the older `graphql-ws`), for callers
+/// the headers of the upgrade request authenticate.
+async fn graphql_ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let caller = match state.auth.authenticate(&headers).await {
+        Ok(caller) => caller,
+        Err(error) => return (error.status(), error.to_string()).into_response(),
+    };
+    let schema = state.service.schema.clone();
+    let mut data = async_graphql::Data::default();
+    data.insert(caller);
+    data.insert(state.audit.clone());
+    let requests: Arc<dyn PrivacyRequests> = state.requests.clone();
+    data.insert(requests);
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .with_data(data)
+                .serve()
+        })
 }
 
 async fn graphql(State(state): State<AppState>, headers: HeaderMap, request: GraphQLRequest) -> Response {
@@ -131,7 +177,12 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, request: Gra
                 purpose = %caller.purpose,
                 errors = tracing::field::Empty,
             );
-            let request = request.into_inner().data(caller).data(state.audit.clone());
+            let requests: Arc<dyn PrivacyRequests> = state.requests.clone();
+            let request = request
+                .into_inner()
+                .data(caller)
+                .data(state.audit.clone())
+                .data(requests);
             let response = state.service.execute(request).instrument(span.clone()).await;
             span.record("errors", response.errors.len());
             for error in &response.errors {

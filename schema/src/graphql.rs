@@ -88,7 +88,7 @@ struct LinkAt(EntityRef, usize, bool);
 /// Builds the executable schema for `executor`'s registry.
 pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result<Schema, SchemaError> {
     let registry = executor.registry().clone();
-    let mut builder = Schema::build("Query", None, None)
+    let mut builder = Schema::build("Query", Some("Mutation"), Some("Subscription"))
         .data(executor.clone())
         .register(Scalar::new("Long").description("A 64-bit integer, serialised as a JSON number."))
         .register(Scalar::new("JSON").description("A JSON document."));
@@ -142,6 +142,7 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
                 })),
         )
         .register(source_status_type())
+        .register(crate::privacy::mutation())
         .register(introspection_types().0)
         .register(introspection_types().1)
         .register(introspection_types().2)
@@ -354,7 +355,8 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
             })
             .description("What is registered: connectors, their entities, fields and data categories, and health."),
         );
-    builder.register(query).finish()
+    let query = crate::privacy::query_fields(query);
+    crate::privacy::register(builder).register(query).finish()
 }
 
 /// Runs a batch and reports resolution cut short by the depth limit.
@@ -395,7 +397,7 @@ async fn resolve(
     Arc::new(batch)
 }
 
-fn parse_identity(
+pub(crate) fn parse_identity(
     executor: &Executor,
     input: &async_graphql::dynamic::ValueAccessor<'_>,
 ) -> Result<Identity, IdentityError> {
@@ -417,7 +419,7 @@ fn parse_identity(
     kinds.parse_input(kind, &value)
 }
 
-fn identity_error(error: &IdentityError, index: Option<usize>) -> Error {
+pub(crate) fn identity_error(error: &IdentityError, index: Option<usize>) -> Error {
     let message = match index {
         Some(i) => format!("identities[{i}]: {error}"),
         None => format!("identity: {error}"),
@@ -631,13 +633,13 @@ fn audit_event_type() -> Object {
 }
 
 /// The authenticated caller of this request.
-fn caller<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a Caller> {
+pub(crate) fn caller<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a Caller> {
     ctx.data_opt::<Caller>()
         .ok_or_else(|| Error::new("not authenticated").extend_with(|_, e| e.set("code", "UNAUTHENTICATED")))
 }
 
 /// Refuses the field unless the caller's role grants `operation`.
-fn authorize(ctx: &ResolverContext<'_>, operation: Operation) -> async_graphql::Result<()> {
+pub(crate) fn authorize(ctx: &ResolverContext<'_>, operation: Operation) -> async_graphql::Result<()> {
     let caller = caller(ctx)?;
     if caller.role.may(operation) {
         Ok(())

@@ -9,7 +9,9 @@ pub mod audit;
 pub mod graphql;
 pub mod limits;
 pub mod plan;
+pub mod privacy;
 pub mod registry;
+pub mod requests;
 pub mod resolve;
 
 use std::sync::Arc;

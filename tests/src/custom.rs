@@ -31,6 +31,8 @@ impl ConsentLog {
                 field_type,
                 category: DataCategory::parse(category).map_err(|e| ConnectorError::Other(e.to_string()))?,
                 description: None,
+                erasure: None,
+                rectify: None,
             })
         };
         let descriptor = ConnectorDescriptor {
@@ -39,6 +41,7 @@ impl ConsentLog {
             description: Some("Consent events, one JSON object per line.".into()),
             timeout: Duration::from_secs(2),
             purposes: None,
+            disclosure: Default::default(),
             entities: vec![EntityDescriptor {
                 name: "events".into(),
                 description: None,
@@ -57,6 +60,7 @@ impl ConsentLog {
                 yields: Vec::new(),
                 primary_key: None,
                 files: None,
+                erasure: Default::default(),
             }],
         };
         Ok(Self {

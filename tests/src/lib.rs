@@ -6,6 +6,7 @@
 //! when the value is, so tests run in parallel without seeing each other.
 
 pub mod custom;
+pub mod snapshot;
 pub mod statements;
 
 use std::net::SocketAddr;
@@ -405,9 +406,11 @@ pub struct TestGateway {
     pub keys: KeyStore,
     pub auth: Arc<subject_gateway::auth::Authenticator>,
     pub audit: Arc<subject_gateway::audit::DbAuditLog>,
+    pub requests: Arc<subject_gateway::requests::PrivacyEngine>,
     admin_key: String,
     client: reqwest::Client,
     task: JoinHandle<std::io::Result<()>>,
+    worker: JoinHandle<()>,
     _state: tempfile::TempDir,
 }
 
@@ -428,6 +431,8 @@ impl TestGateway {
     ) -> anyhow::Result<Self> {
         let state = tempfile::tempdir()?;
         config.auth.state_url = format!("sqlite://{}", state.path().join("state.db").display());
+        config.requests.exports_dir = state.path().join("exports");
+        config.requests.poll_interval_ms = 50;
         let service = Arc::new(config.build_service(&env, custom).await?);
         let keys = config.key_store(&env).await?;
         let (_, admin_key) = keys.create("tests", "admin").await?;
@@ -436,7 +441,15 @@ impl TestGateway {
         let caller = auth
             .authenticate(&Self::headers(&admin_key, "essential")?)
             .await?;
-        let router = server::router(service.clone(), auth.clone(), audit.clone(), &config.server);
+        let requests = config.privacy_engine(&env, &service, audit.clone()).await?;
+        let worker = requests.start();
+        let router = server::router(
+            service.clone(),
+            auth.clone(),
+            audit.clone(),
+            requests.clone(),
+            &config.server,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let task = tokio::spawn(server::serve(listener, router, std::future::pending()));
@@ -447,9 +460,11 @@ impl TestGateway {
             keys,
             auth,
             audit,
+            requests,
             admin_key,
             client: reqwest::Client::new(),
             task,
+            worker,
             _state: state,
         })
     }
@@ -514,6 +529,7 @@ impl TestGateway {
 impl Drop for TestGateway {
     fn drop(&mut self) {
         self.task.abort();
+        self.worker.abort();
     }
 }
 

@@ -130,6 +130,9 @@ pub struct HttpEntity {
     /// One per declared field, in order.
     pub fields: Vec<HttpField>,
     pub erase: Option<HttpErase>,
+    /// The call that writes a corrected record (rectification), its placeholders filled from the
+    /// record with the corrections applied.
+    pub update: Option<HttpCall>,
 }
 
 #[derive(Debug, Clone)]
@@ -372,6 +375,10 @@ pub(crate) fn validate_store(
             .erase
             .as_ref()
             .and_then(|erase| erase_decl(file, erase, descriptor, errors));
+        let update = entity.update.as_ref().and_then(|update| {
+            let calls = call_decls(file, std::slice::from_ref(update.get_ref()), descriptor, errors);
+            calls.into_iter().next()
+        });
         if let (Some(method), Some(records), Some(fields)) =
             (method, records, fields.into_iter().collect::<Option<Vec<_>>>())
         {
@@ -386,6 +393,7 @@ pub(crate) fn validate_store(
                 },
                 fields,
                 erase,
+                update,
             });
         }
     }
@@ -461,18 +469,15 @@ fn pagination(
     })
 }
 
-fn erase_decl(
+/// Calls with their placeholders checked against the entity's fields.
+fn call_decls(
     file: &SourceFile,
-    declared: &Spanned<EraseDecl>,
+    declared: &[CallDecl],
     entity: &EntityDescriptor,
     errors: &mut Vec<DeclarationError>,
-) -> Option<HttpErase> {
-    let e = declared.get_ref();
-    if e.steps.is_empty() {
-        errors.push(file.error(declared.span(), "erase needs at least one step"));
-    }
-    let mut steps = Vec::new();
-    for step in &e.steps {
+) -> Vec<HttpCall> {
+    let mut calls = Vec::new();
+    for step in declared {
         let method = method(file, &step.method, &["DELETE", "POST", "PUT", "PATCH"], errors);
         let body = json_body(&step.body);
         let mut templates = vec![step.path.get_ref().clone()];
@@ -493,13 +498,27 @@ fn erase_decl(
             }
         }
         if let Some(method) = method {
-            steps.push(HttpCall {
+            calls.push(HttpCall {
                 method,
                 path: step.path.get_ref().clone(),
                 body,
             });
         }
     }
+    calls
+}
+
+fn erase_decl(
+    file: &SourceFile,
+    declared: &Spanned<EraseDecl>,
+    entity: &EntityDescriptor,
+    errors: &mut Vec<DeclarationError>,
+) -> Option<HttpErase> {
+    let e = declared.get_ref();
+    if e.steps.is_empty() {
+        errors.push(file.error(declared.span(), "erase needs at least one step"));
+    }
+    let steps = call_decls(file, &e.steps, entity, errors);
     let job = match &e.job {
         None => None,
         Some(job) => {

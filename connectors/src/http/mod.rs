@@ -22,7 +22,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 
-use crate::connector::{Connector, ConnectorDescriptor, ConnectorError, EntityCheck, LookupRequest};
+use crate::connector::{
+    Capabilities, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityErasure, ErasureRequest,
+    FieldChange, JobHandle, JobStatus, LookupRequest, WriteOutcome,
+};
 use crate::declaration::{DeclarationError, StoreDecl, ValidatedConnector};
 use crate::identity::IdentityValue;
 use crate::value::{FieldType, Record, Value};
@@ -383,6 +386,41 @@ fn substitute(body: &Json, value: &str) -> Json {
     }
 }
 
+/// `template` with every `{field}` replaced by the record's value (percent-encoded in paths).
+fn fill(template: &str, names: &[&str], record: &Record, encode: bool) -> String {
+    let mut out = template.to_owned();
+    for (name, value) in names.iter().zip(record) {
+        let placeholder = format!("{{{name}}}");
+        if out.contains(&placeholder) {
+            let text = value
+                .as_identity_text()
+                .map(|t| t.into_owned())
+                .unwrap_or_default();
+            let text = if encode {
+                utf8_percent_encode(&text, NON_ALPHANUMERIC).to_string()
+            } else {
+                text
+            };
+            out = out.replace(&placeholder, &text);
+        }
+    }
+    out
+}
+
+/// A JSON body with every `{field}` placeholder filled from the record.
+fn fill_json(body: &Json, names: &[&str], record: &Record) -> Json {
+    match body {
+        Json::String(s) => Json::String(fill(s, names, record, false)),
+        Json::Array(items) => Json::Array(items.iter().map(|v| fill_json(v, names, record)).collect()),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), fill_json(v, names, record)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// A JSON value read as the declared type; `None` when it cannot be.
 fn convert(raw: &Json, field_type: FieldType) -> Option<Value> {
     if raw.is_null() {
@@ -487,6 +525,151 @@ impl Connector for HttpConnector {
                     ConnectorError::Unavailable("no answer from the API".into())
                 }
             })
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            erase: self.store.entities.iter().any(|e| e.erase.is_some()),
+            rectify: self.store.entities.iter().any(|e| e.update.is_some()),
+            async_jobs: self
+                .store
+                .entities
+                .iter()
+                .any(|e| e.erase.as_ref().is_some_and(|erase| erase.job.is_some())),
+        }
+    }
+
+    /// Makes the declared calls for every matched record, in order (a soft delete, then the
+    /// permanent one). A 404 means a call was already made (a repeat after a crash): the next step
+    /// still runs. When the last call starts a job, its id is returned to poll.
+    async fn erase(&self, request: &ErasureRequest) -> Result<WriteOutcome, ConnectorError> {
+        let entity = request.lookup.entity;
+        let http = self
+            .store
+            .entities
+            .get(entity)
+            .ok_or_else(|| ConnectorError::Other(format!("no entity #{entity}")))?;
+        let Some(erase) = &http.erase else {
+            return Err(ConnectorError::Unsupported(
+                "erase (declare the entity's erase calls)",
+            ));
+        };
+        if !matches!(request.action, EntityErasure::Delete) {
+            return Err(ConnectorError::Unsupported("masking over HTTP"));
+        }
+        let descriptor = &self.descriptor.entities[entity];
+        let mut records = self.fetch(&request.lookup).await?;
+        for known in &request.known {
+            let same = |r: &Record| match descriptor.primary_key {
+                Some(pk) => r.get(pk) == known.get(pk),
+                None => r == known,
+            };
+            if !records.iter().any(same) {
+                records.push(known.clone());
+            }
+        }
+        if records.len() as u64 > request.max_records {
+            return Err(ConnectorError::TooManyRecords {
+                found: records.len() as u64,
+                limit: request.max_records,
+            });
+        }
+        let names: Vec<&str> = descriptor.fields.iter().map(|f| f.name.as_str()).collect();
+        let mut jobs = Vec::new();
+        for record in &records {
+            let mut last = Answer::Gone;
+            for step in &erase.steps {
+                let path = fill(&step.path, &names, record, true);
+                let body = step.body.as_ref().map(|b| fill_json(b, &names, record));
+                last = self.send(&step.method, self.url(&path)?, body.as_ref()).await?;
+            }
+            if let (Some(job), Answer::Json(answer)) = (&erase.job, &last) {
+                let id = job
+                    .id
+                    .query(answer)
+                    .first()
+                    .and_then(scalar_text)
+                    .ok_or_else(|| ConnectorError::Decode {
+                        field: "job id".into(),
+                        expected: "a job id at the declared path",
+                    })?;
+                jobs.push(JobHandle(id));
+            }
+        }
+        let count = records.len() as u64;
+        Ok(if jobs.is_empty() {
+            WriteOutcome::Done { records: count }
+        } else {
+            WriteOutcome::Pending { records: count, jobs }
+        })
+    }
+
+    /// Writes every matched record back with the corrections applied, through the entity's
+    /// declared `update` call. Records already correct are not written.
+    async fn rectify(
+        &self,
+        lookup: &LookupRequest,
+        changes: &[FieldChange],
+    ) -> Result<WriteOutcome, ConnectorError> {
+        let http = self
+            .store
+            .entities
+            .get(lookup.entity)
+            .ok_or_else(|| ConnectorError::Other(format!("no entity #{}", lookup.entity)))?;
+        let Some(update) = &http.update else {
+            return Err(ConnectorError::Unsupported(
+                "rectify (declare the entity's update call)",
+            ));
+        };
+        let descriptor = &self.descriptor.entities[lookup.entity];
+        let names: Vec<&str> = descriptor.fields.iter().map(|f| f.name.as_str()).collect();
+        let records = self.fetch(lookup).await?;
+        for record in &records {
+            let mut corrected = record.clone();
+            for change in changes {
+                if let Some(slot) = corrected.get_mut(change.field) {
+                    *slot = change.value.clone();
+                }
+            }
+            if corrected == *record {
+                continue;
+            }
+            let path = fill(&update.path, &names, record, true);
+            let body = update.body.as_ref().map(|b| fill_json(b, &names, &corrected));
+            self.send(&update.method, self.url(&path)?, body.as_ref()).await?;
+        }
+        Ok(WriteOutcome::Done {
+            records: records.len() as u64,
+        })
+    }
+
+    async fn job_status(&self, handle: &JobHandle) -> Result<JobStatus, ConnectorError> {
+        let Some(job) = self
+            .store
+            .entities
+            .iter()
+            .find_map(|e| e.erase.as_ref().and_then(|erase| erase.job.as_ref()))
+        else {
+            return Err(ConnectorError::Unsupported("job_status"));
+        };
+        let encoded = utf8_percent_encode(&handle.0, NON_ALPHANUMERIC).to_string();
+        let url = self.url(&job.status_path.replace("{job}", &encoded))?;
+        let Answer::Json(answer) = self.send(&reqwest::Method::GET, url, None).await? else {
+            return Ok(JobStatus::Failed("the job is unknown to the store".into()));
+        };
+        let status = job
+            .status
+            .query(&answer)
+            .first()
+            .and_then(scalar_text)
+            .unwrap_or_default();
+        Ok(if job.done.contains(&status) {
+            JobStatus::Succeeded
+        } else if job.failed.contains(&status) {
+            JobStatus::Failed(format!("the store reports the job {status}"))
+        } else {
+            JobStatus::Running
+        })
     }
 
     async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError> {

@@ -2,7 +2,8 @@
 //! requested, ticket comments, cursor pages (`page[size]` at most 100, `meta.has_more`,
 //! `meta.after_cursor`), a bearer token, transient 503 answers on demand, a request rate above
 //! which it answers 429 with `Retry-After`, soft delete then permanent delete (deleted users stay
-//! as tombstones with their personal fields nulled), and a switch that makes it stop answering.
+//! as tombstones with their personal fields nulled; tickets likewise, taking their comments),
+//! user updates, and a switch that makes it stop answering.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -47,6 +48,9 @@ pub struct Ticket {
     pub status: String,
     pub tags: Vec<String>,
     pub created_at: String,
+    /// Soft-deleted: hidden, still permanently deletable.
+    #[serde(skip)]
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +101,7 @@ impl Data {
                     status: if n % 3 == 0 { "closed" } else { "open" }.into(),
                     tags: vec!["uploads".into()],
                     created_at: format!("2024-{:02}-{:02}T10:00:00Z", n % 12 + 1, n % 28 + 1),
+                    deleted: false,
                 },
             );
             for (k, author) in [(0, id), (1, 1)] {
@@ -159,7 +164,12 @@ pub async fn start(data: Data, settings: Settings) -> std::io::Result<Running<Sh
     });
     let router = Router::new()
         .route("/api/v2/users/search", get(search_users))
-        .route("/api/v2/users/{id}", get(show_user).delete(soft_delete))
+        .route(
+            "/api/v2/users/{id}",
+            get(show_user).put(update_user).delete(soft_delete),
+        )
+        .route("/api/v2/tickets/{id}", delete(soft_delete_ticket))
+        .route("/api/v2/deleted_tickets/{id}", delete(permanent_delete_ticket))
         .route("/api/v2/users/{id}/tickets/requested", get(requested_tickets))
         .route("/api/v2/tickets/{id}/comments", get(ticket_comments))
         .route("/api/v2/deleted_users/{id}", delete(permanent_delete))
@@ -291,7 +301,7 @@ async fn requested_tickets(
     let tickets: Vec<Ticket> = data
         .tickets
         .values()
-        .filter(|t| t.requester_id == id)
+        .filter(|t| t.requester_id == id && !t.deleted)
         .cloned()
         .collect();
     page(
@@ -312,7 +322,7 @@ async fn ticket_comments(
         return response;
     }
     let data = data(&state);
-    if !data.tickets.contains_key(&id) {
+    if data.tickets.get(&id).is_none_or(|t| t.deleted) {
         return error(StatusCode::NOT_FOUND, "RecordNotFound");
     }
     let comments: Vec<Comment> = data
@@ -365,5 +375,73 @@ async fn permanent_delete(State(state): State<Shared>, headers: HeaderMap, Path(
             "the user must be soft-deleted first",
         ),
         _ => error(StatusCode::NOT_FOUND, "RecordNotFound"),
+    }
+}
+
+/// `PUT /users/{id}` with `{ "user": { "email": …, "name": … } }`: updates the given fields.
+async fn update_user(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
+    if let Err(response) = admit(&state, &headers).await {
+        return response;
+    }
+    let mut data = data(&state);
+    match data.users.get_mut(&id) {
+        Some(user) if !user.soft_deleted && !user.purged => {
+            if let Some(email) = body["user"]["email"].as_str() {
+                user.email = Some(email.to_owned());
+            }
+            if let Some(name) = body["user"]["name"].as_str() {
+                user.name = Some(name.to_owned());
+            }
+            Json(json!({ "user": user })).into_response()
+        }
+        _ => error(StatusCode::NOT_FOUND, "RecordNotFound"),
+    }
+}
+
+/// `DELETE /tickets/{id}`: a soft delete; the ticket and its comments disappear from view.
+async fn soft_delete_ticket(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(response) = admit(&state, &headers).await {
+        return response;
+    }
+    let mut data = data(&state);
+    match data.tickets.get_mut(&id) {
+        Some(ticket) if !ticket.deleted => {
+            ticket.deleted = true;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => error(StatusCode::NOT_FOUND, "RecordNotFound"),
+    }
+}
+
+/// `DELETE /deleted_tickets/{id}`: permanent deletion of a soft-deleted ticket and its comments.
+async fn permanent_delete_ticket(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(response) = admit(&state, &headers).await {
+        return response;
+    }
+    let mut data = data(&state);
+    match data.tickets.get(&id) {
+        Some(ticket) if ticket.deleted => {
+            data.tickets.remove(&id);
+            data.comments.retain(|c| c.ticket_id != id);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Some(_) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the ticket must be soft-deleted first",
+        ),
+        None => error(StatusCode::NOT_FOUND, "RecordNotFound"),
     }
 }

@@ -99,6 +99,7 @@ async fn the_gateway_serves_https_with_rustls() -> anyhow::Result<()> {
         subject_gateway::config::Config::load(&subject_gateway_tests::config_dir().join("gateway.toml"))?;
     config.server.tls = Some(subject_gateway::config::TlsSettings { cert_file, key_file });
     config.auth.state_url = format!("sqlite://{}", dir.path().join("state.db").display());
+    config.requests.exports_dir = dir.path().join("exports");
     let service = std::sync::Arc::new(config.build_service(world.env(), Vec::new()).await?);
     let (_, key) = config
         .key_store(world.env())
@@ -107,7 +108,10 @@ async fn the_gateway_serves_https_with_rustls() -> anyhow::Result<()> {
         .await?;
     let auth = config.authenticator(world.env()).await?;
     let audit = config.audit_log(world.env()).await?;
-    let router = subject_gateway::server::router(service, auth, audit, &config.server);
+    let requests = config
+        .privacy_engine(world.env(), &service, audit.clone())
+        .await?;
+    let router = subject_gateway::server::router(service, auth, audit, requests, &config.server);
     let tls = subject_gateway::server::tls_config(config.server.tls.as_ref().expect("set above"))?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();

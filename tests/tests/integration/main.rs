@@ -12,6 +12,7 @@ mod failures;
 mod helpdesk;
 mod hostile;
 mod http;
+mod requests;
 mod resolution;
 mod schema_snapshot;
 mod telemetry;
