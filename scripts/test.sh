@@ -101,4 +101,6 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 log "tests"
+# The durability tests run the real binary (and SIGKILL it): build it first.
+cargo build --bin subject-gateway
 cargo nextest run --workspace --no-fail-fast

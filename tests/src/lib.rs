@@ -6,6 +6,7 @@
 //! when the value is, so tests run in parallel without seeing each other.
 
 pub mod custom;
+pub mod process;
 pub mod snapshot;
 pub mod statements;
 
@@ -361,25 +362,29 @@ impl ReferenceWorld {
     /// The environment the reference declarations read (nothing from the process).
     pub fn env(&self) -> impl Fn(&str) -> Option<String> + use<> {
         world::ReferenceEnv {
-            vars: [
-                ("ACCOUNTS_DATABASE_URL", self.accounts.url.clone()),
-                ("BILLING_DATABASE_URL", self.billing.url.clone()),
-                ("UPLOADS_MONGODB_URL", self.uploads.url.clone()),
-                (
-                    "UPLOADS_STORAGE_URL",
-                    format!("file://{}", self.files.path().display()),
-                ),
-                ("HELPDESK_URL", self.helpdesk.url()),
-                ("HELPDESK_TOKEN", HELPDESK_TOKEN.to_owned()),
-                ("ANALYTICS_URL", self.analytics.url()),
-                ("ANALYTICS_SERVICE_ACCOUNT", ANALYTICS_ACCOUNT.0.to_owned()),
-                ("ANALYTICS_SECRET", ANALYTICS_ACCOUNT.1.to_owned()),
-            ]
-            .into_iter()
-            .collect(),
+            vars: self.env_vars().into_iter().collect(),
             fall_back_to_process: false,
         }
         .lookup()
+    }
+
+    /// The variables of [`Self::env`], to hand to a gateway process.
+    pub fn env_vars(&self) -> Vec<(&'static str, String)> {
+        [
+            ("ACCOUNTS_DATABASE_URL", self.accounts.url.clone()),
+            ("BILLING_DATABASE_URL", self.billing.url.clone()),
+            ("UPLOADS_MONGODB_URL", self.uploads.url.clone()),
+            (
+                "UPLOADS_STORAGE_URL",
+                format!("file://{}", self.files.path().display()),
+            ),
+            ("HELPDESK_URL", self.helpdesk.url()),
+            ("HELPDESK_TOKEN", HELPDESK_TOKEN.to_owned()),
+            ("ANALYTICS_URL", self.analytics.url()),
+            ("ANALYTICS_SERVICE_ACCOUNT", ANALYTICS_ACCOUNT.0.to_owned()),
+            ("ANALYTICS_SECRET", ANALYTICS_ACCOUNT.1.to_owned()),
+        ]
+        .into()
     }
 
     /// The gateway over this world, with the repository's declarations.
@@ -423,7 +428,8 @@ impl TestGateway {
         Self::start_with(Config::load(config)?, env, custom).await
     }
 
-    /// The gateway for a loaded (possibly adjusted) configuration.
+    /// The gateway for a loaded (possibly adjusted) configuration, with a state database of its
+    /// own.
     pub async fn start_with(
         mut config: Config,
         env: impl Fn(&str) -> Option<String>,
@@ -431,6 +437,16 @@ impl TestGateway {
     ) -> anyhow::Result<Self> {
         let state = tempfile::tempdir()?;
         config.auth.state_url = format!("sqlite://{}", state.path().join("state.db").display());
+        Self::start_on_state(config, env, custom, state).await
+    }
+
+    /// The gateway on the state database `config` names (replicas share one).
+    pub async fn start_on_state(
+        mut config: Config,
+        env: impl Fn(&str) -> Option<String>,
+        custom: Vec<Arc<dyn Connector>>,
+        state: tempfile::TempDir,
+    ) -> anyhow::Result<Self> {
         config.requests.exports_dir = state.path().join("exports");
         config.requests.poll_interval_ms = 50;
         let service = Arc::new(config.build_service(&env, custom).await?);

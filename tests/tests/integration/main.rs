@@ -8,6 +8,7 @@ mod batching;
 mod check;
 mod declarations;
 mod demo;
+mod durability;
 mod failures;
 mod helpdesk;
 mod hostile;

@@ -68,7 +68,7 @@ fn task<'a>(request: &'a Json, connector: &str, entity: &str) -> &'a Json {
 }
 
 /// Someone with records in all five stores: an account, invoices, uploads, tickets, analytics.
-fn everywhere(world: &ReferenceWorld) -> &Person {
+pub fn everywhere(world: &ReferenceWorld) -> &Person {
     world
         .people
         .iter()
@@ -86,7 +86,11 @@ fn email_input(person: &Person) -> Json {
 }
 
 /// Asserts that only the records in `theirs` differ between two snapshots.
-fn only_theirs_changed(theirs: &BTreeSet<String>, before: &snapshot::Snapshot, after: &snapshot::Snapshot) {
+pub fn only_theirs_changed(
+    theirs: &BTreeSet<String>,
+    before: &snapshot::Snapshot,
+    after: &snapshot::Snapshot,
+) {
     let mut checked = 0;
     for (key, digest) in before {
         if theirs.contains(key) {
