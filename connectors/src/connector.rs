@@ -353,6 +353,17 @@ pub trait Connector: Send + Sync + 'static {
         Err(ConnectorError::Unsupported("rectify"))
     }
 
+    /// Whether `suppress` works for this entity.
+    fn suppresses(&self, _entity: usize) -> bool {
+        false
+    }
+
+    /// Tells the store to stop processing the matched records for the purposes it serves (an
+    /// objection, withdrawn consent: an analytics opt-out). Must be safe to repeat.
+    async fn suppress(&self, _lookup: &LookupRequest) -> Result<WriteOutcome, ConnectorError> {
+        Err(ConnectorError::Unsupported("suppress"))
+    }
+
     /// The state of an asynchronous job started by `erase` or `rectify`.
     async fn job_status(&self, _job: &JobHandle) -> Result<JobStatus, ConnectorError> {
         Err(ConnectorError::Unsupported("job_status"))

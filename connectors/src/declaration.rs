@@ -330,6 +330,9 @@ pub struct EntityDecl {
     /// The call that writes a corrected record (HTTP; rectification), e.g.
     /// `{ method = "PUT", path = "/users/{id}", body = { user = { email = "{email}" } } }`.
     pub update: Option<Spanned<crate::http::decl::CallDecl>>,
+    /// The call that stops processing a person's records when they object to a purpose the
+    /// connector serves (HTTP), e.g. an analytics opt-out.
+    pub suppress: Option<Spanned<crate::http::decl::CallDecl>>,
     pub fields: IndexMap<Spanned<String>, FieldDecl>,
 }
 
@@ -499,7 +502,9 @@ impl StoreKind {
     fn allows(self, key: &str) -> bool {
         match key {
             "url" => !matches!(self, StoreKind::Http),
-            "base_url" | "auth" | "request" | "erase" | "update" | "from" => self == StoreKind::Http,
+            "base_url" | "auth" | "request" | "erase" | "update" | "suppress" | "from" => {
+                self == StoreKind::Http
+            }
             "database" | "collection" => self == StoreKind::Mongo,
             "table" => matches!(self, StoreKind::Sql(_)),
             "path" => matches!(self, StoreKind::Http | StoreKind::Mongo),
@@ -766,8 +771,9 @@ fn validate_entity(
         ));
     }
     let is_http = *store_kind == StoreKind::Http;
-    let misplaced: [(&str, &str, Option<Range<usize>>); 5] = [
+    let misplaced: [(&str, &str, Option<Range<usize>>); 6] = [
         ("update", "http", entity.update.as_ref().map(Spanned::span)),
+        ("suppress", "http", entity.suppress.as_ref().map(Spanned::span)),
         ("table", "sql", entity.table.as_ref().map(Spanned::span)),
         (
             "collection",

@@ -133,6 +133,8 @@ pub struct HttpEntity {
     /// The call that writes a corrected record (rectification), its placeholders filled from the
     /// record with the corrections applied.
     pub update: Option<HttpCall>,
+    /// The call that opts a record out of processing (objection).
+    pub suppress: Option<HttpCall>,
 }
 
 #[derive(Debug, Clone)]
@@ -375,10 +377,15 @@ pub(crate) fn validate_store(
             .erase
             .as_ref()
             .and_then(|erase| erase_decl(file, erase, descriptor, errors));
-        let update = entity.update.as_ref().and_then(|update| {
-            let calls = call_decls(file, std::slice::from_ref(update.get_ref()), descriptor, errors);
-            calls.into_iter().next()
-        });
+        let single = |call: &Option<Spanned<CallDecl>>, errors: &mut Vec<DeclarationError>| {
+            call.as_ref().and_then(|call| {
+                call_decls(file, std::slice::from_ref(call.get_ref()), descriptor, errors)
+                    .into_iter()
+                    .next()
+            })
+        };
+        let update = single(&entity.update, errors);
+        let suppress = single(&entity.suppress, errors);
         if let (Some(method), Some(records), Some(fields)) =
             (method, records, fields.into_iter().collect::<Option<Vec<_>>>())
         {
@@ -394,6 +401,7 @@ pub(crate) fn validate_store(
                 fields,
                 erase,
                 update,
+                suppress,
             });
         }
     }

@@ -643,6 +643,38 @@ impl Connector for HttpConnector {
         })
     }
 
+    fn suppresses(&self, entity: usize) -> bool {
+        self.store
+            .entities
+            .get(entity)
+            .is_some_and(|e| e.suppress.is_some())
+    }
+
+    /// Makes the entity's declared `suppress` call for every matched record.
+    async fn suppress(&self, lookup: &LookupRequest) -> Result<WriteOutcome, ConnectorError> {
+        let http = self
+            .store
+            .entities
+            .get(lookup.entity)
+            .ok_or_else(|| ConnectorError::Other(format!("no entity #{}", lookup.entity)))?;
+        let Some(call) = &http.suppress else {
+            return Err(ConnectorError::Unsupported(
+                "suppress (declare the entity's suppress call)",
+            ));
+        };
+        let descriptor = &self.descriptor.entities[lookup.entity];
+        let names: Vec<&str> = descriptor.fields.iter().map(|f| f.name.as_str()).collect();
+        let records = self.fetch(lookup).await?;
+        for record in &records {
+            let path = fill(&call.path, &names, record, true);
+            let body = call.body.as_ref().map(|b| fill_json(b, &names, record));
+            self.send(&call.method, self.url(&path)?, body.as_ref()).await?;
+        }
+        Ok(WriteOutcome::Done {
+            records: records.len() as u64,
+        })
+    }
+
     async fn job_status(&self, handle: &JobHandle) -> Result<JobStatus, ConnectorError> {
         let Some(job) = self
             .store

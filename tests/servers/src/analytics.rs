@@ -1,7 +1,8 @@
 //! An analytics API shaped like Mixpanel's: people profiles found by their `$email` property,
 //! events by `distinct_id` in numbered pages, and GDPR deletions as asynchronous tasks
 //! (`PENDING` -> `STARTED` -> `SUCCESS`, or `FAILURE` when told to fail) limited to about one
-//! request per second, behind HTTP basic authentication (a service account).
+//! request per second, opt-outs (a person's objection to tracking), behind HTTP basic
+//! authentication (a service account).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +31,8 @@ pub struct Profile {
     pub os: String,
     pub last_seen: i64,
     pub plan: String,
+    /// Set by an opt-out: the person objected to analytics and marketing.
+    pub opted_out: bool,
 }
 
 /// One tracked event.
@@ -75,6 +78,7 @@ impl Data {
                 os: ["Windows", "macOS", "Linux"][user_id as usize % 3].into(),
                 last_seen: 1_730_000_000 + user_id * 60,
                 plan: ["free", "pro"][user_id as usize % 2].into(),
+                opted_out: false,
             },
         );
         for n in 0..events {
@@ -130,6 +134,7 @@ pub async fn start(data: Data, settings: Settings) -> std::io::Result<Running<Sh
         .route("/api/query/engage", get(engage))
         .route("/api/query/events", get(events))
         .route("/api/app/data-deletions/v3.0/", post(create_deletion))
+        .route("/api/app/opt-outs", post(opt_out))
         .route("/api/app/data-deletions/v3.0/{task}", get(deletion_status))
         .with_state(state.clone());
     crate::serve(router, state).await
@@ -190,6 +195,7 @@ fn profile_json(profile: &Profile) -> JsonValue {
             "$os": profile.os,
             "$last_seen": profile.last_seen,
             "plan": profile.plan,
+            "$opt_out": profile.opted_out,
         }
     })
 }
@@ -317,4 +323,21 @@ async fn deletion_status(
         data.events.retain(|e| !ids.contains(&e.distinct_id));
     }
     Json(json!({ "status": "ok", "results": { "status": status } })).into_response()
+}
+
+/// `POST /api/app/opt-outs` with `{ "distinct_id": … }`: the profile is opted out of tracking.
+async fn opt_out(State(state): State<Shared>, headers: HeaderMap, Json(body): Json<JsonValue>) -> Response {
+    if let Some(response) = unauthorised(&state, &headers) {
+        return response;
+    }
+    let Some(id) = body["distinct_id"].as_str() else {
+        return error(StatusCode::BAD_REQUEST, "distinct_id is required");
+    };
+    match data(&state).profiles.get_mut(id) {
+        Some(profile) => {
+            profile.opted_out = true;
+            Json(json!({ "status": "ok" })).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "no such profile"),
+    }
 }

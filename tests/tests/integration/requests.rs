@@ -740,3 +740,135 @@ async fn privacy_requests_need_their_operations() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_objection_is_recorded_and_opts_the_person_out_where_the_purpose_is_served() -> anyhow::Result<()>
+{
+    let world = ReferenceWorld::create(6).await?;
+    let gateway = world.gateway().await?;
+    let person = world
+        .people
+        .iter()
+        .find(|p| p.user_id % 3 != 0)
+        .expect("someone with an analytics profile");
+    let object = |key: &str| {
+        submit(
+            &gateway,
+            "recordObjection",
+            json!({ "identity": email_input(person), "purpose": "marketing", "idempotencyKey": key }),
+        )
+    };
+    let request = object("object-1").await?;
+    let done = wait_for(
+        &gateway,
+        request["id"].as_str().unwrap_or_default(),
+        &["COMPLETED", "FAILED"],
+    )
+    .await?;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let suppress = task(&done, "analytics", "profiles");
+    assert_eq!(suppress["action"], "SUPPRESS");
+    assert_eq!(suppress["records"], 1);
+    assert_eq!(
+        len(&done["tasks"]),
+        1,
+        "only the store serving marketing that can opt out: {done}"
+    );
+    assert_eq!(done["receipt"]["objection"]["newlyRecorded"], true);
+    let opted_out = world.analytics.state.data.lock().map(|d| {
+        d.profiles
+            .get(&format!("u{}", person.user_id))
+            .map(|p| p.opted_out)
+    });
+    assert_eq!(opted_out.ok().flatten(), Some(true));
+    let response = gateway
+        .subject("EMAIL", &person.email, "{ analytics { profiles { optedOut } } }")
+        .await?;
+    assert_eq!(
+        at(subject_ok(&response), &["analytics", "profiles"])[0]["optedOut"],
+        true
+    );
+
+    // Objecting again is recorded once; the call is safe to repeat.
+    let again = object("object-2").await?;
+    let again = wait_for(
+        &gateway,
+        again["id"].as_str().unwrap_or_default(),
+        &["COMPLETED", "FAILED"],
+    )
+    .await?;
+    assert_eq!(again["receipt"]["objection"]["newlyRecorded"], false);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_s_progress_streams_over_a_websocket() -> anyhow::Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let world = ReferenceWorld::create(6).await?;
+    let gateway = world.gateway().await?;
+    // Someone with an analytics profile: its deletion job keeps the request open for seconds.
+    let person = world
+        .people
+        .iter()
+        .find(|p| p.user_id % 3 != 0)
+        .expect("someone with an analytics profile");
+    let request = submit(
+        &gateway,
+        "eraseSubject",
+        json!({ "identity": email_input(person), "idempotencyKey": "streamed" }),
+    )
+    .await?;
+    let id = request["id"].as_str().unwrap_or_default().to_owned();
+
+    let mut upgrade = format!("ws://{}/graphql/ws", gateway.address).into_client_request()?;
+    upgrade.headers_mut().extend(gateway.admin_headers()?);
+    upgrade
+        .headers_mut()
+        .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
+    let (mut socket, _) = tokio_tungstenite::connect_async(upgrade).await?;
+    socket
+        .send(Message::text(json!({ "type": "connection_init" }).to_string()))
+        .await?;
+    socket
+        .send(Message::text(
+            json!({
+                "id": "1",
+                "type": "subscribe",
+                "payload": {
+                    "query": "subscription($id: ID!) { privacyRequestEvents(id: $id) { requestId kind status message } }",
+                    "variables": { "id": id },
+                },
+            })
+            .to_string(),
+        ))
+        .await?;
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the socket closed"))??;
+        let Message::Text(text) = message else { continue };
+        let message: Json = serde_json::from_str(&text)?;
+        match message["type"].as_str() {
+            Some("next") => events.push(message["payload"]["data"]["privacyRequestEvents"].clone()),
+            Some("complete") => break,
+            Some("error") => anyhow::bail!("subscription error: {message}"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        events.first().map(|e| e["kind"].clone()),
+        Some(json!("state")),
+        "{events:?}"
+    );
+    assert!(events.iter().all(|e| e["requestId"] == id.as_str()));
+    assert!(events.iter().any(|e| e["kind"] == "task.done"), "{events:?}");
+    let last = events.last().cloned().unwrap_or_default();
+    assert_eq!(last["kind"], "completed", "{events:?}");
+    assert_eq!(last["status"], "COMPLETED");
+    Ok(())
+}
