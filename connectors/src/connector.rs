@@ -353,6 +353,11 @@ pub trait Connector: Send + Sync + 'static {
         Err(ConnectorError::Unsupported("rectify"))
     }
 
+    /// Whether `erase` works for this entity.
+    fn erases(&self, _entity: usize) -> bool {
+        self.capabilities().erase
+    }
+
     /// Whether `suppress` works for this entity.
     fn suppresses(&self, _entity: usize) -> bool {
         false

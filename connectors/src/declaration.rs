@@ -1368,4 +1368,53 @@ email = { type = "string", category = "user.contact.email" }
             .unwrap();
         assert_eq!(url.expose_secret(), "postgres://db/a");
     }
+
+    #[test]
+    fn erasure_declarations_are_checked() {
+        let retained = GOOD.replace(
+            "[entities.users.fields]",
+            "[entities.users.erasure]\naction = \"retain\"\nlegal_basis = \"tax\"\nretention_days = 3650\nmax_records = 2\n\n[entities.users.fields]",
+        )
+        .replace(
+            "email = { type = \"string\", category = \"user.contact.email\" }",
+            "email = { type = \"string\", category = \"user.contact.email\", erasure = \"pseudonymize\", rectify = \"email\" }",
+        );
+        let connector = validate(&retained).unwrap();
+        let users = &connector.descriptor.entities[0];
+        assert_eq!(users.erasure.action, ErasureAction::Retain);
+        assert_eq!(users.erasure.max_records, Some(2));
+        assert_eq!(users.masked_fields(), vec![(1, FieldErasure::Pseudonymize)]);
+        assert_eq!(users.fields[1].rectify.as_deref(), Some("email"));
+
+        let cases = [
+            (retained.replace("legal_basis = \"tax\"\n", ""), "legal_basis and retention_days"),
+            (
+                retained.replace("erasure = \"pseudonymize\"", "erasure = \"shred\""),
+                "unknown field erasure `shred`",
+            ),
+            (
+                GOOD.replace(
+                    "id = { type = \"bigint\", category = \"user.unique_id\" }",
+                    "id = { type = \"bigint\", category = \"user.unique_id\", erasure = \"pseudonymize\" }",
+                ),
+                "only string fields can hold a pseudonym",
+            ),
+            (
+                GOOD.replace(
+                    "[entities.users.fields]",
+                    "[entities.users.erasure]\naction = \"cascade\"\nwith = \"nobody\"\n\n[entities.users.fields]",
+                ),
+                "`with` must name another entity",
+            ),
+            (retained.replace("action = \"retain\"", "action = \"forget\""), "unknown erasure action"),
+            (
+                GOOD.replace("category = \"user.unique_id\" }", "category = \"user.unique_id\", rectify = \"id\" }"),
+                "only string fields can be rectified",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = validate(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+    }
 }

@@ -75,6 +75,20 @@ pub async fn check_all(service: &SubjectService) -> CheckReport {
                 .map(|check| {
                     let mut details = check.problems.clone();
                     details.extend(check.warnings.iter().map(|w| format!("warning: {w}")));
+                    // An entity erasure cannot reach makes every erasure of its people FAIL.
+                    let position = descriptor.entities.iter().position(|e| e.name == check.entity);
+                    if let Some(e) = position
+                        && !matches!(
+                            descriptor.entities[e].erasure.action,
+                            subject_connectors::ErasureAction::Cascade(_)
+                        )
+                        && !connector.erases(e)
+                    {
+                        details.push(
+                            "warning: erasure is not supported here (declare its erase calls, or action = \"cascade\")"
+                                .into(),
+                        );
+                    }
                     CheckRow {
                         connector: descriptor.name.clone(),
                         kind: descriptor.kind.clone(),

@@ -643,6 +643,10 @@ impl Connector for HttpConnector {
         })
     }
 
+    fn erases(&self, entity: usize) -> bool {
+        self.store.entities.get(entity).is_some_and(|e| e.erase.is_some())
+    }
+
     fn suppresses(&self, entity: usize) -> bool {
         self.store
             .entities

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Months, Utc};
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
@@ -483,9 +484,7 @@ impl PrivacyRequests for PrivacyEngine {
             }
             Err(error) => return Err(unavailable(error)),
         }
-        let _ = self
-            .store
-            .add_event(&id, "received", &format!("{kind} request received"), "RECEIVED")
+        self.event(&id, "received", &format!("{kind} request received"), "RECEIVED")
             .await;
         let subject = SubjectRef {
             kind: self.kind_name(identity.kind),
@@ -572,15 +571,13 @@ impl PrivacyRequests for PrivacyEngine {
             ));
         }
         self.store.reopen(id).await.map_err(unavailable)?;
-        let _ = self
-            .store
-            .add_event(
-                id,
-                "retried",
-                "retried: the tasks not done run again",
-                "IN_PROGRESS",
-            )
-            .await;
+        self.event(
+            id,
+            "retried",
+            "retried: the tasks not done run again",
+            "IN_PROGRESS",
+        )
+        .await;
         self.audit_action(caller, "request.retried", None, json!({ "request": id }))
             .await;
         self.wake.notify_one();
@@ -598,10 +595,7 @@ impl PrivacyRequests for PrivacyEngine {
                 ))),
             };
         }
-        let _ = self
-            .store
-            .add_event(id, "cancelled", "cancelled", "CANCELLED")
-            .await;
+        self.event(id, "cancelled", "cancelled", "CANCELLED").await;
         self.audit_action(caller, "request.cancelled", None, json!({ "request": id }))
             .await;
         self.existing_view(id).await
@@ -639,15 +633,13 @@ impl PrivacyRequests for PrivacyEngine {
                 "the due date was already extended once".into(),
             ));
         }
-        let _ = self
-            .store
-            .add_event(
-                id,
-                "extended",
-                &format!("due date extended by {days} days"),
-                &row.status,
-            )
-            .await;
+        self.event(
+            id,
+            "extended",
+            &format!("due date extended by {days} days"),
+            &row.status,
+        )
+        .await;
         self.audit_action(
             caller,
             "request.extended",
@@ -725,5 +717,3 @@ impl PrivacyRequests for PrivacyEngine {
         Ok(Box::pin(futures::stream::once(async move { first }).chain(rest)))
     }
 }
-
-use futures::StreamExt;

@@ -166,7 +166,7 @@ impl PrivacyEngine {
         let _ = self.store.release(&id, &self.owner, &later).await;
     }
 
-    async fn event(&self, id: &str, kind: &str, message: &str, status: &str) {
+    pub(super) async fn event(&self, id: &str, kind: &str, message: &str, status: &str) {
         if let Err(error) = self.store.add_event(id, kind, message, status).await {
             tracing::warn!(request = %id, error = %error, "could not record a request event");
         }
@@ -315,7 +315,7 @@ impl PrivacyEngine {
             let exceeds = planned.records.len() as u64 > limit;
             let supported = match entity.erasure.action {
                 ErasureAction::Cascade(_) => true,
-                _ => registered.connector.capabilities().erase,
+                _ => registered.connector.erases(planned.entity),
             };
             blocked |= exceeds || !supported;
             let fields: Vec<String> = entity
@@ -376,6 +376,7 @@ impl PrivacyEngine {
         &self,
         row: &RequestRow,
         identity: &Identity,
+        veto: impl FnOnce(&SubjectPlan) -> Option<String>,
         mut task_of: impl FnMut(&PlannedEntity) -> Option<TaskRow>,
     ) -> Result<Option<SubjectPlan>, StoreError> {
         let mut attempt = 0;
@@ -396,6 +397,11 @@ impl PrivacyEngine {
             }
             tokio::time::sleep(jitter(Duration::from_millis(200 << attempt.min(6)))).await;
         };
+        // Checked before the plan is stored: a plan on record is a plan that may be acted on.
+        if let Some(refusal) = veto(&plan) {
+            self.fail(row, &refusal).await?;
+            return Ok(None);
+        }
         let mut tasks = Vec::new();
         for planned in &plan.entities {
             if let Some(mut task) = task_of(planned) {
@@ -644,23 +650,12 @@ impl PrivacyEngine {
         let started = std::time::Instant::now();
         if row.status == "RECEIVED" {
             let registry = self.executor.registry();
-            let planned = self
-                .plan_tasks(row, identity, |planned| {
-                    let entity = &registry.connectors[planned.connector]
-                        .connector
-                        .descriptor()
-                        .entities[planned.entity];
-                    let mut task = self.base_task(planned, entity.erasure.action.as_str());
-                    task.legal_basis = entity.erasure.legal_basis.clone();
-                    Some(task)
-                })
-                .await?;
-            let Some(plan) = planned else {
-                return Ok(());
-            };
             // Safety: a lookup matching more than an entity's limit stops the erasure before
             // anything is changed anywhere.
-            if !input.allow_large_matches {
+            let veto = |plan: &SubjectPlan| {
+                if input.allow_large_matches {
+                    return None;
+                }
                 let over: Vec<String> = plan
                     .entities
                     .iter()
@@ -676,13 +671,26 @@ impl PrivacyEngine {
                         )
                     })
                     .collect();
-                if !over.is_empty() {
-                    let message = format!(
+                (!over.is_empty()).then(|| {
+                    format!(
                         "SAFETY_LIMIT: nothing was changed: {}; check the plan and submit again with allowLargeMatches",
                         over.join("; ")
-                    );
-                    return self.fail(row, &message).await;
-                }
+                    )
+                })
+            };
+            let planned = self
+                .plan_tasks(row, identity, veto, |planned| {
+                    let entity = &registry.connectors[planned.connector]
+                        .connector
+                        .descriptor()
+                        .entities[planned.entity];
+                    let mut task = self.base_task(planned, entity.erasure.action.as_str());
+                    task.legal_basis = entity.erasure.legal_basis.clone();
+                    Some(task)
+                })
+                .await?;
+            if planned.is_none() {
+                return Ok(());
             }
         }
         self.store.set_status(&row.id, "IN_PROGRESS", None).await?;
@@ -836,6 +844,9 @@ impl PrivacyEngine {
             .as_deref()
             .and_then(|j| serde_json::from_str(j).ok())
             .unwrap_or_default();
+        if !jobs.is_empty() {
+            self.store.set_status(&row.id, "WAITING", None).await?;
+        }
         let deadline = std::time::Instant::now() + Duration::from_secs(self.settings.job_timeout_seconds);
         let mut transient = 0;
         while !jobs.is_empty() {
@@ -1104,12 +1115,17 @@ impl PrivacyEngine {
     ) -> Result<(), StoreError> {
         if row.status == "RECEIVED" {
             let planned = self
-                .plan_tasks(row, identity, |planned| {
-                    (!self
-                        .changes_for(planned.connector, planned.entity, &input.changes)
-                        .is_empty())
-                    .then(|| self.base_task(planned, "RECTIFY"))
-                })
+                .plan_tasks(
+                    row,
+                    identity,
+                    |_| None,
+                    |planned| {
+                        (!self
+                            .changes_for(planned.connector, planned.entity, &input.changes)
+                            .is_empty())
+                        .then(|| self.base_task(planned, "RECTIFY"))
+                    },
+                )
                 .await?;
             if planned.is_none() {
                 return Ok(());
@@ -1216,20 +1232,25 @@ impl PrivacyEngine {
 
     async fn carry_out_export(&self, row: &RequestRow, identity: &Identity) -> Result<(), StoreError> {
         let Some(plan) = self
-            .plan_tasks(row, identity, |planned| {
-                let mut task = self.base_task(planned, "EXPORT");
-                task.status = "DONE".into();
-                task.files = Some(
-                    self.files_of(planned.connector, planned.entity, &planned.records)
-                        .len() as i64,
-                );
-                task.lookup = None;
-                task.known = None;
-                task.started_at = Some(store::now());
-                task.finished_at = task.started_at.clone();
-                task.attempts = 1;
-                Some(task)
-            })
+            .plan_tasks(
+                row,
+                identity,
+                |_| None,
+                |planned| {
+                    let mut task = self.base_task(planned, "EXPORT");
+                    task.status = "DONE".into();
+                    task.files = Some(
+                        self.files_of(planned.connector, planned.entity, &planned.records)
+                            .len() as i64,
+                    );
+                    task.lookup = None;
+                    task.known = None;
+                    task.started_at = Some(store::now());
+                    task.finished_at = task.started_at.clone();
+                    task.attempts = 1;
+                    Some(task)
+                },
+            )
             .await?
         else {
             return Ok(());
@@ -1287,11 +1308,16 @@ impl PrivacyEngine {
         if row.status == "RECEIVED" {
             let registry = self.executor.registry();
             let planned = self
-                .plan_tasks(row, identity, |planned| {
-                    let connector = &registry.connectors[planned.connector].connector;
-                    (self.serves(planned.connector, &purpose) && connector.suppresses(planned.entity))
-                        .then(|| self.base_task(planned, "SUPPRESS"))
-                })
+                .plan_tasks(
+                    row,
+                    identity,
+                    |_| None,
+                    |planned| {
+                        let connector = &registry.connectors[planned.connector].connector;
+                        (self.serves(planned.connector, &purpose) && connector.suppresses(planned.entity))
+                            .then(|| self.base_task(planned, "SUPPRESS"))
+                    },
+                )
                 .await?;
             if planned.is_none() {
                 return Ok(());
