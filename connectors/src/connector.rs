@@ -70,8 +70,11 @@ pub struct ErasurePolicy {
     pub action: ErasureAction,
     /// Why the records are kept (retain), e.g. "Tax law: invoices are kept 10 years".
     pub legal_basis: Option<String>,
-    /// How long retained records are kept after the erasure, in days.
+    /// How long retained records are kept, in days: after the erasure, or after each record's
+    /// `retain_from` date when one is declared.
     pub retention_days: Option<u32>,
+    /// Index of the timestamp or date field retention counts from (an invoice's issue date).
+    pub retain_from: Option<usize>,
     /// Refuse to erase (before acting) when one person matches more records than this.
     pub max_records: Option<u64>,
 }

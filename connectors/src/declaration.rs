@@ -348,6 +348,8 @@ pub struct ErasureDecl {
     pub legal_basis: Option<String>,
     /// How long retained records are kept, in days; required with `retain`.
     pub retention_days: Option<u32>,
+    /// The timestamp or date field retention counts from (default: the erasure).
+    pub retain_from: Option<Spanned<String>>,
     /// Most records one person may match before an erasure stops and asks for an override.
     pub max_records: Option<u64>,
     /// The entity whose erasure removes these records (`cascade`).
@@ -1086,11 +1088,29 @@ fn erasure_policy(
     if decl.max_records == Some(0) {
         errors.push(file.error(declared.span(), "max_records must be at least 1"));
     }
-    let _ = name;
+    let retain_from = decl.retain_from.as_ref().and_then(|from| {
+        let found = entity.fields.get_full(from.get_ref().as_str());
+        match found {
+            Some((index, _, field)) if matches!(field.field_type, FieldType::Timestamp | FieldType::Date) => {
+                Some(index)
+            }
+            _ => {
+                errors.push(file.error(
+                    from.span(),
+                    format!(
+                        "retain_from must name a timestamp or date field of `{}`",
+                        name.get_ref()
+                    ),
+                ));
+                None
+            }
+        }
+    });
     ErasurePolicy {
         action,
         legal_basis: decl.legal_basis.clone(),
         retention_days: decl.retention_days,
+        retain_from,
         max_records: decl.max_records,
     }
 }
@@ -1407,6 +1427,10 @@ email = { type = "string", category = "user.contact.email" }
                 "`with` must name another entity",
             ),
             (retained.replace("action = \"retain\"", "action = \"forget\""), "unknown erasure action"),
+            (
+                retained.replace("retention_days = 3650", "retention_days = 3650\nretain_from = \"email\""),
+                "retain_from must name a timestamp or date field",
+            ),
             (
                 GOOD.replace("category = \"user.unique_id\" }", "category = \"user.unique_id\", rectify = \"id\" }"),
                 "only string fields can be rectified",

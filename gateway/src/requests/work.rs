@@ -292,15 +292,29 @@ impl PrivacyEngine {
             .collect()
     }
 
-    fn retain_until(&self, connector: usize, entity: usize) -> Option<String> {
+    /// When the retained records are due for deletion: `retention_days` after the latest of the
+    /// records' `retain_from` dates, or after now when none is declared (or readable).
+    fn retain_until(&self, connector: usize, entity: usize, records: &[Record]) -> Option<String> {
         let descriptor = self.executor.registry().connectors[connector]
             .connector
             .descriptor();
         let policy = &descriptor.entities[entity].erasure;
-        policy
+        let days = policy
             .retention_days
-            .filter(|_| policy.action == ErasureAction::Retain)
-            .map(|days| store::stamp(Utc::now() + chrono::Duration::days(i64::from(days))))
+            .filter(|_| policy.action == ErasureAction::Retain)?;
+        let start = policy
+            .retain_from
+            .and_then(|field| {
+                records
+                    .iter()
+                    .filter_map(|r| match r.get(field) {
+                        Some(Value::String(text)) => record_date(text),
+                        _ => None,
+                    })
+                    .max()
+            })
+            .unwrap_or_else(Utc::now);
+        Some(store::stamp(start + chrono::Duration::days(i64::from(days))))
     }
 
     pub(super) fn plan_view(&self, identity: &Identity, plan: &SubjectPlan) -> Json {
@@ -341,7 +355,7 @@ impl PrivacyEngine {
                 "files": self.files_of(planned.connector, planned.entity, &planned.records).len(),
                 "fieldsTouched": fields,
                 "legalBasis": entity.erasure.legal_basis,
-                "retainUntil": self.retain_until(planned.connector, planned.entity),
+                "retainUntil": self.retain_until(planned.connector, planned.entity, &planned.records),
                 "limit": limit,
                 "exceedsLimit": exceeds,
                 "supported": supported,
@@ -798,7 +812,7 @@ impl PrivacyEngine {
         match result {
             Ok(WriteOutcome::Done { records }) => {
                 task.records = Some(records as i64);
-                task.retain_until = self.retain_until(c, e);
+                task.retain_until = self.retain_until(c, e, &known);
                 self.task_done(row, &mut task).await?;
                 Ok((task, TaskEnd::Done))
             }
@@ -1408,6 +1422,19 @@ fn stages(descriptor: &subject_connectors::ConnectorDescriptor) -> Vec<i64> {
         }
     }
     depth.into_iter().map(|d| -d).collect()
+}
+
+/// A record's timestamp (RFC 3339) or date (`YYYY-MM-DD`, midnight UTC).
+fn record_date(text: &str) -> Option<chrono::DateTime<Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        })
 }
 
 fn erasure_name(erasure: &subject_connectors::FieldErasure) -> &'static str {

@@ -145,7 +145,20 @@ async fn erasing_one_person_leaves_everyone_else_byte_identical() -> anyhow::Res
             .as_str()
             .is_some_and(|b| b.contains("Tax"))
     );
-    assert!(entry("billing", "invoices")["retainUntil"].is_string());
+    // Ten years from the latest invoice's date, not from today.
+    let retain_until = chrono::DateTime::parse_from_rfc3339(
+        entry("billing", "invoices")["retainUntil"]
+            .as_str()
+            .unwrap_or_default(),
+    )?;
+    let latest_issued = customer
+        .invoices
+        .iter()
+        .filter_map(|i| chrono::NaiveDateTime::parse_from_str(&i.issued_at, "%Y-%m-%d %H:%M:%S").ok())
+        .max()
+        .expect("invoice dates (seeded as UTC)")
+        .and_utc();
+    assert_eq!(retain_until, latest_issued + chrono::Duration::days(3650));
     assert_eq!(
         entry("billing", "invoices")["fieldsTouched"],
         json!(["billing_name: pseudonymize", "billing_email: pseudonymize"])
