@@ -885,3 +885,47 @@ async fn a_request_s_progress_streams_over_a_websocket() -> anyhow::Result<()> {
     assert_eq!(last["status"], "COMPLETED");
     Ok(())
 }
+
+#[tokio::test]
+async fn transient_store_failures_are_retried_until_the_erasure_completes() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(8).await?;
+    let copy = ConfigCopy::new()?;
+    // No retries inside the connector: every 503 reaches the engine, which must retry.
+    copy.edit("connectors/helpdesk.toml", "max_retries = 8", "max_retries = 0")?;
+    let gateway = TestGateway::start(&copy.gateway_toml(), world.env(), Vec::new()).await?;
+    let person = world
+        .people
+        .iter()
+        .find(|p| p.user_id % 2 == 0 && p.user_id % 3 == 0)
+        .or_else(|| world.people.iter().find(|p| p.user_id % 2 == 0))
+        .expect("someone with helpdesk tickets");
+    world
+        .helpdesk
+        .state
+        .fail_next
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let request = submit(
+        &gateway,
+        "eraseSubject",
+        json!({ "identity": email_input(person), "idempotencyKey": "flaky" }),
+    )
+    .await?;
+    let done = wait_for(
+        &gateway,
+        request["id"].as_str().unwrap_or_default(),
+        &["COMPLETED", "FAILED"],
+    )
+    .await?;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(
+        world
+            .helpdesk
+            .state
+            .fail_next
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the three 503 answers were all met and ridden out"
+    );
+    assert_eq!(task(&done, "helpdesk", "users")["verified"], true);
+    Ok(())
+}
