@@ -202,6 +202,10 @@ pub enum ConnectorError {
     Unsupported(&'static str),
     #[error("{found} records match, more than the limit of {limit} for one person: nothing was changed")]
     TooManyRecords { found: u64, limit: u64 },
+    /// Not searched completely: an entity whose records lead here failed, so identities it
+    /// would have yielded were never looked up. An empty answer would not mean "nothing here".
+    #[error("not searched completely: {upstream} failed, so identities it leads to were not looked up here")]
+    Unreached { upstream: String },
     #[error("{0}")]
     Other(String),
 }
@@ -224,13 +228,17 @@ impl ConnectorError {
             ConnectorError::Unauthorized => "STORE_UNAUTHORIZED",
             ConnectorError::Unsupported(_) => "OPERATION_UNSUPPORTED",
             ConnectorError::TooManyRecords { .. } => "SAFETY_LIMIT",
+            ConnectorError::Unreached { .. } => "UPSTREAM_FAILED",
             ConnectorError::Other(_) => "STORE_ERROR",
         }
     }
 
     /// Whether retrying the same call may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ConnectorError::Unavailable(_) | ConnectorError::Timeout(_))
+        matches!(
+            self,
+            ConnectorError::Unavailable(_) | ConnectorError::Timeout(_) | ConnectorError::Unreached { .. }
+        )
     }
 }
 

@@ -92,6 +92,19 @@ impl ValueFormat {
         }
     }
 
+    /// The one spelling of a value that passed [`ValueFormat::accepts`]: integers without sign or
+    /// leading zeros (`+01006` is `1006`), UUIDs lower-case and hyphenated. Other formats are
+    /// kept as normalised.
+    fn canonical(&self, value: String) -> String {
+        match self {
+            ValueFormat::Integer => value.parse::<i64>().map_or(value, |n| n.to_string()),
+            ValueFormat::Uuid => {
+                uuid::Uuid::parse_str(&value).map_or(value, |u| u.hyphenated().to_string())
+            }
+            ValueFormat::Text | ValueFormat::Email | ValueFormat::Pattern(_) => value,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             ValueFormat::Text => "text".into(),
@@ -207,7 +220,7 @@ impl IdentityKindSpec {
                 expected: self.format.describe(),
             });
         }
-        Ok(IdentityValue(Arc::from(value)))
+        Ok(IdentityValue(Arc::from(self.format.canonical(value))))
     }
 
     /// Normalises a value read back from a store, for matching it against looked-up values.
@@ -216,6 +229,9 @@ impl IdentityKindSpec {
         let mut value = raw.to_owned();
         for normaliser in &self.normalisers {
             value = normaliser.apply(value);
+        }
+        if self.format.accepts(&value) {
+            value = self.format.canonical(value);
         }
         (!value.is_empty()).then(|| IdentityValue(Arc::from(value)))
     }
@@ -381,6 +397,53 @@ mod tests {
         let value = email().parse("secret.person@example.com").unwrap();
         assert!(!format!("{value} {value:?}").contains("secret"));
         assert_eq!(value.fingerprint(), value.clone().fingerprint());
+    }
+
+    fn kind(format: ValueFormat) -> IdentityKindSpec {
+        IdentityKindSpec {
+            name: "id".into(),
+            graphql_name: "ID".into(),
+            description: None,
+            normalisers: vec![Normaliser::Trim],
+            format,
+            max_length: 64,
+            accepted_as_input: true,
+        }
+    }
+
+    #[test]
+    fn integers_have_one_spelling() {
+        let spec = kind(ValueFormat::Integer);
+        for raw in ["1006", "01006", "+1006", " 0001006 ", "+0001006"] {
+            assert_eq!(spec.parse(raw).unwrap().expose(), "1006", "{raw}");
+        }
+        assert_eq!(spec.parse("-042").unwrap().expose(), "-42");
+        assert_eq!(spec.parse("-0").unwrap().expose(), "0");
+        for raw in ["1e3", "10.0", "0x10", "9223372036854775808", "1 006", "++1"] {
+            assert!(
+                matches!(spec.parse(raw), Err(IdentityError::InvalidFormat { .. })),
+                "{raw} accepted"
+            );
+        }
+        assert_eq!(spec.normalise_stored("007").unwrap().expose(), "7");
+    }
+
+    #[test]
+    fn uuids_have_one_spelling() {
+        let spec = kind(ValueFormat::Uuid);
+        for raw in [
+            "6F9619FF-8B86-D011-B42D-00C04FC964FF",
+            "6f9619ff8b86d011b42d00c04fc964ff",
+            "{6f9619ff-8b86-d011-b42d-00c04fc964ff}",
+            "urn:uuid:6f9619ff-8b86-d011-b42d-00c04fc964ff",
+        ] {
+            assert_eq!(
+                spec.parse(raw).unwrap().expose(),
+                "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+                "{raw}"
+            );
+        }
+        assert!(spec.parse("6f9619ff-8b86-d011-b42d").is_err());
     }
 
     #[test]

@@ -82,6 +82,10 @@ pub struct SqlConnector {
     dialect: SqlDialect,
     pool: Pool,
     entities: Vec<EntitySql>,
+    /// MySQL/MariaDB: per entity and lookup, whether a `compare = "lowercase"` lookup must
+    /// lower-case the column in the query, because its collation is not case-insensitive
+    /// (`utf8mb4_bin`, binary strings). Read from the store on first use.
+    mysql_lowered: tokio::sync::OnceCell<Vec<Vec<bool>>>,
 }
 
 impl SqlConnector {
@@ -151,7 +155,50 @@ impl SqlConnector {
             dialect,
             pool,
             entities,
+            mysql_lowered: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Which MySQL/MariaDB lowercase lookups need `LOWER()` in the query (see `mysql_lowered`).
+    async fn mysql_lowered(&self) -> Result<&Vec<Vec<bool>>, ConnectorError> {
+        let Pool::MySql(pool) = &self.pool else {
+            return Err(ConnectorError::Other("not a MySQL connector".into()));
+        };
+        self.mysql_lowered
+            .get_or_try_init(|| async {
+                let mut lowered = Vec::with_capacity(self.descriptor.entities.len());
+                for entity in &self.descriptor.entities {
+                    let (schema, table) = match entity.source.split_once('.') {
+                        Some((schema, table)) => (Some(schema), table),
+                        None => (None, entity.source.as_str()),
+                    };
+                    let mut per_lookup = Vec::with_capacity(entity.lookups.len());
+                    for lookup in &entity.lookups {
+                        if lookup.compare != Compare::Lowercase {
+                            per_lookup.push(false);
+                            continue;
+                        }
+                        let collation: Option<Option<String>> = sqlx::query_scalar(
+                            "SELECT CAST(collation_name AS CHAR) FROM information_schema.columns \
+                             WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND column_name = ?",
+                        )
+                        .bind(schema)
+                        .bind(table)
+                        .bind(&entity.fields[lookup.field].name)
+                        .fetch_optional(pool)
+                        .await
+                        .map_err(|e| self.store_error(e))?;
+                        per_lookup.push(match collation {
+                            // No such column: the query itself will say so.
+                            None => false,
+                            Some(collation) => !collation_ignores_case(collation.as_deref()),
+                        });
+                    }
+                    lowered.push(per_lookup);
+                }
+                Ok(lowered)
+            })
+            .await
     }
 
     fn store_error(&self, err: sqlx::Error) -> ConnectorError {
@@ -201,9 +248,16 @@ impl SqlConnector {
                 rows.iter().map(|row| decode_pg(row, descriptor)).collect()
             }
             Pool::MySql(_) | Pool::Sqlite(_) => {
+                let lowered: &[bool] = if matches!(self.pool, Pool::MySql(_))
+                    && descriptor.lookups.iter().any(|l| l.compare == Compare::Lowercase)
+                {
+                    self.mysql_lowered().await?.get(entity).map_or(&[], Vec::as_slice)
+                } else {
+                    &[]
+                };
                 let mut records = Vec::new();
                 for chunk in chunks(&bound, MAX_VALUES_PER_QUERY) {
-                    records.extend(self.run_in_list(sql, descriptor, &chunk).await?);
+                    records.extend(self.run_in_list(sql, descriptor, &chunk, lowered).await?);
                 }
                 Ok(records)
             }
@@ -216,13 +270,21 @@ impl SqlConnector {
         sql: &EntitySql,
         descriptor: &EntityDescriptor,
         bound: &[(usize, Bound)],
+        lowered: &[bool],
     ) -> Result<Vec<Record>, ConnectorError> {
         let mut query = sql.select_prefix.clone();
         for (n, (lookup, values)) in bound.iter().enumerate() {
             if n > 0 {
                 query.push_str(" OR ");
             }
-            query.push_str(&sql.lookups[*lookup].expression);
+            if lowered.get(*lookup).copied().unwrap_or(false) {
+                // A case-sensitive collation: compare lower-cased (no index serves this; `check`
+                // says so).
+                let column = quote(self.dialect, &descriptor.fields[descriptor.lookups[*lookup].field].name);
+                query.push_str(&format!("LOWER(CONVERT({column} USING utf8mb4))"));
+            } else {
+                query.push_str(&sql.lookups[*lookup].expression);
+            }
             query.push_str(" IN (");
             for i in 0..values.len() {
                 query.push_str(if i == 0 { "?" } else { ", ?" });
@@ -412,16 +474,28 @@ impl SqlConnector {
     }
 }
 
+/// Whether a MySQL/MariaDB collation compares case-insensitively (`utf8mb4_general_ci`,
+/// `utf8mb4_0900_ai_ci`); binary strings have none.
+fn collation_ignores_case(collation: Option<&str>) -> bool {
+    collation.is_some_and(|c| c.to_ascii_lowercase().ends_with("_ci"))
+}
+
 /// Whether a column of the store's type `column_type` can be read as `declared`. SQLite's types
 /// are affinities, so only what would certainly fail is refused there.
 fn type_fits(dialect: SqlDialect, declared: FieldType, column_type: &str) -> bool {
     let t = column_type.to_ascii_lowercase();
     let any = |needles: &[&str]| needles.iter().any(|n| t.contains(n));
     match (dialect, declared) {
-        // PostgreSQL text fields are read as `::text`, which every type has.
+        // PostgreSQL text fields are read through the type's output function, which every
+        // type has (bytea as `\x…` hex, arrays as `{…}`, intervals as `1 day 02:00:00`).
         (SqlDialect::Postgres, FieldType::String) => true,
-        (SqlDialect::MySql, FieldType::String) => any(&["char", "text", "enum", "set"]),
+        // MySQL text fields are read as `CAST(… AS CHAR)`; bytes (BINARY, VARBINARY, BLOB, BIT)
+        // and geometry are not text and are refused rather than read mangled.
+        (SqlDialect::MySql, FieldType::String) => {
+            !any(&["binary", "blob", "bit", "geometry", "point", "linestring", "polygon"])
+        }
         (SqlDialect::Sqlite, FieldType::String) => !any(&["blob"]),
+        (SqlDialect::MySql, FieldType::Int | FieldType::Bigint) => any(&["int", "year"]),
         (_, FieldType::Int | FieldType::Bigint) => any(&["int"]),
         (SqlDialect::Sqlite, FieldType::Float) => any(&["real", "floa", "doub", "num", "dec", "int"]),
         (_, FieldType::Float) => any(&["real", "double", "float", "numeric", "decimal"]),
@@ -432,8 +506,10 @@ fn type_fits(dialect: SqlDialect, declared: FieldType, column_type: &str) -> boo
         (_, FieldType::Timestamp) => any(&["timestamp", "datetime"]),
         (_, FieldType::Date) => t == "date",
         (SqlDialect::Postgres, FieldType::Uuid) => any(&["uuid", "char", "text"]),
-        (_, FieldType::Uuid) => any(&["char", "binary"]),
+        // A BINARY(16) uuid is bytes, not text: refused rather than read mangled.
+        (_, FieldType::Uuid) => any(&["char"]) && !any(&["binary"]),
         (SqlDialect::Postgres, FieldType::Json) => any(&["json"]),
+        // MariaDB's JSON is LONGTEXT with a check.
         (_, FieldType::Json) => any(&["json", "text"]),
     }
 }
@@ -524,12 +600,20 @@ fn entity_sql(dialect: SqlDialect, entity: &EntityDescriptor) -> EntitySql {
         .map(|field| {
             let column = quote(dialect, &field.name);
             match (dialect, field.field_type) {
-                (SqlDialect::Postgres, FieldType::String | FieldType::Decimal | FieldType::Uuid) => {
-                    format!("{column}::text")
+                // The type's own output function (`format('%s', …)`), as psql prints it: an
+                // `inet` reads `192.0.2.17`, where `::text` would add `/32`.
+                (SqlDialect::Postgres, FieldType::String) => {
+                    format!("CASE WHEN {column} IS NULL THEN NULL ELSE format('%s', {column}) END")
                 }
-                (SqlDialect::MySql, FieldType::Decimal | FieldType::Uuid) => {
+                (SqlDialect::Postgres, FieldType::Decimal | FieldType::Uuid) => format!("{column}::text"),
+                (SqlDialect::Postgres, FieldType::Float) => format!("{column}::float8"),
+                // Text in a binary collation (`utf8mb4_bin`) is flagged BINARY and would not
+                // decode as a string; TIME, YEAR, SET, ENUM, DECIMAL read as MySQL prints them.
+                (SqlDialect::MySql, FieldType::String | FieldType::Decimal | FieldType::Uuid | FieldType::Json) => {
                     format!("CAST({column} AS CHAR)")
                 }
+                // FLOAT, DOUBLE and DECIMAL all read as a DOUBLE.
+                (SqlDialect::MySql, FieldType::Float) => format!("({column} + 0e0)"),
                 (SqlDialect::Sqlite, FieldType::Decimal) => format!("CAST({column} AS TEXT)"),
                 _ => column,
             }
@@ -697,9 +781,16 @@ fn decode_mysql(row: &MySqlRow, entity: &EntityDescriptor) -> Result<Record, Con
             }
             FieldType::Int | FieldType::Bigint => match row.try_get::<Option<i64>, _>(i) {
                 Ok(v) => opt(v, Value::Int),
-                Err(_) => opt(row.try_get::<Option<u64>, _>(i).map_err(fail)?, |v| {
-                    i64::try_from(v).map_or(Value::String(v.to_string()), Value::Int)
-                }),
+                // BIGINT UNSIGNED: past 2^63 still a JSON number (a `Long` is a JSON number).
+                Err(_) => match row.try_get::<Option<u64>, _>(i) {
+                    Ok(v) => opt(v, |v| {
+                        i64::try_from(v).map_or_else(|_| Value::Json(serde_json::Value::from(v)), Value::Int)
+                    }),
+                    // YEAR
+                    Err(_) => opt(row.try_get::<Option<u16>, _>(i).map_err(fail)?, |v| {
+                        Value::Int(v.into())
+                    }),
+                },
             },
             FieldType::Float => opt(row.try_get::<Option<f64>, _>(i).map_err(fail)?, Value::Float),
             FieldType::Bool => opt(row.try_get::<Option<bool>, _>(i).map_err(fail)?, Value::Bool),
@@ -713,13 +804,9 @@ fn decode_mysql(row: &MySqlRow, entity: &EntityDescriptor) -> Result<Record, Con
             FieldType::Date => opt(row.try_get::<Option<NaiveDate>, _>(i).map_err(fail)?, |d| {
                 Value::String(d.format("%Y-%m-%d").to_string())
             }),
-            FieldType::Json => match row.try_get::<Option<String>, _>(i) {
-                Ok(Some(text)) => json_text(&field.name, text)?,
-                Ok(None) => Value::Null,
-                Err(_) => opt(
-                    row.try_get::<Option<serde_json::Value>, _>(i).map_err(fail)?,
-                    Value::Json,
-                ),
+            FieldType::Json => match row.try_get::<Option<String>, _>(i).map_err(fail)? {
+                Some(text) => json_text(&field.name, text)?,
+                None => Value::Null,
             },
         };
         record.push(value);

@@ -159,7 +159,16 @@ impl Executor {
         let mut rounds = 0;
         while subjects.iter().any(|s| !s.pending.is_empty()) && rounds < self.plan.max_depth {
             rounds += 1;
-            let requests = self.gather(&mut subjects);
+            let mut requests = self.gather(&mut subjects);
+            // A store that could not be reached (refused, timed out) in an earlier round is not
+            // asked again within this resolution: its entities carry that round's error.
+            requests.retain(|entity, _| match &sources[entity.connector].error {
+                Some(error) if error.is_transient() => {
+                    entity_errors[entity.connector][entity.entity].get_or_insert_with(|| error.clone());
+                    false
+                }
+                _ => true,
+            });
             let calls = requests.iter().map(|(entity, by)| {
                 let connector = &registry.connectors[entity.connector].connector;
                 let request = LookupRequest {
@@ -193,6 +202,7 @@ impl Executor {
             }
         }
         let depth_exhausted = subjects.iter().any(|s| !s.pending.is_empty());
+        self.mark_unreached(&mut entity_errors, &mut sources);
         metrics::counter!("subject_gateway_subjects_resolved_total").increment(subjects.len() as u64);
         metrics::histogram!("subject_gateway_resolution_rounds").record(rounds as f64);
         BatchOutcome {
@@ -207,6 +217,60 @@ impl Executor {
             entity_errors,
             depth_exhausted,
             rounds,
+        }
+    }
+
+    /// Marks every entity whose answer may be incomplete because an entity that could have led
+    /// to it failed: the identities the failed entity would have yielded were never looked up,
+    /// so "nothing found" there is not known. Such an entity gets an `Unreached` error (unless it
+    /// has an error of its own) and its connector is no longer `Ok`; followed to a fixpoint.
+    fn mark_unreached(
+        &self,
+        entity_errors: &mut [Vec<Option<ConnectorError>>],
+        sources: &mut [SourceReport],
+    ) {
+        let registry = &self.registry;
+        let name = |entity: EntityRef| {
+            let descriptor = registry.connectors[entity.connector].connector.descriptor();
+            format!("{}.{}", descriptor.name, descriptor.entities[entity.entity].name)
+        };
+        // The failed entities, and each failure's origin (the entity whose own call failed).
+        let mut queue: Vec<(EntityRef, String)> = Vec::new();
+        for (c, errors) in entity_errors.iter().enumerate() {
+            for (e, error) in errors.iter().enumerate() {
+                if error.is_some() {
+                    let entity = EntityRef { connector: c, entity: e };
+                    queue.push((entity, name(entity)));
+                }
+            }
+        }
+        while let Some((failed, origin)) = queue.pop() {
+            let descriptor = registry.connectors[failed.connector].connector.descriptor();
+            for link in &descriptor.entities[failed.entity].yields {
+                for lookup in &self.plan.lookups_by_kind[link.kind.index()] {
+                    let target = lookup.entity;
+                    let slot = &mut entity_errors[target.connector][target.entity];
+                    if slot.is_some() {
+                        continue;
+                    }
+                    let source = &mut sources[target.connector];
+                    // A store that is itself down says so; otherwise the entity was not reached.
+                    let error = match &source.error {
+                        Some(own) if own.is_transient() && !matches!(own, ConnectorError::Unreached { .. }) => {
+                            own.clone()
+                        }
+                        _ => ConnectorError::Unreached {
+                            upstream: origin.clone(),
+                        },
+                    };
+                    if source.state == SourceState::Ok {
+                        source.state = SourceState::Error;
+                    }
+                    source.error.get_or_insert_with(|| error.clone());
+                    *slot = Some(error);
+                    queue.push((target, origin.clone()));
+                }
+            }
         }
     }
 

@@ -14,13 +14,33 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::future::try_join_all;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::Rng;
 use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value as Json;
 use tokio::sync::Semaphore;
+
+/// What a value placed into one path segment is encoded as (RFC 3986 §2.3, §3.3): everything but
+/// the unreserved characters `A-Z a-z 0-9 - . _ ~`. A `/`, `?`, `#` or `%` in a value is encoded,
+/// so a value can never leave its segment; `-` and `.` stay as they are, since APIs that route
+/// on the raw path do not decode them.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// `text` encoded for one path segment.
+fn encode_segment(text: &str) -> String {
+    utf8_percent_encode(text, PATH_SEGMENT).to_string()
+}
+
+/// Whether a path holds a segment URL normalisation would remove or climb out of (`.`, `..`,
+/// also percent-encoded): a value like that would send the request to another resource.
+fn has_dot_segment(path: &str) -> bool {
+    path.split(['/', '?', '#']).any(|segment| {
+        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+        segment == "." || segment == ".."
+    })
+}
 
 use crate::connector::{
     Capabilities, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityErasure, ErasureRequest,
@@ -131,6 +151,11 @@ impl HttpConnector {
 
     /// `path` (relative, leading `/`) joined to the base URL.
     fn url(&self, path: &str) -> Result<Url, ConnectorError> {
+        if has_dot_segment(path) {
+            return Err(ConnectorError::Other(
+                "a request path would hold a `.` or `..` segment (from a value placed in it); refused".into(),
+            ));
+        }
         self.base
             .join(path.trim_start_matches('/'))
             .map_err(|_| ConnectorError::Other("a request path does not form a valid URL".into()))
@@ -220,7 +245,7 @@ impl HttpConnector {
     async fn walk(&self, entity: usize, value: &IdentityValue) -> Result<Vec<Record>, ConnectorError> {
         let http = &self.store.entities[entity];
         let request = &http.request;
-        let encoded = utf8_percent_encode(value.expose(), NON_ALPHANUMERIC).to_string();
+        let encoded = encode_segment(value.expose());
         let mut url = self.url(&request.path.replace("{value}", &encoded))?;
         {
             let mut pairs = url.query_pairs_mut();
@@ -397,7 +422,7 @@ fn fill(template: &str, names: &[&str], record: &Record, encode: bool) -> String
                 .map(|t| t.into_owned())
                 .unwrap_or_default();
             let text = if encode {
-                utf8_percent_encode(&text, NON_ALPHANUMERIC).to_string()
+                encode_segment(&text)
             } else {
                 text
             };
@@ -688,7 +713,7 @@ impl Connector for HttpConnector {
         else {
             return Err(ConnectorError::Unsupported("job_status"));
         };
-        let encoded = utf8_percent_encode(&handle.0, NON_ALPHANUMERIC).to_string();
+        let encoded = encode_segment(&handle.0);
         let url = self.url(&job.status_path.replace("{job}", &encoded))?;
         let Answer::Json(answer) = self.send(&reqwest::Method::GET, url, None).await? else {
             return Ok(JobStatus::Failed("the job is unknown to the store".into()));
@@ -726,6 +751,17 @@ impl Connector for HttpConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_values_keep_unreserved_characters_and_stay_in_their_segment() {
+        assert_eq!(encode_segment("ab-12_c.d~e"), "ab-12_c.d~e");
+        assert_eq!(encode_segment("a/b?c#d%e f"), "a%2Fb%3Fc%23d%25e%20f");
+        assert_eq!(encode_segment("alice+x@example.com"), "alice%2Bx%40example.com");
+        assert!(has_dot_segment(&format!("users/{}/tickets", encode_segment(".."))));
+        assert!(has_dot_segment("users/%2e%2E/tickets"));
+        assert!(has_dot_segment("users/./x"));
+        assert!(!has_dot_segment("users/a..b/tickets"));
+    }
 
     #[test]
     fn rate_limit_headers_are_read_in_seconds_or_dates() {

@@ -21,7 +21,7 @@ use subject_connectors::Value;
 use zip::write::SimpleFileOptions;
 
 use super::PrivacyEngine;
-use super::store::{self, RequestRow};
+use super::store::{self, RequestRow, StoreError};
 use super::work::SubjectPlan;
 
 /// A written bundle, as kept with its request.
@@ -208,11 +208,25 @@ impl PrivacyEngine {
             let Ok(bundle) = serde_json::from_str::<Bundle>(&export) else {
                 continue;
             };
-            if bundle.expires_at < now {
-                let _ = std::fs::remove_file(self.exports_dir.join(&bundle.file));
-                let _ = self.store.set_export(&id, None).await;
+            if bundle.expires_at < now
+                && let Err(error) = self.delete_bundle(&id, &export).await
+            {
+                tracing::warn!(request = %id, error = %error, "could not delete an expired export");
             }
         }
+    }
+
+    /// Deletes a bundle's file and forgets it (its link answers 410). A file already gone counts
+    /// as deleted.
+    pub(super) async fn delete_bundle(&self, id: &str, export: &str) -> Result<(), StoreError> {
+        if let Ok(bundle) = serde_json::from_str::<Bundle>(export) {
+            match tokio::fs::remove_file(self.exports_dir.join(&bundle.file)).await {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(StoreError::Io(error.to_string())),
+            }
+        }
+        self.store.set_export(id, None).await
     }
 
     /// Serves a bundle for a valid, unexpired link.
@@ -245,6 +259,25 @@ impl PrivacyEngine {
         match tokio::fs::read(self.exports_dir.join(&bundle.file)).await {
             Ok(data) => {
                 tracing::info!(request = %id, bytes = data.len(), "export downloaded");
+                // Whoever holds the link gets the person's data: every download is on record.
+                let entry = subject_schema::audit::AuditEntry {
+                    actor: "export-link".into(),
+                    role: "link".into(),
+                    purpose: "essential.legal_obligation".into(),
+                    action: "export.downloaded".into(),
+                    subjects: Vec::new(),
+                    detail: json!({
+                        "request": id,
+                        "subject": row.subject_hash,
+                        "sha256": bundle.sha256,
+                        "bytes": data.len(),
+                    }),
+                };
+                if let Err(error) = subject_schema::audit::AuditLog::append(self.audit.as_ref(), entry).await {
+                    tracing::error!(request = %id, error = %error, "could not record a download; refused");
+                    return (StatusCode::SERVICE_UNAVAILABLE, "the download could not be recorded; try again")
+                        .into_response();
+                }
                 (
                     [
                         (header::CONTENT_TYPE, "application/zip".to_owned()),

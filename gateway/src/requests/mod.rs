@@ -376,6 +376,26 @@ fn task_view(task: &TaskRow) -> Json {
 }
 
 /// A request id: `pr_` and 128 random bits.
+/// An idempotency key names one request: the same type for the same person. Used with another
+/// person or type it is a conflict, and nothing starts: answering the first request would tell
+/// automation that a person was erased while nothing happened to them.
+fn same_request(existing: &RequestRow, kind: &str, subject_hash: &str) -> Result<(), RequestError> {
+    if existing.kind != kind {
+        return Err(RequestError::Conflict(format!(
+            "idempotencyKey was already used for a {} request; use a new key for a new request",
+            existing.kind
+        )));
+    }
+    if existing.subject_hash != subject_hash {
+        return Err(RequestError::Conflict(
+            "idempotencyKey was already used for a request about another person (or the same person \
+             named by another identity); use a new key for a new request"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 fn new_request_id() -> String {
     format!("pr_{}", uuid::Uuid::new_v4().simple())
 }
@@ -395,13 +415,9 @@ impl PrivacyRequests for PrivacyEngine {
             ));
         }
         let kind = submission.kind.as_str();
+        let subject_hash = self.subject_hash(&submission.identity);
         if let Some(existing) = self.store.by_idempotency_key(key).await.map_err(unavailable)? {
-            if existing.kind != kind {
-                return Err(RequestError::Conflict(format!(
-                    "idempotencyKey was already used for a {} request",
-                    existing.kind
-                )));
-            }
+            same_request(&existing, kind, &subject_hash)?;
             return self.existing_view(&existing.id).await;
         }
         let regulation = submission
@@ -435,7 +451,6 @@ impl PrivacyRequests for PrivacyEngine {
             _ => None,
         };
         let identity = &submission.identity;
-        let subject_hash = self.subject_hash(identity);
         let input = RequestInput {
             kind: self.kind_name(identity.kind),
             value: identity.value.expose().to_owned(),
@@ -471,6 +486,7 @@ impl PrivacyRequests for PrivacyEngine {
             Ok(()) => {}
             Err(StoreError::Duplicate) => {
                 if let Some(existing) = self.store.by_idempotency_key(key).await.map_err(unavailable)? {
+                    same_request(&existing, kind, &subject_hash)?;
                     return self.existing_view(&existing.id).await;
                 }
                 if let Some(open) = &open_key

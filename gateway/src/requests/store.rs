@@ -16,6 +16,9 @@ pub enum StoreError {
     Query,
     #[error("a request with this key already exists")]
     Duplicate,
+    /// A file the state refers to (an export bundle) could not be written or removed.
+    #[error("a file of the request could not be changed ({0})")]
+    Io(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -60,6 +63,8 @@ pub struct RequestRow {
     pub receipt: Option<String>,
     pub receipt_sha256: Option<String>,
     pub export: Option<String>,
+    /// When the tasks were planned; `None` until a plan is stored (whatever the status).
+    pub planned_at: Option<String>,
 }
 
 impl RequestRow {
@@ -83,6 +88,7 @@ impl RequestRow {
             receipt: row.try_get("receipt")?,
             receipt_sha256: row.try_get("receipt_sha256")?,
             export: row.try_get("export")?,
+            planned_at: row.try_get("planned_at")?,
         })
     }
 
@@ -162,7 +168,8 @@ pub struct RequestStore {
 }
 
 const REQUEST_COLUMNS: &str = "id, kind, status, idempotency_key, subject_hash, regulation, reason, requested_by, \
-     created_at, updated_at, due_at, extension_reason, completed_at, error, input, receipt, receipt_sha256, export";
+     created_at, updated_at, due_at, extension_reason, completed_at, error, input, receipt, receipt_sha256, export, \
+     planned_at";
 
 const TASK_COLUMNS: &str = "request_id, position, connector, entity, action, stage, status, attempts, records, \
      files, legal_basis, retain_until, verified, error, error_code, started_at, finished_at, lookup, known, jobs";
@@ -482,9 +489,11 @@ impl RequestStore {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("UPDATE privacy_requests SET status = 'IN_PROGRESS', updated_at = $1 WHERE id = $2")
-            .bind(now())
-            .bind(request_id)
+        sqlx::query(
+            "UPDATE privacy_requests SET status = 'IN_PROGRESS', updated_at = $1, planned_at = $1 WHERE id = $2",
+        )
+        .bind(now())
+        .bind(request_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -601,6 +610,22 @@ impl RequestStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
+    }
+
+    /// Export bundles still kept for any of these subjects (hashed identities).
+    pub async fn exports_of(&self, subject_hashes: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        let mut found = Vec::new();
+        for hash in subject_hashes {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT id, export FROM privacy_requests \
+                 WHERE kind = 'EXPORT' AND subject_hash = $1 AND export IS NOT NULL",
+            )
+            .bind(hash)
+            .fetch_all(&self.pool)
+            .await?;
+            found.extend(rows);
+        }
+        Ok(found)
     }
 
     pub async fn set_export(&self, id: &str, export: Option<&str>) -> Result<(), StoreError> {

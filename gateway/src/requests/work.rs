@@ -662,7 +662,7 @@ impl PrivacyEngine {
         lost: &AtomicBool,
     ) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        if row.status == "RECEIVED" {
+        if row.planned_at.is_none() {
             let registry = self.executor.registry();
             // Safety: a lookup matching more than an entity's limit stops the erasure before
             // anything is changed anywhere.
@@ -721,7 +721,10 @@ impl PrivacyEngine {
             return self.fail_with_tasks(row).await;
         }
         let receipt = self.receipt(row, "erasure").await?;
+        // Read before `finish` forgets the identities the tasks held.
+        let person = self.person_hashes(row).await?;
         self.finish(row, receipt, None).await?;
+        self.end_exports(row, &person).await;
         metrics::histogram!("subject_gateway_privacy_request_seconds", "type" => "ERASURE")
             .record(started.elapsed().as_secs_f64());
         Ok(())
@@ -1095,6 +1098,58 @@ impl PrivacyEngine {
         Ok(())
     }
 
+    /// The hashes of every identity the person was found by (the submitted one and those the
+    /// tasks looked up), as requests record their subject.
+    async fn person_hashes(&self, row: &RequestRow) -> Result<Vec<String>, StoreError> {
+        let registry = self.executor.registry();
+        let mut hashes = vec![row.subject_hash.clone()];
+        for task in self.store.tasks(&row.id).await? {
+            let Some((c, e)) = self.locate(&task) else {
+                continue;
+            };
+            let Some(lookup) = self.decode_lookup(c, e, task.lookup.as_deref()) else {
+                continue;
+            };
+            let entity = &registry.connectors[c].connector.descriptor().entities[e];
+            for (l, values) in lookup.by {
+                let Some(link) = entity.lookups.get(l) else {
+                    continue;
+                };
+                for value in values {
+                    hashes.push(self.subject_hash(&Identity { kind: link.kind, value }));
+                }
+            }
+        }
+        hashes.sort_unstable();
+        hashes.dedup();
+        Ok(hashes)
+    }
+
+    /// An erased person's export bundles are deleted: a link handed out before the erasure
+    /// answers 410 from now on.
+    async fn end_exports(&self, erasure: &RequestRow, person: &[String]) {
+        let exports = match self.store.exports_of(person).await {
+            Ok(exports) => exports,
+            Err(error) => {
+                tracing::error!(request = %erasure.id, error = %error, "could not look for the erased person's exports");
+                return;
+            }
+        };
+        for (id, export) in exports {
+            if let Err(error) = self.delete_bundle(&id, &export).await {
+                tracing::error!(request = %id, error = %error, "could not delete an erased person's export");
+                continue;
+            }
+            self.event(
+                &id,
+                "export.deleted",
+                &format!("bundle deleted: erasure {} completed", erasure.id),
+                "COMPLETED",
+            )
+            .await;
+        }
+    }
+
     // -----------------------------------------------------------------------------------------
     // Rectification
     // -----------------------------------------------------------------------------------------
@@ -1127,7 +1182,7 @@ impl PrivacyEngine {
         identity: &Identity,
         lost: &AtomicBool,
     ) -> Result<(), StoreError> {
-        if row.status == "RECEIVED" {
+        if row.planned_at.is_none() {
             let planned = self
                 .plan_tasks(
                     row,
@@ -1319,7 +1374,7 @@ impl PrivacyEngine {
             .store
             .record_objection(&row.subject_hash, &purpose.to_string(), &row.id)
             .await?;
-        if row.status == "RECEIVED" {
+        if row.planned_at.is_none() {
             let registry = self.executor.registry();
             let planned = self
                 .plan_tasks(

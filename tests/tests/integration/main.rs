@@ -17,6 +17,7 @@ mod requests;
 mod resolution;
 mod schema_snapshot;
 mod telemetry;
+mod types;
 mod uploads;
 
 use serde_json::Value as Json;

@@ -929,3 +929,136 @@ async fn transient_store_failures_are_retried_until_the_erasure_completes() -> a
     assert_eq!(task(&done, "helpdesk", "users")["verified"], true);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_idempotency_key_names_one_person_and_one_type() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(6).await?;
+    let gateway = world.gateway().await?;
+    let (first, second) = (&world.people[1], &world.people[2]);
+    let erased = submit(
+        &gateway,
+        "eraseSubject",
+        json!({ "identity": { "kind": "USER_ID", "value": first.user_id.to_string() }, "idempotencyKey": "bound-key" }),
+    )
+    .await?;
+    let done = wait_for(&gateway, erased["id"].as_str().unwrap_or_default(), &["COMPLETED", "FAILED"]).await?;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+
+    // The same key for another person: a conflict, and nothing happens to that person.
+    let response = gateway
+        .graphql(
+            "mutation($input: EraseSubjectInput!) { eraseSubject(input: $input) { id status } }",
+            json!({ "input": { "identity": { "kind": "USER_ID", "value": second.user_id.to_string() }, "idempotencyKey": "bound-key" } }),
+        )
+        .await?;
+    assert_eq!(response["errors"][0]["extensions"]["code"], "CONFLICT", "{response}");
+    assert!(
+        response["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("another person") && !m.contains(&second.email)),
+        "{response}"
+    );
+    assert!(response["data"]["eraseSubject"].is_null(), "{response}");
+    let still = gateway
+        .subject("USER_ID", &second.user_id.to_string(), "{ accounts { users { id } } }")
+        .await?;
+    assert_eq!(len(at(subject_ok(&still), &["accounts", "users"])), 1, "{still}");
+
+    // The same person by another spelling of the same identity is the same request.
+    let again = submit(
+        &gateway,
+        "eraseSubject",
+        json!({ "identity": { "kind": "USER_ID", "value": format!("+0{}", first.user_id) }, "idempotencyKey": "bound-key" }),
+    )
+    .await?;
+    assert_eq!(again["id"], erased["id"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn retrying_an_erasure_that_failed_while_planning_plans_it_and_erases() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create_on(6, subject_connectors::declaration::SqlDialect::Postgres, subject_connectors::declaration::SqlDialect::Postgres).await?;
+    let config = ConfigCopy::new()?;
+    config.edit("connectors/billing.toml", "timeout_ms = 2000", "timeout_ms = 300")?;
+    let gateway = TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
+    let person = world.payer(1).clone();
+
+    // Billing cannot be read while planning: the erasure fails before anything is changed.
+    let blocker = sqlx::PgPool::connect(&world.billing.url).await?;
+    let mut lock = blocker.begin().await?;
+    sqlx::query("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await?;
+    let request = submit(
+        &gateway,
+        "eraseSubject",
+        json!({ "identity": email_input(&person), "idempotencyKey": "planning-fails" }),
+    )
+    .await?;
+    let id = request["id"].as_str().unwrap_or_default().to_owned();
+    let failed = wait_for(&gateway, &id, &["FAILED", "COMPLETED"]).await?;
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(
+        failed["error"].as_str().is_some_and(|e| e.contains("billing")),
+        "{failed}"
+    );
+    assert_eq!(len(&failed["tasks"]), 0);
+    lock.rollback().await?;
+
+    // The retry plans it (it never was) and erases: never COMPLETED with no tasks.
+    let response = gateway
+        .graphql(
+            "mutation($id: ID!) { retryPrivacyRequest(id: $id) { id status } }",
+            json!({ "id": id }),
+        )
+        .await?;
+    assert!(response.get("errors").is_none(), "{response}");
+    let done = wait_for(&gateway, &id, &["COMPLETED", "FAILED"]).await?;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert!(len(&done["tasks"]) >= 3, "{done}");
+    assert_eq!(task(&done, "accounts", "users")["records"], 1, "{done}");
+    assert_eq!(done["receipt"]["verification"]["result"], "PASSED");
+    let after = gateway
+        .subject("EMAIL", &person.email, "{ accounts { users { id } } }")
+        .await?;
+    assert_eq!(len(at(subject_ok(&after), &["accounts", "users"])), 0, "{after}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_completed_erasure_deletes_the_person_s_exports() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(6).await?;
+    let gateway = world.gateway().await?;
+    let person = world.people[1].clone();
+    let export = submit(
+        &gateway,
+        "exportSubject",
+        json!({ "identity": email_input(&person), "idempotencyKey": "export-then-erase" }),
+    )
+    .await?;
+    let exported = wait_for(&gateway, export["id"].as_str().unwrap_or_default(), &["COMPLETED", "FAILED"]).await?;
+    assert_eq!(exported["status"], "COMPLETED", "{exported}");
+    let url = gateway.url(exported["download"]["url"].as_str().expect("a link"));
+    assert_eq!(reqwest::get(&url).await?.status(), 200);
+
+    // Erased by another identity of the same person.
+    let erasure = submit(
+        &gateway,
+        "eraseSubject",
+        json!({ "identity": { "kind": "USER_ID", "value": person.user_id.to_string() }, "idempotencyKey": "erase-after-export" }),
+    )
+    .await?;
+    let erased = wait_for(&gateway, erasure["id"].as_str().unwrap_or_default(), &["COMPLETED", "FAILED"]).await?;
+    assert_eq!(erased["status"], "COMPLETED", "{erased}");
+    assert_eq!(reqwest::get(&url).await?.status(), 410);
+
+    // The download before the erasure is on record.
+    let audit = gateway
+        .graphql(
+            "{ auditEvents(first: 100, action: \"export.downloaded\") { events { action } } }",
+            json!({}),
+        )
+        .await?;
+    assert_eq!(len(at(&audit, &["data", "auditEvents", "events"])), 1, "{audit}");
+    Ok(())
+}
