@@ -98,9 +98,7 @@ impl ValueFormat {
     fn canonical(&self, value: String) -> String {
         match self {
             ValueFormat::Integer => value.parse::<i64>().map_or(value, |n| n.to_string()),
-            ValueFormat::Uuid => {
-                uuid::Uuid::parse_str(&value).map_or(value, |u| u.hyphenated().to_string())
-            }
+            ValueFormat::Uuid => uuid::Uuid::parse_str(&value).map_or(value, |u| u.hyphenated().to_string()),
             ValueFormat::Text | ValueFormat::Email | ValueFormat::Pattern(_) => value,
         }
     }

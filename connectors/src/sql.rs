@@ -280,7 +280,10 @@ impl SqlConnector {
             if lowered.get(*lookup).copied().unwrap_or(false) {
                 // A case-sensitive collation: compare lower-cased (no index serves this; `check`
                 // says so).
-                let column = quote(self.dialect, &descriptor.fields[descriptor.lookups[*lookup].field].name);
+                let column = quote(
+                    self.dialect,
+                    &descriptor.fields[descriptor.lookups[*lookup].field].name,
+                );
                 query.push_str(&format!("LOWER(CONVERT({column} USING utf8mb4))"));
             } else {
                 query.push_str(&sql.lookups[*lookup].expression);
@@ -491,9 +494,15 @@ fn type_fits(dialect: SqlDialect, declared: FieldType, column_type: &str) -> boo
         (SqlDialect::Postgres, FieldType::String) => true,
         // MySQL text fields are read as `CAST(… AS CHAR)`; bytes (BINARY, VARBINARY, BLOB, BIT)
         // and geometry are not text and are refused rather than read mangled.
-        (SqlDialect::MySql, FieldType::String) => {
-            !any(&["binary", "blob", "bit", "geometry", "point", "linestring", "polygon"])
-        }
+        (SqlDialect::MySql, FieldType::String) => !any(&[
+            "binary",
+            "blob",
+            "bit",
+            "geometry",
+            "point",
+            "linestring",
+            "polygon",
+        ]),
         (SqlDialect::Sqlite, FieldType::String) => !any(&["blob"]),
         (SqlDialect::MySql, FieldType::Int | FieldType::Bigint) => any(&["int", "year"]),
         (_, FieldType::Int | FieldType::Bigint) => any(&["int"]),
@@ -609,7 +618,10 @@ fn entity_sql(dialect: SqlDialect, entity: &EntityDescriptor) -> EntitySql {
                 (SqlDialect::Postgres, FieldType::Float) => format!("{column}::float8"),
                 // Text in a binary collation (`utf8mb4_bin`) is flagged BINARY and would not
                 // decode as a string; TIME, YEAR, SET, ENUM, DECIMAL read as MySQL prints them.
-                (SqlDialect::MySql, FieldType::String | FieldType::Decimal | FieldType::Uuid | FieldType::Json) => {
+                (
+                    SqlDialect::MySql,
+                    FieldType::String | FieldType::Decimal | FieldType::Uuid | FieldType::Json,
+                ) => {
                     format!("CAST({column} AS CHAR)")
                 }
                 // FLOAT, DOUBLE and DECIMAL all read as a DOUBLE.

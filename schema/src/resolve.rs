@@ -239,7 +239,10 @@ impl Executor {
         for (c, errors) in entity_errors.iter().enumerate() {
             for (e, error) in errors.iter().enumerate() {
                 if error.is_some() {
-                    let entity = EntityRef { connector: c, entity: e };
+                    let entity = EntityRef {
+                        connector: c,
+                        entity: e,
+                    };
                     queue.push((entity, name(entity)));
                 }
             }
@@ -256,7 +259,9 @@ impl Executor {
                     let source = &mut sources[target.connector];
                     // A store that is itself down says so; otherwise the entity was not reached.
                     let error = match &source.error {
-                        Some(own) if own.is_transient() && !matches!(own, ConnectorError::Unreached { .. }) => {
+                        Some(own)
+                            if own.is_transient() && !matches!(own, ConnectorError::Unreached { .. }) =>
+                        {
                             own.clone()
                         }
                         _ => ConnectorError::Unreached {

@@ -26,7 +26,11 @@ use tokio::sync::Semaphore;
 /// the unreserved characters `A-Z a-z 0-9 - . _ ~`. A `/`, `?`, `#` or `%` in a value is encoded,
 /// so a value can never leave its segment; `-` and `.` stay as they are, since APIs that route
 /// on the raw path do not decode them.
-const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// `text` encoded for one path segment.
 fn encode_segment(text: &str) -> String {
@@ -421,11 +425,7 @@ fn fill(template: &str, names: &[&str], record: &Record, encode: bool) -> String
                 .as_identity_text()
                 .map(|t| t.into_owned())
                 .unwrap_or_default();
-            let text = if encode {
-                encode_segment(&text)
-            } else {
-                text
-            };
+            let text = if encode { encode_segment(&text) } else { text };
             out = out.replace(&placeholder, &text);
         }
     }
@@ -757,7 +757,10 @@ mod tests {
         assert_eq!(encode_segment("ab-12_c.d~e"), "ab-12_c.d~e");
         assert_eq!(encode_segment("a/b?c#d%e f"), "a%2Fb%3Fc%23d%25e%20f");
         assert_eq!(encode_segment("alice+x@example.com"), "alice%2Bx%40example.com");
-        assert!(has_dot_segment(&format!("users/{}/tickets", encode_segment(".."))));
+        assert!(has_dot_segment(&format!(
+            "users/{}/tickets",
+            encode_segment("..")
+        )));
         assert!(has_dot_segment("users/%2e%2E/tickets"));
         assert!(has_dot_segment("users/./x"));
         assert!(!has_dot_segment("users/a..b/tickets"));

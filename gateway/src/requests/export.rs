@@ -273,9 +273,13 @@ impl PrivacyEngine {
                         "bytes": data.len(),
                     }),
                 };
-                if let Err(error) = subject_schema::audit::AuditLog::append(self.audit.as_ref(), entry).await {
+                if let Err(error) = subject_schema::audit::AuditLog::append(self.audit.as_ref(), entry).await
+                {
                     tracing::error!(request = %id, error = %error, "could not record a download; refused");
-                    return (StatusCode::SERVICE_UNAVAILABLE, "the download could not be recorded; try again")
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the download could not be recorded; try again",
+                    )
                         .into_response();
                 }
                 (

@@ -1116,7 +1116,10 @@ impl PrivacyEngine {
                     continue;
                 };
                 for value in values {
-                    hashes.push(self.subject_hash(&Identity { kind: link.kind, value }));
+                    hashes.push(self.subject_hash(&Identity {
+                        kind: link.kind,
+                        value,
+                    }));
                 }
             }
         }

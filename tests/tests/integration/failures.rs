@@ -91,10 +91,18 @@ async fn a_store_that_does_not_answer_is_a_timeout_for_that_entity_only() -> any
 async fn a_hanging_api_is_an_error_on_every_entity_it_leads_to_never_an_empty_list() -> anyhow::Result<()> {
     let world = ReferenceWorld::create(10).await?;
     let config = ConfigCopy::new()?;
-    config.edit("connectors/helpdesk.toml", "timeout_ms = 10000", "timeout_ms = 500")?;
+    config.edit(
+        "connectors/helpdesk.toml",
+        "timeout_ms = 10000",
+        "timeout_ms = 500",
+    )?;
     let gateway = TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
     let person = world.payer(1);
-    world.helpdesk.state.hang.store(true, std::sync::atomic::Ordering::SeqCst);
+    world
+        .helpdesk
+        .state
+        .hang
+        .store(true, std::sync::atomic::Ordering::SeqCst);
 
     let response = gateway
         .subject(
@@ -103,13 +111,20 @@ async fn a_hanging_api_is_an_error_on_every_entity_it_leads_to_never_an_empty_li
             "{ accounts { users { id } } helpdesk { users { id } tickets { id } comments { body } } sources { connector status error } }",
         )
         .await?;
-    world.helpdesk.state.hang.store(false, std::sync::atomic::Ordering::SeqCst);
+    world
+        .helpdesk
+        .state
+        .hang
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     let subject = &response["data"]["subject"];
     assert_eq!(len(at(subject, &["accounts", "users"])), 1, "{response}");
     // Tickets and comments are found through the helpdesk user: never asked, so not known to be
     // empty — null with an error naming what failed, not [].
     for entity in ["users", "tickets", "comments"] {
-        assert!(at(subject, &["helpdesk", entity]).is_null(), "{entity}: {response}");
+        assert!(
+            at(subject, &["helpdesk", entity]).is_null(),
+            "{entity}: {response}"
+        );
     }
     let errors = response["errors"].as_array().cloned().unwrap_or_default();
     let code_of = |entity: &str| {

@@ -114,10 +114,15 @@ async fn a_helpdesk_that_stops_answering_is_a_timeout_and_the_rest_still_comes()
     let subject = &response["data"]["subject"];
     assert_eq!(len(at(subject, &["accounts", "users"])), 1, "{response}");
     assert!(at(subject, &["helpdesk", "users"]).is_null());
+    // Its tickets and comments were never asked for: unknown, so null with the error too —
+    // never an empty list that would read "this person has no tickets".
     let errors = response["errors"].as_array().cloned().unwrap_or_default();
-    assert_eq!(errors.len(), 1, "{response}");
-    assert_eq!(errors[0]["extensions"]["connector"], "helpdesk");
-    assert_eq!(errors[0]["extensions"]["class"], "TIMEOUT");
+    assert_eq!(errors.len(), 3, "{response}");
+    for error in &errors {
+        assert_eq!(error["extensions"]["connector"], "helpdesk");
+        assert_eq!(error["extensions"]["class"], "TIMEOUT");
+    }
+    assert!(at(subject, &["helpdesk", "tickets"]).is_null(), "{response}");
     let helpdesk = subject["sources"]
         .as_array()
         .and_then(|s| s.iter().find(|s| s["connector"] == "helpdesk"))
@@ -145,9 +150,20 @@ async fn a_wrong_token_is_an_authorization_error_that_does_not_repeat_the_token(
 
     let response = gateway.subject("EMAIL", &person.email, TICKETS).await?;
     let errors = response["errors"].as_array().cloned().unwrap_or_default();
-    assert_eq!(errors.len(), 1, "{response}");
-    assert_eq!(errors[0]["extensions"]["code"], "STORE_UNAUTHORIZED");
-    assert_eq!(errors[0]["extensions"]["class"], "ERROR");
+    assert_eq!(errors.len(), 3, "{response}");
+    let code_of = |entity: &str| {
+        errors
+            .iter()
+            .find(|e| e["extensions"]["entity"] == entity)
+            .map(|e| e["extensions"]["code"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(code_of("users"), "STORE_UNAUTHORIZED", "{response}");
+    // Tickets and comments are found through the helpdesk user the refused call would have
+    // given: not searched, and said so.
+    assert_eq!(code_of("tickets"), "UPSTREAM_FAILED", "{response}");
+    assert_eq!(code_of("comments"), "UPSTREAM_FAILED", "{response}");
+    assert!(errors.iter().all(|e| e["extensions"]["class"] == "ERROR"));
     assert!(!response.to_string().contains("s3cr3t"));
     assert_eq!(len(at(&response["data"]["subject"], &["accounts", "users"])), 1);
     Ok(())

@@ -941,7 +941,12 @@ async fn an_idempotency_key_names_one_person_and_one_type() -> anyhow::Result<()
         json!({ "identity": { "kind": "USER_ID", "value": first.user_id.to_string() }, "idempotencyKey": "bound-key" }),
     )
     .await?;
-    let done = wait_for(&gateway, erased["id"].as_str().unwrap_or_default(), &["COMPLETED", "FAILED"]).await?;
+    let done = wait_for(
+        &gateway,
+        erased["id"].as_str().unwrap_or_default(),
+        &["COMPLETED", "FAILED"],
+    )
+    .await?;
     assert_eq!(done["status"], "COMPLETED", "{done}");
 
     // The same key for another person: a conflict, and nothing happens to that person.
@@ -951,7 +956,10 @@ async fn an_idempotency_key_names_one_person_and_one_type() -> anyhow::Result<()
             json!({ "input": { "identity": { "kind": "USER_ID", "value": second.user_id.to_string() }, "idempotencyKey": "bound-key" } }),
         )
         .await?;
-    assert_eq!(response["errors"][0]["extensions"]["code"], "CONFLICT", "{response}");
+    assert_eq!(
+        response["errors"][0]["extensions"]["code"], "CONFLICT",
+        "{response}"
+    );
     assert!(
         response["errors"][0]["message"]
             .as_str()
@@ -960,7 +968,11 @@ async fn an_idempotency_key_names_one_person_and_one_type() -> anyhow::Result<()
     );
     assert!(response["data"]["eraseSubject"].is_null(), "{response}");
     let still = gateway
-        .subject("USER_ID", &second.user_id.to_string(), "{ accounts { users { id } } }")
+        .subject(
+            "USER_ID",
+            &second.user_id.to_string(),
+            "{ accounts { users { id } } }",
+        )
         .await?;
     assert_eq!(len(at(subject_ok(&still), &["accounts", "users"])), 1, "{still}");
 
@@ -977,7 +989,12 @@ async fn an_idempotency_key_names_one_person_and_one_type() -> anyhow::Result<()
 
 #[tokio::test]
 async fn retrying_an_erasure_that_failed_while_planning_plans_it_and_erases() -> anyhow::Result<()> {
-    let world = ReferenceWorld::create_on(6, subject_connectors::declaration::SqlDialect::Postgres, subject_connectors::declaration::SqlDialect::Postgres).await?;
+    let world = ReferenceWorld::create_on(
+        6,
+        subject_connectors::declaration::SqlDialect::Postgres,
+        subject_connectors::declaration::SqlDialect::Postgres,
+    )
+    .await?;
     let config = ConfigCopy::new()?;
     config.edit("connectors/billing.toml", "timeout_ms = 2000", "timeout_ms = 300")?;
     let gateway = TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
@@ -1036,7 +1053,12 @@ async fn a_completed_erasure_deletes_the_person_s_exports() -> anyhow::Result<()
         json!({ "identity": email_input(&person), "idempotencyKey": "export-then-erase" }),
     )
     .await?;
-    let exported = wait_for(&gateway, export["id"].as_str().unwrap_or_default(), &["COMPLETED", "FAILED"]).await?;
+    let exported = wait_for(
+        &gateway,
+        export["id"].as_str().unwrap_or_default(),
+        &["COMPLETED", "FAILED"],
+    )
+    .await?;
     assert_eq!(exported["status"], "COMPLETED", "{exported}");
     let url = gateway.url(exported["download"]["url"].as_str().expect("a link"));
     assert_eq!(reqwest::get(&url).await?.status(), 200);
@@ -1048,7 +1070,12 @@ async fn a_completed_erasure_deletes_the_person_s_exports() -> anyhow::Result<()
         json!({ "identity": { "kind": "USER_ID", "value": person.user_id.to_string() }, "idempotencyKey": "erase-after-export" }),
     )
     .await?;
-    let erased = wait_for(&gateway, erasure["id"].as_str().unwrap_or_default(), &["COMPLETED", "FAILED"]).await?;
+    let erased = wait_for(
+        &gateway,
+        erasure["id"].as_str().unwrap_or_default(),
+        &["COMPLETED", "FAILED"],
+    )
+    .await?;
     assert_eq!(erased["status"], "COMPLETED", "{erased}");
     assert_eq!(reqwest::get(&url).await?.status(), 410);
 

@@ -108,7 +108,15 @@ ratio = { type = "float", category = "user.behavior" }
         "{ types { everything { id email nameBin nameCi mood tags amount flag born wake day at6 stamp doc ratio } } }",
     )
     .await?;
-    assert!(report.rows.iter().filter(|r| r.connector == "types").all(|r| r.ok), "{}", types_row(&report));
+    assert!(
+        report
+            .rows
+            .iter()
+            .filter(|r| r.connector == "types")
+            .all(|r| r.ok),
+        "{}",
+        types_row(&report)
+    );
     let subject = subject_ok(&response);
     assert_eq!(
         subject["types"]["everything"],
@@ -159,7 +167,13 @@ email = { type = "string", category = "user.contact.email" }
 raw = { type = "string", category = "user.behavior" }
 body = { type = "string", category = "user.behavior" }
 "#;
-    let (_, report) = read_back(&database, declaration, "nobody@example.com", "{ types { blobs { id } } }").await?;
+    let (_, report) = read_back(
+        &database,
+        declaration,
+        "nobody@example.com",
+        "{ types { blobs { id } } }",
+    )
+    .await?;
     let row = types_row(&report);
     assert!(row.contains("ok=false"), "{row}");
     assert!(row.contains("column `raw` is varbinary"), "{row}");
@@ -234,7 +248,15 @@ ratio = { type = "float", category = "user.behavior" }
         "{ types { everything { id email amount token ip net doc docPlain raw tags feeling span seen day wake small ratio } } }",
     )
     .await?;
-    assert!(report.rows.iter().filter(|r| r.connector == "types").all(|r| r.ok), "{}", types_row(&report));
+    assert!(
+        report
+            .rows
+            .iter()
+            .filter(|r| r.connector == "types")
+            .all(|r| r.ok),
+        "{}",
+        types_row(&report)
+    );
     let subject = subject_ok(&response);
     assert_eq!(
         subject["types"]["everything"],
@@ -302,7 +324,15 @@ note = { type = "string", category = "user.behavior" }
         "{ types { everything { id email amount ratio flag seen seenEpoch doc note } } }",
     )
     .await?;
-    assert!(report.rows.iter().filter(|r| r.connector == "types").all(|r| r.ok), "{}", types_row(&report));
+    assert!(
+        report
+            .rows
+            .iter()
+            .filter(|r| r.connector == "types")
+            .all(|r| r.ok),
+        "{}",
+        types_row(&report)
+    );
     let subject = subject_ok(&response);
     let record = &subject["types"]["everything"][0];
     assert_eq!(record["id"], 42, "{response}");
