@@ -355,6 +355,23 @@ pub trait Connector: Send + Sync + 'static {
         Err(ConnectorError::Unsupported("erase"))
     }
 
+    /// Whether [`Connector::erase_all`] is all-or-nothing (one database transaction): then the
+    /// engine hands it every entity of one person's erasure in this store at once, so a failure
+    /// leaves the store as it was and a retry runs it all again.
+    fn erases_atomically(&self) -> bool {
+        false
+    }
+
+    /// Erases several entities, in the order given. The default calls [`Connector::erase`] for
+    /// each, stopping at the first failure (not atomic).
+    async fn erase_all(&self, requests: &[ErasureRequest]) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for request in requests {
+            outcomes.push(self.erase(request).await?);
+        }
+        Ok(outcomes)
+    }
+
     /// Changes fields of the matched records of one entity. Must be safe to repeat.
     async fn rectify(
         &self,

@@ -908,6 +908,12 @@ enum Param {
     Int(i64),
 }
 
+/// One write statement and its bound values.
+struct Statement {
+    sql: String,
+    params: Vec<Param>,
+}
+
 /// Rows deleted or updated per statement.
 const KEYS_PER_STATEMENT: usize = 500;
 
@@ -921,21 +927,36 @@ impl SqlConnector {
         }
     }
 
-    /// Runs one write statement; the number of rows it changed.
-    async fn execute(&self, sql: &str, params: Vec<Param>) -> Result<u64, ConnectorError> {
+    /// Runs write statements in one transaction: all of them or none. The number of rows they
+    /// changed.
+    async fn execute_all(&self, statements: Vec<Statement>) -> Result<u64, ConnectorError> {
+        if statements.is_empty() {
+            return Ok(0);
+        }
         macro_rules! run {
             ($pool:expr, $db:ty) => {{
-                let mut q = sqlx::query::<$db>(sql);
-                for param in params {
-                    q = match param {
-                        Param::Text(text) => q.bind(text),
-                        Param::Int(int) => q.bind(int),
-                    };
+                let mut transaction = $pool.begin().await.map_err(|e| self.store_error(e))?;
+                let mut changed = 0;
+                for Statement { sql, params } in statements {
+                    let mut q = sqlx::query::<$db>(&sql);
+                    for param in params {
+                        q = match param {
+                            Param::Text(text) => q.bind(text),
+                            Param::Int(int) => q.bind(int),
+                        };
+                    }
+                    // Dropped without a commit on error: the transaction rolls back.
+                    changed += q
+                        .execute(&mut *transaction)
+                        .await
+                        .map_err(|e| self.store_error(e))?
+                        .rows_affected();
                 }
-                q.execute($pool)
+                transaction
+                    .commit()
                     .await
-                    .map(|done| done.rows_affected())
-                    .map_err(|e| self.store_error(e))
+                    .map_err(|e| self.store_error(e))?;
+                Ok(changed)
             }};
         }
         match &self.pool {
@@ -981,13 +1002,13 @@ impl SqlConnector {
 
     /// `UPDATE table SET … WHERE pk = …` for one record; `sets` pairs a field index with its new
     /// value (`None`: NULL).
-    async fn update_record(
+    fn update_record(
         &self,
         entity: &EntityDescriptor,
         pk: usize,
         key: &Value,
         sets: Vec<(usize, Option<Param>)>,
-    ) -> Result<u64, ConnectorError> {
+    ) -> Result<Statement, ConnectorError> {
         let mut sql = format!("UPDATE {} SET ", quote(self.dialect, &entity.source));
         let mut params = Vec::new();
         for (i, (field, param)) in sets.into_iter().enumerate() {
@@ -1014,7 +1035,64 @@ impl SqlConnector {
             quote(self.dialect, &entity.fields[pk].name),
             self.placeholder(params.len(), entity.fields[pk].field_type)
         ));
-        self.execute(&sql, params).await
+        Ok(Statement { sql, params })
+    }
+
+    /// The statements that erase what `request` finds (found now, refused past its limit), and
+    /// how many records they act on.
+    async fn erasure_statements(
+        &self,
+        request: &ErasureRequest,
+    ) -> Result<(Vec<Statement>, u64), ConnectorError> {
+        let (records, pk) = self
+            .matched(&request.lookup, request.max_records, "erase")
+            .await?;
+        let entity = &self.descriptor.entities[request.lookup.entity];
+        let pk_field = &entity.fields[pk];
+        let mut statements = Vec::new();
+        match &request.action {
+            EntityErasure::Delete => {
+                for chunk in records.chunks(KEYS_PER_STATEMENT) {
+                    let params: Vec<Param> = chunk
+                        .iter()
+                        .filter_map(|r| r.get(pk).and_then(Self::param))
+                        .collect();
+                    if params.is_empty() {
+                        continue;
+                    }
+                    let list: Vec<String> = (1..=params.len())
+                        .map(|n| self.placeholder(n, pk_field.field_type))
+                        .collect();
+                    let sql = format!(
+                        "DELETE FROM {} WHERE {} IN ({})",
+                        quote(self.dialect, &entity.source),
+                        quote(self.dialect, &pk_field.name),
+                        list.join(", ")
+                    );
+                    statements.push(Statement { sql, params });
+                }
+            }
+            EntityErasure::Mask(fields) => {
+                for record in &records {
+                    let mut sets: Vec<(usize, Option<Param>)> = Vec::new();
+                    for (field, erasure) in fields {
+                        let value = record
+                            .get(*field)
+                            .ok_or_else(|| decode_error(&entity.fields[*field].name, "a declared field"))?;
+                        if let Some(new) = request.pseudonyms.masked(erasure, value) {
+                            sets.push((*field, Self::param(&new)));
+                        }
+                    }
+                    if !sets.is_empty() {
+                        let key = record
+                            .get(pk)
+                            .ok_or_else(|| decode_error(&pk_field.name, "a key"))?;
+                        statements.push(self.update_record(entity, pk, key, sets)?);
+                    }
+                }
+            }
+        }
+        Ok((statements, records.len() as u64))
     }
 }
 
@@ -1057,53 +1135,30 @@ impl Connector for SqlConnector {
     }
 
     /// Deletes by primary key the records the lookup finds, or rewrites their masked fields one
-    /// record at a time (pseudonyms are computed per value). Records already masked are left
-    /// alone, so a repeat changes nothing.
+    /// record at a time (pseudonyms are computed per value), in one transaction. Records already
+    /// masked are left alone, so a repeat changes nothing.
     async fn erase(&self, request: &ErasureRequest) -> Result<WriteOutcome, ConnectorError> {
-        let (records, pk) = self
-            .matched(&request.lookup, request.max_records, "erase")
-            .await?;
-        let entity = &self.descriptor.entities[request.lookup.entity];
-        let pk_field = &entity.fields[pk];
-        let mut changed = 0;
-        match &request.action {
-            EntityErasure::Delete => {
-                for chunk in records.chunks(KEYS_PER_STATEMENT) {
-                    let params: Vec<Param> = chunk.iter().filter_map(|r| Self::param(&r[pk])).collect();
-                    if params.is_empty() {
-                        continue;
-                    }
-                    let list: Vec<String> = (1..=params.len())
-                        .map(|n| self.placeholder(n, pk_field.field_type))
-                        .collect();
-                    let sql = format!(
-                        "DELETE FROM {} WHERE {} IN ({})",
-                        quote(self.dialect, &entity.source),
-                        quote(self.dialect, &pk_field.name),
-                        list.join(", ")
-                    );
-                    changed += self.execute(&sql, params).await?;
-                }
-            }
-            EntityErasure::Mask(fields) => {
-                for record in &records {
-                    let sets: Vec<(usize, Option<Param>)> = fields
-                        .iter()
-                        .filter_map(|(field, erasure)| {
-                            let new = request.pseudonyms.masked(erasure, &record[*field])?;
-                            Some((*field, Self::param(&new)))
-                        })
-                        .collect();
-                    if !sets.is_empty() {
-                        changed += self.update_record(entity, pk, &record[pk], sets).await?;
-                    }
-                }
-            }
+        let (statements, records) = self.erasure_statements(request).await?;
+        self.execute_all(statements).await?;
+        Ok(WriteOutcome::Done { records })
+    }
+
+    fn erases_atomically(&self) -> bool {
+        true
+    }
+
+    /// Every entity's writes in one transaction: a failure on one (a constraint, a lost
+    /// connection) leaves every one as it was.
+    async fn erase_all(&self, requests: &[ErasureRequest]) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        let mut statements = Vec::new();
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for request in requests {
+            let (mut more, records) = self.erasure_statements(request).await?;
+            statements.append(&mut more);
+            outcomes.push(WriteOutcome::Done { records });
         }
-        let _ = changed;
-        Ok(WriteOutcome::Done {
-            records: records.len() as u64,
-        })
+        self.execute_all(statements).await?;
+        Ok(outcomes)
     }
 
     async fn rectify(
@@ -1113,6 +1168,7 @@ impl Connector for SqlConnector {
     ) -> Result<WriteOutcome, ConnectorError> {
         let (records, pk) = self.matched(lookup, u64::MAX, "rectify").await?;
         let entity = &self.descriptor.entities[lookup.entity];
+        let mut statements = Vec::new();
         for record in &records {
             let sets: Vec<(usize, Option<Param>)> = changes
                 .iter()
@@ -1120,9 +1176,13 @@ impl Connector for SqlConnector {
                 .map(|change| (change.field, Self::param(&change.value)))
                 .collect();
             if !sets.is_empty() {
-                self.update_record(entity, pk, &record[pk], sets).await?;
+                let key = record
+                    .get(pk)
+                    .ok_or_else(|| decode_error(&entity.fields[pk].name, "a key"))?;
+                statements.push(self.update_record(entity, pk, key, sets)?);
             }
         }
+        self.execute_all(statements).await?;
         Ok(WriteOutcome::Done {
             records: records.len() as u64,
         })

@@ -774,6 +774,9 @@ impl PrivacyEngine {
             ErasureAction::Delete => EntityErasure::Delete,
             ErasureAction::Mask | ErasureAction::Retain => EntityErasure::Mask(entity.masked_fields()),
         };
+        if registered.connector.erases_atomically() {
+            return self.erase_store_together(row, input, task, c).await;
+        }
         let max_records = if input.allow_large_matches {
             u64::MAX
         } else {
@@ -845,6 +848,166 @@ impl PrivacyEngine {
                 Ok((task, TaskEnd::Failed))
             }
         }
+    }
+
+    /// Erases, in one call the store makes all-or-nothing (one SQL transaction), every entity
+    /// of this person in connector `c` still to do, `task` among them, in stage order. Files
+    /// the records name go first, as for one entity. A failure fails all of them and changes
+    /// nothing in the store; the retry runs them all again.
+    async fn erase_store_together(
+        &self,
+        row: &RequestRow,
+        input: &RequestInput,
+        task: TaskRow,
+        c: usize,
+    ) -> Result<(TaskRow, TaskEnd), StoreError> {
+        let registered = &self.executor.registry().connectors[c];
+        let descriptor = registered.connector.descriptor();
+        // The list `run_tasks` walks was read before this store's first task: a later task of
+        // the same store was done with it.
+        let mut batch: Vec<(TaskRow, usize)> = Vec::new();
+        for stored in self.store.tasks(&row.id).await? {
+            if stored.connector != task.connector {
+                continue;
+            }
+            if stored.position == task.position && matches!(stored.status.as_str(), "DONE" | "SKIPPED") {
+                return Ok((stored, TaskEnd::Done));
+            }
+            if matches!(stored.status.as_str(), "DONE" | "SKIPPED") {
+                continue;
+            }
+            let Some((_, e)) = self.locate(&stored) else {
+                continue;
+            };
+            if matches!(descriptor.entities[e].erasure.action, ErasureAction::Cascade(_)) {
+                continue;
+            }
+            batch.push((stored, e));
+        }
+        batch.sort_by_key(|(t, _)| (t.stage, t.position));
+        let mut requests = Vec::with_capacity(batch.len());
+        for (stored, e) in &mut batch {
+            let entity = &descriptor.entities[*e];
+            let Some(lookup) = self.decode_lookup(c, *e, stored.lookup.as_deref()) else {
+                self.task_failed(
+                    row,
+                    stored,
+                    "the task's lookup is unreadable".into(),
+                    "INVALID_TASK",
+                )
+                .await?;
+                return Ok((task, TaskEnd::Failed));
+            };
+            let action = match entity.erasure.action {
+                ErasureAction::Delete => EntityErasure::Delete,
+                _ => EntityErasure::Mask(entity.masked_fields()),
+            };
+            requests.push(ErasureRequest {
+                lookup,
+                action,
+                max_records: if input.allow_large_matches {
+                    u64::MAX
+                } else {
+                    self.limit(c, *e)
+                },
+                known: decode_records(stored.known.as_deref()),
+                pseudonyms: self.pseudonyms.clone(),
+            });
+        }
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            for (stored, _) in &mut batch {
+                stored.attempts += 1;
+                stored.status = "RUNNING".into();
+                stored.started_at.get_or_insert_with(store::now);
+                stored.error = None;
+                stored.error_code = None;
+                self.store.update_task(stored).await?;
+            }
+            let files = self.delete_files_of(c, &batch, &requests).await;
+            let result = match files {
+                Ok(counts) => registered
+                    .connector
+                    .erase_all(&requests)
+                    .await
+                    .map(|outcomes| (outcomes, counts)),
+                Err(error) => Err(error),
+            };
+            match result {
+                Err(error) if error.is_transient() && attempts < self.settings.max_attempts => {
+                    let wait = jitter(Duration::from_millis(200u64 << attempts.min(6)));
+                    tracing::info!(request = %row.id, connector = %task.connector, attempt = attempts,
+                        wait_ms = wait.as_millis() as u64, "transient failure; retrying the store's erasure");
+                    tokio::time::sleep(wait).await;
+                }
+                other => break other,
+            }
+        };
+        let mut end = TaskEnd::Done;
+        let mut this = task;
+        match result {
+            Ok((outcomes, files)) => {
+                for (((stored, e), outcome), deleted) in batch.iter_mut().zip(outcomes).zip(files) {
+                    let records = match outcome {
+                        WriteOutcome::Done { records } | WriteOutcome::Pending { records, .. } => records,
+                    };
+                    stored.records = Some(records as i64);
+                    if descriptor.entities[*e].files.is_some() {
+                        stored.files = Some(stored.files.unwrap_or(0) + deleted);
+                    }
+                    stored.retain_until = self.retain_until(c, *e, &decode_records(stored.known.as_deref()));
+                    self.task_done(row, stored).await?;
+                    if stored.position == this.position {
+                        this = stored.clone();
+                    }
+                }
+            }
+            Err(error) => {
+                let message = format!("{error} (nothing was changed in this store)");
+                for (stored, _) in &mut batch {
+                    self.task_failed(row, stored, message.clone(), error.code())
+                        .await?;
+                    if stored.position == this.position {
+                        this = stored.clone();
+                    }
+                }
+                end = TaskEnd::Failed;
+            }
+        }
+        Ok((this, end))
+    }
+
+    /// Deletes the stored files of the records each delete request finds (now, or when planned);
+    /// per request, how many files were deleted.
+    async fn delete_files_of(
+        &self,
+        c: usize,
+        batch: &[(TaskRow, usize)],
+        requests: &[ErasureRequest],
+    ) -> Result<Vec<i64>, ConnectorError> {
+        let registered = &self.executor.registry().connectors[c];
+        let mut counts = Vec::with_capacity(requests.len());
+        for ((_, e), request) in batch.iter().zip(requests) {
+            let entity = &registered.connector.descriptor().entities[*e];
+            let mut deleted = 0;
+            if matches!(request.action, EntityErasure::Delete)
+                && let (Some(_), Some(storage)) = (&entity.files, &registered.storage)
+            {
+                let mut records = registered.connector.fetch(&request.lookup).await?;
+                records.extend(request.known.iter().cloned());
+                let mut keys = self.files_of(c, *e, &records);
+                keys.sort();
+                keys.dedup();
+                for key in keys {
+                    if storage.delete(&key).await? {
+                        deleted += 1;
+                    }
+                }
+            }
+            counts.push(deleted);
+        }
+        Ok(counts)
     }
 
     /// Polls a task's jobs until every one ended, one failed, or the job timeout passed.

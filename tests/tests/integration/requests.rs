@@ -1089,3 +1089,70 @@ async fn a_completed_erasure_deletes_the_person_s_exports() -> anyhow::Result<()
     assert_eq!(len(at(&audit, &["data", "auditEvents", "events"])), 1, "{audit}");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_erasure_that_fails_inside_one_database_leaves_that_database_as_it_was() -> anyhow::Result<()> {
+    use subject_connectors::declaration::SqlDialect;
+    let world = ReferenceWorld::create_on(6, SqlDialect::Postgres, SqlDialect::MySql).await?;
+    let gateway = world.gateway().await?;
+    let person = world
+        .people
+        .iter()
+        .find(|p| !p.sessions.is_empty())
+        .expect("someone with sessions")
+        .clone();
+    // The last write in accounts (the user, after its sessions and preferences) is refused.
+    let accounts = sqlx::PgPool::connect(&world.accounts.url).await?;
+    for statement in [
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_user_delete BEFORE DELETE ON users FOR EACH ROW EXECUTE FUNCTION refuse()",
+    ] {
+        sqlx::query(statement).execute(&accounts).await?;
+    }
+    let request = submit(
+        &gateway,
+        "eraseSubject",
+        json!({ "identity": email_input(&person), "idempotencyKey": "atomic" }),
+    )
+    .await?;
+    let id = request["id"].as_str().unwrap_or_default().to_owned();
+    let failed = wait_for(&gateway, &id, &["FAILED", "COMPLETED"]).await?;
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    let sessions = task(&failed, "accounts", "sessions");
+    assert_eq!(sessions["status"], "FAILED", "{failed}");
+    assert!(
+        sessions["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nothing was changed in this store")),
+        "{failed}"
+    );
+    // The sessions deleted before the refused write are back: the store is as it was.
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE user_id = $1")
+        .bind(person.user_id)
+        .fetch_one(&accounts)
+        .await?;
+    assert_eq!(count as usize, person.sessions.len());
+
+    sqlx::query("DROP TRIGGER refuse_user_delete ON users")
+        .execute(&accounts)
+        .await?;
+    let response = gateway
+        .graphql(
+            "mutation($id: ID!) { retryPrivacyRequest(id: $id) { id status } }",
+            json!({ "id": id }),
+        )
+        .await?;
+    assert!(response.get("errors").is_none(), "{response}");
+    let done = wait_for(&gateway, &id, &["COMPLETED", "FAILED"]).await?;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(
+        task(&done, "accounts", "sessions")["records"],
+        person.sessions.len()
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE user_id = $1")
+        .bind(person.user_id)
+        .fetch_one(&accounts)
+        .await?;
+    assert_eq!(count, 0);
+    Ok(())
+}
