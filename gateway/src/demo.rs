@@ -140,6 +140,50 @@ pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
     })
 }
 
+/// The reference declarations, built into the binary so that an installed `subject-gateway
+/// demo` runs from any directory (`config/` of the checkout is used when it is there).
+const EMBEDDED_CONFIG: &[(&str, &str)] = &[
+    ("gateway.toml", include_str!("../../config/gateway.toml")),
+    (
+        "connectors/accounts.toml",
+        include_str!("../../config/connectors/accounts.toml"),
+    ),
+    (
+        "connectors/analytics.toml",
+        include_str!("../../config/connectors/analytics.toml"),
+    ),
+    (
+        "connectors/billing.toml",
+        include_str!("../../config/connectors/billing.toml"),
+    ),
+    (
+        "connectors/helpdesk.toml",
+        include_str!("../../config/connectors/helpdesk.toml"),
+    ),
+    (
+        "connectors/uploads.toml",
+        include_str!("../../config/connectors/uploads.toml"),
+    ),
+    (
+        "demo/uploads.toml",
+        include_str!("../../config/demo/uploads.toml"),
+    ),
+];
+
+/// Writes the built-in reference declarations under `data_dir/config/` (each run, so they match
+/// the binary) and returns the path of their `gateway.toml`.
+pub fn embedded_config(data_dir: &Path) -> std::io::Result<std::path::PathBuf> {
+    let root = data_dir.join("config");
+    for (name, text) in EMBEDDED_CONFIG {
+        let path = root.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text)?;
+    }
+    Ok(root.join("gateway.toml"))
+}
+
 /// Swaps the MongoDB uploads connector of `config` for its SQLite stand-in
 /// (`demo/uploads.toml` beside `gateway.toml`), unless `UPLOADS_MONGODB_URL` is set.
 pub fn stand_in_for_mongodb(config: &mut Config) -> anyhow::Result<()> {

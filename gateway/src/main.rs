@@ -166,7 +166,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
-            let mut config = load(&args.config.config)?;
+            // Outside a checkout (an installed binary), the reference declarations built in.
+            let path = if args.config.config.exists() {
+                args.config.config.clone()
+            } else {
+                demo::embedded_config(&args.data_dir)
+                    .context("writing the built-in reference declarations")?
+            };
+            let mut config = load(&path)?;
             demo::stand_in_for_mongodb(&mut config).context("loading the demo's uploads stand-in")?;
             let world = demo::prepare(&args.data_dir, args.people)
                 .await
