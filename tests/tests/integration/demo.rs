@@ -48,3 +48,25 @@ async fn the_demo_world_serves_every_kind_of_person() -> anyhow::Result<()> {
     assert_eq!(again.people.len(), 10);
     Ok(())
 }
+
+#[test]
+fn the_declarations_built_into_the_binary_are_the_reference_ones() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gateway_toml = demo::embedded_config(dir.path())?;
+    let mut config = subject_gateway::config::Config::load(&gateway_toml)?;
+    demo::stand_in_for_mongodb(&mut config)?;
+    // Every reference file is built in, unchanged: a new connector file must be added there too.
+    let written = gateway_toml.parent().expect("a config directory");
+    let mut files = vec!["gateway.toml".to_owned(), "demo/uploads.toml".to_owned()];
+    for entry in std::fs::read_dir(config_dir().join("connectors"))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        files.push(format!("connectors/{name}"));
+    }
+    for file in files {
+        let reference = std::fs::read_to_string(config_dir().join(&file))?;
+        let built_in = std::fs::read_to_string(written.join(&file))
+            .map_err(|e| anyhow::anyhow!("{file} is not built into the binary: {e}"))?;
+        assert_eq!(reference, built_in, "{file}");
+    }
+    Ok(())
+}
