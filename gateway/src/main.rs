@@ -85,8 +85,14 @@ enum KeyAction {
 
 #[derive(Args, Clone)]
 struct ConfigArgs {
-    /// The gateway configuration; connectors are read from its `connectors_dir`.
-    #[arg(long, default_value = "config/gateway.toml", env = "SUBJECT_GATEWAY_CONFIG")]
+    /// The gateway configuration; connectors are read from its `connectors_dir`. Accepted
+    /// before or after a nested subcommand (`keys --config X create`, `keys create --config X`).
+    #[arg(
+        long,
+        global = true,
+        default_value = "config/gateway.toml",
+        env = "SUBJECT_GATEWAY_CONFIG"
+    )]
     config: PathBuf,
 }
 
@@ -316,7 +322,11 @@ async fn serve(
             let listener = TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
-            tracing::info!(address = %listen, "serving GraphQL on http://{listen}/graphql, GraphiQL on /");
+            if config.server.graphiql {
+                tracing::info!(address = %listen, "serving GraphQL on http://{listen}/graphql, GraphiQL on /");
+            } else {
+                tracing::info!(address = %listen, "serving GraphQL on http://{listen}/graphql");
+            }
             server::serve(listener, router, server::shutdown_signal())
                 .await
                 .context("serving")
@@ -325,7 +335,11 @@ async fn serve(
             let tls_config = server::tls_config(tls).context("setting up TLS")?;
             let listener =
                 std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
-            tracing::info!(address = %listen, "serving GraphQL on https://{listen}/graphql, GraphiQL on /");
+            if config.server.graphiql {
+                tracing::info!(address = %listen, "serving GraphQL on https://{listen}/graphql, GraphiQL on /");
+            } else {
+                tracing::info!(address = %listen, "serving GraphQL on https://{listen}/graphql");
+            }
             server::serve_tls(listener, router, tls_config, server::shutdown_signal())
                 .await
                 .context("serving")
