@@ -174,7 +174,16 @@ impl HttpConnector {
     async fn probe(&self) -> Result<(), ConnectorError> {
         let (what, method, url, body) = self.probe_call()?;
         let name = &self.descriptor.name;
+        let declared = self.store.health.is_some();
         match self.send(&method, url, body.as_ref()).await {
+            // A declared health request must succeed.
+            Ok(Answer::Gone) if declared => Err(ConnectorError::Other(format!(
+                "`{name}` answered 404/410 to {what}: check its path"
+            ))),
+            Err(ConnectorError::Query { code }) if declared => Err(ConnectorError::Other(format!(
+                "`{name}` answered {} to {what}",
+                code.unwrap_or_else(|| "an error".into())
+            ))),
             // A 4xx other than 401/403 answers the odd probe value, past the authentication.
             Ok(_) | Err(ConnectorError::Query { .. }) => Ok(()),
             Err(ConnectorError::Unauthorized) => Err(ConnectorError::Other(format!(

@@ -70,7 +70,9 @@ impl TableFacts {
     }
 }
 
-/// Cached erasure blockers: `(entity index, reason)`, with when they were read.
+/// Cached erasure blockers (`(entity index, reason)`: a NOT NULL column masked to null, a primary
+/// key the store does not keep unique, a foreign key from kept records that blocks a delete or
+/// that a delete cascades into), with when they were read.
 pub(super) type BlockerCache = tokio::sync::Mutex<Option<(Instant, Vec<(usize, String)>)>>;
 
 impl SqlConnector {
@@ -483,7 +485,12 @@ impl SqlConnector {
             if facts.columns.is_empty() {
                 continue;
             }
-            blockers.extend(erasure_blockers_of(entity, &facts).into_iter().map(|b| (e, b)));
+            blockers.extend(
+                erasure_blockers_of(entity, &facts)
+                    .into_iter()
+                    .chain(self.reference_problems(entity, &facts))
+                    .map(|b| (e, b)),
+            );
         }
         *cache = Some((Instant::now(), blockers.clone()));
         Ok(blockers)

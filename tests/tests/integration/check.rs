@@ -145,7 +145,7 @@ async fn a_not_null_column_masked_to_null_blocks_check_the_plan_and_the_erasure(
         report.table()
     );
     assert!(
-        customers.location.ends_with("billing.toml:14:1"),
+        customers.location.contains("billing.toml:14:"),
         "{}",
         customers.location
     );
@@ -259,6 +259,30 @@ async fn keys_and_foreign_keys_are_proven_on_the_live_store() -> anyhow::Result<
         "{ kind = \"email\", field = \"email\" },",
     )?;
 
+    // Sessions kept (masked) on erasure: their foreign key onto users blocks deleting users.
+    config.edit(
+        "connectors/accounts.toml",
+        "[entities.sessions.fields]",
+        "[entities.sessions.erasure]\naction = \"mask\"\n\n[entities.sessions.fields]",
+    )?;
+    config.edit(
+        "connectors/accounts.toml",
+        "ip_address = { type = \"string\", category = \"user.device.ip_address\" }",
+        "ip_address = { type = \"string\", category = \"user.device.ip_address\", erasure = \"redact\" }",
+    )?;
+    // MariaDB: a lowercase lookup on a case-sensitive collation; an undeclared table whose
+    // foreign key blocks deleting payment methods.
+    let billing = world.billing.pool().await?;
+    sqlx::query("ALTER TABLE customers MODIFY email VARCHAR(320) COLLATE utf8mb4_bin NOT NULL")
+        .execute(&billing)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE card_events (id INT PRIMARY KEY, payment_method_id VARCHAR(64), \
+         CONSTRAINT card_events_pm FOREIGN KEY (payment_method_id) REFERENCES payment_methods (id))",
+    )
+    .execute(&billing)
+    .await?;
+
     let service = service_with(&world, &config.gateway_toml(), &[]).await?;
     let report = check_all(&service).await;
     let table = report.table();
@@ -272,9 +296,36 @@ async fn keys_and_foreign_keys_are_proven_on_the_live_store() -> anyhow::Result<
         ],
         "{table}"
     );
-    assert!(sessions.location.ends_with("accounts.toml:42:1"), "{table}");
+    assert!(sessions.location.contains("accounts.toml:42:"), "{table}");
     let users = row(&report, "accounts", "users");
-    assert!(users.ok, "warnings only: {table}");
+    assert!(!users.ok, "{table}");
+    assert!(
+        mentions(
+            users,
+            "deleting `users` records is blocked by foreign key `sessions_user_id_fkey` from `sessions`, \
+             whose records erasure keeps (mask): the delete would fail after other entities were erased"
+        ),
+        "{table}"
+    );
+    let customers = row(&report, "billing", "customers");
+    assert!(customers.ok, "warnings only: {table}");
+    assert!(
+        mentions(
+            customers,
+            "warning: column `email` has the case-sensitive collation utf8mb4_bin: compare = \"lowercase\""
+        ),
+        "{table}"
+    );
+    let payment_methods = row(&report, "billing", "payment_methods");
+    assert!(payment_methods.ok, "warnings only: {table}");
+    assert_eq!(
+        payment_methods.details,
+        [
+            "warning: table `card_events` (not declared) references `payment_methods` by foreign key `card_events_pm`: \
+          deleting a person's records fails while that table holds rows pointing at them"
+        ],
+        "{table}"
+    );
     assert!(
         mentions(
             users,
@@ -291,7 +342,7 @@ async fn keys_and_foreign_keys_are_proven_on_the_live_store() -> anyhow::Result<
         ),
         "{table}"
     );
-    assert!(table.contains("accounts.toml:14:1"), "{table}");
+    assert!(table.contains("accounts.toml:14:"), "{table}");
     Ok(())
 }
 
@@ -324,7 +375,7 @@ async fn mongo_lookups_stored_as_another_type_are_refused_and_missing_paths_warn
         ),
         "{table}"
     );
-    assert!(images.location.ends_with("uploads.toml:21:1"), "{table}");
+    assert!(images.location.contains("uploads.toml:21:"), "{table}");
     Ok(())
 }
 
@@ -373,5 +424,52 @@ async fn a_missing_storage_directory_and_refused_credentials_fail_check() -> any
     let report = check_all(&service).await;
     assert!(report.ok(), "{}", report.table());
     assert!(row(&report, "uploads", "[storage]").ok);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_declared_health_request_proves_the_credentials() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(3).await?;
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "connectors/helpdesk.toml",
+        "max_retries = 8\n",
+        "max_retries = 8\nhealth = { path = \"/api/v2/users/search?query=email:nobody@example.invalid\" }\n",
+    )?;
+    let service = service_with(&world, &config.gateway_toml(), &[]).await?;
+    let report = check_all(&service).await;
+    assert!(report.ok(), "{}", report.table());
+
+    let service = service_with(
+        &world,
+        &config.gateway_toml(),
+        &[("HELPDESK_TOKEN", "not-the-token".to_owned())],
+    )
+    .await?;
+    let report = check_all(&service).await;
+    assert_eq!(
+        row(&report, "helpdesk", "*").details,
+        [
+            "credentials refused: `helpdesk` answered 401/403 to the declared health request \
+          (GET /api/v2/users/search?query=email:nobody@example.invalid); check its auth settings"
+        ],
+        "{}",
+        report.table()
+    );
+
+    // A health path the API does not have is no proof.
+    config.edit(
+        "connectors/helpdesk.toml",
+        "/api/v2/users/search?query=email:nobody@example.invalid",
+        "/api/v2/health",
+    )?;
+    let service = service_with(&world, &config.gateway_toml(), &[]).await?;
+    let report = check_all(&service).await;
+    assert_eq!(
+        row(&report, "helpdesk", "*").details,
+        ["`helpdesk` answered 404/410 to the declared health request (GET /api/v2/health): check its path"],
+        "{}",
+        report.table()
+    );
     Ok(())
 }
