@@ -346,3 +346,43 @@ async fn serve(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_accepted_before_and_after_nested_subcommands() {
+        for args in [
+            &[
+                "subject-gateway",
+                "keys",
+                "create",
+                "--role",
+                "support",
+                "--config",
+                "x.toml",
+            ][..],
+            &[
+                "subject-gateway",
+                "keys",
+                "--config",
+                "x.toml",
+                "create",
+                "--role",
+                "support",
+            ][..],
+            &["subject-gateway", "audit", "verify", "--config", "x.toml"][..],
+            &["subject-gateway", "check", "--config", "x.toml"][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let config = match cli.command {
+                Some(
+                    Command::Keys { config, .. } | Command::Audit { config, .. } | Command::Check(config),
+                ) => config.config,
+                _ => panic!("{args:?}: another command"),
+            };
+            assert_eq!(config, PathBuf::from("x.toml"), "{args:?}");
+        }
+    }
+}

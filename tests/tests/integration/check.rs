@@ -473,3 +473,63 @@ async fn a_declared_health_request_proves_the_credentials() -> anyhow::Result<()
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_hanging_api_is_reported_within_the_bound() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(3).await?;
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "connectors/helpdesk.toml",
+        "timeout_ms = 10000",
+        "timeout_ms = 1000",
+    )?;
+    let service = service_with(&world, &config.gateway_toml(), &[]).await?;
+    world
+        .helpdesk
+        .state
+        .hang
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let report = check_all(&service).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    let helpdesk = row(&report, "helpdesk", "*");
+    assert!(!helpdesk.ok, "{}", report.table());
+    assert!(
+        helpdesk.details[0].starts_with("`helpdesk` did not answer the lookup of `users`")
+            && helpdesk.details[0].ends_with("within 1s"),
+        "{}",
+        report.table()
+    );
+    // The other connectors were checked all the same.
+    assert!(row(&report, "accounts", "users").ok, "{}", report.table());
+    Ok(())
+}
+
+#[tokio::test]
+async fn check_passes_on_the_reference_world_in_other_dialects() -> anyhow::Result<()> {
+    use subject_connectors::declaration::SqlDialect;
+    for (accounts, billing) in [
+        (SqlDialect::MySql, SqlDialect::Postgres),
+        (SqlDialect::Sqlite, SqlDialect::Sqlite),
+    ] {
+        let world = ReferenceWorld::create_on(3, accounts, billing).await?;
+        let service = service_with(&world, &config_dir().join("gateway.toml"), &[]).await?;
+        let report = check_all(&service).await;
+        assert!(report.ok(), "{accounts:?}/{billing:?}:\n{}", report.table());
+        // Primary keys proven, no NOT NULL masked to null, no foreign key in the way.
+        assert!(
+            report
+                .rows
+                .iter()
+                .flat_map(|r| &r.details)
+                .all(|d| d.starts_with("warning: no index starts with")),
+            "{accounts:?}/{billing:?}:\n{}",
+            report.table()
+        );
+    }
+    Ok(())
+}
