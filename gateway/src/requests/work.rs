@@ -330,13 +330,21 @@ impl PrivacyEngine {
             .iter()
             .enumerate()
             .map(|(c, registered)| async move {
-                let limit = registered.connector.descriptor().timeout;
-                match tokio::time::timeout(limit, registered.connector.erasure_blockers()).await {
+                let descriptor = registered.connector.descriptor();
+                let asked = registered.connector.erasure_blockers();
+                match tokio::time::timeout(descriptor.timeout, asked).await {
                     Ok(Ok(blockers)) => blockers
                         .into_iter()
                         .map(|(e, reason)| ((c, e), reason))
                         .collect::<Vec<_>>(),
-                    _ => Vec::new(),
+                    Ok(Err(error)) => {
+                        tracing::warn!(connector = %descriptor.name, code = error.code(), "could not read what would block erasure");
+                        Vec::new()
+                    }
+                    Err(_) => {
+                        tracing::warn!(connector = %descriptor.name, "reading what would block erasure timed out");
+                        Vec::new()
+                    }
                 }
             });
         let mut all: Blockers = Blockers::new();
