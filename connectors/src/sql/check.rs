@@ -396,11 +396,36 @@ impl SqlConnector {
 
     /// Problems with foreign keys onto `entity` that erasure would run into.
     fn reference_problems(&self, entity: &EntityDescriptor, facts: &TableFacts) -> Vec<String> {
+        let mut problems = Vec::new();
+        // Entities declared to go with this one (action = "cascade") go only by a foreign key
+        // that deletes on cascade.
+        let index = self
+            .descriptor
+            .entities
+            .iter()
+            .position(|e| e.name == entity.name);
+        for other in &self.descriptor.entities {
+            if index.is_none_or(|index| other.erasure.action != ErasureAction::Cascade(index)) {
+                continue;
+            }
+            let cascades = facts.references.iter().any(|r| {
+                r.on_delete == OnDelete::Cascade && r.table.eq_ignore_ascii_case(table_name(&other.source))
+            });
+            if !cascades {
+                problems.push(format!(
+                    "`{}` is declared removed with `{}` (action = \"cascade\") but no foreign key from `{}` onto `{}` \
+                     deletes on cascade: its records would stay",
+                    other.name,
+                    entity.name,
+                    table_name(&other.source),
+                    table_name(&entity.source)
+                ));
+            }
+        }
         if entity.erasure.action != ErasureAction::Delete {
-            return Vec::new();
+            return problems;
         }
         let own = table_name(&entity.source);
-        let mut problems = Vec::new();
         for reference in &facts.references {
             if reference.table.eq_ignore_ascii_case(own) {
                 continue;

@@ -270,6 +270,12 @@ async fn keys_and_foreign_keys_are_proven_on_the_live_store() -> anyhow::Result<
         "ip_address = { type = \"string\", category = \"user.device.ip_address\" }",
         "ip_address = { type = \"string\", category = \"user.device.ip_address\", erasure = \"redact\" }",
     )?;
+    // Preferences declared to go with users, which no foreign key makes happen.
+    config.edit(
+        "connectors/accounts.toml",
+        "[entities.preferences.fields]",
+        "[entities.preferences.erasure]\naction = \"cascade\"\nwith = \"users\"\n\n[entities.preferences.fields]",
+    )?;
     // MariaDB: a lowercase lookup on a case-sensitive collation; an undeclared table whose
     // foreign key blocks deleting payment methods.
     let billing = world.billing.pool().await?;
@@ -304,6 +310,14 @@ async fn keys_and_foreign_keys_are_proven_on_the_live_store() -> anyhow::Result<
             users,
             "deleting `users` records is blocked by foreign key `sessions_user_id_fkey` from `sessions`, \
              whose records erasure keeps (mask): the delete would fail after other entities were erased"
+        ),
+        "{table}"
+    );
+    assert!(
+        mentions(
+            users,
+            "`preferences` is declared removed with `users` (action = \"cascade\") but no foreign key from \
+             `preferences` onto `users` deletes on cascade: its records would stay"
         ),
         "{table}"
     );
