@@ -346,6 +346,14 @@ pub trait Connector: Send + Sync + 'static {
     /// Verifies the declaration against the store: every declared table and column exists.
     async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError>;
 
+    /// What would make erasing an entity fail or reach other people on the live store, found
+    /// before anything is changed (a NOT NULL column a field masks to null, a primary key the
+    /// store does not keep unique): `(entity index, reason)`. `erasurePlan` shows them and an
+    /// erasure touching a blocked entity refuses to start. Implementations may cache them.
+    async fn erasure_blockers(&self) -> Result<Vec<(usize, String)>, ConnectorError> {
+        Ok(Vec::new())
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
     }

@@ -277,6 +277,8 @@ pub struct ConnectorDecl {
     pub base_url: Option<Spanned<String>>,
     /// Credentials sent with every request (HTTP).
     pub auth: Option<Spanned<crate::http::decl::AuthDecl>>,
+    /// A harmless authenticated request `check` sends to prove the credentials (HTTP).
+    pub health: Option<Spanned<crate::http::decl::HealthDecl>>,
     /// Most requests in flight at once (HTTP; default 4).
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: usize,
@@ -504,7 +506,7 @@ impl StoreKind {
     fn allows(self, key: &str) -> bool {
         match key {
             "url" => !matches!(self, StoreKind::Http),
-            "base_url" | "auth" | "request" | "erase" | "update" | "suppress" | "from" => {
+            "base_url" | "auth" | "health" | "request" | "erase" | "update" | "suppress" | "from" => {
                 self == StoreKind::Http
             }
             "database" | "collection" => self == StoreKind::Mongo,
@@ -620,10 +622,11 @@ pub fn validate_connector(
         ));
     }
     let store_kind = store_kind.unwrap_or(StoreKind::Sql(None));
-    let misplaced: [(&str, &str, Option<Range<usize>>); 4] = [
+    let misplaced: [(&str, &str, Option<Range<usize>>); 5] = [
         ("url", "sql or mongodb", decl.url.as_ref().map(Spanned::span)),
         ("base_url", "http", decl.base_url.as_ref().map(Spanned::span)),
         ("auth", "http", decl.auth.as_ref().map(Spanned::span)),
+        ("health", "http", decl.health.as_ref().map(Spanned::span)),
         ("database", "mongodb", decl.database.as_ref().map(Spanned::span)),
     ];
     for (key, kinds_allowed, span) in misplaced {

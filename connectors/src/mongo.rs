@@ -150,6 +150,115 @@ impl MongoConnector {
     }
 }
 
+/// Documents `check` reads from each collection (the first ones in `_id` order).
+const SAMPLE_SIZE: i64 = 500;
+
+impl MongoConnector {
+    /// What a sample of an entity's documents shows: declared paths no document has (a warning:
+    /// they read as null) and lookup fields stored as a type their lookups cannot match (an
+    /// error: a person's documents there would never be found, nor erased).
+    fn check_sample(&self, entity: usize, sample: &[Document], check: &mut EntityCheck) {
+        let descriptor = &self.descriptor.entities[entity];
+        if sample.is_empty() {
+            check.warnings.push(format!(
+                "collection `{}` is empty: the declared paths and lookup types could not be checked",
+                descriptor.source
+            ));
+            return;
+        }
+        let paths = &self.paths[entity];
+        for (field, path) in descriptor.fields.iter().zip(paths) {
+            if !sample.iter().any(|d| at_path(d, path).is_some()) {
+                check.warnings.push(format!(
+                    "path `{}` (field `{}`) occurs in none of the {} documents sampled in _id order: it reads as null",
+                    path.join("."),
+                    field.name,
+                    sample.len()
+                ));
+            }
+        }
+        for link in &descriptor.lookups {
+            let field = &descriptor.fields[link.field];
+            let path = &paths[link.field];
+            let mut stored = 0usize;
+            let mut unmatched: Vec<&'static str> = Vec::new();
+            let mut unmatched_count = 0usize;
+            for document in sample {
+                let values: Vec<&Bson> = match at_path(document, path) {
+                    None | Some(Bson::Null | Bson::Undefined) => continue,
+                    Some(Bson::Array(items)) => items.iter().collect(),
+                    Some(value) => vec![value],
+                };
+                stored += 1;
+                let misfits: Vec<&'static str> = values
+                    .iter()
+                    .filter(|v| !lookup_matches(field.field_type, v))
+                    .map(|v| bson_type_name(v))
+                    .collect();
+                if !misfits.is_empty() {
+                    unmatched_count += 1;
+                    for name in misfits {
+                        if !unmatched.contains(&name) {
+                            unmatched.push(name);
+                        }
+                    }
+                }
+            }
+            if unmatched_count > 0 {
+                check.problems.push(format!(
+                    "lookup field `{}` (path `{}`) is declared type = \"{}\" but {} of {} sampled documents store it as {}: \
+                     lookups by it would never find (nor erase) them; declare the type the documents store",
+                    field.name,
+                    path.join("."),
+                    field.field_type.as_str(),
+                    unmatched_count,
+                    stored,
+                    unmatched.join(", ")
+                ));
+            }
+        }
+    }
+}
+
+/// Whether a lookup of a field declared `field_type` can match a stored `value`: integer
+/// lookups bind numbers (MongoDB compares numbers across int32, int64 and double), every other
+/// type binds strings (and ObjectIds for `_id`).
+fn lookup_matches(field_type: FieldType, value: &Bson) -> bool {
+    match field_type {
+        FieldType::Int | FieldType::Bigint => matches!(
+            value,
+            Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_)
+        ),
+        _ => matches!(value, Bson::String(_) | Bson::ObjectId(_)),
+    }
+}
+
+/// The BSON type's name as MongoDB's `$type` spells it.
+fn bson_type_name(value: &Bson) -> &'static str {
+    match value {
+        Bson::Double(_) => "double",
+        Bson::String(_) => "string",
+        Bson::Array(_) => "array",
+        Bson::Document(_) => "object",
+        Bson::Boolean(_) => "bool",
+        Bson::Null => "null",
+        Bson::RegularExpression(_) => "regex",
+        Bson::JavaScriptCode(_) | Bson::JavaScriptCodeWithScope(_) => "javascript",
+        Bson::Int32(_) => "int",
+        Bson::Int64(_) => "long",
+        Bson::Timestamp(_) => "timestamp",
+        Bson::Binary(_) => "binData",
+        Bson::ObjectId(_) => "objectId",
+        Bson::DateTime(_) => "date",
+        Bson::Symbol(_) => "symbol",
+        Bson::Decimal128(_) => "decimal",
+        Bson::Undefined => "undefined",
+        Bson::MaxKey => "maxKey",
+        Bson::MinKey => "minKey",
+        Bson::DbPointer(_) => "dbPointer",
+    }
+}
+
 /// The value at a dotted path of a document: through sub-documents, and through arrays by
 /// numeric index.
 /// A masked or corrected value as stored.
@@ -378,6 +487,18 @@ impl Connector for MongoConnector {
                 .try_collect()
                 .await
                 .map_err(|e| self.store_error(e))?;
+            let sample: Vec<Document> = self
+                .database
+                .collection::<Document>(&entity.source)
+                .find(doc! {})
+                .sort(doc! { "_id": 1 })
+                .limit(SAMPLE_SIZE)
+                .await
+                .map_err(|e| self.store_error(e))?
+                .try_collect()
+                .await
+                .map_err(|e| self.store_error(e))?;
+            self.check_sample(e, &sample, &mut check);
             for link in &entity.lookups {
                 let path = self.paths[e][link.field].join(".");
                 if !indexes

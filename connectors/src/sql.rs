@@ -24,6 +24,8 @@ use crate::declaration::{DeclarationError, SqlDialect, StoreDecl, ValidatedConne
 use crate::identity::IdentityValue;
 use crate::value::{FieldType, Record, Value};
 
+mod check;
+
 /// Most values bound in one MySQL/SQLite query; larger batches are split (PostgreSQL binds one
 /// array whatever its size).
 pub const MAX_VALUES_PER_QUERY: usize = 10_000;
@@ -86,6 +88,8 @@ pub struct SqlConnector {
     /// lower-case the column in the query, because its collation is not case-insensitive
     /// (`utf8mb4_bin`, binary strings). Read from the store on first use.
     mysql_lowered: tokio::sync::OnceCell<Vec<Vec<bool>>>,
+    /// Erasure blockers read from the catalogue (see `check.rs`).
+    blockers: check::BlockerCache,
 }
 
 impl SqlConnector {
@@ -156,6 +160,7 @@ impl SqlConnector {
             pool,
             entities,
             mysql_lowered: tokio::sync::OnceCell::new(),
+            blockers: check::BlockerCache::default(),
         })
     }
 
@@ -340,140 +345,6 @@ impl SqlConnector {
                 "IN-list queries are not used on PostgreSQL".into(),
             )),
         }
-    }
-
-    async fn check_entity(&self, entity: &EntityDescriptor) -> Result<EntityCheck, ConnectorError> {
-        let (schema, table) = match entity.source.split_once('.') {
-            Some((schema, table)) => (Some(schema.to_owned()), table.to_owned()),
-            None => (None, entity.source.clone()),
-        };
-        let (columns, index_keys): (Vec<(String, String)>, Vec<String>) = match &self.pool {
-            Pool::Postgres(pool) => {
-                let columns = sqlx::query_as::<_, (String, String)>(
-                    "SELECT column_name::text, data_type::text FROM information_schema.columns \
-                     WHERE table_schema = COALESCE($1, current_schema()) AND table_name = $2",
-                )
-                .bind(&schema)
-                .bind(&table)
-                .fetch_all(pool)
-                .await
-                .map_err(|e| self.store_error(e))?;
-                let defs = sqlx::query_scalar::<_, String>(
-                    "SELECT indexdef FROM pg_indexes \
-                     WHERE schemaname = COALESCE($1, current_schema()) AND tablename = $2",
-                )
-                .bind(&schema)
-                .bind(&table)
-                .fetch_all(pool)
-                .await
-                .map_err(|e| self.store_error(e))?;
-                let keys = defs.iter().filter_map(|def| first_index_key(def)).collect();
-                (columns, keys)
-            }
-            Pool::MySql(pool) => {
-                let columns = sqlx::query_as::<_, (String, String)>(
-                    "SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR) FROM information_schema.columns \
-                     WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?",
-                )
-                .bind(&schema)
-                .bind(&table)
-                .fetch_all(pool)
-                .await
-                .map_err(|e| self.store_error(e))?;
-                let keys = sqlx::query_scalar::<_, String>(
-                    "SELECT CAST(column_name AS CHAR) FROM information_schema.statistics \
-                     WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND seq_in_index = 1",
-                )
-                .bind(&schema)
-                .bind(&table)
-                .fetch_all(pool)
-                .await
-                .map_err(|e| self.store_error(e))?;
-                (columns, keys.into_iter().map(|k| normalise_key(&k)).collect())
-            }
-            Pool::Sqlite(pool) => {
-                let columns =
-                    sqlx::query_as::<_, (String, String)>("SELECT name, type FROM pragma_table_info(?1)")
-                        .bind(&table)
-                        .fetch_all(pool)
-                        .await
-                        .map_err(|e| self.store_error(e))?;
-                let mut keys: Vec<String> = sqlx::query_scalar::<_, String>(
-                    "SELECT ii.name FROM pragma_index_list(?1) AS il, pragma_index_info(il.name) AS ii \
-                     WHERE ii.seqno = 0 AND ii.name IS NOT NULL \
-                     UNION SELECT name FROM pragma_table_info(?1) WHERE pk = 1",
-                )
-                .bind(&table)
-                .fetch_all(pool)
-                .await
-                .map_err(|e| self.store_error(e))?
-                .iter()
-                .map(|k| normalise_key(k))
-                .collect();
-                let defs = sqlx::query_scalar::<_, String>(
-                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
-                )
-                .bind(&table)
-                .fetch_all(pool)
-                .await
-                .map_err(|e| self.store_error(e))?;
-                keys.extend(defs.iter().filter_map(|def| first_index_key(def)));
-                (columns, keys)
-            }
-        };
-        let mut check = EntityCheck {
-            entity: entity.name.clone(),
-            problems: Vec::new(),
-            warnings: Vec::new(),
-        };
-        if columns.is_empty() {
-            check
-                .problems
-                .push(format!("table `{}` does not exist", entity.source));
-            return Ok(check);
-        }
-        let mut missing: Vec<&str> = Vec::new();
-        for field in &entity.fields {
-            match columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(&field.name)) {
-                None => missing.push(&field.name),
-                Some((_, column_type)) if !type_fits(self.dialect, field.field_type, column_type) => {
-                    check.problems.push(format!(
-                        "column `{}` is {} but is declared type = \"{}\"",
-                        field.name,
-                        column_type.to_ascii_lowercase(),
-                        field.field_type.as_str()
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-        if !missing.is_empty() {
-            check.problems.push(format!(
-                "table `{}` has no column{} {}",
-                entity.source,
-                if missing.len() == 1 { "" } else { "s" },
-                missing
-                    .iter()
-                    .map(|m| format!("`{m}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        for lookup in &entity.lookups {
-            let column = entity.fields[lookup.field].name.to_ascii_lowercase();
-            let wanted = match (lookup.compare, self.dialect) {
-                (Compare::Lowercase, SqlDialect::Postgres | SqlDialect::Sqlite) => {
-                    format!("lower({column})")
-                }
-                _ => column.clone(),
-            };
-            if !index_keys.contains(&wanted) {
-                check.warnings.push(format!(
-                    "no index starts with {wanted}: lookups by it scan the whole table"
-                ));
-            }
-        }
-        Ok(check)
     }
 }
 
@@ -1124,6 +995,10 @@ impl Connector for SqlConnector {
             checks.push(self.check_entity(entity).await?);
         }
         Ok(checks)
+    }
+
+    async fn erasure_blockers(&self) -> Result<Vec<(usize, String)>, ConnectorError> {
+        self.live_erasure_blockers().await
     }
 
     fn capabilities(&self) -> Capabilities {

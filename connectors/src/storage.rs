@@ -61,6 +61,10 @@ pub struct FileStore {
     /// `file` or `s3`, for `connectors` and logs (never the credentials).
     pub kind: &'static str,
     timeout: Duration,
+    /// The directory of a `file://` store.
+    root: Option<std::path::PathBuf>,
+    /// Where the storage is declared, for `check`'s findings.
+    pub location: Option<Location>,
 }
 
 impl FileStore {
@@ -81,19 +85,23 @@ impl FileStore {
                 _ => "the store refused the settings".into(),
             },
         };
+        let mut root = None;
         let (store, kind): (Arc<dyn ObjectStore>, &'static str) = match url.scheme() {
             "file" => {
                 let path = url
                     .to_file_path()
                     .map_err(|()| StorageBuildError::InvalidUrl(location.clone()))?;
-                std::fs::create_dir_all(&path).map_err(|e| StorageBuildError::Open {
-                    location: location.clone(),
-                    reason: format!("cannot create the directory: {}", e.kind()),
-                })?;
-                (
-                    Arc::new(LocalFileSystem::new_with_prefix(path).map_err(open)?),
-                    "file",
-                )
+                // A directory that is not there is not created: a mistyped path would otherwise
+                // read as "no files" for everyone. `check` reports it.
+                let store: Arc<dyn ObjectStore> = if path.is_dir() {
+                    Arc::new(LocalFileSystem::new_with_prefix(&path).map_err(open)?)
+                } else {
+                    let prefix = ObjectPath::from_absolute_path(&path)
+                        .map_err(|_| StorageBuildError::InvalidUrl(location.clone()))?;
+                    Arc::new(PrefixStore::new(LocalFileSystem::new(), prefix))
+                };
+                root = Some(path);
+                (store, "file")
             }
             "s3" => {
                 let bucket = url
@@ -124,7 +132,13 @@ impl FileStore {
             }
             _ => return Err(StorageBuildError::InvalidUrl(location)),
         };
-        Ok(Self { store, kind, timeout })
+        Ok(Self {
+            store,
+            kind,
+            timeout,
+            root,
+            location: Some(location),
+        })
     }
 
     /// A store over a local directory (created when missing).
@@ -135,7 +149,74 @@ impl FileStore {
             store: Arc::new(store),
             kind: "file",
             timeout,
+            root: Some(directory.to_owned()),
+            location: None,
         })
+    }
+
+    /// What `check` finds wrong with the storage: the location exists and can be listed, and,
+    /// when `writable` (erasure deletes files here), a uniquely named object can be written and
+    /// deleted again. Each problem is one message.
+    pub async fn check(&self, writable: bool) -> Vec<String> {
+        if let Some(root) = &self.root {
+            if !root.is_dir() {
+                return vec![format!(
+                    "storage directory `{}` does not exist: the records' files could never be found nor deleted",
+                    root.display()
+                )];
+            }
+            if let Err(error) = std::fs::read_dir(root) {
+                return vec![format!(
+                    "storage directory `{}` cannot be read ({})",
+                    root.display(),
+                    error.kind()
+                )];
+            }
+        }
+        let listed = tokio::time::timeout(self.timeout, async {
+            self.store.list(None).try_next().await.map(drop)
+        })
+        .await;
+        match listed {
+            Err(_) => {
+                return vec![format!(
+                    "the {} storage did not answer within {:?}",
+                    self.kind, self.timeout
+                )];
+            }
+            Ok(Err(error)) => {
+                return vec![format!(
+                    "the {} storage cannot be listed: {}",
+                    self.kind,
+                    describe(&error)
+                )];
+            }
+            Ok(Ok(())) => {}
+        }
+        if !writable {
+            return Vec::new();
+        }
+        let probe = ObjectPath::from(format!(
+            ".subject-gateway-check-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let written = tokio::time::timeout(self.timeout, async {
+            self.store.put(&probe, PutPayload::from_static(b"check")).await?;
+            self.store.delete(&probe).await
+        })
+        .await;
+        match written {
+            Err(_) => vec![format!(
+                "the {} storage did not answer a test write within {:?}",
+                self.kind, self.timeout
+            )],
+            Ok(Err(error)) => vec![format!(
+                "the {} storage is not writable ({}): erasure deletes the records' files here",
+                self.kind,
+                describe(&error)
+            )],
+            Ok(Ok(())) => Vec::new(),
+        }
     }
 
     fn path(key: &str) -> Result<ObjectPath, ConnectorError> {
@@ -240,6 +321,17 @@ impl FileStore {
             .await
             .map(drop)
             .map_err(|e| self.error(e))
+    }
+}
+
+/// An object store error, without its text (which can carry paths and request details).
+fn describe(error: &object_store::Error) -> &'static str {
+    match error {
+        object_store::Error::NotFound { .. } => "not found",
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            "credentials refused"
+        }
+        _ => "the store answered with an error",
     }
 }
 

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use subject_connectors::{ConnectorError, ErasureAction};
 use subject_schema::SubjectService;
 
 /// One line of the check report.
@@ -10,8 +11,11 @@ use subject_schema::SubjectService;
 pub struct CheckRow {
     pub connector: String,
     pub kind: String,
+    /// The entity, `*` for the whole connector, `[storage]` for its object storage.
     pub entity: String,
     pub ok: bool,
+    /// Where the entity (or connector, or storage) is declared: `file:line:column`.
+    pub location: String,
     pub details: Vec<String>,
 }
 
@@ -26,50 +30,74 @@ impl CheckReport {
         self.rows.iter().all(|r| r.ok)
     }
 
-    /// A plain-text table, one row per connector and entity.
+    /// A plain-text table, one row per connector and entity, each naming where it is declared.
     pub fn table(&self) -> String {
         let width =
             |f: fn(&CheckRow) -> usize, title: usize| self.rows.iter().map(f).max().unwrap_or(0).max(title);
-        let (wc, wk, we) = (
+        let (wc, wk, we, wl) = (
             width(|r| r.connector.len(), 9),
             width(|r| r.kind.len(), 4),
             width(|r| r.entity.len(), 6),
+            width(|r| r.location.len(), 11),
         );
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:wc$}  {:wk$}  {:we$}  {:6}  details",
-            "connector", "kind", "entity", "status"
+            "{:wc$}  {:wk$}  {:we$}  {:6}  {:wl$}  details",
+            "connector", "kind", "entity", "status", "declared at"
         );
         for row in &self.rows {
             let status = if row.ok { "OK" } else { "FAIL" };
-            let details = if row.details.is_empty() {
-                String::new()
-            } else {
-                row.details.join("; ")
-            };
             let _ = writeln!(
                 out,
-                "{:wc$}  {:wk$}  {:we$}  {:6}  {details}",
-                row.connector, row.kind, row.entity, status
+                "{:wc$}  {:wk$}  {:we$}  {:6}  {:wl$}  {}",
+                row.connector,
+                row.kind,
+                row.entity,
+                status,
+                row.location,
+                row.details.join("; ")
             );
         }
         out
     }
 }
 
-/// Checks every connector of `service` concurrently, each within its timeout (at least 5 s).
+/// Checks every connector of `service` (and its object storage) concurrently, each within a
+/// bound (its timeout, at least 5 s).
 pub async fn check_all(service: &SubjectService) -> CheckReport {
     let registry = service.executor.registry();
-    let checks = registry.connectors.iter().map(|registered| async move {
+    let checks = registry.connectors.iter().enumerate().map(|(c, registered)| async move {
         let connector = &registered.connector;
         let descriptor = connector.descriptor();
         let limit = descriptor.timeout.max(Duration::from_secs(5));
-        let result = match tokio::time::timeout(limit, connector.check()).await {
-            Ok(result) => result,
-            Err(_) => Err(subject_connectors::ConnectorError::Timeout(limit)),
+        let connector_location = registered
+            .origin
+            .as_ref()
+            .map_or_else(|| "(registered in Rust)".to_owned(), |o| o.location.to_string());
+        // Files are deleted where an entity naming them is deleted.
+        let writable = descriptor
+            .entities
+            .iter()
+            .any(|e| e.files.is_some() && e.erasure.action == ErasureAction::Delete);
+        let storage = async {
+            match &registered.storage {
+                None => None,
+                Some(store) => Some(
+                    tokio::time::timeout(limit, store.check(writable))
+                        .await
+                        .unwrap_or_else(|_| vec![format!("the storage did not answer within {limit:?}")]),
+                ),
+            }
         };
-        match result {
+        let entities = async {
+            match tokio::time::timeout(limit, connector.check()).await {
+                Ok(result) => result,
+                Err(_) => Err(ConnectorError::Timeout(limit)),
+            }
+        };
+        let (result, storage) = tokio::join!(entities, storage);
+        let mut rows = match result {
             Ok(entities) => entities
                 .into_iter()
                 .map(|check| {
@@ -78,10 +106,7 @@ pub async fn check_all(service: &SubjectService) -> CheckReport {
                     // An entity erasure cannot reach makes every erasure of its people FAIL.
                     let position = descriptor.entities.iter().position(|e| e.name == check.entity);
                     if let Some(e) = position
-                        && !matches!(
-                            descriptor.entities[e].erasure.action,
-                            subject_connectors::ErasureAction::Cascade(_)
-                        )
+                        && !matches!(descriptor.entities[e].erasure.action, ErasureAction::Cascade(_))
                         && !connector.erases(e)
                     {
                         details.push(
@@ -94,6 +119,10 @@ pub async fn check_all(service: &SubjectService) -> CheckReport {
                         kind: descriptor.kind.clone(),
                         entity: check.entity.clone(),
                         ok: check.is_ok(),
+                        location: position.map_or_else(
+                            || connector_location.clone(),
+                            |e| registry.entity_location(c, e).to_string(),
+                        ),
                         details,
                     }
                 })
@@ -103,9 +132,24 @@ pub async fn check_all(service: &SubjectService) -> CheckReport {
                 kind: descriptor.kind.clone(),
                 entity: "*".into(),
                 ok: false,
+                location: connector_location.clone(),
                 details: vec![error.to_string()],
             }],
+        };
+        if let (Some(problems), Some(store)) = (storage, &registered.storage) {
+            rows.push(CheckRow {
+                connector: descriptor.name.clone(),
+                kind: store.kind.to_owned(),
+                entity: "[storage]".into(),
+                ok: problems.is_empty(),
+                location: store
+                    .location
+                    .as_ref()
+                    .map_or_else(|| connector_location.clone(), ToString::to_string),
+                details: problems,
+            });
         }
+        rows
     });
     let rows = futures::future::join_all(checks)
         .await

@@ -85,8 +85,14 @@ enum KeyAction {
 
 #[derive(Args, Clone)]
 struct ConfigArgs {
-    /// The gateway configuration; connectors are read from its `connectors_dir`.
-    #[arg(long, default_value = "config/gateway.toml", env = "SUBJECT_GATEWAY_CONFIG")]
+    /// The gateway configuration; connectors are read from its `connectors_dir`. Accepted
+    /// before or after a nested subcommand (`keys --config X create`, `keys create --config X`).
+    #[arg(
+        long,
+        global = true,
+        default_value = "config/gateway.toml",
+        env = "SUBJECT_GATEWAY_CONFIG"
+    )]
     config: PathBuf,
 }
 
@@ -323,7 +329,11 @@ async fn serve(
             let listener = TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
-            tracing::info!(address = %listen, "serving GraphQL on http://{listen}/graphql, GraphiQL on /");
+            if config.server.graphiql {
+                tracing::info!(address = %listen, "serving GraphQL on http://{listen}/graphql, GraphiQL on /");
+            } else {
+                tracing::info!(address = %listen, "serving GraphQL on http://{listen}/graphql");
+            }
             server::serve(listener, router, server::shutdown_signal())
                 .await
                 .context("serving")
@@ -332,10 +342,54 @@ async fn serve(
             let tls_config = server::tls_config(tls).context("setting up TLS")?;
             let listener =
                 std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
-            tracing::info!(address = %listen, "serving GraphQL on https://{listen}/graphql, GraphiQL on /");
+            if config.server.graphiql {
+                tracing::info!(address = %listen, "serving GraphQL on https://{listen}/graphql, GraphiQL on /");
+            } else {
+                tracing::info!(address = %listen, "serving GraphQL on https://{listen}/graphql");
+            }
             server::serve_tls(listener, router, tls_config, server::shutdown_signal())
                 .await
                 .context("serving")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_accepted_before_and_after_nested_subcommands() {
+        for args in [
+            &[
+                "subject-gateway",
+                "keys",
+                "create",
+                "--role",
+                "support",
+                "--config",
+                "x.toml",
+            ][..],
+            &[
+                "subject-gateway",
+                "keys",
+                "--config",
+                "x.toml",
+                "create",
+                "--role",
+                "support",
+            ][..],
+            &["subject-gateway", "audit", "verify", "--config", "x.toml"][..],
+            &["subject-gateway", "check", "--config", "x.toml"][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let config = match cli.command {
+                Some(
+                    Command::Keys { config, .. } | Command::Audit { config, .. } | Command::Check(config),
+                ) => config.config,
+                _ => panic!("{args:?}: another command"),
+            };
+            assert_eq!(config, PathBuf::from("x.toml"), "{args:?}");
         }
     }
 }

@@ -164,7 +164,7 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
             &[
                 ("subject", string_nn(), Scalar, "The person, as a keyed hash."),
                 ("identities", int_nn(), Scalar, "Identities found for the person."),
-                ("blocked", bool_nn(), Scalar, "Whether an erasure would stop before acting (a limit exceeded, a store failing)."),
+                ("blocked", bool_nn(), Scalar, "Whether an erasure would stop before acting (a limit exceeded, a store failing, an entity the store would refuse to erase)."),
                 ("entries", TypeRef::named_nn_list_nn("ErasurePlanEntry"), Objects, ""),
             ],
         ))
@@ -184,6 +184,7 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
                 ("exceedsLimit", bool_nn(), Scalar, "More records match than the limit: erasure needs allowLargeMatches."),
                 ("supported", bool_nn(), Scalar, "Whether the connector can carry this out."),
                 ("note", string(), Scalar, ""),
+                ("blockedBy", string(), Scalar, "Why the live store would refuse this erasure (a NOT NULL column masked to null, a primary key it does not keep unique): an erasure stops before acting."),
                 ("error", string(), Scalar, "The lookup failed: the erasure would retry it."),
             ],
         ))

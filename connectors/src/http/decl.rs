@@ -27,6 +27,14 @@ pub struct AuthDecl {
     pub value: Option<Spanned<String>>,
 }
 
+/// `health = { path = "/api/v2/users/me" }`: a harmless authenticated GET that `check` sends to
+/// prove the credentials (without one, `check` sends a lookup that matches nobody).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthDecl {
+    pub path: Spanned<String>,
+}
+
 /// `[entities.NAME.request]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,6 +113,8 @@ pub struct HttpStoreDecl {
     pub auth: Option<HttpAuth>,
     pub max_concurrency: usize,
     pub max_retries: u32,
+    /// The path of the declared health request (`check` probes the credentials with it).
+    pub health: Option<String>,
     /// One per entity, in the descriptor's order.
     pub entities: Vec<HttpEntity>,
 }
@@ -405,10 +415,21 @@ pub(crate) fn validate_store(
             });
         }
     }
+    let health = decl.health.as_ref().map(|health| {
+        let path = &health.get_ref().path;
+        if !path.get_ref().starts_with('/') || !placeholders(path.get_ref()).is_empty() {
+            errors.push(file.error(
+                path.span(),
+                "the health path starts with `/` (it is joined to base_url) and takes no placeholders",
+            ));
+        }
+        path.get_ref().clone()
+    });
     if errors.len() != before {
         return None;
     }
     Some(HttpStoreDecl {
+        health,
         base_url: base_url?,
         auth,
         max_concurrency: decl.max_concurrency.max(1),

@@ -153,6 +153,73 @@ impl HttpConnector {
         })
     }
 
+    /// The call `check` makes: `(what it is, method, url, body)`.
+    fn probe_call(&self) -> Result<(String, reqwest::Method, Url, Option<Json>), ConnectorError> {
+        if let Some(path) = &self.store.health {
+            return Ok((
+                format!("the declared health request (GET {path})"),
+                reqwest::Method::GET,
+                self.url(path)?,
+                None,
+            ));
+        }
+        let (Some(http), Some(entity)) = (self.store.entities.first(), self.descriptor.entities.first())
+        else {
+            return Err(ConnectorError::Other("no entity to probe".into()));
+        };
+        // A value no record holds, of the lookup field's type.
+        let probe = match entity.lookups.first().map(|l| entity.fields[l.field].field_type) {
+            Some(FieldType::Int | FieldType::Bigint) => "0",
+            Some(FieldType::Uuid) => "00000000-0000-0000-0000-000000000000",
+            _ => "subject-gateway-check@probe.invalid",
+        };
+        let request = &http.request;
+        let encoded = utf8_percent_encode(probe, NON_ALPHANUMERIC).to_string();
+        let mut url = self.url(&request.path.replace("{value}", &encoded))?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (key, template) in &request.query {
+                pairs.append_pair(key, &template.replace("{value}", probe));
+            }
+        }
+        let body = request.body.as_ref().map(|b| substitute(b, probe));
+        Ok((
+            format!(
+                "the lookup of `{}` with a value that matches nobody ({} {})",
+                entity.name, request.method, request.path
+            ),
+            request.method.clone(),
+            url,
+            body,
+        ))
+    }
+
+    /// Sends the probe call; refused credentials and timeouts are errors naming the connector.
+    async fn probe(&self) -> Result<(), ConnectorError> {
+        let (what, method, url, body) = self.probe_call()?;
+        let name = &self.descriptor.name;
+        let declared = self.store.health.is_some();
+        match self.send(&method, url, body.as_ref()).await {
+            // A declared health request must succeed.
+            Ok(Answer::Gone) if declared => Err(ConnectorError::Other(format!(
+                "`{name}` answered 404/410 to {what}: check its path"
+            ))),
+            Err(ConnectorError::Query { code }) if declared => Err(ConnectorError::Other(format!(
+                "`{name}` answered {} to {what}",
+                code.unwrap_or_else(|| "an error".into())
+            ))),
+            // A 4xx other than 401/403 answers the odd probe value, past the authentication.
+            Ok(_) | Err(ConnectorError::Query { .. }) => Ok(()),
+            Err(ConnectorError::Unauthorized) => Err(ConnectorError::Other(format!(
+                "credentials refused: `{name}` answered 401/403 to {what}; check its auth settings"
+            ))),
+            Err(ConnectorError::Timeout(limit)) => Err(ConnectorError::Other(format!(
+                "`{name}` did not answer {what} within {limit:?}"
+            ))),
+            Err(other) => Err(ConnectorError::Other(format!("`{name}` failed {what}: {other}"))),
+        }
+    }
+
     /// `path` (relative, leading `/`) joined to the base URL.
     fn url(&self, path: &str) -> Result<Url, ConnectorError> {
         if has_dot_segment(path) {
@@ -733,8 +800,11 @@ impl Connector for HttpConnector {
         })
     }
 
+    /// Proves the API answers and takes the credentials: one harmless call, the declared
+    /// `health` request or else the first entity's lookup with a value that matches nobody.
     async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError> {
         self.health().await?;
+        self.probe().await?;
         Ok(self
             .descriptor
             .entities

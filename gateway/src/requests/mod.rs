@@ -186,9 +186,19 @@ impl PrivacyEngine {
         let pseudonym_key = match pseudonym_key.filter(|k| !k.is_empty()) {
             Some(key) => key,
             None => {
-                tracing::warn!(
-                    "SUBJECT_GATEWAY_PSEUDONYM_KEY is not set: pseudonyms use a key kept in the state database"
-                );
+                // Only worth a warning when some declared field is pseudonymized.
+                let pseudonymizes = executor.registry().connectors.iter().any(|c| {
+                    c.connector.descriptor().entities.iter().any(|e| {
+                        e.fields
+                            .iter()
+                            .any(|f| f.erasure == Some(subject_connectors::FieldErasure::Pseudonymize))
+                    })
+                });
+                if pseudonymizes {
+                    tracing::warn!(
+                        "SUBJECT_GATEWAY_PSEUDONYM_KEY is not set: pseudonyms use a key kept in the state database"
+                    );
+                }
                 store.secret("pseudonym_key").await?
             }
         };
@@ -403,8 +413,8 @@ fn new_request_id() -> String {
 #[async_trait]
 impl PrivacyRequests for PrivacyEngine {
     async fn erasure_plan(&self, identity: Identity) -> Result<Json, RequestError> {
-        let plan = self.plan_subject(&identity).await;
-        Ok(self.plan_view(&identity, &plan))
+        let (plan, blockers) = tokio::join!(self.plan_subject(&identity), self.erasure_blockers());
+        Ok(self.plan_view(&identity, &plan, &blockers))
     }
 
     async fn submit(&self, caller: &Caller, submission: Submission) -> Result<Json, RequestError> {

@@ -84,6 +84,9 @@ pub(super) struct SubjectPlan {
     pub failures: Vec<(String, String)>,
 }
 
+/// Entities the live stores would refuse to erase: `(connector, entity) -> reason`.
+pub(super) type Blockers = std::collections::HashMap<(usize, usize), String>;
+
 /// How one task ended.
 enum TaskEnd {
     Done,
@@ -317,7 +320,66 @@ impl PrivacyEngine {
         Some(store::stamp(start + chrono::Duration::days(i64::from(days))))
     }
 
-    pub(super) fn plan_view(&self, identity: &Identity, plan: &SubjectPlan) -> Json {
+    /// What the live stores say would make erasing an entity fail or reach other people
+    /// (`Connector::erasure_blockers`): `(connector, entity) -> reason`. A store that cannot say
+    /// (down, or no answer in its timeout) adds nothing here: planning reports it.
+    pub(super) async fn erasure_blockers(&self) -> Blockers {
+        let registry = self.executor.registry();
+        let asks = registry
+            .connectors
+            .iter()
+            .enumerate()
+            .map(|(c, registered)| async move {
+                let descriptor = registered.connector.descriptor();
+                let asked = registered.connector.erasure_blockers();
+                match tokio::time::timeout(descriptor.timeout, asked).await {
+                    Ok(Ok(blockers)) => blockers
+                        .into_iter()
+                        .map(|(e, reason)| ((c, e), reason))
+                        .collect::<Vec<_>>(),
+                    Ok(Err(error)) => {
+                        tracing::warn!(connector = %descriptor.name, code = error.code(), "could not read what would block erasure");
+                        Vec::new()
+                    }
+                    Err(_) => {
+                        tracing::warn!(connector = %descriptor.name, "reading what would block erasure timed out");
+                        Vec::new()
+                    }
+                }
+            });
+        let mut all: Blockers = Blockers::new();
+        for ((c, e), reason) in futures::future::join_all(asks).await.into_iter().flatten() {
+            all.entry((c, e))
+                .and_modify(|r| {
+                    r.push_str("; ");
+                    r.push_str(&reason);
+                })
+                .or_insert(reason);
+        }
+        all
+    }
+
+    /// The erasure refusal for a plan touching blocked entities, naming each `connector.entity`.
+    fn blocked_refusal(&self, plan: &SubjectPlan, blockers: &Blockers) -> Option<String> {
+        let registry = self.executor.registry();
+        let blocked: Vec<String> = plan
+            .entities
+            .iter()
+            .filter_map(|p| {
+                let reason = blockers.get(&(p.connector, p.entity))?;
+                let d = registry.connectors[p.connector].connector.descriptor();
+                Some(format!("{}.{}: {reason}", d.name, d.entities[p.entity].name))
+            })
+            .collect();
+        (!blocked.is_empty()).then(|| {
+            format!(
+                "ERASURE_BLOCKED: nothing was changed: {}; fix the declaration or the store and submit again",
+                blocked.join("; ")
+            )
+        })
+    }
+
+    pub(super) fn plan_view(&self, identity: &Identity, plan: &SubjectPlan, blockers: &Blockers) -> Json {
         let registry = self.executor.registry();
         let mut blocked = !plan.failures.is_empty();
         let mut entries = Vec::new();
@@ -331,7 +393,8 @@ impl PrivacyEngine {
                 ErasureAction::Cascade(_) => true,
                 _ => registered.connector.erases(planned.entity),
             };
-            blocked |= exceeds || !supported;
+            let blocked_by = blockers.get(&(planned.connector, planned.entity));
+            blocked |= exceeds || !supported || blocked_by.is_some();
             let fields: Vec<String> = entity
                 .masked_fields()
                 .iter()
@@ -360,6 +423,7 @@ impl PrivacyEngine {
                 "exceedsLimit": exceeds,
                 "supported": supported,
                 "note": note,
+                "blockedBy": blocked_by,
                 "error": null,
             }));
         }
@@ -664,9 +728,13 @@ impl PrivacyEngine {
         let started = std::time::Instant::now();
         if row.planned_at.is_none() {
             let registry = self.executor.registry();
-            // Safety: a lookup matching more than an entity's limit stops the erasure before
-            // anything is changed anywhere.
+            let blockers = self.erasure_blockers().await;
+            // Safety: an entity the store would refuse to erase, or a lookup matching more than
+            // an entity's limit, stops the erasure before anything is changed anywhere.
             let veto = |plan: &SubjectPlan| {
+                if let Some(refusal) = self.blocked_refusal(plan, &blockers) {
+                    return Some(refusal);
+                }
                 if input.allow_large_matches {
                     return None;
                 }
