@@ -142,3 +142,51 @@ async fn a_hanging_api_is_an_error_on_every_entity_it_leads_to_never_an_empty_li
     assert_ne!(source(subject, "helpdesk")["status"], "OK");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_mongodb_server_that_accepts_and_never_answers_is_an_error_not_an_empty_list() -> anyhow::Result<()>
+{
+    let world = ReferenceWorld::create(6).await?;
+    let config = ConfigCopy::new()?;
+    config.edit("connectors/uploads.toml", "timeout_ms = 2000", "timeout_ms = 500")?;
+    // A server that takes connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let base = world.env();
+    let env = move |name: &str| match name {
+        "UPLOADS_MONGODB_URL" => Some(format!("mongodb://{address}/uploads?directConnection=true")),
+        other => base(other),
+    };
+    let gateway = TestGateway::start(&config.gateway_toml(), env, Vec::new()).await?;
+    let person = world
+        .people
+        .iter()
+        .find(|p| !p.uploads.is_empty())
+        .expect("someone with uploads");
+    let response = gateway
+        .subject(
+            "EMAIL",
+            &person.email,
+            "{ accounts { users { id } } uploads { images { id } } sources { connector status } }",
+        )
+        .await?;
+    silent.abort();
+    let subject = &response["data"]["subject"];
+    assert_eq!(len(at(subject, &["accounts", "users"])), 1, "{response}");
+    assert!(at(subject, &["uploads", "images"]).is_null(), "{response}");
+    let errors = response["errors"].as_array().cloned().unwrap_or_default();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["extensions"]["connector"] == "uploads" && e["extensions"]["entity"] == "images"),
+        "{response}"
+    );
+    assert_ne!(source(subject, "uploads")["status"], "OK");
+    Ok(())
+}
