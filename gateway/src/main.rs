@@ -61,8 +61,19 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditAction {
-    /// Recompute every event's hash and the chain between them.
-    Verify,
+    /// Recompute every event's hash (or MAC, with the chain key) and the chain between them.
+    Verify {
+        /// Also check the trail against the anchors appended to this file (`audit anchor`):
+        /// detects a dropped tail or a wiped table.
+        #[arg(long)]
+        anchor: Option<PathBuf>,
+    },
+    /// Verify the trail, then append its head (sequence number and MAC) to an anchor file kept
+    /// outside the state database. Needs the chain key.
+    Anchor {
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -215,24 +226,56 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Audit {
-            config,
-            action: AuditAction::Verify,
-        } => {
+        Command::Audit { config, action } => {
             let config = load(&config.config)?;
             let audit = config
                 .audit_log(process_env)
                 .await
                 .context("opening the audit trail")?;
-            match audit.verify().await {
-                Ok((events, head)) => {
-                    println!("audit trail intact: {events} events, head {head}");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(broken) => {
-                    println!("audit trail BROKEN: {broken}");
-                    Ok(ExitCode::FAILURE)
-                }
+            if !audit.keyed() {
+                eprintln!(
+                    "warning: no chain key (SUBJECT_GATEWAY_AUDIT_KEY): whoever can write the state database can recompute the chain"
+                );
+            }
+            match action {
+                AuditAction::Verify { anchor } => match audit.verify_against(anchor.as_deref()).await {
+                    Ok(verified) => {
+                        println!(
+                            "audit trail intact: {} events, head {}{}{}",
+                            verified.events,
+                            verified.head,
+                            if verified.unkeyed > 0 && audit.keyed() {
+                                format!(" ({} from before the chain key was set)", verified.unkeyed)
+                            } else {
+                                String::new()
+                            },
+                            verified
+                                .anchored
+                                .map(|seq| format!(", matches the anchor at event {seq}"))
+                                .unwrap_or_default()
+                        );
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(broken) => {
+                        println!("audit trail BROKEN: {broken}");
+                        Ok(ExitCode::FAILURE)
+                    }
+                },
+                AuditAction::Anchor { to } => match audit.anchor(&to).await {
+                    Ok(verified) => {
+                        println!(
+                            "anchored event {} (head {}) to {}",
+                            verified.events,
+                            verified.head,
+                            to.display()
+                        );
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(error) => {
+                        println!("not anchored: {error}");
+                        Ok(ExitCode::FAILURE)
+                    }
+                },
             }
         }
         Command::Keys { config, action } => {
@@ -317,16 +360,22 @@ async fn serve(
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
             tracing::info!(address = %listen, "serving GraphQL on http://{listen}/graphql, GraphiQL on /");
-            server::serve(listener, router, server::shutdown_signal())
-                .await
-                .context("serving")
+            server::serve_with(
+                listener,
+                router,
+                subject_gateway::conn::ConnectionLimits::from_settings(&config.server),
+                server::shutdown_signal(),
+            )
+            .await
+            .context("serving")
         }
         Some(tls) => {
             let tls_config = server::tls_config(tls).context("setting up TLS")?;
             let listener =
                 std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
             tracing::info!(address = %listen, "serving GraphQL on https://{listen}/graphql, GraphiQL on /");
-            server::serve_tls(listener, router, tls_config, server::shutdown_signal())
+            let limits = subject_gateway::conn::ConnectionLimits::from_settings(&config.server);
+            server::serve_tls(listener, router, tls_config, limits, server::shutdown_signal())
                 .await
                 .context("serving")
         }

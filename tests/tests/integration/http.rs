@@ -116,9 +116,15 @@ async fn the_gateway_serves_https_with_rustls() -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(subject_gateway::server::serve_tls(listener, router, tls, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(subject_gateway::server::serve_tls(
+        listener,
+        router,
+        tls,
+        subject_gateway::conn::ConnectionLimits::from_settings(&config.server),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(certified.cert.pem().as_bytes())?)

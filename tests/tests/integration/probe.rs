@@ -1,0 +1,640 @@
+//! The attacks of issue 10 ("who may see what, round two"), each against the real server on real
+//! sockets: identities shown past categories and purposes, CPU bombs in fragments, amplification,
+//! connection exhaustion, the websocket, OIDC claims, error echoes and floods.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+use subject_gateway_tests::{ConfigCopy, ReferenceWorld, TestGateway};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn codes(response: &Json) -> Vec<String> {
+    response["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["extensions"]["code"].as_str().map(str::to_owned))
+        .collect()
+}
+
+const BY_USER_ID: &str = "query($v: String!) { subject(identity: {kind: USER_ID, value: $v}) { identities { kind value source connector } } }";
+
+#[tokio::test]
+async fn found_identities_follow_categories_and_purposes() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(8).await?;
+    let gateway = world.gateway().await?;
+    let person = world
+        .people
+        .iter()
+        .find(|p| p.customer.is_some())
+        .expect("someone with billing");
+
+    // The admin, for an essential purpose, sees every identity found (the email too).
+    let admin = gateway
+        .graphql(BY_USER_ID, json!({ "v": person.user_id.to_string() }))
+        .await?;
+    assert!(admin.get("errors").is_none(), "{admin}");
+    let found = admin["data"]["subject"]["identities"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(found.iter().any(|i| i["kind"] == "CUSTOMER_ID"), "{admin}");
+    assert!(found.iter().any(|i| i["kind"] == "EMAIL"), "{admin}");
+    assert!(found.iter().all(|i| i["value"].is_string()));
+
+    // An analyst (no `user.contact`) stating `analytics`: values from stores that do not serve
+    // analytics are withheld (PURPOSE_NOT_ALLOWED), found emails are withheld
+    // (CATEGORY_NOT_GRANTED) whatever the store; what the caller gave is shown back.
+    let analyst = gateway.key("analyst").await?;
+    let response = gateway
+        .graphql_as(
+            &analyst,
+            "analytics",
+            BY_USER_ID,
+            json!({ "v": person.user_id.to_string() }),
+        )
+        .await?;
+    let identities = response["data"]["subject"]["identities"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(identities.len() > 2, "{response}");
+    let text = response.to_string();
+    assert!(
+        !text.contains(&person.email.to_lowercase()) && !text.contains(&person.email),
+        "an email reached a role without user.contact: {text}"
+    );
+    if let Some(customer) = &person.customer {
+        assert!(
+            !text.contains(&customer.id),
+            "billing does not serve analytics: {text}"
+        );
+    }
+    for identity in &identities {
+        match identity["source"].as_str() {
+            Some("input") => assert_eq!(identity["value"], person.user_id.to_string()),
+            _ if identity["connector"] == "analytics" && identity["kind"] != "EMAIL" => {
+                assert!(identity["value"].is_string(), "{identity}")
+            }
+            _ => assert!(identity["value"].is_null(), "{identity}"),
+        }
+    }
+    let codes = codes(&response);
+    assert!(codes.iter().any(|c| c == "PURPOSE_NOT_ALLOWED"), "{codes:?}");
+    assert!(
+        codes
+            .iter()
+            .all(|c| c == "PURPOSE_NOT_ALLOWED" || c == "CATEGORY_NOT_GRANTED"),
+        "{codes:?}"
+    );
+
+    // The audit trail records the identity categories served, and only those.
+    let events = gateway
+        .graphql(
+            "{ auditEvents(first: 50, action: \"subject.read\") { events { actor detail } } }",
+            json!({}),
+        )
+        .await?;
+    let events = events["data"]["auditEvents"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let admin_event = events.first().expect("the admin's read");
+    let served: Vec<&str> = admin_event["detail"]["identityCategories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .collect();
+    assert!(served.contains(&"user.contact.email"), "{admin_event}");
+    let analyst_event = events.last().expect("the analyst's read");
+    let served = analyst_event["detail"]["identityCategories"].to_string();
+    assert!(!served.contains("user.contact"), "{analyst_event}");
+    Ok(())
+}
+
+/// 26 fragments, each spreading the next twice: 2^26 fields in about a kilobyte.
+fn doubling_fragments() -> String {
+    let mut query = String::from("query { ...F0 }");
+    for i in 0..26 {
+        query.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{n} ...F{n} }}",
+            n = i + 1
+        ));
+    }
+    query.push_str(" fragment F26 on Query { connectors { name } }");
+    query
+}
+
+#[tokio::test]
+async fn a_fragment_bomb_is_refused_in_milliseconds() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = world.gateway().await?;
+    let support = gateway.key("support").await?;
+    let bomb = doubling_fragments();
+    assert!(bomb.len() < 1500);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let response = gateway
+            .graphql_as(&support, "essential.service", &bomb, json!({}))
+            .await?;
+        let took = started.elapsed();
+        assert_eq!(codes(&response), ["QUERY_TOO_COMPLEX"], "{response}");
+        assert!(response["data"].is_null());
+        eprintln!("fragment bomb refused in {took:?}");
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    }
+    // The same bomb of aliases and of depth.
+    let aliased = bomb.replace("connectors { name }", "a: connectors { name }");
+    let response = gateway.graphql(&aliased, json!({})).await?;
+    assert_eq!(codes(&response), ["TOO_MANY_ALIASES"], "{response}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_request_resolves_a_bounded_number_of_subjects() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = world.gateway().await?;
+    let ids: Vec<Json> = (1..=600)
+        .map(|i| json!({ "kind": "USER_ID", "value": (1_000_000 + i).to_string() }))
+        .collect();
+    // 600 are fine; two aliases of 600 are 1,200 subjects, over the default 1,000.
+    let one = gateway
+        .graphql(
+            "query($ids: [IdentityInput!]!) { a: subjects(identities: $ids) { sources { status } } }",
+            json!({ "ids": ids }),
+        )
+        .await?;
+    assert!(one.get("errors").is_none(), "{}", one["errors"]);
+    let started = Instant::now();
+    let two = gateway
+        .graphql(
+            "query($ids: [IdentityInput!]!) { a: subjects(identities: $ids) { sources { status } } b: subjects(identities: $ids) { sources { status } } }",
+            json!({ "ids": ids }),
+        )
+        .await?;
+    eprintln!("1,200 subjects refused in {:?}", started.elapsed());
+    assert!(
+        codes(&two).contains(&"SUBJECT_BUDGET_EXCEEDED".to_owned()),
+        "{two}"
+    );
+
+    // Fifty aliases of `subject` are fifty subjects: within the budget.
+    let aliased: Vec<String> = (0..50)
+        .map(|i| {
+            format!("s{i}: subject(identity: {{kind: USER_ID, value: \"{i}\"}}) {{ sources {{ status }} }}")
+        })
+        .collect();
+    let fine = gateway
+        .graphql(&format!("{{ {} }}", aliased.join(" ")), json!({}))
+        .await?;
+    assert!(fine.get("errors").is_none(), "{}", fine["errors"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn answers_over_the_size_cap_are_replaced_by_an_error() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let copy = ConfigCopy::new()?;
+    copy.edit(
+        "gateway.toml",
+        "request_timeout_ms = 30000",
+        "request_timeout_ms = 30000\nmax_response_bytes = 2000",
+    )?;
+    let gateway = TestGateway::start(&copy.gateway_toml(), world.env(), Vec::new()).await?;
+    let response = gateway
+        .graphql(
+            "{ connectors { name entities { name fields { name category } } } }",
+            json!({}),
+        )
+        .await?;
+    assert_eq!(codes(&response), ["RESPONSE_TOO_LARGE"], "{response}");
+    let small = gateway.graphql("{ connectors { name } }", json!({})).await?;
+    assert!(small.get("errors").is_none(), "{small}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn syntax_errors_do_not_echo_the_query_and_error_floods_are_capped() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = world.gateway().await?;
+    let email = "private.person@example.com";
+    let broken = format!("{{ subject(identity: {{kind: EMAIL, value: \"{email}\"}} {{ sources ");
+    let response = gateway.graphql(&broken, json!({})).await?;
+    assert_eq!(codes(&response), ["GRAPHQL_PARSE_FAILED"], "{response}");
+    assert!(!response.to_string().contains(email), "{response}");
+    assert!(!response.to_string().contains("private.person"), "{response}");
+
+    // 60,000 repeated directives: one short refusal, not megabytes of errors.
+    let flood = format!(
+        "{{ connectors {{ name {} }} }}",
+        "@skip(if: false) ".repeat(60_000)
+    );
+    let started = Instant::now();
+    let raw = reqwest::Client::new()
+        .post(gateway.url("/graphql"))
+        .headers(gateway.admin_headers()?)
+        .json(&json!({ "query": flood }))
+        .send()
+        .await?
+        .text()
+        .await?;
+    eprintln!(
+        "directive flood answered in {:?}, {} bytes",
+        started.elapsed(),
+        raw.len()
+    );
+    let response: Json = serde_json::from_str(&raw)?;
+    assert_eq!(codes(&response), ["TOO_MANY_DIRECTIVES"], "{response}");
+    assert!(raw.len() < 4096, "{} bytes", raw.len());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_denied_files_field_is_null_with_category_not_granted_only() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(6).await?;
+    let copy = ConfigCopy::new()?;
+    // A role that reads uploads' metadata but not the files (`user.content`).
+    copy.edit(
+        "gateway.toml",
+        "[roles.analyst]",
+        "[roles.curator]\noperations = [\"read_subject\"]\ncategories = [\"user.unique_id\", \"system.operations\"]\npurposes = [\"essential\"]\n\n[roles.analyst]",
+    )?;
+    let gateway = TestGateway::start(&copy.gateway_toml(), world.env(), Vec::new()).await?;
+    let person = world
+        .people
+        .iter()
+        .find(|p| !p.uploads.is_empty())
+        .expect("someone with uploads");
+    let curator = gateway.key("curator").await?;
+    let response = gateway
+        .graphql_as(
+            &curator,
+            "essential",
+            "query($v: String!) { subject(identity: {kind: EMAIL, value: $v}) { uploads { images { storageKey files { key } } } } }",
+            json!({ "v": person.email }),
+        )
+        .await?;
+    let images = response["data"]["subject"]["uploads"]["images"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!images.is_empty(), "{response}");
+    assert!(images.iter().all(|i| i["files"].is_null()), "{response}");
+    let codes = codes(&response);
+    assert!(!codes.is_empty());
+    assert!(codes.iter().all(|c| c == "CATEGORY_NOT_GRANTED"), "{response}");
+    assert!(!response.to_string().contains("internal"), "{response}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_key_works_the_moment_it_is_shown() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = world.gateway().await?;
+    // Invalid keys first, so the gateway has just looked keys up.
+    for i in 0..20 {
+        let bogus = format!("sgk_{:016x}_{}", i, "0".repeat(64));
+        let response = gateway
+            .graphql_as(&bogus, "essential", "{ connectors { name } }", json!({}))
+            .await?;
+        assert_eq!(codes(&response), ["INVALID_CREDENTIALS"]);
+    }
+    // Created behind the gateway's back (as `keys create` in another process does): no reload.
+    let (_, key) = gateway.keys.create("fresh", "support").await?;
+    let response = gateway
+        .graphql_as(&key, "essential.service", "{ connectors { name } }", json!({}))
+        .await?;
+    assert!(response.get("errors").is_none(), "{response}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_body_is_not_read_before_the_caller_is_authenticated() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = world.gateway().await?;
+    // Not JSON at all: without credentials the answer is 401, not a body parse error.
+    let response = reqwest::Client::new()
+        .post(gateway.url("/graphql"))
+        .header("content-type", "application/json")
+        .body("{ this is not json")
+        .send()
+        .await?;
+    assert_eq!(response.status(), 401);
+    Ok(())
+}
+
+/// A gateway with tight connection limits, for the connection attacks.
+async fn tight_gateway(world: &ReferenceWorld, extra: &str) -> anyhow::Result<TestGateway> {
+    let copy = ConfigCopy::new()?;
+    copy.edit(
+        "gateway.toml",
+        "request_timeout_ms = 30000",
+        &format!("request_timeout_ms = 30000\nheader_read_timeout_ms = 500\nidle_timeout_ms = 1000\n{extra}"),
+    )?;
+    TestGateway::start(&copy.gateway_toml(), world.env(), Vec::new()).await
+}
+
+/// Reads until the peer closes the connection; how long that took (or None within `limit`).
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(started.elapsed()), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_half_sent_and_idle_connections_are_closed() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = tight_gateway(&world, "").await?;
+
+    let mut silent = tokio::net::TcpStream::connect(gateway.address).await?;
+    let mut partial = tokio::net::TcpStream::connect(gateway.address).await?;
+    partial
+        .write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ")
+        .await?;
+    let mut idle = tokio::net::TcpStream::connect(gateway.address).await?;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await?;
+    let mut buffer = [0u8; 1024];
+    let n = idle.read(&mut buffer).await?;
+    assert!(buffer[..n].starts_with(b"HTTP/1.1 200"));
+
+    let silent = closed_within(&mut silent, Duration::from_secs(5)).await;
+    let partial = closed_within(&mut partial, Duration::from_secs(5)).await;
+    let idle = closed_within(&mut idle, Duration::from_secs(5)).await;
+    eprintln!("closed: silent {silent:?}, partial headers {partial:?}, idle keep-alive {idle:?}");
+    assert!(silent.is_some_and(|t| t < Duration::from_secs(3)), "{silent:?}");
+    assert!(partial.is_some_and(|t| t < Duration::from_secs(3)), "{partial:?}");
+    assert!(idle.is_some_and(|t| t < Duration::from_secs(4)), "{idle:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flood_of_silent_connections_does_not_lock_others_out() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    // Default timeouts (long): the silent connections are still there when the others come.
+    let copy = ConfigCopy::new()?;
+    copy.edit(
+        "gateway.toml",
+        "request_timeout_ms = 30000",
+        "request_timeout_ms = 30000\nmax_connections = 50",
+    )?;
+    let gateway = TestGateway::start(&copy.gateway_toml(), world.env(), Vec::new()).await?;
+    // Twice the cap of silent connections, held open.
+    let mut silent = Vec::new();
+    for _ in 0..100 {
+        silent.push(tokio::net::TcpStream::connect(gateway.address).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let health = client.get(gateway.url("/healthz")).send().await?;
+        eprintln!(
+            "/healthz beside 100 silent connections: {} in {:?}",
+            health.status(),
+            started.elapsed()
+        );
+        assert_eq!(health.status(), 200);
+        let response = gateway.graphql("{ connectors { name } }", json!({})).await?;
+        assert!(response.get("errors").is_none(), "{response}");
+    }
+    drop(silent);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_caller_over_its_rate_gets_429_with_retry_after() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = tight_gateway(&world, "per_caller_rate = 1\nper_caller_burst = 3").await?;
+    let key = gateway.key("support").await?;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for _ in 0..6 {
+        let response = client
+            .post(gateway.url("/graphql"))
+            .header("authorization", format!("Bearer {key}"))
+            .header("x-purpose", "essential.service")
+            .json(&json!({ "query": "{ connectors { name } }" }))
+            .send()
+            .await?;
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 && refused.is_none() {
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let body: Json = response.json().await?;
+            refused = Some((retry_after, body));
+        }
+    }
+    assert_eq!(&statuses[..3], [200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    let (retry_after, body) = refused.expect("a refusal");
+    assert!(retry_after.is_some_and(|s| s >= 1), "{retry_after:?}");
+    assert_eq!(codes(&body), ["RATE_LIMITED"]);
+    // Another caller is not held back.
+    let other = gateway.graphql("{ connectors { name } }", json!({})).await?;
+    assert!(other.get("errors").is_none());
+    Ok(())
+}
+
+async fn open_socket(
+    gateway: &TestGateway,
+    key: &str,
+    purpose: &str,
+) -> anyhow::Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+> {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut upgrade = format!("ws://{}/graphql/ws", gateway.address).into_client_request()?;
+    upgrade
+        .headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse()?);
+    upgrade.headers_mut().insert("x-purpose", purpose.parse()?);
+    upgrade
+        .headers_mut()
+        .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
+    let (mut socket, _) = tokio_tungstenite::connect_async(upgrade).await?;
+    socket
+        .send(Message::text(json!({ "type": "connection_init" }).to_string()))
+        .await?;
+    Ok(socket)
+}
+
+#[tokio::test]
+async fn the_websocket_carries_subscriptions_only_and_closes_on_revocation() -> anyhow::Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = world.gateway().await?;
+    let key = gateway.key("dpo").await?;
+    let mut socket = open_socket(&gateway, &key, "essential").await?;
+    let aliased: Vec<String> = (0..1000)
+        .map(|i| {
+            format!("s{i}: subject(identity: {{kind: USER_ID, value: \"{i}\"}}) {{ sources {{ status }} }}")
+        })
+        .collect();
+    for (id, query) in [
+        ("1", "{ connectors { name } }".to_owned()),
+        ("2", format!("{{ {} }}", aliased.join(" "))),
+        (
+            "3",
+            "mutation { cancelPrivacyRequest(id: \"pr_x\") { id } }".to_owned(),
+        ),
+    ] {
+        socket
+            .send(Message::text(
+                json!({ "id": id, "type": "subscribe", "payload": { "query": query } }).to_string(),
+            ))
+            .await?;
+    }
+    let mut refusals = Vec::new();
+    while refusals.len() < 3 {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the socket closed"))??;
+        let Message::Text(text) = message else { continue };
+        let message: Json = serde_json::from_str(&text)?;
+        if matches!(message["type"].as_str(), Some("next" | "error")) {
+            assert!(
+                message["payload"].get("data").is_none_or(Json::is_null),
+                "{message}"
+            );
+            refusals.push(message.to_string());
+        }
+    }
+    assert!(refusals[0].contains("SUBSCRIPTIONS_ONLY"), "{refusals:?}");
+    assert!(refusals[1].contains("TOO_MANY_ALIASES"), "{refusals:?}");
+    assert!(refusals[2].contains("SUBSCRIPTIONS_ONLY"), "{refusals:?}");
+
+    // Revoked: the socket is closed within 5 seconds.
+    let id = key.split('_').nth(1).expect("sgk_<id>_<secret>").to_owned();
+    gateway.keys.revoke(&id).await?;
+    let revoked = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    eprintln!("websocket closed {:?} after revocation", revoked.elapsed());
+    assert!(closed.is_ok(), "the socket stayed open after its key was revoked");
+    Ok(())
+}
+
+#[tokio::test]
+async fn oidc_tokens_need_iss_aud_exp_sub_and_honour_nbf() -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+
+    let world = ReferenceWorld::create(2).await?;
+    let dir = tempfile::tempdir()?;
+    let jwks = dir.path().join("jwks.json");
+    let secret = b"first-signing-secret-of-32-bytes!!";
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    std::fs::write(
+        &jwks,
+        json!({ "keys": [{ "kty": "oct", "kid": "k1", "alg": "HS256", "k": k }] }).to_string(),
+    )?;
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "gateway.toml",
+        "# [auth.oidc]",
+        &format!(
+            "[auth.oidc]\njwks = \"{}\"\nissuer = \"https://idp.test/\"\naudience = \"subject-gateway\"\n# ",
+            jwks.display()
+        ),
+    )?;
+    let gateway = TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
+    let now = chrono::Utc::now().timestamp();
+    let full = json!({
+        "sub": "agent.smith@company.example",
+        "roles": ["support"],
+        "iss": "https://idp.test/",
+        "aud": "subject-gateway",
+        "exp": now + 300,
+    });
+    let ask = |claims: Json| {
+        let gateway = &gateway;
+        async move {
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some("k1".into());
+            let token = encode(&header, &claims, &EncodingKey::from_secret(secret))?;
+            gateway
+                .graphql_as(&token, "essential.service", "{ connectors { name } }", json!({}))
+                .await
+        }
+    };
+    assert!(ask(full.clone()).await?.get("errors").is_none());
+    for (what, claims) in [
+        ("no aud", without(&full, "aud")),
+        ("no iss", without(&full, "iss")),
+        ("no exp", without(&full, "exp")),
+        ("no sub", without(&full, "sub")),
+        ("empty sub", with(&full, "sub", json!(""))),
+        ("nbf in an hour", with(&full, "nbf", json!(now + 3600))),
+    ] {
+        let response = ask(claims).await?;
+        assert_eq!(codes(&response), ["INVALID_CREDENTIALS"], "{what}: {response}");
+    }
+    // A nbf a few seconds ahead is within the leeway for clock skew.
+    assert!(
+        ask(with(&full, "nbf", json!(now + 5)))
+            .await?
+            .get("errors")
+            .is_none()
+    );
+    Ok(())
+}
+
+fn without(claims: &Json, name: &str) -> Json {
+    let mut claims = claims.clone();
+    if let Some(map) = claims.as_object_mut() {
+        map.remove(name);
+    }
+    claims
+}
+
+fn with(claims: &Json, name: &str, value: Json) -> Json {
+    let mut claims = claims.clone();
+    claims[name] = value;
+    claims
+}
+
+#[tokio::test]
+async fn the_state_database_and_exports_are_private_files() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().join("state").join("gateway.db");
+    let keys = subject_gateway::keys::KeyStore::open(&format!("sqlite://{}", state.display())).await?;
+    keys.create("x", "admin").await?;
+    let mode = std::fs::metadata(&state)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let parent = std::fs::metadata(dir.path().join("state"))?.permissions().mode() & 0o777;
+    assert_eq!(parent, 0o700, "{parent:o}");
+
+    let exports = dir.path().join("exports").join("inner");
+    subject_gateway::private_fs::create_dir_all(&exports)?;
+    let file = exports.join("x.zip");
+    subject_gateway::private_fs::create_file(&file)?;
+    assert_eq!(std::fs::metadata(&file)?.permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&exports)?.permissions().mode() & 0o777, 0o700);
+    Ok(())
+}
