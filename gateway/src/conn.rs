@@ -45,13 +45,38 @@ impl Default for ConnectionLimits {
 }
 
 impl ConnectionLimits {
+    /// The limits `settings` configure, with `max_connections` lowered (and a warning) when
+    /// the process may not open that many descriptors with room to spare for the stores.
     pub fn from_settings(settings: &ServerSettings) -> Self {
+        let mut max_connections = settings.max_connections.max(1);
+        if let Some(descriptors) = open_files_limit() {
+            let room = usize::try_from(descriptors.saturating_sub(DESCRIPTORS_KEPT)).unwrap_or(usize::MAX);
+            if max_connections > room {
+                tracing::warn!(
+                    configured = max_connections,
+                    open_files_limit = descriptors,
+                    serving = room.max(1),
+                    "server.max_connections is above what the open-files limit leaves room for; lowered"
+                );
+                max_connections = room.max(1);
+            }
+        }
         Self {
             header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms.max(1)),
             idle_timeout: Duration::from_millis(settings.idle_timeout_ms.max(1)),
-            max_connections: settings.max_connections.max(1),
+            max_connections,
         }
     }
+}
+
+/// Descriptors left for everything but client connections: store pools, files, the listener.
+const DESCRIPTORS_KEPT: u64 = 256;
+
+/// The soft limit on open files of this process (Linux: `/proc/self/limits`), if known.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Connections waiting for a slot at once; more are refused without waiting.

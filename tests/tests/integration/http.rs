@@ -19,8 +19,10 @@ async fn the_server_answers_graphiql_health_and_bad_requests() -> anyhow::Result
     let get = client.get(gateway.url("/graphql")).send().await?;
     assert_eq!(get.status(), 405);
 
+    // Bodies are read only for authenticated callers (without credentials: 401, see probe.rs).
     let malformed = client
         .post(gateway.url("/graphql"))
+        .headers(gateway.admin_headers()?)
         .header("content-type", "application/json")
         .body("{\"query\": ")
         .send()
@@ -29,6 +31,7 @@ async fn the_server_answers_graphiql_health_and_bad_requests() -> anyhow::Result
 
     let huge = client
         .post(gateway.url("/graphql"))
+        .headers(gateway.admin_headers()?)
         .header("content-type", "application/json")
         .body(format!("{{\"query\": \"{}\"}}", "a".repeat(2 * 1024 * 1024)))
         .send()

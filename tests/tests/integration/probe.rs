@@ -638,3 +638,30 @@ async fn the_state_database_and_exports_are_private_files() -> anyhow::Result<()
     assert_eq!(std::fs::metadata(&exports)?.permissions().mode() & 0o777, 0o700);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_request_timeout_covers_validation_and_execution() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let copy = ConfigCopy::new()?;
+    copy.edit(
+        "gateway.toml",
+        "request_timeout_ms = 30000",
+        "request_timeout_ms = 1",
+    )?;
+    let gateway = TestGateway::start(&copy.gateway_toml(), world.env(), Vec::new()).await?;
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .post(gateway.url("/graphql"))
+        .headers(gateway.admin_headers()?)
+        .json(&json!({
+            "query": "query($v: String!) { subject(identity: {kind: EMAIL, value: $v}) { identities { kind } accounts { users { email } } } }",
+            "variables": { "v": world.people[0].email },
+        }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 408);
+    let body: Json = response.json().await?;
+    assert_eq!(codes(&body), ["REQUEST_TIMEOUT"], "{body}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    Ok(())
+}
