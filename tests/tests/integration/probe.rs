@@ -665,3 +665,52 @@ async fn the_request_timeout_covers_validation_and_execution() -> anyhow::Result
     assert!(started.elapsed() < Duration::from_secs(2));
     Ok(())
 }
+
+#[tokio::test]
+async fn graphiql_is_served_from_the_gateway_itself_under_a_csp() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = world.gateway().await?;
+    let client = reqwest::Client::new();
+    let page = client.get(gateway.url("/")).send().await?;
+    assert_eq!(page.status(), 200);
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unpkg") && !csp.contains("https:"), "{csp}");
+    let html = page.text().await?;
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("//unpkg"));
+    // Every script and stylesheet the page names is served here.
+    let assets: Vec<&str> = html
+        .split(['"', '\''])
+        .filter(|part| part.starts_with("/graphiql/"))
+        .collect();
+    assert_eq!(assets.len(), 5, "{assets:?}");
+    for asset in assets {
+        let response = client.get(gateway.url(asset)).send().await?;
+        assert_eq!(response.status(), 200, "{asset}");
+        let kind = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            kind.starts_with("text/javascript") || kind.starts_with("text/css"),
+            "{asset}: {kind}"
+        );
+        assert!(!response.bytes().await?.is_empty());
+    }
+    assert_eq!(
+        client
+            .get(gateway.url("/graphiql/../Cargo.toml"))
+            .send()
+            .await?
+            .status(),
+        404
+    );
+    Ok(())
+}
