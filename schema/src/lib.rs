@@ -104,6 +104,14 @@ impl SubjectService {
         let entry = match self.parsed.get(query) {
             Some(entry) => entry,
             None => {
+                let directives = limits::directives_upper_bound(query);
+                if directives > self.limits.max_directives {
+                    let error = limits::CostError::TooManyDirectives {
+                        directives: directives as u64,
+                        max: self.limits.max_directives,
+                    };
+                    return Err(coded_error(error.to_string(), error.code()));
+                }
                 let document = async_graphql::parser::parse_query(query).map_err(|e| syntax_error(&e))?;
                 let cost = limits::measure(&document);
                 let entry = Arc::new((document, cost));

@@ -129,6 +129,40 @@ pub fn measure(document: &ExecutableDocument) -> QueryCost {
     total
 }
 
+/// How many directives the query text can at most hold: its `@` signs outside strings and
+/// comments. Checked before parsing, so that a megabyte of directives is refused without the
+/// parser building a node for each.
+pub fn directives_upper_bound(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let (mut count, mut i) = (0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'@' => count += 1,
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                    i += if bytes[i..].starts_with(b"\\\"\"\"") { 4 } else { 1 };
+                }
+                i += 2;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    count
+}
+
 /// Aliased fields in `document`, counting a fragment once per spread (what execution would do).
 pub fn count_aliases(document: &ExecutableDocument) -> u64 {
     measure(document).aliases
@@ -235,6 +269,19 @@ mod tests {
         assert!(started.elapsed() < std::time::Duration::from_millis(100));
         assert_eq!(measured.fields, 2 * (1 << 26));
         assert_eq!(measured.depth, 2);
+    }
+
+    #[test]
+    fn directives_are_counted_outside_strings_and_comments() {
+        assert_eq!(
+            directives_upper_bound("{ a @skip(if: true) b @include(if: $x) }"),
+            2
+        );
+        assert_eq!(
+            directives_upper_bound("{ s(v: \"x@y.org\") # @not\n t(v: \"\"\"@no \\\"\"\" @no\"\"\") @yes }"),
+            1
+        );
+        assert_eq!(directives_upper_bound("{ s(v: \"unterminated @x"), 0);
     }
 
     #[test]
