@@ -1,5 +1,5 @@
 // Starts GraphiQL against this gateway. Served from the gateway itself (the page's CSP allows
-// scripts from its own origin only). Credentials go in the Headers tab:
+// scripts from its own origin only). Credentials go in the Headers tab, next to the purpose:
 //   { "Authorization": "Bearer sgk_…", "X-Purpose": "essential" }
 (function () {
   var url = new URL('/graphql', window.location.href).toString();
@@ -11,7 +11,7 @@
       fetcher: fetcher,
       isHeadersEditorEnabled: true,
       shouldPersistHeaders: false,
-      defaultHeaders: JSON.stringify({ Authorization: 'Bearer ', 'X-Purpose': 'essential' }, null, 2),
+      defaultHeaders: JSON.stringify({ 'X-Purpose': 'essential' }, null, 2),
       defaultEditorToolsVisibility: 'headers',
     }),
   );

@@ -728,3 +728,148 @@ async fn graphiql_is_served_from_the_gateway_itself_under_a_csp() -> anyhow::Res
     );
     Ok(())
 }
+
+/// Sends one DevTools command and waits for its answer (events in between are skipped).
+async fn devtools(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    id: u64,
+    method: &str,
+    params: Json,
+) -> anyhow::Result<Json> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    socket
+        .send(Message::text(
+            json!({ "id": id, "method": method, "params": params }).to_string(),
+        ))
+        .await?;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(40), socket.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("devtools closed"))??;
+        let Message::Text(text) = message else { continue };
+        let message: Json = serde_json::from_str(&text)?;
+        if message["id"] == id {
+            return Ok(message);
+        }
+    }
+}
+
+#[tokio::test]
+async fn graphiql_renders_offline_in_headless_chromium_and_runs_a_query() -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let chromium = std::env::var("SUBJECT_GATEWAY_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    if std::process::Command::new(&chromium)
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: no `{chromium}` (apt-get install chromium, or set SUBJECT_GATEWAY_CHROMIUM)");
+        return Ok(());
+    }
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = world.gateway().await?;
+    let profile = tempfile::tempdir()?;
+    // Offline: every host name but the gateway's address fails to resolve.
+    let mut browser = tokio::process::Command::new(&chromium)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--remote-debugging-port=0",
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stderr = browser
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let endpoint = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                return Ok::<_, anyhow::Error>(url.trim().to_owned());
+            }
+        }
+        anyhow::bail!("chromium exited before listening")
+    })
+    .await??;
+    let port = endpoint
+        .trim_start_matches("ws://")
+        .split(['/', ':'])
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let targets: Json = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+        .await?
+        .json()
+        .await?;
+    let page = targets
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["type"] == "page")
+        .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+        .ok_or_else(|| anyhow::anyhow!("no page target: {targets}"))?
+        .to_owned();
+    let (mut socket, _) = tokio_tungstenite::connect_async(page).await?;
+    devtools(&mut socket, 1, "Network.enable", json!({})).await?;
+    let key = gateway.key("admin").await?;
+    devtools(
+        &mut socket,
+        2,
+        "Network.setExtraHTTPHeaders",
+        json!({ "headers": { "Authorization": format!("Bearer {key}") } }),
+    )
+    .await?;
+    devtools(
+        &mut socket,
+        3,
+        "Page.navigate",
+        json!({ "url": gateway.url("/") }),
+    )
+    .await?;
+    let script = r#"(async () => {
+      const sleep = ms => new Promise(r => setTimeout(r, ms));
+      const until = async (f, ms) => { const end = Date.now() + ms; while (Date.now() < end) { const v = f(); if (v) return v; await sleep(100); } return null; };
+      const editor = await until(() => document.querySelector('.graphiql-query-editor .CodeMirror'), 20000);
+      if (!editor) return 'NO EDITOR: ' + document.body.innerText.slice(0, 300);
+      editor.CodeMirror.setValue('{ connectors { name } }');
+      document.querySelector('.graphiql-execute-button').click();
+      const result = await until(() => {
+        const r = document.querySelector('.result-window .CodeMirror');
+        const v = r && r.CodeMirror.getValue();
+        return v && v.includes('"connectors"') ? v : null;
+      }, 20000);
+      return result || 'NO RESULT: ' + (document.querySelector('.result-window') || document.body).innerText.slice(0, 300);
+    })()"#;
+    let started = Instant::now();
+    let evaluated = devtools(
+        &mut socket,
+        4,
+        "Runtime.evaluate",
+        json!({ "expression": script, "awaitPromise": true, "returnByValue": true }),
+    )
+    .await?;
+    let result = evaluated["result"]["result"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    eprintln!("GraphiQL rendered and answered in {:?}", started.elapsed());
+    let answer: Json =
+        serde_json::from_str(&result).map_err(|_| anyhow::anyhow!("{result} / {evaluated}"))?;
+    let names: Vec<&str> = answer["data"]["connectors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(names.contains(&"accounts"), "{answer}");
+    let _ = browser.kill().await;
+    Ok(())
+}
