@@ -51,6 +51,10 @@ pub enum ChainError {
         "event {seq} is MACed but no chain key is set (SUBJECT_GATEWAY_AUDIT_KEY or SUBJECT_GATEWAY_AUDIT_KEY_FILE)"
     )]
     KeyMissing { seq: i64 },
+    #[error(
+        "checking anchors needs the chain key they were made with (SUBJECT_GATEWAY_AUDIT_KEY or SUBJECT_GATEWAY_AUDIT_KEY_FILE)"
+    )]
+    AnchorNeedsKey,
     #[error("the anchor file's line {line} is not an anchor made with the chain key (forged or damaged)")]
     AnchorForged { line: usize },
     #[error("the anchor file could not be read: {0}")]

@@ -199,7 +199,8 @@ impl Authenticator {
             let (id, role) = self.check_key(credential).await?;
             (format!("key:{id}"), role)
         } else {
-            self.check_token(credential).await?
+            let (principal, role, _) = self.check_token(credential).await?;
+            (principal, role)
         };
         let role = self
             .roles
@@ -328,7 +329,9 @@ impl Authenticator {
                 Err(_) => true,
             }
         } else {
-            self.check_token(credential).await.is_ok()
+            // No leeway here: a long-lived connection ends when its token does.
+            let now = jsonwebtoken::get_current_timestamp();
+            matches!(self.check_token(credential).await, Ok((_, _, exp)) if exp > now)
         }
     }
 
@@ -339,7 +342,8 @@ impl Authenticator {
         Ok(())
     }
 
-    async fn check_token(&self, token: &str) -> Result<(String, String), AuthError> {
+    /// The principal, role and expiry (seconds since the epoch) of a valid token.
+    async fn check_token(&self, token: &str) -> Result<(String, String, u64), AuthError> {
         let jwks = self
             .jwks
             .as_ref()
@@ -386,9 +390,14 @@ impl Authenticator {
             .find(|r| self.roles.contains_key(*r))
             .ok_or_else(|| AuthError::BadToken("the token grants no declared role".into()))?;
         // The subject may be an email: it is kept only as a fingerprint.
+        let expires = claims["exp"]
+            .as_u64()
+            .or_else(|| claims["exp"].as_f64().map(|f| f as u64))
+            .unwrap_or(0);
         Ok((
             format!("jwt:{}", fingerprint(subject.as_bytes())),
             role.to_owned(),
+            expires,
         ))
     }
 }

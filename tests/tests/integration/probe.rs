@@ -615,6 +615,33 @@ async fn oidc_tokens_need_iss_aud_exp_sub_and_honour_nbf() -> anyhow::Result<()>
             .get("errors")
             .is_none()
     );
+
+    // A websocket opened with a token closes soon after the token expires.
+    use futures::StreamExt;
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("k1".into());
+    let short = encode(
+        &header,
+        &with(&full, "exp", json!(chrono::Utc::now().timestamp() + 2)),
+        &EncodingKey::from_secret(secret),
+    )?;
+    let mut socket = open_socket(&gateway, &short, "essential.service").await?;
+    let opened = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => return,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    eprintln!(
+        "websocket closed {:?} after opening with a token valid for 2 s",
+        opened.elapsed()
+    );
+    assert!(closed.is_ok(), "the socket outlived its token");
     Ok(())
 }
 
