@@ -187,9 +187,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .context("building connectors")?;
             let listen = args.listen.unwrap_or(config.server.listen);
-            let state_url = format!("sqlite://{}", args.data_dir.join("state.db").display());
+            // Everything the demo writes stays under its data directory, made absolute: a relative
+            // exports_dir would otherwise be taken relative to the config directory.
+            let data_dir = std::fs::canonicalize(&args.data_dir)
+                .with_context(|| format!("finding {}", args.data_dir.display()))?;
+            let state_url = format!("sqlite://{}", data_dir.join("state.db").display());
             config.auth.state_url = state_url;
-            config.requests.exports_dir = args.data_dir.join("exports");
+            config.requests.exports_dir = data_dir.join("exports");
             let auth = config
                 .authenticator(process_env)
                 .await

@@ -178,6 +178,10 @@ async fn graphql_ws(
         Ok(caller) => caller,
         Err(error) => return (error.status(), error.to_string()).into_response(),
     };
+    // Opening a socket counts against the caller's rate like a request.
+    if let Err(refusal) = state.limiter.admit(&caller.principal) {
+        return too_many(refusal);
+    }
     let mut data = async_graphql::Data::default();
     data.insert(caller);
     data.insert(state.audit.clone());
@@ -294,6 +298,22 @@ fn error_response(status: StatusCode, message: &str, code: &str) -> Response {
         .into_response()
 }
 
+/// `429` with `Retry-After` for a caller over its limits.
+fn too_many(refusal: crate::limiter::Refusal) -> Response {
+    metrics::counter!("subject_gateway_rate_limited_total", "code" => refusal.code()).increment(1);
+    let mut response = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        &refusal.to_string(),
+        refusal.code(),
+    );
+    if let Ok(value) = axum::http::HeaderValue::from_str(&refusal.retry_after_secs().to_string()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, value);
+    }
+    response
+}
+
 /// Aborts a spawned task when dropped (when the client goes away or the request times out).
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
@@ -318,20 +338,7 @@ async fn graphql(
     };
     let admitted = match state.limiter.admit(&caller.principal) {
         Ok(admitted) => admitted,
-        Err(refusal) => {
-            metrics::counter!("subject_gateway_rate_limited_total", "code" => refusal.code()).increment(1);
-            let mut response = error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                &refusal.to_string(),
-                refusal.code(),
-            );
-            if let Ok(value) = axum::http::HeaderValue::from_str(&refusal.retry_after_secs().to_string()) {
-                response
-                    .headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, value);
-            }
-            return response;
-        }
+        Err(refusal) => return too_many(refusal),
     };
     let request = match <GraphQLRequest as FromRequest<()>>::from_request(request, &()).await {
         Ok(request) => request,
