@@ -133,13 +133,16 @@ impl Connections {
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves, then drains
-/// in-flight requests.
+/// in-flight requests. With `tls`, each connection's TLS handshake must also finish within the
+/// header-read timeout.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let connections = Arc::new(Connections {
         started: Instant::now(),
         slots: Arc::new(Semaphore::new(limits.max_connections)),
@@ -169,12 +172,24 @@ pub async fn serve(
         let connections = connections.clone();
         let router = router.clone();
         let stop_rx = stop_rx.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let Some(slot) = take_slot(&connections).await else {
                 shed(stream).await;
                 return;
             };
-            serve_connection(stream, router, limits, connections, stop_rx).await;
+            match acceptor {
+                None => serve_connection(stream, router, limits, connections, stop_rx).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, router, limits, connections, stop_rx).await
+                        }
+                        // A failed or too slow handshake: nothing to answer.
+                        _ => metrics::counter!("subject_gateway_connections_timed_out_total").increment(1),
+                    }
+                }
+            }
             drop(slot);
         });
     }
@@ -215,13 +230,15 @@ async fn shed(stream: TcpStream) {
     .await;
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<I>(
+    stream: I,
     router: Router,
     limits: ConnectionLimits,
     connections: Arc<Connections>,
     mut stop_rx: watch::Receiver<()>,
-) {
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let id = connections.next_id.fetch_add(1, Ordering::SeqCst);
     let connection = Arc::new(Connection {
         last_activity: AtomicU64::new(connections.now()),

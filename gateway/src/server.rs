@@ -67,9 +67,8 @@ pub fn tls_config(tls: &TlsSettings) -> Result<axum_server::tls_rustls::RustlsCo
     )))
 }
 
-/// Serves `router` over HTTPS on `listener` until `shutdown` resolves, then drains in-flight
-/// requests (for at most 10 seconds). Of `limits`, the header-read timeout applies (the
-/// connection cap and idle eviction are the plain-HTTP loop's, `crate::conn`).
+/// Serves `router` over HTTPS on `listener` within `limits` (the TLS handshake within the
+/// header-read timeout) until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve_tls(
     listener: std::net::TcpListener,
     router: Router,
@@ -78,19 +77,8 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stopper.graceful_shutdown(Some(Duration::from_secs(10)));
-    });
-    let mut server = axum_server::from_tcp_rustls(listener, config)?.handle(handle);
-    server
-        .http_builder()
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    server.serve(router.into_make_service()).await
+    let listener = TcpListener::from_std(listener)?;
+    crate::conn::serve(listener, router, limits, Some(config.get_inner()), shutdown).await
 }
 
 #[derive(Clone)]
@@ -535,7 +523,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    crate::conn::serve(listener, router, ConnectionLimits::default(), shutdown).await
+    crate::conn::serve(listener, router, ConnectionLimits::default(), None, shutdown).await
 }
 
 /// Serves `router` on `listener` within `limits` (see [`crate::conn`]) until `shutdown`
@@ -546,7 +534,7 @@ pub async fn serve_with(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    crate::conn::serve(listener, router, limits, shutdown).await
+    crate::conn::serve(listener, router, limits, None, shutdown).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

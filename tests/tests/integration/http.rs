@@ -103,6 +103,7 @@ async fn the_gateway_serves_https_with_rustls() -> anyhow::Result<()> {
     config.server.tls = Some(subject_gateway::config::TlsSettings { cert_file, key_file });
     config.auth.state_url = format!("sqlite://{}", dir.path().join("state.db").display());
     config.requests.exports_dir = dir.path().join("exports");
+    config.server.header_read_timeout_ms = 500;
     let service = std::sync::Arc::new(config.build_service(world.env(), Vec::new()).await?);
     let (_, key) = config
         .key_store(world.env())
@@ -148,6 +149,21 @@ async fn the_gateway_serves_https_with_rustls() -> anyhow::Result<()> {
     assert_eq!(
         response["data"]["subject"]["accounts"]["users"][0]["id"],
         person.user_id
+    );
+
+    // A connection that never starts its handshake is closed within the header-read timeout.
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 16];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        tokio::io::AsyncReadExt::read(&mut silent, &mut buffer),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "still open after {:?}",
+        started.elapsed()
     );
 
     // Plain HTTP to the HTTPS port gets no GraphQL answer.
