@@ -268,6 +268,7 @@ impl Authenticator {
         if self.active.read().await.1.elapsed() < KEY_REFRESH {
             return;
         }
+        metrics::counter!("subject_gateway_api_key_reloads_total").increment(1);
         if let Err(error) = self.reload_keys().await {
             tracing::warn!(error = %error, "could not re-read the API keys; using the last ones read");
         }
@@ -293,6 +294,7 @@ impl Authenticator {
             }
         };
         cell.get_or_init(|| async {
+            metrics::counter!("subject_gateway_api_key_lookups_total").increment(1);
             match self.keys.lookup(id).await {
                 Ok(found) => found,
                 Err(error) => {

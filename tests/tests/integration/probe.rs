@@ -300,6 +300,41 @@ async fn a_key_works_the_moment_it_is_shown() -> anyhow::Result<()> {
             .await?;
         assert_eq!(codes(&response), ["INVALID_CREDENTIALS"]);
     }
+    // A burst of one invalid key costs one lookup, not one per request, and no re-read of the
+    // key table.
+    let counter = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let metrics = || async {
+        reqwest::Client::new()
+            .get(gateway.url("/metrics"))
+            .headers(gateway.admin_headers()?)
+            .send()
+            .await?
+            .text()
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    let before = metrics().await?;
+    let bogus = format!("sgk_{:016x}_{}", 0xdead_beef_u64, "1".repeat(64));
+    let burst =
+        (0..200).map(|_| gateway.graphql_as(&bogus, "essential", "{ connectors { name } }", json!({})));
+    for response in futures::future::join_all(burst).await {
+        assert_eq!(codes(&response?), ["INVALID_CREDENTIALS"]);
+    }
+    let after = metrics().await?;
+    let lookups = counter(&after, "subject_gateway_api_key_lookups_total")
+        - counter(&before, "subject_gateway_api_key_lookups_total");
+    let reloads = counter(&after, "subject_gateway_api_key_reloads_total")
+        - counter(&before, "subject_gateway_api_key_reloads_total");
+    eprintln!("200 requests with one invalid key: {lookups} lookups, {reloads} reloads of the key table");
+    assert!(lookups <= 2.0, "{lookups} lookups");
+    assert!(reloads <= 1.0, "{reloads} reloads");
+
     // Created behind the gateway's back (as `keys create` in another process does): no reload.
     let (_, key) = gateway.keys.create("fresh", "support").await?;
     let response = gateway
