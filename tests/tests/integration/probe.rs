@@ -179,6 +179,38 @@ async fn one_request_resolves_a_bounded_number_of_subjects() -> anyhow::Result<(
         "{two}"
     );
 
+    // The amplification of the probe: 50 aliases of `subjects` with 1,000 identities each.
+    let thousand: Vec<Json> = (1..=1000)
+        .map(|i| json!({ "kind": "USER_ID", "value": (2_000_000 + i).to_string() }))
+        .collect();
+    let fifty: Vec<String> = (0..50)
+        .map(|i| format!("a{i}: subjects(identities: $ids) {{ sources {{ status }} }}"))
+        .collect();
+    let started = Instant::now();
+    let raw = reqwest::Client::new()
+        .post(gateway.url("/graphql"))
+        .headers(gateway.admin_headers()?)
+        .json(&json!({
+            "query": format!("query($ids: [IdentityInput!]!) {{ {} }}", fifty.join(" ")),
+            "variables": { "ids": thousand },
+        }))
+        .send()
+        .await?
+        .text()
+        .await?;
+    eprintln!(
+        "50 x subjects(1,000): answered in {:?}, {} bytes",
+        started.elapsed(),
+        raw.len()
+    );
+    let amplified: Json = serde_json::from_str(&raw)?;
+    assert!(
+        codes(&amplified).contains(&"SUBJECT_BUDGET_EXCEEDED".to_owned()),
+        "{}",
+        amplified["errors"]
+    );
+    assert!(raw.len() < 200_000, "{} bytes", raw.len());
+
     // Fifty aliases of `subject` are fifty subjects: within the budget.
     let aliased: Vec<String> = (0..50)
         .map(|i| {
