@@ -15,7 +15,7 @@ use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 /// What a query costs with its fragment spreads expanded. Counts saturate rather than wrap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueryCost {
-    /// Fields selected in all (each field counts 1).
+    /// Fields selected in all (each field counts 1, and so does each fragment spread).
     pub fields: u64,
     /// Deepest nesting of fields.
     pub depth: u64,
@@ -220,6 +220,9 @@ impl<'a> Walk<'a> {
                 }
                 Selection::FragmentSpread(spread) => {
                     let mut inner = self.fragment(spread.node.fragment_name.node.as_str());
+                    // The spread itself counts as a field: validation visits it however little
+                    // it holds (fragments spreading each other in a cycle hold no field at all).
+                    inner.fields = inner.fields.saturating_add(1);
                     inner.directives = inner
                         .directives
                         .saturating_add(spread.node.directives.len() as u64);
@@ -267,7 +270,8 @@ mod tests {
         let started = std::time::Instant::now();
         let measured = cost(&query);
         assert!(started.elapsed() < std::time::Duration::from_millis(100));
-        assert_eq!(measured.fields, 2 * (1 << 26));
+        // 2^27 fields, and 2^27 - 1 spreads on the way.
+        assert_eq!(measured.fields, 2 * (1 << 26) + (1 << 27) - 1);
         assert_eq!(measured.depth, 2);
     }
 
@@ -285,12 +289,25 @@ mod tests {
     }
 
     #[test]
+    fn fragments_spreading_each_other_in_a_doubling_cycle_are_measured() {
+        let mut query = String::from("query { ...F0 }");
+        for i in 0..26 {
+            query.push_str(&format!(
+                " fragment F{i} on Query {{ ...F{next} ...F{next} }}",
+                next = i + 1
+            ));
+        }
+        query.push_str(" fragment F26 on Query { ...F0 }");
+        assert!(cost(&query).fields > 1 << 26);
+    }
+
+    #[test]
     fn depth_and_directives_count_expanded() {
         let measured = cost(
             "{ a { b { c } } ...F @include(if: true) } fragment F on Query { x @skip(if: false) { y } }",
         );
         assert_eq!(measured.depth, 3);
-        assert_eq!(measured.fields, 5);
+        assert_eq!(measured.fields, 6);
         assert_eq!(measured.directives, 2);
     }
 }
