@@ -91,6 +91,18 @@ impl SubjectService {
             Err(error) => return async_graphql::Response::from_errors(vec![error]),
         };
         let (document, _) = entry.as_ref();
+        // Subjects the text asks for, refused before anything is resolved; the resolvers'
+        // budget holds the rest.
+        let asked = limits::count_subjects(document, request.operation_name.as_deref(), &request.variables);
+        if asked > u64::try_from(self.max_subjects).unwrap_or(u64::MAX) {
+            return async_graphql::Response::from_errors(vec![coded_error(
+                format!(
+                    "the request asks for {asked} subjects in all; at most {} are resolved per request (server.max_subjects): split it",
+                    self.max_subjects
+                ),
+                "SUBJECT_BUDGET_EXCEEDED",
+            )]);
+        }
         request.set_parsed_query(document.clone());
         let request = request.data(graphql::SubjectBudget::new(self.max_subjects));
         let mut response = self.schema.execute(request).await;

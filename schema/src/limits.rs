@@ -163,6 +163,77 @@ pub fn directives_upper_bound(text: &str) -> usize {
     count
 }
 
+/// How many subjects the operation(s) of `document` ask for at the root: one per `subject` field,
+/// one per identity of each `subjects` field (a literal list, or a list variable), every
+/// fragment spread expanded. Run after the cost check, so the walk is bounded by the field limit.
+/// Identities the text does not show (a missing variable) count nothing here; the resolvers'
+/// budget still holds them.
+pub fn count_subjects(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &async_graphql::Variables,
+) -> u64 {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let operations: Vec<_> = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(operation), _) => vec![operation],
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name).into_iter().collect(),
+        (DocumentOperations::Multiple(operations), None) => operations.values().collect(),
+    };
+    operations
+        .into_iter()
+        .filter(|operation| operation.node.ty == OperationType::Query)
+        .map(|operation| root_subjects(document, &operation.node.selection_set.node, variables, 0))
+        .fold(0u64, u64::saturating_add)
+}
+
+fn root_subjects(
+    document: &ExecutableDocument,
+    set: &SelectionSet,
+    variables: &async_graphql::Variables,
+    nesting: usize,
+) -> u64 {
+    // Fragments spread in a cycle are refused by validation; here they just stop counting.
+    if nesting > 64 {
+        return 0;
+    }
+    let mut count = 0u64;
+    for item in &set.items {
+        let more = match &item.node {
+            Selection::Field(field) => match field.node.name.node.as_str() {
+                "subject" => 1,
+                "subjects" => match field.node.get_argument("identities").map(|v| &v.node) {
+                    Some(async_graphql_value::Value::List(items)) => items.len() as u64,
+                    Some(async_graphql_value::Value::Variable(name)) => match variables.get(name) {
+                        Some(async_graphql::Value::List(items)) => items.len() as u64,
+                        _ => 0,
+                    },
+                    _ => 0,
+                },
+                _ => 0,
+            },
+            Selection::InlineFragment(fragment) => root_subjects(
+                document,
+                &fragment.node.selection_set.node,
+                variables,
+                nesting + 1,
+            ),
+            Selection::FragmentSpread(spread) => {
+                match document.fragments.get(&spread.node.fragment_name.node) {
+                    Some(fragment) => root_subjects(
+                        document,
+                        &fragment.node.selection_set.node,
+                        variables,
+                        nesting + 1,
+                    ),
+                    None => 0,
+                }
+            }
+        };
+        count = count.saturating_add(more);
+    }
+    count
+}
+
 /// Aliased fields in `document`, counting a fragment once per spread (what execution would do).
 pub fn count_aliases(document: &ExecutableDocument) -> u64 {
     measure(document).aliases
