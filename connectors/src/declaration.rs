@@ -165,6 +165,10 @@ pub struct IdentityKindDecl {
     /// Whether callers may start a lookup from this kind (default true).
     #[serde(default = "yes")]
     pub input: bool,
+    /// The fideslang data category of its values (default `user.contact.email` for
+    /// `format = "email"`, `user.unique_id` otherwise): found identities of this kind are shown
+    /// only to roles granted it.
+    pub category: Option<Spanned<String>>,
 }
 
 fn default_normalisers() -> Vec<Normaliser> {
@@ -220,6 +224,16 @@ pub fn build_identity_kinds(
             errors.push(file.error(name.span(), "max_length must be at least 1"));
             continue;
         }
+        let category = match &decl.category {
+            None => IdentityKindSpec::default_category(&format),
+            Some(category) => match DataCategory::parse(category.get_ref()) {
+                Ok(category) => category,
+                Err(err) => {
+                    errors.push(file.error(category.span(), err.to_string()));
+                    continue;
+                }
+            },
+        };
         kinds.push(IdentityKindSpec {
             name: name.get_ref().clone(),
             graphql_name: name.get_ref().to_uppercase(),
@@ -228,6 +242,7 @@ pub fn build_identity_kinds(
             format,
             max_length: decl.max_length,
             accepted_as_input: decl.input,
+            category,
         });
     }
     if errors.is_empty() {

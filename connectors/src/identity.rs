@@ -141,6 +141,21 @@ pub struct IdentityKindSpec {
     pub max_length: usize,
     /// Whether callers may start a lookup from this kind (some kinds are only ever derived).
     pub accepted_as_input: bool,
+    /// The data category of its values: a caller sees a found identity only when its role
+    /// grants this category (and the store that yielded it serves the request's purpose).
+    pub category: crate::category::DataCategory,
+}
+
+impl IdentityKindSpec {
+    /// The category a kind falls in when its declaration names none: `user.contact.email` for
+    /// emails, `user.unique_id` for everything else.
+    pub fn default_category(format: &ValueFormat) -> crate::category::DataCategory {
+        let key = match format {
+            ValueFormat::Email => "user.contact.email",
+            _ => "user.unique_id",
+        };
+        crate::category::DataCategory::parse(key).unwrap_or_else(|_| unreachable!("a taxonomy key"))
+    }
 }
 
 /// Why an identity value was refused. Never carries the value itself.
@@ -368,6 +383,7 @@ mod tests {
             format: ValueFormat::Email,
             max_length: 254,
             accepted_as_input: true,
+            category: IdentityKindSpec::default_category(&ValueFormat::Email),
         }
     }
 
@@ -403,6 +419,7 @@ mod tests {
             graphql_name: "ID".into(),
             description: None,
             normalisers: vec![Normaliser::Trim],
+            category: IdentityKindSpec::default_category(&format),
             format,
             max_length: 64,
             accepted_as_input: true,

@@ -1,7 +1,16 @@
-//! The audit trail in the state database: append-only events, each carrying the SHA-256 of its
+//! The audit trail in the state database: append-only events, each carrying a hash of its
 //! content and of the event before, so that an edited, inserted or deleted event breaks the chain
 //! and `subject-gateway audit verify` names where. Identities are stored as HMACs under a key kept
 //! in the same database (stable across restarts, so auditors can search by person).
+//!
+//! With a chain key (`SUBJECT_GATEWAY_AUDIT_KEY`, or a file named by
+//! `SUBJECT_GATEWAY_AUDIT_KEY_FILE`), kept outside the database, each new event's hash is an
+//! HMAC-SHA256 under it: someone who can write the database but not read the key cannot
+//! recompute the chain after editing it. `audit anchor --to FILE` appends the head (sequence
+//! number and MAC, itself MACed) to a file kept elsewhere (append-only); `audit verify --anchor
+//! FILE` then also detects a dropped tail or a wiped table. Events from before the key was set
+//! stay verifiable as plain SHA-256, but only as a prefix: a plain event after a keyed one is a
+//! downgrade and is reported.
 
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
@@ -19,6 +28,8 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 pub struct DbAuditLog {
     pool: AnyPool,
     key: Vec<u8>,
+    /// The key events are MACed with, from outside the database; `None`: plain SHA-256.
+    chain_key: Option<Vec<u8>>,
     /// Appends from this process one at a time (replicas serialise on the head row).
     append: Mutex<()>,
 }
@@ -28,6 +39,34 @@ pub struct DbAuditLog {
 pub enum ChainError {
     #[error("event {seq}: its content does not match its hash (edited)")]
     Edited { seq: i64 },
+    #[error(
+        "event {seq}: its MAC does not match its content (edited, and hashes recomputed without the chain key)"
+    )]
+    Forged { seq: i64 },
+    #[error("event {seq}: its MAC is that of event {original} (events deleted and the rest renumbered)")]
+    Renumbered { seq: i64, original: i64 },
+    #[error("event {seq}: a plain hash after keyed events (the chain was recomputed without the key)")]
+    Downgraded { seq: i64 },
+    #[error(
+        "event {seq} is MACed but no chain key is set (SUBJECT_GATEWAY_AUDIT_KEY or SUBJECT_GATEWAY_AUDIT_KEY_FILE)"
+    )]
+    KeyMissing { seq: i64 },
+    #[error(
+        "checking anchors needs the chain key they were made with (SUBJECT_GATEWAY_AUDIT_KEY or SUBJECT_GATEWAY_AUDIT_KEY_FILE)"
+    )]
+    AnchorNeedsKey,
+    #[error("the anchor file's line {line} is not an anchor made with the chain key (forged or damaged)")]
+    AnchorForged { line: usize },
+    #[error("the anchor file could not be read: {0}")]
+    AnchorUnreadable(String),
+    #[error("the audit trail is empty but the anchor records {anchored} events (the table was wiped)")]
+    Wiped { anchored: i64 },
+    #[error(
+        "the anchor records {anchored} events but the trail ends at {last_seq} (events dropped at the end, head rewritten)"
+    )]
+    TailDropped { anchored: i64, last_seq: i64 },
+    #[error("event {seq} is not the event anchored under that number (rewritten since it was anchored)")]
+    AnchorMismatch { seq: i64 },
     #[error("event {seq}: it does not follow event {previous} (events missing or inserted)")]
     Gap { seq: i64, previous: i64 },
     #[error("event {seq}: it does not chain to the hash of the event before")]
@@ -38,6 +77,64 @@ pub enum ChainError {
     Truncated { head_seq: i64, last_seq: i64 },
     #[error("the audit trail could not be read")]
     Unreadable,
+}
+
+/// Why the chain key could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainKeyError {
+    #[error("{0} is shorter than 32 bytes: use 32 random bytes or more (e.g. `openssl rand -hex 32`)")]
+    TooShort(&'static str),
+    #[error("SUBJECT_GATEWAY_AUDIT_KEY_FILE could not be read: {0}")]
+    File(std::io::ErrorKind),
+}
+
+/// The chain key from `SUBJECT_GATEWAY_AUDIT_KEY` or the file `SUBJECT_GATEWAY_AUDIT_KEY_FILE`
+/// names (trimmed); `None` when neither is set.
+pub fn chain_key_from_env(env: impl Fn(&str) -> Option<String>) -> Result<Option<Vec<u8>>, ChainKeyError> {
+    let (key, source) = if let Some(key) = env("SUBJECT_GATEWAY_AUDIT_KEY").filter(|k| !k.is_empty()) {
+        (key, "SUBJECT_GATEWAY_AUDIT_KEY")
+    } else if let Some(path) = env("SUBJECT_GATEWAY_AUDIT_KEY_FILE").filter(|p| !p.is_empty()) {
+        let text = std::fs::read_to_string(&path).map_err(|e| ChainKeyError::File(e.kind()))?;
+        (text.trim().to_owned(), "SUBJECT_GATEWAY_AUDIT_KEY_FILE")
+    } else {
+        return Ok(None);
+    };
+    if key.len() < 32 {
+        return Err(ChainKeyError::TooShort(source));
+    }
+    Ok(Some(key.into_bytes()))
+}
+
+/// One line of an anchor file.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Anchor {
+    seq: i64,
+    mac: String,
+    at: String,
+    /// HMAC of `seq` and `mac` under the chain key: only the key's holder writes anchors.
+    check: String,
+}
+
+fn anchor_check(key: &[u8], seq: i64, mac: &str) -> String {
+    let Ok(mut hmac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        unreachable!("HMAC-SHA256 accepts any key length")
+    };
+    hmac.update(b"subject-gateway audit anchor\x1f");
+    hmac.update(seq.to_string().as_bytes());
+    hmac.update(b"\x1f");
+    hmac.update(mac.as_bytes());
+    hex::encode(hmac.finalize().into_bytes())
+}
+
+/// What `verify` found in an intact trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub events: i64,
+    pub head: String,
+    /// Events from before the chain key was set (plain SHA-256), all at the start.
+    pub unkeyed: i64,
+    /// The sequence number of the last anchor checked, if an anchor file was given.
+    pub anchored: Option<i64>,
 }
 
 type Row = (
@@ -51,27 +148,53 @@ type Row = (
     String,
     String,
     String,
+    i64,
 );
 
+/// The plain SHA-256 of an event (events appended without a chain key).
 fn content_hash(row: &Row) -> String {
-    let (seq, at, actor, role, purpose, action, subjects, detail, prev, _) = row;
+    content_hash_as(row, row.0)
+}
+
+fn content_parts(row: &Row, seq: i64) -> [String; 9] {
+    let (_, at, actor, role, purpose, action, subjects, detail, prev, _, _) = row;
+    [
+        seq.to_string(),
+        at.clone(),
+        actor.clone(),
+        role.clone(),
+        purpose.clone(),
+        action.clone(),
+        subjects.clone(),
+        detail.clone(),
+        prev.clone(),
+    ]
+}
+
+fn content_hash_as(row: &Row, seq: i64) -> String {
     let mut hasher = Sha256::new();
-    for part in [
-        &seq.to_string(),
-        at,
-        actor,
-        role,
-        purpose,
-        action,
-        subjects,
-        detail,
-        prev,
-    ] {
+    for part in content_parts(row, seq) {
         hasher.update(part.as_bytes());
         hasher.update([0x1f]);
     }
     hex::encode(hasher.finalize())
 }
+
+/// The HMAC-SHA256 of an event under the chain key, as if it were number `seq`.
+fn content_mac(key: &[u8], row: &Row, seq: i64) -> String {
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        unreachable!("HMAC-SHA256 accepts any key length")
+    };
+    mac.update(b"keyed\x1f");
+    for part in content_parts(row, seq) {
+        mac.update(part.as_bytes());
+        mac.update(&[0x1f]);
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// How far back a renumbering is looked for when a MAC does not match.
+const RENUMBER_SEARCH: i64 = 10_000;
 
 fn failed(_: sqlx::Error) -> AuditError {
     AuditError("the state database refused the query".into())
@@ -104,8 +227,20 @@ impl DbAuditLog {
         Ok(Self {
             pool,
             key: key.into_bytes(),
+            chain_key: None,
             append: Mutex::new(()),
         })
+    }
+
+    /// MACs new events with `key` (kept outside the state database) from now on.
+    pub fn with_chain_key(mut self, key: Option<Vec<u8>>) -> Self {
+        self.chain_key = key;
+        self
+    }
+
+    /// Whether new events are MACed.
+    pub fn keyed(&self) -> bool {
+        self.chain_key.is_some()
     }
 
     /// The keyed hash an identity is stored as.
@@ -121,8 +256,13 @@ impl DbAuditLog {
 
     /// Walks the whole trail; returns the number of events and the head hash when it is intact.
     pub async fn verify(&self) -> Result<(i64, String), ChainError> {
+        self.verify_against(None).await.map(|v| (v.events, v.head))
+    }
+
+    /// Walks the whole trail and, with an anchor file, checks it against every anchor in it.
+    pub async fn verify_against(&self, anchors: Option<&std::path::Path>) -> Result<Verified, ChainError> {
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT seq, at, actor, role, purpose, action, subjects, detail, prev_hash, hash FROM audit_events ORDER BY seq",
+            "SELECT seq, at, actor, role, purpose, action, subjects, detail, prev_hash, hash, keyed FROM audit_events ORDER BY seq",
         )
         .fetch_all(&self.pool)
         .await
@@ -133,19 +273,70 @@ impl DbAuditLog {
                 .await
                 .map_err(|_| ChainError::Unreadable)?;
         let (mut previous, mut previous_hash) = (0_i64, GENESIS.to_owned());
+        let (mut unkeyed, mut seen_keyed) = (0_i64, false);
         for row in &rows {
             let seq = row.0;
+            if row.10 != 0 {
+                seen_keyed = true;
+                let key = self.chain_key.as_deref().ok_or(ChainError::KeyMissing { seq })?;
+                if content_mac(key, row, seq) != row.9 {
+                    // Events deleted and the rest renumbered keep their MACs, made under their
+                    // old numbers: say so rather than just "forged".
+                    let original = (1..=RENUMBER_SEARCH)
+                        .map(|d| seq + d)
+                        .find(|original| content_mac(key, row, *original) == row.9);
+                    return Err(match original {
+                        Some(original) => ChainError::Renumbered { seq, original },
+                        None => ChainError::Forged { seq },
+                    });
+                }
+            } else if seen_keyed {
+                return Err(ChainError::Downgraded { seq });
+            } else {
+                unkeyed += 1;
+            }
             if seq != previous + 1 {
                 return Err(ChainError::Gap { seq, previous });
             }
             if row.8 != previous_hash {
                 return Err(ChainError::Broken { seq });
             }
-            if content_hash(row) != row.9 {
+            if row.10 == 0 && content_hash(row) != row.9 {
                 return Err(ChainError::Edited { seq });
             }
             previous = seq;
             previous_hash = row.9.clone();
+        }
+        let mut anchored = None;
+        if let Some(path) = anchors {
+            let key = self
+                .chain_key
+                .as_deref()
+                .ok_or(ChainError::KeyMissing { seq: 0 })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ChainError::AnchorUnreadable(e.kind().to_string()))?;
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let anchor: Anchor =
+                    serde_json::from_str(line).map_err(|_| ChainError::AnchorForged { line: i + 1 })?;
+                if anchor_check(key, anchor.seq, &anchor.mac) != anchor.check {
+                    return Err(ChainError::AnchorForged { line: i + 1 });
+                }
+                if anchor.seq > previous {
+                    return Err(if rows.is_empty() {
+                        ChainError::Wiped { anchored: anchor.seq }
+                    } else {
+                        ChainError::TailDropped {
+                            anchored: anchor.seq,
+                            last_seq: previous,
+                        }
+                    });
+                }
+                let at = rows.iter().find(|r| r.0 == anchor.seq);
+                if anchor.seq > 0 && at.is_none_or(|r| r.9 != anchor.mac) {
+                    return Err(ChainError::AnchorMismatch { seq: anchor.seq });
+                }
+                anchored = Some(anchor.seq);
+            }
         }
         if head_seq != previous || head_hash != previous_hash {
             return Err(ChainError::Truncated {
@@ -153,8 +344,50 @@ impl DbAuditLog {
                 last_seq: previous,
             });
         }
-        Ok((previous, previous_hash))
+        Ok(Verified {
+            events: previous,
+            head: previous_hash,
+            unkeyed,
+            anchored,
+        })
     }
+
+    /// Verifies the trail, then appends its head to the anchor file `path` (created 0600 when
+    /// new; keep it where the state database's writers cannot, append-only).
+    pub async fn anchor(&self, path: &std::path::Path) -> Result<Verified, AnchorError> {
+        let key = self.chain_key.clone().ok_or(AnchorError::NoKey)?;
+        let verified = self.verify_against(Some(path).filter(|p| p.exists())).await?;
+        let line = serde_json::to_string(&Anchor {
+            seq: verified.events,
+            mac: verified.head.clone(),
+            at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            check: anchor_check(&key, verified.events, &verified.head),
+        })
+        .map_err(|e| AnchorError::Write(std::io::Error::other(e.to_string())))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(AnchorError::Write)?;
+        use std::io::Write;
+        writeln!(file, "{line}").map_err(AnchorError::Write)?;
+        file.sync_all().map_err(AnchorError::Write)?;
+        Ok(verified)
+    }
+}
+
+/// Why the head could not be anchored.
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    #[error("anchoring needs the chain key (SUBJECT_GATEWAY_AUDIT_KEY or SUBJECT_GATEWAY_AUDIT_KEY_FILE)")]
+    NoKey,
+    #[error("the trail is not intact, so it is not anchored: {0}")]
+    Broken(#[from] ChainError),
+    #[error("writing the anchor file: {0}")]
+    Write(std::io::Error),
 }
 
 #[async_trait]
@@ -180,11 +413,15 @@ impl AuditLog for DbAuditLog {
             entry.detail.to_string(),
             prev,
             String::new(),
+            i64::from(self.chain_key.is_some()),
         );
-        row.9 = content_hash(&row);
+        row.9 = match &self.chain_key {
+            Some(key) => content_mac(key, &row, row.0),
+            None => content_hash(&row),
+        };
         sqlx::query(
-            "INSERT INTO audit_events (seq, at, actor, role, purpose, action, subjects, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO audit_events (seq, at, actor, role, purpose, action, subjects, detail, prev_hash, hash, keyed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(row.0)
         .bind(&row.1)
@@ -196,6 +433,7 @@ impl AuditLog for DbAuditLog {
         .bind(&row.7)
         .bind(&row.8)
         .bind(&row.9)
+        .bind(row.10)
         .execute(&mut *tx)
         .await
         .map_err(failed)?;
@@ -210,7 +448,7 @@ impl AuditLog for DbAuditLog {
     async fn list(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, bool), AuditError> {
         let subject = filter.subject.as_ref().map(|s| self.subject_hash(s));
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT seq, at, actor, role, purpose, action, subjects, detail, prev_hash, hash FROM audit_events \
+            "SELECT seq, at, actor, role, purpose, action, subjects, detail, prev_hash, hash, keyed FROM audit_events \
              WHERE seq > $1 AND (CAST($2 AS TEXT) IS NULL OR action = CAST($2 AS TEXT)) \
              AND (CAST($3 AS TEXT) IS NULL OR actor = CAST($3 AS TEXT)) \
              AND (CAST($4 AS TEXT) IS NULL OR subjects LIKE '%' || CAST($4 AS TEXT) || '%') ORDER BY seq LIMIT $5",
@@ -228,7 +466,7 @@ impl AuditLog for DbAuditLog {
             .into_iter()
             .take(filter.first)
             .map(
-                |(seq, at, actor, role, purpose, action, subjects, detail, _, hash)| AuditRecord {
+                |(seq, at, actor, role, purpose, action, subjects, detail, _, hash, _)| AuditRecord {
                     seq,
                     at,
                     actor,

@@ -148,8 +148,23 @@ pub struct Authenticator {
     keys: KeyStore,
     /// The active keys and when they were read.
     active: RwLock<(keys::ActiveKeys, Instant)>,
+    /// Held while the active keys are re-read: concurrent requests wait for one re-read.
+    reloading: tokio::sync::Mutex<()>,
+    /// Lookups of key ids not among the active keys, in flight or recent (a second), by id:
+    /// many requests with the same unknown key cost one query.
+    misses: std::sync::Mutex<HashMap<String, (Instant, Arc<KeyLookup>)>>,
     jwks: Option<Jwks>,
 }
+
+/// One lookup of a key id in the state database: its digest and role, when active.
+type KeyLookup = tokio::sync::OnceCell<Option<(String, String)>>;
+
+/// How long the lookup of an unknown key id is reused.
+const MISS_REUSE: Duration = Duration::from_secs(1);
+/// Unknown key ids remembered before the old ones are forgotten.
+const MISSES_KEPT: usize = 4096;
+/// Leeway for `exp` and `nbf` of OIDC tokens (clock skew), in seconds.
+const TOKEN_LEEWAY_SECS: u64 = 30;
 
 impl Authenticator {
     pub async fn new(
@@ -162,6 +177,8 @@ impl Authenticator {
             roles,
             keys,
             active: RwLock::new((active, Instant::now())),
+            reloading: tokio::sync::Mutex::new(()),
+            misses: std::sync::Mutex::new(HashMap::new()),
             jwks: oidc.map(|settings| Jwks {
                 settings,
                 keys: RwLock::new((JwkSet { keys: Vec::new() }, None)),
@@ -182,7 +199,8 @@ impl Authenticator {
             let (id, role) = self.check_key(credential).await?;
             (format!("key:{id}"), role)
         } else {
-            self.check_token(credential).await?
+            let (principal, role, _) = self.check_token(credential).await?;
+            (principal, role)
         };
         let role = self
             .roles
@@ -216,23 +234,106 @@ impl Authenticator {
     }
 
     async fn check_key(&self, key: &str) -> Result<(String, String), AuthError> {
+        let id = keys::key_id(key).ok_or(AuthError::BadKey)?;
         let (found, age) = {
             let active = self.active.read().await;
             (keys::verify(key, &active.0), active.1.elapsed())
         };
-        // Keys read recently answer at once; an older read is refreshed (revocations take effect
-        // within KEY_REFRESH), and so is a miss (a key created since), at most every 250 ms.
-        match found {
-            Some(found) if age < KEY_REFRESH => return Ok(found),
-            None if age < Duration::from_millis(250) => return Err(AuthError::BadKey),
-            _ => {}
+        // Keys read recently answer at once; an older read is refreshed first (revocations take
+        // effect within KEY_REFRESH), one re-read for all the requests waiting on it.
+        if age >= KEY_REFRESH {
+            self.refresh_stale().await;
+        } else if let Some(found) = found {
+            return Ok(found);
         }
-        match self.reload_keys().await {
-            Ok(()) => keys::verify(key, &self.active.read().await.0).ok_or(AuthError::BadKey),
-            Err(error) => {
-                tracing::warn!(error = %error, "could not re-read the API keys; using the last ones read");
-                keys::verify(key, &self.active.read().await.0).ok_or(AuthError::BadKey)
+        if let Some(found) = keys::verify(key, &self.active.read().await.0) {
+            return Ok(found);
+        }
+        // Not among the active keys read: perhaps created since. Look that one id up (once for
+        // every request naming it within MISS_REUSE).
+        let stored = self.lookup_once(id).await;
+        let Some((digest, role)) = stored else {
+            return Err(AuthError::BadKey);
+        };
+        let mut single = keys::ActiveKeys::new();
+        single.insert(id.to_owned(), (digest.clone(), role.clone()));
+        let found = keys::verify(key, &single).ok_or(AuthError::BadKey)?;
+        self.active.write().await.0.insert(id.to_owned(), (digest, role));
+        Ok(found)
+    }
+
+    /// Re-reads the active keys unless another request did while this one waited.
+    async fn refresh_stale(&self) {
+        let _one = self.reloading.lock().await;
+        if self.active.read().await.1.elapsed() < KEY_REFRESH {
+            return;
+        }
+        metrics::counter!("subject_gateway_api_key_reloads_total").increment(1);
+        if let Err(error) = self.reload_keys().await {
+            tracing::warn!(error = %error, "could not re-read the API keys; using the last ones read");
+        }
+    }
+
+    /// The stored digest and role of the active key `id`, read once per MISS_REUSE.
+    async fn lookup_once(&self, id: &str) -> Option<(String, String)> {
+        let cell = {
+            let mut misses = self
+                .misses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if misses.len() >= MISSES_KEPT {
+                misses.retain(|_, (at, _)| at.elapsed() < MISS_REUSE);
             }
+            match misses.get(id) {
+                Some((at, cell)) if at.elapsed() < MISS_REUSE => cell.clone(),
+                _ => {
+                    let cell = Arc::new(tokio::sync::OnceCell::new());
+                    misses.insert(id.to_owned(), (Instant::now(), cell.clone()));
+                    cell
+                }
+            }
+        };
+        cell.get_or_init(|| async {
+            metrics::counter!("subject_gateway_api_key_lookups_total").increment(1);
+            match self.keys.lookup(id).await {
+                Ok(found) => found,
+                Err(error) => {
+                    tracing::warn!(error = %error, "could not look an API key up");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
+    }
+
+    /// Whether the credentials in `headers` are still good now: an API key is looked up afresh
+    /// (not from the cache), a token is checked again (expiry). For long-lived connections.
+    pub async fn still_valid(&self, headers: &HeaderMap) -> bool {
+        let credential = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .unwrap_or("");
+        if credential.starts_with("sgk_") {
+            let Some(id) = keys::key_id(credential) else {
+                return false;
+            };
+            match self.keys.lookup(id).await {
+                Ok(Some((digest, role))) => {
+                    let mut single = keys::ActiveKeys::new();
+                    single.insert(id.to_owned(), (digest, role));
+                    keys::verify(credential, &single).is_some()
+                }
+                Ok(None) => false,
+                // The state database is unreachable: keep what was checked before.
+                Err(_) => true,
+            }
+        } else {
+            // No leeway here: a long-lived connection ends when its token does.
+            let now = jsonwebtoken::get_current_timestamp();
+            matches!(self.check_token(credential).await, Ok((_, _, exp)) if exp > now)
         }
     }
 
@@ -243,7 +344,8 @@ impl Authenticator {
         Ok(())
     }
 
-    async fn check_token(&self, token: &str) -> Result<(String, String), AuthError> {
+    /// The principal, role and expiry (seconds since the epoch) of a valid token.
+    async fn check_token(&self, token: &str) -> Result<(String, String, u64), AuthError> {
         let jwks = self
             .jwks
             .as_ref()
@@ -252,18 +354,34 @@ impl Authenticator {
             jsonwebtoken::decode_header(token).map_err(|_| AuthError::BadToken("malformed".into()))?;
         let key = jwks.key(header.kid.as_deref()).await?;
         let mut validation = Validation::new(header.alg);
+        // exp and sub always, iss and aud when configured: a token without them is refused,
+        // not waved through. nbf is honoured when present; both with a small leeway.
+        let mut required = vec!["exp", "sub"];
         match &jwks.settings.issuer {
-            Some(issuer) => validation.set_issuer(&[issuer]),
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
             None => validation.iss = None,
         }
         match &jwks.settings.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = TOKEN_LEEWAY_SECS;
         let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
             .map_err(|e| AuthError::BadToken(format!("{:?}", e.kind()).chars().take(80).collect()))?
             .claims;
-        let subject = claims["sub"].as_str().unwrap_or("");
+        let subject = claims["sub"]
+            .as_str()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| AuthError::BadToken("the token names no subject (`sub`)".into()))?;
         let roles: Vec<&str> = match &claims[jwks.settings.roles_claim.as_str()] {
             serde_json::Value::String(role) => vec![role.as_str()],
             serde_json::Value::Array(list) => list.iter().filter_map(|r| r.as_str()).collect(),
@@ -274,9 +392,14 @@ impl Authenticator {
             .find(|r| self.roles.contains_key(*r))
             .ok_or_else(|| AuthError::BadToken("the token grants no declared role".into()))?;
         // The subject may be an email: it is kept only as a fingerprint.
+        let expires = claims["exp"]
+            .as_u64()
+            .or_else(|| claims["exp"].as_f64().map(|f| f as u64))
+            .unwrap_or(0);
         Ok((
             format!("jwt:{}", fingerprint(subject.as_bytes())),
             role.to_owned(),
+            expires,
         ))
     }
 }

@@ -102,8 +102,26 @@ pub struct ServerSettings {
     pub max_complexity: usize,
     /// Most aliased fields a query may have.
     pub max_aliases: usize,
+    /// Most directives a query may carry, with its fragments expanded.
+    pub max_directives: usize,
+    /// Most subjects one request may resolve in all (aliases × identities of `subjects`).
+    pub max_subjects: usize,
+    /// Largest answer, in bytes, once serialized; a larger one is replaced by an error.
+    pub max_response_bytes: usize,
     /// Longest a request may take, in milliseconds, before it is answered 408.
     pub request_timeout_ms: u64,
+    /// Longest a client may take to send a request's headers, in milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// How long an idle keep-alive connection is kept open, in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Most connections served at once; further ones are accepted and closed at once.
+    pub max_connections: usize,
+    /// Requests in flight at once per caller (API key, or OIDC subject); more are answered 429.
+    pub per_caller_concurrency: u32,
+    /// Requests per second per caller, sustained; more are answered 429 with `Retry-After`.
+    pub per_caller_rate: u32,
+    /// Requests per caller allowed in a burst above the sustained rate.
+    pub per_caller_burst: u32,
     /// Serve HTTPS with these PEM files instead of plain HTTP.
     pub tls: Option<TlsSettings>,
     /// Serve Prometheus metrics at `/metrics` (with credentials on the main listener).
@@ -132,7 +150,16 @@ impl Default for ServerSettings {
             max_depth: schema.max_depth,
             max_complexity: schema.max_complexity,
             max_aliases: schema.max_aliases,
+            max_directives: schema.max_directives,
+            max_subjects: schema.max_subjects,
+            max_response_bytes: 16 * 1024 * 1024,
             request_timeout_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 512,
+            per_caller_concurrency: 32,
+            per_caller_rate: 200,
+            per_caller_burst: 400,
             tls: None,
             metrics: true,
             metrics_listen: None,
@@ -253,9 +280,16 @@ impl Config {
     }
 
     /// The audit trail in the state database.
+    /// The audit trail in the state database; its events are MACed with the chain key from
+    /// `SUBJECT_GATEWAY_AUDIT_KEY` / `SUBJECT_GATEWAY_AUDIT_KEY_FILE` in `env`, when set.
     pub async fn audit_log(&self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Arc<DbAuditLog>> {
+        let chain_key = crate::audit::chain_key_from_env(&env)?;
         let keys = self.key_store(env).await?;
-        Ok(Arc::new(DbAuditLog::open(keys.pool().clone()).await?))
+        Ok(Arc::new(
+            DbAuditLog::open(keys.pool().clone())
+                .await?
+                .with_chain_key(chain_key),
+        ))
     }
 
     /// The privacy-request engine over the state database (its worker not started yet). The
@@ -303,6 +337,8 @@ impl Config {
             max_depth: self.server.max_depth,
             max_complexity: self.server.max_complexity,
             max_aliases: self.server.max_aliases,
+            max_directives: self.server.max_directives,
+            max_subjects: self.server.max_subjects,
         }
     }
 

@@ -66,7 +66,7 @@ impl DemoWorld {
 /// Creates `accounts.db` and `billing.db` in `dir` (replacing earlier ones) with `count` people.
 pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
     sqlx::any::install_default_drivers();
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::private_fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("resolving {}", dir.display()))?;

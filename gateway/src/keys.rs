@@ -62,6 +62,10 @@ impl KeyStore {
             url.to_owned()
         };
         let sqlite = url.starts_with("sqlite:");
+        if sqlite {
+            crate::private_fs::prepare_sqlite(&url)
+                .map_err(|e| KeyError::Open(format!("creating the database file: {}", e.kind())))?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(4)
             .after_connect(move |connection, _| {
@@ -174,6 +178,24 @@ impl KeyStore {
             .map(|(id, digest, role)| (id, (digest, role)))
             .collect())
     }
+}
+
+impl KeyStore {
+    /// The active key `id` (its secret's digest and its role), read now: one lookup by primary
+    /// key, so an unknown key costs little and a key just created is found at once.
+    pub async fn lookup(&self, id: &str) -> Result<Option<(String, String)>, KeyError> {
+        sqlx::query_as("SELECT secret_sha256, role FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error)
+    }
+}
+
+/// The id part of `sgk_<id>_<secret>` when it has the shape of one (16 hex characters).
+pub fn key_id(key: &str) -> Option<&str> {
+    let (id, _) = key.strip_prefix("sgk_")?.split_once('_')?;
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
 }
 
 /// A short random key id (16 hex characters).

@@ -61,8 +61,19 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditAction {
-    /// Recompute every event's hash and the chain between them.
-    Verify,
+    /// Recompute every event's hash (or MAC, with the chain key) and the chain between them.
+    Verify {
+        /// Also check the trail against the anchors appended to this file (`audit anchor`):
+        /// detects a dropped tail or a wiped table.
+        #[arg(long)]
+        anchor: Option<PathBuf>,
+    },
+    /// Verify the trail, then append its head (sequence number and MAC) to an anchor file kept
+    /// outside the state database. Needs the chain key.
+    Anchor {
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -189,9 +200,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .context("building connectors")?;
             let listen = args.listen.unwrap_or(config.server.listen);
-            let state_url = format!("sqlite://{}", args.data_dir.join("state.db").display());
+            // Everything the demo writes stays under its data directory, made absolute: a relative
+            // exports_dir would otherwise be taken relative to the config directory.
+            let data_dir = std::fs::canonicalize(&args.data_dir)
+                .with_context(|| format!("finding {}", args.data_dir.display()))?;
+            let state_url = format!("sqlite://{}", data_dir.join("state.db").display());
             config.auth.state_url = state_url;
-            config.requests.exports_dir = args.data_dir.join("exports");
+            config.requests.exports_dir = data_dir.join("exports");
             let auth = config
                 .authenticator(process_env)
                 .await
@@ -228,24 +243,56 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Audit {
-            config,
-            action: AuditAction::Verify,
-        } => {
+        Command::Audit { config, action } => {
             let config = load(&config.config)?;
             let audit = config
                 .audit_log(process_env)
                 .await
                 .context("opening the audit trail")?;
-            match audit.verify().await {
-                Ok((events, head)) => {
-                    println!("audit trail intact: {events} events, head {head}");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(broken) => {
-                    println!("audit trail BROKEN: {broken}");
-                    Ok(ExitCode::FAILURE)
-                }
+            if !audit.keyed() {
+                eprintln!(
+                    "warning: no chain key (SUBJECT_GATEWAY_AUDIT_KEY): whoever can write the state database can recompute the chain"
+                );
+            }
+            match action {
+                AuditAction::Verify { anchor } => match audit.verify_against(anchor.as_deref()).await {
+                    Ok(verified) => {
+                        println!(
+                            "audit trail intact: {} events, head {}{}{}",
+                            verified.events,
+                            verified.head,
+                            if verified.unkeyed > 0 && audit.keyed() {
+                                format!(" ({} from before the chain key was set)", verified.unkeyed)
+                            } else {
+                                String::new()
+                            },
+                            verified
+                                .anchored
+                                .map(|seq| format!(", matches the anchor at event {seq}"))
+                                .unwrap_or_default()
+                        );
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(broken) => {
+                        println!("audit trail BROKEN: {broken}");
+                        Ok(ExitCode::FAILURE)
+                    }
+                },
+                AuditAction::Anchor { to } => match audit.anchor(&to).await {
+                    Ok(verified) => {
+                        println!(
+                            "anchored event {} (head {}) to {}",
+                            verified.events,
+                            verified.head,
+                            to.display()
+                        );
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(error) => {
+                        println!("not anchored: {error}");
+                        Ok(ExitCode::FAILURE)
+                    }
+                },
             }
         }
         Command::Keys { config, action } => {
@@ -334,9 +381,14 @@ async fn serve(
             } else {
                 tracing::info!(address = %listen, "serving GraphQL on http://{listen}/graphql");
             }
-            server::serve(listener, router, server::shutdown_signal())
-                .await
-                .context("serving")
+            server::serve_with(
+                listener,
+                router,
+                subject_gateway::conn::ConnectionLimits::from_settings(&config.server),
+                server::shutdown_signal(),
+            )
+            .await
+            .context("serving")
         }
         Some(tls) => {
             let tls_config = server::tls_config(tls).context("setting up TLS")?;
@@ -347,7 +399,8 @@ async fn serve(
             } else {
                 tracing::info!(address = %listen, "serving GraphQL on https://{listen}/graphql");
             }
-            server::serve_tls(listener, router, tls_config, server::shutdown_signal())
+            let limits = subject_gateway::conn::ConnectionLimits::from_settings(&config.server);
+            server::serve_tls(listener, router, tls_config, limits, server::shutdown_signal())
                 .await
                 .context("serving")
         }

@@ -35,6 +35,11 @@ pub struct SchemaSettings {
     pub max_complexity: usize,
     /// Most aliased fields a query may have.
     pub max_aliases: usize,
+    /// Most directives a query may carry, with its fragments expanded.
+    pub max_directives: usize,
+    /// Most subjects one request may resolve in all (every `subject` field, every identity of
+    /// every `subjects` field, aliases included).
+    pub max_subjects: usize,
 }
 
 impl Default for SchemaSettings {
@@ -45,7 +50,49 @@ impl Default for SchemaSettings {
             max_depth: 16,
             max_complexity: 5_000,
             max_aliases: 50,
+            max_directives: 200,
+            max_subjects: 1_000,
         }
+    }
+}
+
+/// How many more subjects the current request may resolve; put in a request's data by
+/// [`crate::SubjectService::execute`]. A request without one (run in process) is not capped.
+#[derive(Debug)]
+pub struct SubjectBudget {
+    remaining: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl SubjectBudget {
+    pub fn new(max: usize) -> Self {
+        Self {
+            remaining: std::sync::atomic::AtomicUsize::new(max),
+            max,
+        }
+    }
+
+    /// Takes `count` subjects from the budget, or refuses without taking any.
+    fn take(&self, count: usize) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        self.remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(count))
+            .map(|_| ())
+            .map_err(|_| {
+                Error::new(format!(
+                    "the request would resolve more than {} subjects in all (server.max_subjects); split it",
+                    self.max
+                ))
+                .extend_with(|_, e| e.set("code", "SUBJECT_BUDGET_EXCEEDED"))
+            })
+    }
+}
+
+/// Takes `count` from the request's subject budget, when it has one.
+fn take_subjects(ctx: &ResolverContext<'_>, count: usize) -> async_graphql::Result<()> {
+    match ctx.data_opt::<SubjectBudget>() {
+        Some(budget) => budget.take(count),
+        None => Ok(()),
     }
 }
 
@@ -305,6 +352,9 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
                         Ok(identity) => identity,
                         Err(error) => return Ok(null_with_error(&ctx, identity_error(&error, None))),
                     };
+                    if let Err(error) = take_subjects(&ctx, 1) {
+                        return Ok(null_with_error(&ctx, error));
+                    }
                     let inputs = vec![vec![identity]];
                     let batch = resolve(&executor, inputs.clone(), &ctx, "subject").await;
                     audit_read(&ctx, &executor, "subject.read", &inputs, &batch).await?;
@@ -333,6 +383,7 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
                         inputs.push(vec![identity]);
                     }
                     let count = inputs.len();
+                    take_subjects(&ctx, count)?;
                     let batch = resolve(&executor, inputs.clone(), &ctx, "subjects").await;
                     audit_read(&ctx, &executor, "subjects.read", &inputs, &batch).await?;
                     Ok(Some(FieldValue::list((0..count).map(|index| {
@@ -490,6 +541,19 @@ async fn audit_read(
             }
         }
     }
+    // Found identities are data too: their kinds' categories, where the caller may see them.
+    let mut identity_categories = std::collections::BTreeSet::new();
+    for subject in &batch.subjects {
+        for resolved in &subject.identities {
+            if matches!(resolved.source, IdentitySource::Entity(_))
+                && identity_withheld(executor, caller, resolved).is_none()
+            {
+                let category = registry.kinds.get(resolved.identity.kind).category.to_string();
+                categories.insert(category.clone());
+                identity_categories.insert(category);
+            }
+        }
+    }
     let outcome = if batch.sources.iter().all(|s| s.state == SourceState::Ok) {
         "OK"
     } else {
@@ -511,6 +575,7 @@ async fn audit_read(
         detail: serde_json::json!({
             "connectors": connectors,
             "categories": categories,
+            "identityCategories": identity_categories,
             "outcome": outcome,
             "subjects": batch.subjects.len(),
         }),
@@ -680,6 +745,25 @@ fn purpose_error(caller: &Caller, connector: &str) -> Error {
     })
 }
 
+/// Why `resolved` may not be shown to `caller`, if it may not: identities are data of their
+/// kind's category, found in a store that serves some purposes only. What the caller gave is
+/// always shown back.
+fn identity_withheld(executor: &Executor, caller: &Caller, resolved: &ResolvedIdentity) -> Option<Error> {
+    let IdentitySource::Entity(at) = resolved.source else {
+        return None;
+    };
+    let registry = executor.registry();
+    let descriptor = registry.connectors[at.connector].connector.descriptor();
+    if !caller.purpose_served_by(descriptor.purposes.as_deref()) {
+        return Some(purpose_error(caller, &descriptor.name));
+    }
+    let category = &registry.kinds.get(resolved.identity.kind).category;
+    if !caller.role.sees(category) {
+        return Some(category_error(caller, category));
+    }
+    None
+}
+
 /// The category a record's stored file falls in.
 fn files_category() -> &'static subject_connectors::DataCategory {
     static CATEGORY: std::sync::OnceLock<subject_connectors::DataCategory> = std::sync::OnceLock::new();
@@ -720,7 +804,7 @@ fn files_field(
     entity: &subject_connectors::EntityDescriptor,
 ) -> Field {
     let names: Vec<String> = entity.fields.iter().map(|f| f.name.clone()).collect();
-    Field::new("files", TypeRef::named_list_nn("StoredFile"), move |ctx| {
+    Field::new("files", TypeRef::named_nn_list("StoredFile"), move |ctx| {
         ready((|| {
             let caller = caller(&ctx)?;
             if !caller.role.sees(files_category()) {
@@ -873,11 +957,23 @@ fn resolved_identity_type() -> Object {
             TypeRef::named_nn("IdentityKind"),
             |ex, r| enum_value(&ex.registry().kinds.get(r.identity.kind).graphql_name),
         ))
-        .field(leaf::<ResolvedIdentity>(
-            "value",
-            TypeRef::named_nn(TypeRef::STRING),
-            |r| GqlValue::String(r.identity.value.expose().to_owned()),
-        ))
+        .field(
+            Field::new("value", TypeRef::named(TypeRef::STRING), |ctx| {
+                ready((|| {
+                    let resolved = ctx.parent_value.try_downcast_ref::<ResolvedIdentity>()?;
+                    let executor = ctx.data::<Arc<Executor>>()?;
+                    if let Some(error) = identity_withheld(executor, caller(&ctx)?, resolved) {
+                        return Ok(null_with_error(&ctx, error));
+                    }
+                    Ok(Some(FieldValue::value(GqlValue::String(
+                        resolved.identity.value.expose().to_owned(),
+                    ))))
+                })())
+            })
+            .description(
+                "The value; null (with an error) when the caller's role is not granted the kind's data category or the store that yielded it does not serve the request's purpose.",
+            ),
+        )
         .field(
             indexed::<ResolvedIdentity>("source", TypeRef::named_nn(TypeRef::STRING), |ex, r| {
                 match r.source {

@@ -78,6 +78,7 @@ fn kinds() -> IdentityKinds {
             graphql_name: name.to_uppercase(),
             description: None,
             normalisers: vec![Normaliser::Trim, Normaliser::Lowercase],
+            category: IdentityKindSpec::default_category(&format),
             format,
             max_length: 200,
             accepted_as_input: input,

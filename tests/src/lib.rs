@@ -468,7 +468,13 @@ impl TestGateway {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
-        let task = tokio::spawn(server::serve(listener, router, std::future::pending()));
+        let limits = subject_gateway::conn::ConnectionLimits::from_settings(&config.server);
+        let task = tokio::spawn(server::serve_with(
+            listener,
+            router,
+            limits,
+            std::future::pending(),
+        ));
         Ok(Self {
             address,
             service,

@@ -144,7 +144,7 @@ impl PrivacyEngine {
         let partial = self.exports_dir.join(format!("{file}.partial"));
         let files = stored_files.len() as u64;
         let (sha256, bytes) = tokio::task::spawn_blocking(move || -> Result<(String, u64), BundleError> {
-            let out = std::fs::File::create(&partial)?;
+            let out = crate::private_fs::create_file(&partial)?;
             let mut zip = zip::ZipWriter::new(out);
             let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
             zip.start_file("subject.json", options)?;

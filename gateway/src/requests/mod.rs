@@ -203,7 +203,7 @@ impl PrivacyEngine {
             }
         };
         let link_key = store.secret("export_link_key").await?.into_bytes();
-        std::fs::create_dir_all(&exports_dir).map_err(EngineError::ExportsDir)?;
+        crate::private_fs::create_dir_all(&exports_dir).map_err(EngineError::ExportsDir)?;
         Ok(Arc::new(Self {
             executor,
             store,

@@ -154,3 +154,130 @@ async fn every_read_is_audited_and_tampering_is_detected() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// A keyed trail of ten events in a state database of its own, anchored to a file.
+async fn keyed_trail() -> anyhow::Result<(
+    tempfile::TempDir,
+    subject_gateway::keys::KeyStore,
+    subject_gateway::audit::DbAuditLog,
+    std::path::PathBuf,
+)> {
+    use subject_schema::audit::{AuditEntry, AuditLog};
+    let dir = tempfile::tempdir()?;
+    let keys =
+        subject_gateway::keys::KeyStore::open(&format!("sqlite://{}", dir.path().join("state.db").display()))
+            .await?;
+    let audit = subject_gateway::audit::DbAuditLog::open(keys.pool().clone())
+        .await?
+        .with_chain_key(Some(b"a chain key kept outside the database, 32+ bytes".to_vec()));
+    for i in 0..10 {
+        audit
+            .append(AuditEntry {
+                actor: format!("key:{i}"),
+                role: "support".into(),
+                purpose: "essential".into(),
+                action: "subject.read".into(),
+                subjects: Vec::new(),
+                detail: serde_json::json!({ "n": i }),
+            })
+            .await?;
+    }
+    let anchors = dir.path().join("anchors.jsonl");
+    audit.anchor(&anchors).await?;
+    Ok((dir, keys, audit, anchors))
+}
+
+#[tokio::test]
+async fn a_keyed_anchored_trail_names_each_rewrite() -> anyhow::Result<()> {
+    let sha = |text: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    };
+
+    // Intact: verified against the anchor.
+    let (_dir, keys, audit, anchors) = keyed_trail().await?;
+    let verified = audit
+        .verify_against(Some(&anchors))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!((verified.events, verified.anchored), (10, Some(10)));
+    let pool = keys.pool();
+
+    // 1. Edited, later hashes recomputed (without the key: plain SHA-256), flagged keyed or not.
+    sqlx::query("UPDATE audit_events SET role = 'admin', hash = $1 WHERE seq = 5")
+        .bind(sha("recomputed"))
+        .execute(pool)
+        .await?;
+    assert_eq!(audit.verify().await, Err(ChainError::Forged { seq: 5 }));
+    sqlx::query("UPDATE audit_events SET keyed = 0 WHERE seq >= 5")
+        .execute(pool)
+        .await?;
+    assert_eq!(audit.verify().await, Err(ChainError::Downgraded { seq: 5 }));
+
+    // 2. An event deleted and the rest renumbered, the head fixed.
+    let (_dir, keys, audit, _) = keyed_trail().await?;
+    let pool = keys.pool();
+    sqlx::query("DELETE FROM audit_events WHERE seq = 4")
+        .execute(pool)
+        .await?;
+    for seq in 5..=10 {
+        sqlx::query("UPDATE audit_events SET seq = $1 WHERE seq = $2")
+            .bind(seq - 1)
+            .bind(seq)
+            .execute(pool)
+            .await?;
+    }
+    sqlx::query("UPDATE audit_head SET seq = 9 WHERE id = 1")
+        .execute(pool)
+        .await?;
+    assert_eq!(
+        audit.verify().await,
+        Err(ChainError::Renumbered { seq: 4, original: 5 })
+    );
+
+    // 3. The tail dropped and the head set to the new last event: only the anchor sees it.
+    let (_dir, keys, audit, anchors) = keyed_trail().await?;
+    let pool = keys.pool();
+    let (hash,): (String,) = sqlx::query_as("SELECT hash FROM audit_events WHERE seq = 7")
+        .fetch_one(pool)
+        .await?;
+    sqlx::query("DELETE FROM audit_events WHERE seq > 7")
+        .execute(pool)
+        .await?;
+    sqlx::query("UPDATE audit_head SET seq = 7, hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(pool)
+        .await?;
+    assert!(audit.verify().await.is_ok(), "undetectable without an anchor");
+    assert_eq!(
+        audit.verify_against(Some(&anchors)).await,
+        Err(ChainError::TailDropped {
+            anchored: 10,
+            last_seq: 7
+        })
+    );
+
+    // 4. The table wiped and the head reset.
+    let (_dir, keys, audit, anchors) = keyed_trail().await?;
+    let pool = keys.pool();
+    sqlx::query("DELETE FROM audit_events").execute(pool).await?;
+    sqlx::query("UPDATE audit_head SET seq = 0, hash = $1 WHERE id = 1")
+        .bind("0".repeat(64))
+        .execute(pool)
+        .await?;
+    assert_eq!(
+        audit.verify_against(Some(&anchors)).await,
+        Err(ChainError::Wiped { anchored: 10 })
+    );
+
+    // A forged anchor line is named too.
+    std::fs::write(
+        &anchors,
+        "{\"seq\":0,\"mac\":\"00\",\"at\":\"2026-01-01T00:00:00Z\",\"check\":\"ff\"}\n",
+    )?;
+    assert_eq!(
+        audit.verify_against(Some(&anchors)).await,
+        Err(ChainError::AnchorForged { line: 1 })
+    );
+    Ok(())
+}

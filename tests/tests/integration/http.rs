@@ -19,8 +19,10 @@ async fn the_server_answers_graphiql_health_and_bad_requests() -> anyhow::Result
     let get = client.get(gateway.url("/graphql")).send().await?;
     assert_eq!(get.status(), 405);
 
+    // Bodies are read only for authenticated callers (without credentials: 401, see probe.rs).
     let malformed = client
         .post(gateway.url("/graphql"))
+        .headers(gateway.admin_headers()?)
         .header("content-type", "application/json")
         .body("{\"query\": ")
         .send()
@@ -29,6 +31,7 @@ async fn the_server_answers_graphiql_health_and_bad_requests() -> anyhow::Result
 
     let huge = client
         .post(gateway.url("/graphql"))
+        .headers(gateway.admin_headers()?)
         .header("content-type", "application/json")
         .body(format!("{{\"query\": \"{}\"}}", "a".repeat(2 * 1024 * 1024)))
         .send()
@@ -100,6 +103,7 @@ async fn the_gateway_serves_https_with_rustls() -> anyhow::Result<()> {
     config.server.tls = Some(subject_gateway::config::TlsSettings { cert_file, key_file });
     config.auth.state_url = format!("sqlite://{}", dir.path().join("state.db").display());
     config.requests.exports_dir = dir.path().join("exports");
+    config.server.header_read_timeout_ms = 500;
     let service = std::sync::Arc::new(config.build_service(world.env(), Vec::new()).await?);
     let (_, key) = config
         .key_store(world.env())
@@ -116,9 +120,15 @@ async fn the_gateway_serves_https_with_rustls() -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(subject_gateway::server::serve_tls(listener, router, tls, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(subject_gateway::server::serve_tls(
+        listener,
+        router,
+        tls,
+        subject_gateway::conn::ConnectionLimits::from_settings(&config.server),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(certified.cert.pem().as_bytes())?)
@@ -139,6 +149,21 @@ async fn the_gateway_serves_https_with_rustls() -> anyhow::Result<()> {
     assert_eq!(
         response["data"]["subject"]["accounts"]["users"][0]["id"],
         person.user_id
+    );
+
+    // A connection that never starts its handshake is closed within the header-read timeout.
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 16];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        tokio::io::AsyncReadExt::read(&mut silent, &mut buffer),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "still open after {:?}",
+        started.elapsed()
     );
 
     // Plain HTTP to the HTTPS port gets no GraphQL answer.

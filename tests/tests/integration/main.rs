@@ -13,6 +13,7 @@ mod failures;
 mod helpdesk;
 mod hostile;
 mod http;
+mod probe;
 mod requests;
 mod resolution;
 mod schema_snapshot;
