@@ -407,7 +407,10 @@ impl Connector for MongoConnector {
                     let record = self.record(request.lookup.entity, document)?;
                     let mut set = Document::new();
                     for (field, erasure) in fields {
-                        if let Some(new) = request.pseudonyms.masked(erasure, &record[*field]) {
+                        if let Some(new) = record
+                            .get(*field)
+                            .and_then(|value| request.pseudonyms.masked(erasure, value))
+                        {
                             set.insert(paths[*field].join("."), to_bson(&new));
                         }
                     }

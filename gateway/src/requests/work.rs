@@ -1193,9 +1193,9 @@ impl PrivacyEngine {
                         let unmasked = records
                             .iter()
                             .filter(|r| {
-                                !masked
-                                    .iter()
-                                    .all(|(f, erasure)| Pseudonymizer::is_masked(erasure, &r[*f]))
+                                !masked.iter().all(|(f, erasure)| {
+                                    r.get(*f).is_some_and(|v| Pseudonymizer::is_masked(erasure, v))
+                                })
                             })
                             .count();
                         (unmasked > 0).then(|| format!("verification found {unmasked} record(s) not masked"))
