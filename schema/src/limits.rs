@@ -167,11 +167,13 @@ pub fn directives_upper_bound(text: &str) -> usize {
 /// one per identity of each `subjects` field (a literal list, or a list variable), every
 /// fragment spread expanded. Run after the cost check, so the walk is bounded by the field limit.
 /// Identities the text does not show (a missing variable) count nothing here; the resolvers'
-/// budget still holds them.
+/// budget still holds them. A `subjects` field over `max_batch` counts nothing either: it is
+/// refused on its own (`BATCH_TOO_LARGE`) and resolves no one.
 pub fn count_subjects(
     document: &ExecutableDocument,
     operation_name: Option<&str>,
     variables: &async_graphql::Variables,
+    max_batch: usize,
 ) -> u64 {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
     let operations: Vec<_> = match (&document.operations, operation_name) {
@@ -182,7 +184,15 @@ pub fn count_subjects(
     operations
         .into_iter()
         .filter(|operation| operation.node.ty == OperationType::Query)
-        .map(|operation| root_subjects(document, &operation.node.selection_set.node, variables, 0))
+        .map(|operation| {
+            root_subjects(
+                document,
+                &operation.node.selection_set.node,
+                variables,
+                max_batch,
+                0,
+            )
+        })
         .fold(0u64, u64::saturating_add)
 }
 
@@ -190,6 +200,7 @@ fn root_subjects(
     document: &ExecutableDocument,
     set: &SelectionSet,
     variables: &async_graphql::Variables,
+    max_batch: usize,
     nesting: usize,
 ) -> u64 {
     // Fragments spread in a cycle are refused by validation; here they just stop counting.
@@ -201,20 +212,24 @@ fn root_subjects(
         let more = match &item.node {
             Selection::Field(field) => match field.node.name.node.as_str() {
                 "subject" => 1,
-                "subjects" => match field.node.get_argument("identities").map(|v| &v.node) {
-                    Some(async_graphql_value::Value::List(items)) => items.len() as u64,
-                    Some(async_graphql_value::Value::Variable(name)) => match variables.get(name) {
-                        Some(async_graphql::Value::List(items)) => items.len() as u64,
+                "subjects" => {
+                    let given = match field.node.get_argument("identities").map(|v| &v.node) {
+                        Some(async_graphql_value::Value::List(items)) => items.len(),
+                        Some(async_graphql_value::Value::Variable(name)) => match variables.get(name) {
+                            Some(async_graphql::Value::List(items)) => items.len(),
+                            _ => 0,
+                        },
                         _ => 0,
-                    },
-                    _ => 0,
-                },
+                    };
+                    if given > max_batch { 0 } else { given as u64 }
+                }
                 _ => 0,
             },
             Selection::InlineFragment(fragment) => root_subjects(
                 document,
                 &fragment.node.selection_set.node,
                 variables,
+                max_batch,
                 nesting + 1,
             ),
             Selection::FragmentSpread(spread) => {
@@ -223,6 +238,7 @@ fn root_subjects(
                         document,
                         &fragment.node.selection_set.node,
                         variables,
+                        max_batch,
                         nesting + 1,
                     ),
                     None => 0,
