@@ -997,3 +997,36 @@ async fn graphiql_renders_offline_in_headless_chromium_and_runs_a_query() -> any
     let _ = browser.kill().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn with_every_slot_busy_a_newcomer_is_shed_with_503() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = tight_gateway(&world, &[("max_connections = 512", "max_connections = 1")]).await?;
+    let key = gateway.key("admin").await?;
+    // The one slot holds a request in flight: its body is still coming.
+    let mut busy = tokio::net::TcpStream::connect(gateway.address).await?;
+    busy.write_all(
+        format!(
+            "POST /graphql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nX-Purpose: essential\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let mut newcomer = tokio::net::TcpStream::connect(gateway.address).await?;
+    newcomer
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), newcomer.read_to_end(&mut answer)).await??;
+    let took = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    eprintln!("shed in {took:?}");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    let body: Json = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or_default())?;
+    assert_eq!(codes(&body), ["TOO_MANY_CONNECTIONS"]);
+    drop(busy);
+    Ok(())
+}
