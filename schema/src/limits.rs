@@ -23,6 +23,8 @@ pub struct QueryCost {
     pub aliases: u64,
     /// Directives on fields, spreads and inline fragments.
     pub directives: u64,
+    /// Whether a fragment spreads itself, directly or through others.
+    pub fragment_cycle: bool,
 }
 
 impl QueryCost {
@@ -31,6 +33,7 @@ impl QueryCost {
         self.aliases = self.aliases.saturating_add(other.aliases);
         self.directives = self.directives.saturating_add(other.directives);
         self.depth = self.depth.max(other.depth);
+        self.fragment_cycle |= other.fragment_cycle;
     }
 }
 
@@ -58,6 +61,8 @@ pub enum CostError {
     TooManyAliases { aliases: u64, max: usize },
     #[error("the query has {directives} directives with its fragments expanded; at most {max} are allowed")]
     TooManyDirectives { directives: u64, max: usize },
+    #[error("a fragment spreads itself, directly or through other fragments")]
+    FragmentCycle,
 }
 
 impl CostError {
@@ -68,6 +73,7 @@ impl CostError {
             CostError::TooDeep { .. } => "QUERY_TOO_DEEP",
             CostError::TooManyAliases { .. } => "TOO_MANY_ALIASES",
             CostError::TooManyDirectives { .. } => "TOO_MANY_DIRECTIVES",
+            CostError::FragmentCycle => "FRAGMENT_CYCLE",
         }
     }
 }
@@ -75,6 +81,9 @@ impl CostError {
 impl CostLimits {
     /// Refuses `cost` when it is over any limit (the first one found, in a fixed order).
     pub fn check(&self, cost: QueryCost) -> Result<(), CostError> {
+        if cost.fragment_cycle {
+            return Err(CostError::FragmentCycle);
+        }
         let over = |value: u64, max: usize| value > u64::try_from(max).unwrap_or(u64::MAX);
         if over(cost.aliases, self.max_aliases) {
             return Err(CostError::TooManyAliases {
@@ -266,7 +275,12 @@ impl<'a> Walk<'a> {
     fn fragment(&mut self, name: &'a str) -> QueryCost {
         match self.memo.get(name) {
             Some(Some(cost)) => return *cost,
-            Some(None) => return QueryCost::default(),
+            Some(None) => {
+                return QueryCost {
+                    fragment_cycle: true,
+                    ..QueryCost::default()
+                };
+            }
             None => {}
         }
         let Some(fragment) = self.document.fragments.get(name) else {
@@ -296,6 +310,7 @@ impl<'a> Walk<'a> {
                         directives: inner
                             .directives
                             .saturating_add(field.node.directives.len() as u64),
+                        fragment_cycle: inner.fragment_cycle,
                     });
                 }
                 Selection::InlineFragment(fragment) => {
@@ -342,6 +357,7 @@ mod tests {
             "query { ...A } fragment A on Query { x: connectors { name } ...B } fragment B on Query { ...A }",
         );
         assert_eq!(cyclic.aliases, 1);
+        assert!(cyclic.fragment_cycle);
     }
 
     #[test]

@@ -152,7 +152,7 @@ async fn a_fragment_bomb_is_refused_in_milliseconds() -> anyhow::Result<()> {
     let started = Instant::now();
     let response = gateway.graphql(&cyclic, json!({})).await?;
     eprintln!("cyclic fragment bomb refused in {:?}", started.elapsed());
-    assert_eq!(codes(&response), ["QUERY_TOO_COMPLEX"], "{response}");
+    assert_eq!(codes(&response), ["FRAGMENT_CYCLE"], "{response}");
     // The same bomb of aliases.
     let aliased = bomb.replace("connectors { name }", "a: connectors { name }");
     let response = gateway.graphql(&aliased, json!({})).await?;
@@ -1028,5 +1028,21 @@ async fn with_every_slot_busy_a_newcomer_is_shed_with_503() -> anyhow::Result<()
     let body: Json = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or_default())?;
     assert_eq!(codes(&body), ["TOO_MANY_CONNECTIONS"]);
     drop(busy);
+    Ok(())
+}
+
+#[tokio::test]
+async fn fragments_spreading_each_other_are_refused_and_the_server_stays_up() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = world.gateway().await?;
+    let cycle =
+        "query { ...A } fragment A on Query { connectors { name } ...B } fragment B on Query { ...A }";
+    let started = Instant::now();
+    let response = gateway.graphql(cycle, json!({})).await?;
+    eprintln!("fragment cycle answered in {:?}: {response}", started.elapsed());
+    assert!(response["data"].is_null(), "{response}");
+    assert_eq!(codes(&response), ["FRAGMENT_CYCLE"], "{response}");
+    let alive = gateway.graphql("{ connectors { name } }", json!({})).await?;
+    assert!(alive.get("errors").is_none(), "{alive}");
     Ok(())
 }
