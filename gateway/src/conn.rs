@@ -85,7 +85,9 @@ const MAX_WAITING: usize = 64;
 const SLOT_WAIT: Duration = Duration::from_millis(500);
 /// How long a connection told to close may take to finish what it is doing.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-const SHED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: 89\r\nconnection: close\r\n\r\n{\"errors\":[{\"message\":\"too many connections\",\"extensions\":{\"code\":\"TOO_MANY_CONNECTIONS\"}}]}";
+/// The body of the answer to a connection there is no room for.
+const SHED_BODY: &str =
+    r#"{"errors":[{"message":"too many connections","extensions":{"code":"TOO_MANY_CONNECTIONS"}}]}"#;
 
 /// One served connection, as the loop sees it.
 struct Connection {
@@ -221,10 +223,18 @@ async fn take_slot(connections: &Connections) -> Option<tokio::sync::OwnedSemaph
 
 /// Answers a connection there is no room for with a 503 and closes it.
 async fn shed(stream: TcpStream) {
-    let _ = tokio::time::timeout(Duration::from_millis(100), async {
-        use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = stream;
-        let _ = stream.write_all(SHED_RESPONSE).await;
+        // Take in what the client has sent already (its request's head), so that closing does
+        // not reset the connection before it reads the answer.
+        let mut discard = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut discard)).await;
+        let response = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{SHED_BODY}",
+            SHED_BODY.len()
+        );
+        let _ = stream.write_all(response.as_bytes()).await;
         let _ = stream.shutdown().await;
     })
     .await;

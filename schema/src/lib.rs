@@ -48,6 +48,7 @@ pub struct SubjectService {
     parsed: quick_cache::sync::Cache<String, Arc<PreparedQuery>>,
     limits: limits::CostLimits,
     max_subjects: usize,
+    max_batch: usize,
 }
 
 /// Why a service could not be built.
@@ -69,7 +70,7 @@ impl SubjectService {
             max_aliases: settings.max_aliases,
             max_directives: settings.max_directives,
         };
-        let max_subjects = settings.max_subjects;
+        let (max_subjects, max_batch) = (settings.max_subjects, settings.max_batch);
         let schema =
             build_schema(executor.clone(), settings).map_err(|e| ServiceError::Schema(e.to_string()))?;
         Ok(Self {
@@ -78,6 +79,7 @@ impl SubjectService {
             parsed: quick_cache::sync::Cache::new(PARSED_QUERIES_KEPT),
             limits,
             max_subjects,
+            max_batch,
         })
     }
 
@@ -93,7 +95,12 @@ impl SubjectService {
         let (document, _) = entry.as_ref();
         // Subjects the text asks for, refused before anything is resolved; the resolvers'
         // budget holds the rest.
-        let asked = limits::count_subjects(document, request.operation_name.as_deref(), &request.variables);
+        let asked = limits::count_subjects(
+            document,
+            request.operation_name.as_deref(),
+            &request.variables,
+            self.max_batch,
+        );
         if asked > u64::try_from(self.max_subjects).unwrap_or(u64::MAX) {
             return async_graphql::Response::from_errors(vec![coded_error(
                 format!(

@@ -23,6 +23,8 @@ pub struct QueryCost {
     pub aliases: u64,
     /// Directives on fields, spreads and inline fragments.
     pub directives: u64,
+    /// Whether a fragment spreads itself, directly or through others.
+    pub fragment_cycle: bool,
 }
 
 impl QueryCost {
@@ -31,6 +33,7 @@ impl QueryCost {
         self.aliases = self.aliases.saturating_add(other.aliases);
         self.directives = self.directives.saturating_add(other.directives);
         self.depth = self.depth.max(other.depth);
+        self.fragment_cycle |= other.fragment_cycle;
     }
 }
 
@@ -58,6 +61,8 @@ pub enum CostError {
     TooManyAliases { aliases: u64, max: usize },
     #[error("the query has {directives} directives with its fragments expanded; at most {max} are allowed")]
     TooManyDirectives { directives: u64, max: usize },
+    #[error("a fragment spreads itself, directly or through other fragments")]
+    FragmentCycle,
 }
 
 impl CostError {
@@ -68,6 +73,7 @@ impl CostError {
             CostError::TooDeep { .. } => "QUERY_TOO_DEEP",
             CostError::TooManyAliases { .. } => "TOO_MANY_ALIASES",
             CostError::TooManyDirectives { .. } => "TOO_MANY_DIRECTIVES",
+            CostError::FragmentCycle => "FRAGMENT_CYCLE",
         }
     }
 }
@@ -75,6 +81,9 @@ impl CostError {
 impl CostLimits {
     /// Refuses `cost` when it is over any limit (the first one found, in a fixed order).
     pub fn check(&self, cost: QueryCost) -> Result<(), CostError> {
+        if cost.fragment_cycle {
+            return Err(CostError::FragmentCycle);
+        }
         let over = |value: u64, max: usize| value > u64::try_from(max).unwrap_or(u64::MAX);
         if over(cost.aliases, self.max_aliases) {
             return Err(CostError::TooManyAliases {
@@ -167,11 +176,13 @@ pub fn directives_upper_bound(text: &str) -> usize {
 /// one per identity of each `subjects` field (a literal list, or a list variable), every
 /// fragment spread expanded. Run after the cost check, so the walk is bounded by the field limit.
 /// Identities the text does not show (a missing variable) count nothing here; the resolvers'
-/// budget still holds them.
+/// budget still holds them. A `subjects` field over `max_batch` counts nothing either: it is
+/// refused on its own (`BATCH_TOO_LARGE`) and resolves no one.
 pub fn count_subjects(
     document: &ExecutableDocument,
     operation_name: Option<&str>,
     variables: &async_graphql::Variables,
+    max_batch: usize,
 ) -> u64 {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
     let operations: Vec<_> = match (&document.operations, operation_name) {
@@ -182,7 +193,15 @@ pub fn count_subjects(
     operations
         .into_iter()
         .filter(|operation| operation.node.ty == OperationType::Query)
-        .map(|operation| root_subjects(document, &operation.node.selection_set.node, variables, 0))
+        .map(|operation| {
+            root_subjects(
+                document,
+                &operation.node.selection_set.node,
+                variables,
+                max_batch,
+                0,
+            )
+        })
         .fold(0u64, u64::saturating_add)
 }
 
@@ -190,6 +209,7 @@ fn root_subjects(
     document: &ExecutableDocument,
     set: &SelectionSet,
     variables: &async_graphql::Variables,
+    max_batch: usize,
     nesting: usize,
 ) -> u64 {
     // Fragments spread in a cycle are refused by validation; here they just stop counting.
@@ -201,20 +221,24 @@ fn root_subjects(
         let more = match &item.node {
             Selection::Field(field) => match field.node.name.node.as_str() {
                 "subject" => 1,
-                "subjects" => match field.node.get_argument("identities").map(|v| &v.node) {
-                    Some(async_graphql_value::Value::List(items)) => items.len() as u64,
-                    Some(async_graphql_value::Value::Variable(name)) => match variables.get(name) {
-                        Some(async_graphql::Value::List(items)) => items.len() as u64,
+                "subjects" => {
+                    let given = match field.node.get_argument("identities").map(|v| &v.node) {
+                        Some(async_graphql_value::Value::List(items)) => items.len(),
+                        Some(async_graphql_value::Value::Variable(name)) => match variables.get(name) {
+                            Some(async_graphql::Value::List(items)) => items.len(),
+                            _ => 0,
+                        },
                         _ => 0,
-                    },
-                    _ => 0,
-                },
+                    };
+                    if given > max_batch { 0 } else { given as u64 }
+                }
                 _ => 0,
             },
             Selection::InlineFragment(fragment) => root_subjects(
                 document,
                 &fragment.node.selection_set.node,
                 variables,
+                max_batch,
                 nesting + 1,
             ),
             Selection::FragmentSpread(spread) => {
@@ -223,6 +247,7 @@ fn root_subjects(
                         document,
                         &fragment.node.selection_set.node,
                         variables,
+                        max_batch,
                         nesting + 1,
                     ),
                     None => 0,
@@ -250,7 +275,12 @@ impl<'a> Walk<'a> {
     fn fragment(&mut self, name: &'a str) -> QueryCost {
         match self.memo.get(name) {
             Some(Some(cost)) => return *cost,
-            Some(None) => return QueryCost::default(),
+            Some(None) => {
+                return QueryCost {
+                    fragment_cycle: true,
+                    ..QueryCost::default()
+                };
+            }
             None => {}
         }
         let Some(fragment) = self.document.fragments.get(name) else {
@@ -280,6 +310,7 @@ impl<'a> Walk<'a> {
                         directives: inner
                             .directives
                             .saturating_add(field.node.directives.len() as u64),
+                        fragment_cycle: inner.fragment_cycle,
                     });
                 }
                 Selection::InlineFragment(fragment) => {
@@ -326,6 +357,7 @@ mod tests {
             "query { ...A } fragment A on Query { x: connectors { name } ...B } fragment B on Query { ...A }",
         );
         assert_eq!(cyclic.aliases, 1);
+        assert!(cyclic.fragment_cycle);
     }
 
     #[test]

@@ -152,7 +152,7 @@ async fn a_fragment_bomb_is_refused_in_milliseconds() -> anyhow::Result<()> {
     let started = Instant::now();
     let response = gateway.graphql(&cyclic, json!({})).await?;
     eprintln!("cyclic fragment bomb refused in {:?}", started.elapsed());
-    assert_eq!(codes(&response), ["QUERY_TOO_COMPLEX"], "{response}");
+    assert_eq!(codes(&response), ["FRAGMENT_CYCLE"], "{response}");
     // The same bomb of aliases.
     let aliased = bomb.replace("connectors { name }", "a: connectors { name }");
     let response = gateway.graphql(&aliased, json!({})).await?;
@@ -995,5 +995,54 @@ async fn graphiql_renders_offline_in_headless_chromium_and_runs_a_query() -> any
         .collect();
     assert!(names.contains(&"accounts"), "{answer}");
     let _ = browser.kill().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_every_slot_busy_a_newcomer_is_shed_with_503() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = tight_gateway(&world, &[("max_connections = 512", "max_connections = 1")]).await?;
+    let key = gateway.key("admin").await?;
+    // The one slot holds a request in flight: its body is still coming.
+    let mut busy = tokio::net::TcpStream::connect(gateway.address).await?;
+    busy.write_all(
+        format!(
+            "POST /graphql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nX-Purpose: essential\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let mut newcomer = tokio::net::TcpStream::connect(gateway.address).await?;
+    newcomer
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), newcomer.read_to_end(&mut answer)).await??;
+    let took = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    eprintln!("shed in {took:?}");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    let body: Json = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or_default())?;
+    assert_eq!(codes(&body), ["TOO_MANY_CONNECTIONS"]);
+    drop(busy);
+    Ok(())
+}
+
+#[tokio::test]
+async fn fragments_spreading_each_other_are_refused_and_the_server_stays_up() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let gateway = world.gateway().await?;
+    let cycle =
+        "query { ...A } fragment A on Query { connectors { name } ...B } fragment B on Query { ...A }";
+    let started = Instant::now();
+    let response = gateway.graphql(cycle, json!({})).await?;
+    eprintln!("fragment cycle answered in {:?}: {response}", started.elapsed());
+    assert!(response["data"].is_null(), "{response}");
+    assert_eq!(codes(&response), ["FRAGMENT_CYCLE"], "{response}");
+    let alive = gateway.graphql("{ connectors { name } }", json!({})).await?;
+    assert!(alive.get("errors").is_none(), "{alive}");
     Ok(())
 }
