@@ -49,6 +49,12 @@ if [ -z "${TEST_MYSQL_URL:-}" ]; then
   fi
 fi
 
+# A real headless browser for the GraphiQL test (Debian's chromium; never a downloaded one).
+if [ -z "${SUBJECT_GATEWAY_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+  log "installing chromium (Debian)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 # Servers for the tests, from PyPI into a virtualenv kept under target/: SecantusDB (the MongoDB
 # wire protocol) and moto (an S3-compatible server), each on a free port of 127.0.0.1 and stopped
 # when this script ends.
