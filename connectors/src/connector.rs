@@ -248,6 +248,19 @@ impl EntityCheck {
     }
 }
 
+/// Why erasing an entity cannot be trusted on the live store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureBlocker {
+    /// Index into the connector's entities.
+    pub entity: usize,
+    /// What is wrong, naming the column or path (never a value).
+    pub reason: String,
+    /// The entity's lookups cannot find what it holds: every erasure is refused, whether or not
+    /// the person was found there (an erasure would otherwise "verify" against records it can
+    /// never match). Otherwise only erasures that would act on the entity are refused.
+    pub unfindable: bool,
+}
+
 /// Which operations a connector supports beyond reading.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {
@@ -338,11 +351,12 @@ pub trait Connector: Send + Sync + 'static {
     /// Verifies the declaration against the store: every declared table and column exists.
     async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError>;
 
-    /// What would make erasing an entity fail or reach other people on the live store, found
-    /// before anything is changed (a NOT NULL column a field masks to null, a primary key the
-    /// store does not keep unique): `(entity index, reason)`. `erasurePlan` shows them and an
-    /// erasure touching a blocked entity refuses to start. Implementations may cache them.
-    async fn erasure_blockers(&self) -> Result<Vec<(usize, String)>, ConnectorError> {
+    /// What would make erasing an entity fail, reach other people or miss records on the live
+    /// store, found before anything is changed (a NOT NULL column a field masks to null, a
+    /// primary key the store does not keep unique, a lookup that cannot match what is stored).
+    /// `erasurePlan` shows them and an erasure touching a blocked entity refuses to start.
+    /// Implementations may cache them.
+    async fn erasure_blockers(&self) -> Result<Vec<ErasureBlocker>, ConnectorError> {
         Ok(Vec::new())
     }
 

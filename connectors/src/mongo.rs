@@ -13,8 +13,8 @@ use mongodb::{Client, Database};
 use secrecy::ExposeSecret;
 
 use crate::connector::{
-    Capabilities, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityErasure, ErasureRequest,
-    FieldChange, LookupRequest, WriteOutcome,
+    Capabilities, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityErasure, ErasureBlocker,
+    ErasureRequest, FieldChange, LookupRequest, WriteOutcome,
 };
 use crate::declaration::{DeclarationError, Location, StoreDecl, ValidatedConnector};
 use crate::identity::IdentityValue;
@@ -39,6 +39,8 @@ pub struct MongoConnector {
     database: Database,
     /// Per entity, per field: the path split into its segments.
     paths: Vec<Vec<Vec<String>>>,
+    /// Erasure blockers read from samples, with when.
+    blockers: tokio::sync::Mutex<Option<(std::time::Instant, Vec<ErasureBlocker>)>>,
 }
 
 impl MongoConnector {
@@ -78,6 +80,7 @@ impl MongoConnector {
                 })
                 .collect(),
             descriptor,
+            blockers: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -152,6 +155,8 @@ impl MongoConnector {
 
 /// Documents `check` reads from each collection (the first ones in `_id` order).
 const SAMPLE_SIZE: i64 = 500;
+/// How long the erasure blockers read from samples are reused before being read again.
+const BLOCKERS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl MongoConnector {
     /// What a sample of an entity's documents shows: declared paths no document has (a warning:
@@ -177,6 +182,14 @@ impl MongoConnector {
                 ));
             }
         }
+        check.problems.extend(self.lookup_mismatches(entity, sample));
+    }
+
+    /// Lookup fields the sampled documents store as a type their lookups cannot match.
+    fn lookup_mismatches(&self, entity: usize, sample: &[Document]) -> Vec<String> {
+        let descriptor = &self.descriptor.entities[entity];
+        let paths = &self.paths[entity];
+        let mut problems = Vec::new();
         for link in &descriptor.lookups {
             let field = &descriptor.fields[link.field];
             let path = &paths[link.field];
@@ -205,7 +218,7 @@ impl MongoConnector {
                 }
             }
             if unmatched_count > 0 {
-                check.problems.push(format!(
+                problems.push(format!(
                     "lookup field `{}` (path `{}`) is declared type = \"{}\" but {} of {} sampled documents store it as {}: \
                      lookups by it would never find (nor erase) them; declare the type the documents store",
                     field.name,
@@ -217,6 +230,47 @@ impl MongoConnector {
                 ));
             }
         }
+        problems
+    }
+
+    /// The first documents of an entity's collection in `_id` order.
+    async fn sample(&self, entity: usize) -> Result<Vec<Document>, ConnectorError> {
+        self.database
+            .collection::<Document>(&self.descriptor.entities[entity].source)
+            .find(doc! {})
+            .sort(doc! { "_id": 1 })
+            .limit(SAMPLE_SIZE)
+            .await
+            .map_err(|e| self.store_error(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.store_error(e))
+    }
+
+    /// Lookups that cannot match what the documents store, from a sample of each collection,
+    /// cached for [`BLOCKERS_TTL`].
+    async fn live_erasure_blockers(&self) -> Result<Vec<ErasureBlocker>, ConnectorError> {
+        let mut cache = self.blockers.lock().await;
+        if let Some((read, blockers)) = cache.as_ref()
+            && read.elapsed() < BLOCKERS_TTL
+        {
+            return Ok(blockers.clone());
+        }
+        let mut blockers = Vec::new();
+        for e in 0..self.descriptor.entities.len() {
+            let sample = self.sample(e).await?;
+            blockers.extend(
+                self.lookup_mismatches(e, &sample)
+                    .into_iter()
+                    .map(|reason| ErasureBlocker {
+                        entity: e,
+                        reason,
+                        unfindable: true,
+                    }),
+            );
+        }
+        *cache = Some((std::time::Instant::now(), blockers.clone()));
+        Ok(blockers)
     }
 }
 
@@ -370,6 +424,10 @@ impl Connector for MongoConnector {
         documents.iter().map(|d| self.record(request.entity, d)).collect()
     }
 
+    async fn erasure_blockers(&self) -> Result<Vec<ErasureBlocker>, ConnectorError> {
+        self.live_erasure_blockers().await
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             erase: true,
@@ -487,17 +545,7 @@ impl Connector for MongoConnector {
                 .try_collect()
                 .await
                 .map_err(|e| self.store_error(e))?;
-            let sample: Vec<Document> = self
-                .database
-                .collection::<Document>(&entity.source)
-                .find(doc! {})
-                .sort(doc! { "_id": 1 })
-                .limit(SAMPLE_SIZE)
-                .await
-                .map_err(|e| self.store_error(e))?
-                .try_collect()
-                .await
-                .map_err(|e| self.store_error(e))?;
+            let sample = self.sample(e).await?;
             self.check_sample(e, &sample, &mut check);
             for link in &entity.lookups {
                 let path = self.paths[e][link.field].join(".");

@@ -820,7 +820,7 @@ impl Connector for SqlConnector {
         Ok(checks)
     }
 
-    async fn erasure_blockers(&self) -> Result<Vec<(usize, String)>, ConnectorError> {
+    async fn erasure_blockers(&self) -> Result<Vec<crate::connector::ErasureBlocker>, ConnectorError> {
         self.live_erasure_blockers().await
     }
 

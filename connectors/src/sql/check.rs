@@ -9,7 +9,9 @@
 use std::time::{Duration, Instant};
 
 use super::{Pool, SqlConnector, first_index_key, normalise_key, type_fits};
-use crate::connector::{Compare, ConnectorError, EntityCheck, EntityDescriptor, ErasureAction, FieldErasure};
+use crate::connector::{
+    Compare, ConnectorError, EntityCheck, EntityDescriptor, ErasureAction, ErasureBlocker, FieldErasure,
+};
 use crate::declaration::SqlDialect;
 
 /// How long the erasure blockers read from the catalogue are reused before being read again.
@@ -73,7 +75,7 @@ impl TableFacts {
 /// Cached erasure blockers (`(entity index, reason)`: a NOT NULL column masked to null, a primary
 /// key the store does not keep unique, a foreign key from kept records that blocks a delete or
 /// that a delete cascades into), with when they were read.
-pub(super) type BlockerCache = tokio::sync::Mutex<Option<(Instant, Vec<(usize, String)>)>>;
+pub(super) type BlockerCache = tokio::sync::Mutex<Option<(Instant, Vec<ErasureBlocker>)>>;
 
 impl SqlConnector {
     /// Reads what the catalogue says about `entity`'s table.
@@ -494,7 +496,7 @@ impl SqlConnector {
 
     /// Why erasure of each entity would fail (or reach other rows) on the live store, read from
     /// the catalogue and cached for [`BLOCKERS_TTL`].
-    pub(super) async fn live_erasure_blockers(&self) -> Result<Vec<(usize, String)>, ConnectorError> {
+    pub(super) async fn live_erasure_blockers(&self) -> Result<Vec<ErasureBlocker>, ConnectorError> {
         let mut cache = self.blockers.lock().await;
         if let Some((read, blockers)) = cache.as_ref()
             && read.elapsed() < BLOCKERS_TTL
@@ -514,7 +516,11 @@ impl SqlConnector {
                 erasure_blockers_of(entity, &facts)
                     .into_iter()
                     .chain(self.reference_problems(entity, &facts))
-                    .map(|b| (e, b)),
+                    .map(|reason| ErasureBlocker {
+                        entity: e,
+                        reason,
+                        unfindable: false,
+                    }),
             );
         }
         *cache = Some((Instant::now(), blockers.clone()));

@@ -1,7 +1,7 @@
 //! `subject-gateway check`: declarations verified against the live stores.
 
 use subject_gateway::check::{CheckReport, CheckRow, check_all};
-use subject_gateway_tests::{ConfigCopy, ReferenceWorld, config_dir};
+use subject_gateway_tests::{ConfigCopy, ReferenceWorld, TestGateway, config_dir};
 
 #[tokio::test]
 async fn check_passes_on_the_reference_world_and_names_what_is_missing() -> anyhow::Result<()> {
@@ -390,6 +390,72 @@ async fn mongo_lookups_stored_as_another_type_are_refused_and_missing_paths_warn
         "{table}"
     );
     assert!(images.location.contains("uploads.toml:21:"), "{table}");
+
+    // No erasure can be trusted while those documents cannot be found: the plan says so, even
+    // for a person found nowhere there, and the erasure refuses before changing anything.
+    let gateway = TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
+    let person = world
+        .people
+        .iter()
+        .find(|p| !p.uploads.is_empty())
+        .expect("someone uploaded")
+        .clone();
+    let plan = gateway
+        .graphql(
+            "query($identity: IdentityInput!) { erasurePlan(identity: $identity) { blocked entries { connector entity records blockedBy } } }",
+            serde_json::json!({ "identity": { "kind": "EMAIL", "value": person.email } }),
+        )
+        .await?;
+    assert!(plan.get("errors").is_none(), "{}", plan["errors"]);
+    let plan = &plan["data"]["erasurePlan"];
+    assert_eq!(plan["blocked"], true, "{plan}");
+    let images = plan["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["connector"] == "uploads" && e["entity"] == "images")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(images["records"], 0, "{plan}");
+    assert!(
+        images["blockedBy"].as_str().is_some_and(
+            |b| b.starts_with("lookup field `owner_id` (path `owner.id`) is declared type = \"string\"")
+        ),
+        "{plan}"
+    );
+    let before = world
+        .accounts
+        .fingerprint(&["users", "sessions", "preferences"])
+        .await?;
+    let request = crate::requests::submit(
+        &gateway,
+        "eraseSubject",
+        serde_json::json!({
+            "identity": { "kind": "EMAIL", "value": person.email },
+            "reason": "check test",
+            "idempotencyKey": "unfindable-1"
+        }),
+    )
+    .await?;
+    let done = crate::requests::wait_for(
+        &gateway,
+        request["id"].as_str().unwrap_or_default(),
+        &["COMPLETED", "FAILED"],
+    )
+    .await?;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert!(
+        done["error"].as_str().is_some_and(|e| e
+            .starts_with("ERASURE_BLOCKED: nothing was changed: uploads.images: lookup field `owner_id`")),
+        "{done}"
+    );
+    assert_eq!(
+        world
+            .accounts
+            .fingerprint(&["users", "sessions", "preferences"])
+            .await?,
+        before
+    );
     Ok(())
 }
 
