@@ -613,3 +613,63 @@ async fn check_passes_on_the_reference_world_in_other_dialects() -> anyhow::Resu
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn an_s3_bucket_is_listed_and_written_by_check() -> anyhow::Result<()> {
+    let endpoint = std::env::var("TEST_S3_ENDPOINT").map_err(|_| {
+        anyhow::anyhow!(
+            "TEST_S3_ENDPOINT is not set: run the tests with `bash scripts/test.sh`, which starts moto"
+        )
+    })?;
+    let world = ReferenceWorld::create(3).await?;
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "connectors/uploads.toml",
+        "url = \"${UPLOADS_STORAGE_URL}\"",
+        "url = \"${UPLOADS_STORAGE_URL}\"\nendpoint = \"${UPLOADS_S3_ENDPOINT}\"\naccess_key_id = \"${UPLOADS_S3_KEY}\"\nsecret_access_key = \"${UPLOADS_S3_SECRET}\"\nallow_http = true",
+    )?;
+    let bucket = format!("sg-test-{}", uuid::Uuid::new_v4().simple());
+    let settings = |bucket: &str| {
+        [
+            ("UPLOADS_STORAGE_URL", format!("s3://{bucket}/uploads")),
+            ("UPLOADS_S3_ENDPOINT", endpoint.clone()),
+            ("UPLOADS_S3_KEY", "testing".to_owned()),
+            ("UPLOADS_S3_SECRET", "testing".to_owned()),
+        ]
+    };
+
+    // The bucket does not exist yet.
+    let service = service_with(&world, &config.gateway_toml(), &settings(&bucket)).await?;
+    let report = check_all(&service).await;
+    let storage = row(&report, "uploads", "[storage]");
+    assert!(!storage.ok, "{}", report.table());
+    assert!(
+        storage.details[0].starts_with("the s3 storage cannot be listed"),
+        "{}",
+        report.table()
+    );
+
+    let created = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        created.status().is_success(),
+        "creating the bucket: {}",
+        created.status()
+    );
+    let service = service_with(&world, &config.gateway_toml(), &settings(&bucket)).await?;
+    let report = check_all(&service).await;
+    let storage = row(&report, "uploads", "[storage]");
+    assert!(storage.ok, "{}", report.table());
+    assert_eq!(storage.kind, "s3");
+    // The write probe cleaned up after itself.
+    let listing = reqwest::Client::new()
+        .get(format!("{endpoint}/{bucket}?list-type=2"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(!listing.contains("subject-gateway-check"), "{listing}");
+    Ok(())
+}
