@@ -205,7 +205,7 @@ impl MongoConnector {
                 stored += 1;
                 let misfits: Vec<&'static str> = values
                     .iter()
-                    .filter(|v| !lookup_matches(field.field_type, v))
+                    .filter(|v| !lookup_matches(field.field_type, path, v))
                     .map(|v| bson_type_name(v))
                     .collect();
                 if !misfits.is_empty() {
@@ -276,14 +276,18 @@ impl MongoConnector {
 
 /// Whether a lookup of a field declared `field_type` can match a stored `value`: integer
 /// lookups bind numbers (MongoDB compares numbers across int32, int64 and double), every other
-/// type binds strings (and ObjectIds for `_id`).
-fn lookup_matches(field_type: FieldType, value: &Bson) -> bool {
+/// type binds strings (and ObjectIds for `_id`), as [`bson_values`] does.
+fn lookup_matches(field_type: FieldType, path: &[String], value: &Bson) -> bool {
     match field_type {
         FieldType::Int | FieldType::Bigint => matches!(
             value,
             Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_)
         ),
-        _ => matches!(value, Bson::String(_) | Bson::ObjectId(_)),
+        _ => match value {
+            Bson::String(_) => true,
+            Bson::ObjectId(_) => path.len() == 1 && path[0] == "_id",
+            _ => false,
+        },
     }
 }
 
@@ -567,6 +571,42 @@ impl Connector for MongoConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookups_match_the_bson_types_their_values_are_bound_as() {
+        let path = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
+        assert!(lookup_matches(
+            FieldType::Bigint,
+            &path("owner.id"),
+            &Bson::Int32(7)
+        ));
+        assert!(lookup_matches(
+            FieldType::Int,
+            &path("owner.id"),
+            &Bson::Double(7.0)
+        ));
+        assert!(!lookup_matches(
+            FieldType::Bigint,
+            &path("owner.id"),
+            &Bson::String("7".into())
+        ));
+        assert!(!lookup_matches(
+            FieldType::String,
+            &path("owner.id"),
+            &Bson::Int64(7)
+        ));
+        assert!(lookup_matches(
+            FieldType::String,
+            &path("_id"),
+            &Bson::ObjectId(ObjectId::new())
+        ));
+        assert!(!lookup_matches(
+            FieldType::String,
+            &path("owner.ref"),
+            &Bson::ObjectId(ObjectId::new())
+        ));
+        assert_eq!(bson_type_name(&Bson::Int64(1)), "long");
+    }
 
     #[test]
     fn paths_walk_documents_and_array_indexes() {
