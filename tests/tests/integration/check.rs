@@ -673,3 +673,31 @@ async fn an_s3_bucket_is_listed_and_written_by_check() -> anyhow::Result<()> {
     assert!(!listing.contains("subject-gateway-check"), "{listing}");
     Ok(())
 }
+
+#[test]
+fn health_requests_are_declared_for_http_connectors_only() -> anyhow::Result<()> {
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "connectors/helpdesk.toml",
+        "max_retries = 8\n",
+        "max_retries = 8\nhealth = { path = \"api/v2/me\" }\n",
+    )?;
+    config.edit(
+        "connectors/billing.toml",
+        "max_connections = 8\n",
+        "max_connections = 8\nhealth = { path = \"/ping\" }\n",
+    )?;
+    let error = match subject_gateway::config::Config::load(&config.gateway_toml()) {
+        Ok(_) => anyhow::bail!("the declarations were accepted"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("helpdesk.toml:16:19: the health path starts with `/`"),
+        "{error}"
+    );
+    assert!(
+        error.contains("billing.toml:13:10: `health` is only for http connectors"),
+        "{error}"
+    );
+    Ok(())
+}
