@@ -240,11 +240,38 @@ pub struct EntityCheck {
     pub entity: String,
     pub problems: Vec<String>,
     pub warnings: Vec<String>,
+    /// Findings (problems or warnings, by their text) about one declared field: the field's
+    /// index, so the report can name the line it is declared on.
+    pub fields: Vec<(String, usize)>,
 }
 
 impl EntityCheck {
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Adds a problem, about the field at index `field` when given.
+    pub fn problem(&mut self, field: Option<usize>, text: String) {
+        if let Some(field) = field {
+            self.fields.push((text.clone(), field));
+        }
+        self.problems.push(text);
+    }
+
+    /// Adds a warning, about the field at index `field` when given.
+    pub fn warning(&mut self, field: Option<usize>, text: String) {
+        if let Some(field) = field {
+            self.fields.push((text.clone(), field));
+        }
+        self.warnings.push(text);
+    }
+
+    /// The field a finding (as added) is about.
+    pub fn field_of(&self, finding: &str) -> Option<usize> {
+        self.fields
+            .iter()
+            .find(|(text, _)| text == finding)
+            .map(|(_, f)| *f)
     }
 }
 

@@ -172,21 +172,26 @@ impl MongoConnector {
             return;
         }
         let paths = &self.paths[entity];
-        for (field, path) in descriptor.fields.iter().zip(paths) {
+        for (f, (field, path)) in descriptor.fields.iter().zip(paths).enumerate() {
             if !sample.iter().any(|d| at_path(d, path).is_some()) {
-                check.warnings.push(format!(
-                    "path `{}` (field `{}`) occurs in none of the {} documents sampled in _id order: it reads as null",
-                    path.join("."),
-                    field.name,
-                    sample.len()
-                ));
+                check.warning(
+                    Some(f),
+                    format!(
+                        "path `{}` (field `{}`) occurs in none of the {} documents sampled in _id order: it reads as null",
+                        path.join("."),
+                        field.name,
+                        sample.len()
+                    ),
+                );
             }
         }
-        check.problems.extend(self.lookup_mismatches(entity, sample));
+        for (f, problem) in self.lookup_mismatches(entity, sample) {
+            check.problem(Some(f), problem);
+        }
     }
 
     /// Lookup fields the sampled documents store as a type their lookups cannot match.
-    fn lookup_mismatches(&self, entity: usize, sample: &[Document]) -> Vec<String> {
+    fn lookup_mismatches(&self, entity: usize, sample: &[Document]) -> Vec<(usize, String)> {
         let descriptor = &self.descriptor.entities[entity];
         let paths = &self.paths[entity];
         let mut problems = Vec::new();
@@ -218,7 +223,7 @@ impl MongoConnector {
                 }
             }
             if unmatched_count > 0 {
-                problems.push(format!(
+                problems.push((link.field, format!(
                     "lookup field `{}` (path `{}`) is declared type = \"{}\" but {} of {} sampled documents store it as {}: \
                      lookups by it would never find (nor erase) them; declare the type the documents store",
                     field.name,
@@ -227,7 +232,7 @@ impl MongoConnector {
                     unmatched_count,
                     stored,
                     unmatched.join(", ")
-                ));
+                )));
             }
         }
         problems
@@ -259,15 +264,13 @@ impl MongoConnector {
         let mut blockers = Vec::new();
         for e in 0..self.descriptor.entities.len() {
             let sample = self.sample(e).await?;
-            blockers.extend(
-                self.lookup_mismatches(e, &sample)
-                    .into_iter()
-                    .map(|reason| ErasureBlocker {
-                        entity: e,
-                        reason,
-                        unfindable: true,
-                    }),
-            );
+            blockers.extend(self.lookup_mismatches(e, &sample).into_iter().map(|(_, reason)| {
+                ErasureBlocker {
+                    entity: e,
+                    reason,
+                    unfindable: true,
+                }
+            }));
         }
         *cache = Some((std::time::Instant::now(), blockers.clone()));
         Ok(blockers)
@@ -529,6 +532,7 @@ impl Connector for MongoConnector {
         let mut checks = Vec::new();
         for (e, entity) in self.descriptor.entities.iter().enumerate() {
             let mut check = EntityCheck {
+                fields: Vec::new(),
                 entity: entity.name.clone(),
                 problems: Vec::new(),
                 warnings: Vec::new(),
@@ -557,9 +561,10 @@ impl Connector for MongoConnector {
                     .iter()
                     .any(|index| index.keys.keys().next() == Some(&path))
                 {
-                    check.warnings.push(format!(
-                        "no index starts with {path}: lookups by it scan the whole collection"
-                    ));
+                    check.warning(
+                        Some(link.field),
+                        format!("no index starts with {path}: lookups by it scan the whole collection"),
+                    );
                 }
             }
             checks.push(check);

@@ -785,6 +785,7 @@ impl Connector for HttpConnector {
             .entities
             .iter()
             .map(|entity| EntityCheck {
+                fields: Vec::new(),
                 entity: entity.name.clone(),
                 problems: Vec::new(),
                 warnings: Vec::new(),

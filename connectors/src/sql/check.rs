@@ -309,6 +309,7 @@ impl SqlConnector {
     ) -> Result<EntityCheck, ConnectorError> {
         let facts = self.table_facts(entity).await?;
         let mut check = EntityCheck {
+            fields: Vec::new(),
             entity: entity.name.clone(),
             problems: Vec::new(),
             warnings: Vec::new(),
@@ -319,34 +320,42 @@ impl SqlConnector {
                 .push(format!("table `{}` does not exist", entity.source));
             return Ok(check);
         }
-        let mut missing: Vec<&str> = Vec::new();
-        for field in &entity.fields {
+        let mut missing: Vec<(usize, &str)> = Vec::new();
+        for (f, field) in entity.fields.iter().enumerate() {
             match facts.column(&field.name) {
-                None => missing.push(&field.name),
+                None => missing.push((f, &field.name)),
                 Some(column) if !type_fits(self.dialect, field.field_type, &column.data_type) => {
-                    check.problems.push(format!(
-                        "column `{}` is {} but is declared type = \"{}\"",
-                        field.name,
-                        column.data_type.to_ascii_lowercase(),
-                        field.field_type.as_str()
-                    ));
+                    check.problem(
+                        Some(f),
+                        format!(
+                            "column `{}` is {} but is declared type = \"{}\"",
+                            field.name,
+                            column.data_type.to_ascii_lowercase(),
+                            field.field_type.as_str()
+                        ),
+                    );
                 }
                 Some(_) => {}
             }
         }
-        if !missing.is_empty() {
-            check.problems.push(format!(
-                "table `{}` has no column{} {}",
-                entity.source,
-                if missing.len() == 1 { "" } else { "s" },
-                missing
-                    .iter()
-                    .map(|m| format!("`{m}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+        if let Some((first, _)) = missing.first() {
+            check.problem(
+                Some(*first),
+                format!(
+                    "table `{}` has no column{} {}",
+                    entity.source,
+                    if missing.len() == 1 { "" } else { "s" },
+                    missing
+                        .iter()
+                        .map(|(_, m)| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
         }
-        check.problems.extend(erasure_blockers_of(entity, &facts));
+        for (field, problem) in erasure_blockers_of(entity, &facts) {
+            check.problem(field, problem);
+        }
         if entity.primary_key.is_none() && !matches!(entity.erasure.action, ErasureAction::Cascade(_)) {
             check.problems.push(
                 "no primary_key is declared: erasure deletes and masks one record at a time by its primary key \
@@ -373,9 +382,10 @@ impl SqlConnector {
                 } else {
                     String::new()
                 };
-                check.warnings.push(format!(
-                    "no index starts with {wanted}: lookups by it scan the whole table{hint}"
-                ));
+                check.warning(
+                    Some(lookup.field),
+                    format!("no index starts with {wanted}: lookups by it scan the whole table{hint}"),
+                );
             }
             // MySQL/MariaDB compare text by the column's collation: say which one a
             // case-insensitive lookup meets when it is not case-insensitive itself.
@@ -386,11 +396,14 @@ impl SqlConnector {
                     .and_then(|c| c.collation.as_deref())
                 && !collation.to_ascii_lowercase().ends_with("_ci")
             {
-                check.warnings.push(format!(
-                    "column `{}` has the case-sensitive collation {collation}: compare = \"lowercase\" \
-                     has to compare LOWER({}), which no index on the column serves",
-                    entity.fields[lookup.field].name, entity.fields[lookup.field].name
-                ));
+                check.warning(
+                    Some(lookup.field),
+                    format!(
+                        "column `{}` has the case-sensitive collation {collation}: compare = \"lowercase\" \
+                         has to compare LOWER({}), which no index on the column serves",
+                        entity.fields[lookup.field].name, entity.fields[lookup.field].name
+                    ),
+                );
             }
         }
         Ok(check)
@@ -515,6 +528,7 @@ impl SqlConnector {
             blockers.extend(
                 erasure_blockers_of(entity, &facts)
                     .into_iter()
+                    .map(|(_, reason)| reason)
                     .chain(self.reference_problems(entity, &facts))
                     .map(|reason| ErasureBlocker {
                         entity: e,
@@ -530,16 +544,16 @@ impl SqlConnector {
 
 /// What makes erasure of `entity` unsafe or certain to fail on this table: a field masked to
 /// NULL in a NOT NULL column; a primary key the store does not keep unique.
-fn erasure_blockers_of(entity: &EntityDescriptor, facts: &TableFacts) -> Vec<String> {
+fn erasure_blockers_of(entity: &EntityDescriptor, facts: &TableFacts) -> Vec<(Option<usize>, String)> {
     let mut blockers = Vec::new();
     if matches!(entity.erasure.action, ErasureAction::Mask | ErasureAction::Retain) {
         for (f, erasure) in entity.masked_fields() {
             let name = &entity.fields[f].name;
             if erasure == FieldErasure::Null && facts.column(name).is_some_and(|c| !c.nullable) {
-                blockers.push(format!(
+                blockers.push((Some(f), format!(
                     "column `{name}` is NOT NULL but its field declares erasure = \"null\": the store would refuse \
                      the erasure (declare \"redact\" or \"pseudonymize\", or allow NULL in the column)"
-                ));
+                )));
             }
         }
     }
@@ -554,11 +568,11 @@ fn erasure_blockers_of(entity: &EntityDescriptor, facts: &TableFacts) -> Vec<Str
                 .iter()
                 .any(|key| !key.is_empty() && key.iter().all(|column| *column == name));
             if facts.column(&name).is_some() && !proven {
-                blockers.push(format!(
+                blockers.push((Some(pk), format!(
                     "primary_key `{}` is not unique on the store (no primary key or unique index over exactly `{}`): \
                      erasure acts by the primary key and could reach other people's rows",
                     entity.fields[pk].name, entity.fields[pk].name
-                ));
+                )));
             }
         }
     }

@@ -67,12 +67,12 @@ async fn check_passes_on_the_reference_world_and_names_what_is_missing() -> anyh
     assert!(!row("sessions").ok);
     assert_eq!(
         row("sessions").details,
-        ["table `sessions` has no column `user_agent`"],
+        ["table `sessions` has no column `user_agent` (at accounts.toml:52:1)"],
         "{table}"
     );
     assert_eq!(
         row("preferences").details,
-        ["column `newsletter` is text but is declared type = \"bool\""],
+        ["column `newsletter` is text but is declared type = \"bool\" (at accounts.toml:67:1)"],
         "{table}"
     );
     assert!(!row("payment_methods").ok);
@@ -148,6 +148,15 @@ async fn a_not_null_column_masked_to_null_blocks_check_the_plan_and_the_erasure(
         customers.location.contains("billing.toml:14:"),
         "{}",
         customers.location
+    );
+    // The finding names the line of the field it is about.
+    assert!(
+        customers
+            .details
+            .iter()
+            .any(|d| d.starts_with("column `company`") && d.ends_with("(at billing.toml:40:1)")),
+        "{}",
+        report.table()
     );
 
     // The plan shows the entity blocked, with the reason; the erasure refuses before acting.
@@ -298,7 +307,7 @@ async fn keys_and_foreign_keys_are_proven_on_the_live_store() -> anyhow::Result<
         sessions.details,
         [
             "primary_key `id` is not unique on the store (no primary key or unique index over exactly `id`): \
-             erasure acts by the primary key and could reach other people's rows"
+             erasure acts by the primary key and could reach other people's rows (at accounts.toml:52:1)"
         ],
         "{table}"
     );
@@ -390,6 +399,20 @@ async fn mongo_lookups_stored_as_another_type_are_refused_and_missing_paths_warn
         "{table}"
     );
     assert!(images.location.contains("uploads.toml:21:"), "{table}");
+    assert!(
+        images
+            .details
+            .iter()
+            .any(|d| d.starts_with("lookup field `owner_id`") && d.ends_with("(at uploads.toml:31:1)")),
+        "{table}"
+    );
+    assert!(
+        images
+            .details
+            .iter()
+            .any(|d| d.starts_with("warning: path `exif.licence`") && d.ends_with("(at uploads.toml:32:1)")),
+        "{table}"
+    );
 
     // No erasure can be trusted while those documents cannot be found: the plan says so, even
     // for a person found nowhere there, and the erasure refuses before changing anything.
