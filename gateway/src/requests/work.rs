@@ -348,8 +348,41 @@ impl PrivacyEngine {
                     }
                 }
             });
+        // Files are deleted with the records of deleted entities that name them: their storage
+        // must be there and writable, or the erasure would fail halfway or miss the files.
+        let storages = registry
+            .connectors
+            .iter()
+            .enumerate()
+            .map(|(c, registered)| async move {
+                let descriptor = registered.connector.descriptor();
+                let deleting: Vec<usize> = (0..descriptor.entities.len())
+                    .filter(|e| {
+                        let entity = &descriptor.entities[*e];
+                        entity.files.is_some() && entity.erasure.action == ErasureAction::Delete
+                    })
+                    .collect();
+                let (Some(storage), false) = (&registered.storage, deleting.is_empty()) else {
+                    return Vec::new();
+                };
+                let problems = tokio::time::timeout(descriptor.timeout, storage.erasure_problems())
+                    .await
+                    .unwrap_or_else(|_| vec!["the file storage did not answer in time".to_owned()]);
+                deleting
+                    .into_iter()
+                    .flat_map(|e| {
+                        problems
+                            .iter()
+                            .map(move |p| ((c, e), (format!("its files cannot be deleted: {p}"), false)))
+                    })
+                    .collect::<Vec<_>>()
+            });
+        let (asked, storages) = tokio::join!(
+            futures::future::join_all(asks),
+            futures::future::join_all(storages)
+        );
         let mut all: Blockers = Blockers::new();
-        for (key, (reason, unfindable)) in futures::future::join_all(asks).await.into_iter().flatten() {
+        for (key, (reason, unfindable)) in asked.into_iter().chain(storages).flatten() {
             all.entry(key)
                 .and_modify(|(r, u)| {
                     r.push_str("; ");

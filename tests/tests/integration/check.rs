@@ -102,23 +102,32 @@ fn mentions(row: &CheckRow, text: &str) -> bool {
     row.details.iter().any(|d| d.contains(text))
 }
 
+/// The reference world's environment, with some variables replaced.
+fn env_with(
+    world: &ReferenceWorld,
+    overrides: &[(&'static str, String)],
+) -> impl Fn(&str) -> Option<String> + use<> {
+    let base = world.env();
+    let overrides: Vec<(&'static str, String)> = overrides.to_vec();
+    move |name: &str| {
+        overrides
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| base(name))
+    }
+}
+
 /// The reference world's service, with some variables of its environment replaced.
 async fn service_with(
     world: &ReferenceWorld,
     config: &std::path::Path,
     overrides: &[(&'static str, String)],
 ) -> anyhow::Result<subject_schema::SubjectService> {
-    let base = world.env();
-    let overrides: Vec<(&'static str, String)> = overrides.to_vec();
-    let env = move |name: &str| {
-        overrides
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
-            .or_else(|| base(name))
-    };
     let config = subject_gateway::config::Config::load(config)?;
-    Ok(config.build_service(env, Vec::new()).await?)
+    Ok(config
+        .build_service(env_with(world, overrides), Vec::new())
+        .await?)
 }
 
 #[tokio::test]
@@ -522,6 +531,48 @@ async fn a_missing_storage_directory_and_refused_credentials_fail_check() -> any
         );
         assert!(refused.location.contains(file), "{table}");
     }
+    // An erasure that would delete files there refuses to start.
+    let storage_url = [("UPLOADS_STORAGE_URL", format!("file://{}", missing.display()))];
+    let gateway = TestGateway::start(
+        &config_dir().join("gateway.toml"),
+        env_with(&world, &storage_url),
+        Vec::new(),
+    )
+    .await?;
+    let person = world
+        .people
+        .iter()
+        .find(|p| !p.uploads.is_empty())
+        .expect("someone uploaded")
+        .clone();
+    let request = crate::requests::submit(
+        &gateway,
+        "eraseSubject",
+        serde_json::json!({
+            "identity": { "kind": "EMAIL", "value": person.email },
+            "reason": "check test",
+            "idempotencyKey": "no-storage-1"
+        }),
+    )
+    .await?;
+    let done = crate::requests::wait_for(
+        &gateway,
+        request["id"].as_str().unwrap_or_default(),
+        &["COMPLETED", "FAILED"],
+    )
+    .await?;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(
+        done["error"],
+        format!(
+            "ERASURE_BLOCKED: nothing was changed: uploads.images: its files cannot be deleted: storage directory `{}` \
+             does not exist: the records' files could never be found nor deleted; fix the declaration or the store and submit again",
+            missing.display()
+        ),
+        "{done}"
+    );
+    assert!(!missing.exists(), "the erasure creates nothing");
+
     // The right credentials pass, and the storage directory is writable.
     let service = service_with(&world, &config_dir().join("gateway.toml"), &[]).await?;
     let report = check_all(&service).await;
