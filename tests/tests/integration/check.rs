@@ -775,3 +775,28 @@ fn health_requests_are_declared_for_http_connectors_only() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_records_path_the_probe_answer_lacks_is_warned() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(3).await?;
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "connectors/helpdesk.toml",
+        "records = \"$.users\"",
+        "records = \"$.user\"",
+    )?;
+    let service = service_with(&world, &config.gateway_toml(), &[]).await?;
+    let report = check_all(&service).await;
+    let users = row(&report, "helpdesk", "users");
+    assert!(users.ok, "a warning: {}", report.table());
+    assert_eq!(
+        users.details,
+        [
+            "warning: the answer to the lookup of `users` with a value that matches nobody (GET /api/v2/users/search) \
+          has nothing at the records path `$.user`: if it is misspelt, every lookup reads as no records"
+        ],
+        "{}",
+        report.table()
+    );
+    Ok(())
+}
