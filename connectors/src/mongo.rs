@@ -185,6 +185,34 @@ impl MongoConnector {
                 );
             }
         }
+        // A document whose value cannot be read as the declared type fails every fetch it is in.
+        for (f, (field, path)) in descriptor.fields.iter().zip(paths).enumerate() {
+            let mut unreadable: Vec<&'static str> = Vec::new();
+            let mut count = 0usize;
+            for value in sample.iter().filter_map(|d| at_path(d, path)) {
+                if convert(Some(value), field.field_type).is_none() {
+                    count += 1;
+                    let name = bson_type_name(value);
+                    if !unreadable.contains(&name) {
+                        unreadable.push(name);
+                    }
+                }
+            }
+            if count > 0 {
+                check.problem(
+                    Some(f),
+                    format!(
+                        "field `{}` (path `{}`) is declared type = \"{}\" but {count} of {} sampled documents store {}, \
+                         which cannot be read as that: reading a person's documents would fail",
+                        field.name,
+                        path.join("."),
+                        field.field_type.as_str(),
+                        sample.len(),
+                        unreadable.join(", ")
+                    ),
+                );
+            }
+        }
         for (f, problem) in self.lookup_mismatches(entity, sample) {
             check.problem(Some(f), problem);
         }

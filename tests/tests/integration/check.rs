@@ -388,6 +388,11 @@ async fn mongo_lookups_stored_as_another_type_are_refused_and_missing_paths_warn
         "owner_id = { type = \"string\", category = \"user.unique_id\", path = \"owner.id\" }\n\
          licence = { type = \"string\", category = \"system.operations\", path = \"exif.licence\" }",
     )?;
+    config.edit(
+        "connectors/uploads.toml",
+        "visibility = { type = \"string\"",
+        "visibility = { type = \"bool\"",
+    )?;
     let service = service_with(&world, &config.gateway_toml(), &[]).await?;
     let report = check_all(&service).await;
     let table = report.table();
@@ -408,6 +413,14 @@ async fn mongo_lookups_stored_as_another_type_are_refused_and_missing_paths_warn
         "{table}"
     );
     assert!(images.location.contains("uploads.toml:21:"), "{table}");
+    assert!(
+        images.details.iter().any(|d| d
+            .starts_with("field `visibility` (path `visibility`) is declared type = \"bool\" but")
+            && d.contains(
+                "sampled documents store string, which cannot be read as that: reading a person's documents would fail"
+            )),
+        "{table}"
+    );
     assert!(
         images
             .details
