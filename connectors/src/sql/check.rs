@@ -24,6 +24,8 @@ struct Column {
     nullable: bool,
     /// MySQL/MariaDB: the column's collation (`utf8mb4_bin`); `None` elsewhere or for non-text.
     collation: Option<String>,
+    /// The most characters a text column holds (`VARCHAR(64)`), when the store enforces one.
+    max_length: Option<i64>,
 }
 
 /// A foreign key from another table onto the checked one.
@@ -87,8 +89,9 @@ impl SqlConnector {
         let err = |e| self.store_error(e);
         match &self.pool {
             Pool::Postgres(pool) => {
-                let columns = sqlx::query_as::<_, (String, String, String)>(
-                    "SELECT column_name::text, data_type::text, is_nullable::text FROM information_schema.columns \
+                let columns = sqlx::query_as::<_, (String, String, String, Option<i64>)>(
+                    "SELECT column_name::text, data_type::text, is_nullable::text, \
+                     character_maximum_length::bigint FROM information_schema.columns \
                      WHERE table_schema = COALESCE($1, current_schema()) AND table_name = $2",
                 )
                 .bind(&schema)
@@ -137,11 +140,12 @@ impl SqlConnector {
                 Ok(TableFacts {
                     columns: columns
                         .into_iter()
-                        .map(|(name, data_type, nullable)| Column {
+                        .map(|(name, data_type, nullable, max_length)| Column {
                             name,
                             data_type,
                             nullable: nullable.eq_ignore_ascii_case("yes"),
                             collation: None,
+                            max_length,
                         })
                         .collect(),
                     index_keys: defs.iter().filter_map(|def| first_index_key(def)).collect(),
@@ -157,9 +161,10 @@ impl SqlConnector {
                 })
             }
             Pool::MySql(pool) => {
-                let columns = sqlx::query_as::<_, (String, String, String, Option<String>)>(
+                let columns = sqlx::query_as::<_, (String, String, String, Option<String>, Option<i64>)>(
                     "SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR), CAST(is_nullable AS CHAR), \
-                     CAST(collation_name AS CHAR) FROM information_schema.columns \
+                     CAST(collation_name AS CHAR), CAST(character_maximum_length AS SIGNED) \
+                     FROM information_schema.columns \
                      WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?",
                 )
                 .bind(&schema)
@@ -201,11 +206,12 @@ impl SqlConnector {
                 Ok(TableFacts {
                     columns: columns
                         .into_iter()
-                        .map(|(name, data_type, nullable, collation)| Column {
+                        .map(|(name, data_type, nullable, collation, max_length)| Column {
                             name,
                             data_type,
                             nullable: nullable.eq_ignore_ascii_case("yes"),
                             collation,
+                            max_length,
                         })
                         .collect(),
                     index_keys: keys.iter().map(|k| normalise_key(k)).collect(),
@@ -285,6 +291,8 @@ impl SqlConnector {
                             data_type,
                             nullable: notnull == 0,
                             collation: None,
+                            // SQLite does not enforce declared lengths.
+                            max_length: None,
                         })
                         .collect(),
                     index_keys: keys,
@@ -549,6 +557,23 @@ fn erasure_blockers_of(entity: &EntityDescriptor, facts: &TableFacts) -> Vec<(Op
     if matches!(entity.erasure.action, ErasureAction::Mask | ErasureAction::Retain) {
         for (f, erasure) in entity.masked_fields() {
             let name = &entity.fields[f].name;
+            // What masking writes must fit the column: a longer value is refused by the store.
+            let written = match &erasure {
+                FieldErasure::Redact(text) => Some(("redact", text.chars().count())),
+                FieldErasure::Pseudonymize => Some(("pseudonymize", crate::mask::PSEUDONYM_LEN)),
+                _ => None,
+            };
+            if let (Some((how, length)), Some(max)) = (written, facts.column(name).and_then(|c| c.max_length))
+                && i64::try_from(length).is_ok_and(|length| length > max)
+            {
+                blockers.push((
+                    Some(f),
+                    format!(
+                        "column `{name}` holds at most {max} characters but erasure = \"{how}\" writes {length}: \
+                         the store would refuse the erasure (widen the column or declare a shorter redaction)"
+                    ),
+                ));
+            }
             if erasure == FieldErasure::Null && facts.column(name).is_some_and(|c| !c.nullable) {
                 blockers.push((Some(f), format!(
                     "column `{name}` is NOT NULL but its field declares erasure = \"null\": the store would refuse \
