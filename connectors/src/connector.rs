@@ -248,12 +248,52 @@ pub struct EntityCheck {
     pub entity: String,
     pub problems: Vec<String>,
     pub warnings: Vec<String>,
+    /// Findings (problems or warnings, by their text) about one declared field: the field's
+    /// index, so the report can name the line it is declared on.
+    pub fields: Vec<(String, usize)>,
 }
 
 impl EntityCheck {
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// Adds a problem, about the field at index `field` when given.
+    pub fn problem(&mut self, field: Option<usize>, text: String) {
+        if let Some(field) = field {
+            self.fields.push((text.clone(), field));
+        }
+        self.problems.push(text);
+    }
+
+    /// Adds a warning, about the field at index `field` when given.
+    pub fn warning(&mut self, field: Option<usize>, text: String) {
+        if let Some(field) = field {
+            self.fields.push((text.clone(), field));
+        }
+        self.warnings.push(text);
+    }
+
+    /// The field a finding (as added) is about.
+    pub fn field_of(&self, finding: &str) -> Option<usize> {
+        self.fields
+            .iter()
+            .find(|(text, _)| text == finding)
+            .map(|(_, f)| *f)
+    }
+}
+
+/// Why erasing an entity cannot be trusted on the live store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureBlocker {
+    /// Index into the connector's entities.
+    pub entity: usize,
+    /// What is wrong, naming the column or path (never a value).
+    pub reason: String,
+    /// The entity's lookups cannot find what it holds: every erasure is refused, whether or not
+    /// the person was found there (an erasure would otherwise "verify" against records it can
+    /// never match). Otherwise only erasures that would act on the entity are refused.
+    pub unfindable: bool,
 }
 
 /// Which operations a connector supports beyond reading.
@@ -346,11 +386,12 @@ pub trait Connector: Send + Sync + 'static {
     /// Verifies the declaration against the store: every declared table and column exists.
     async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError>;
 
-    /// What would make erasing an entity fail or reach other people on the live store, found
-    /// before anything is changed (a NOT NULL column a field masks to null, a primary key the
-    /// store does not keep unique): `(entity index, reason)`. `erasurePlan` shows them and an
-    /// erasure touching a blocked entity refuses to start. Implementations may cache them.
-    async fn erasure_blockers(&self) -> Result<Vec<(usize, String)>, ConnectorError> {
+    /// What would make erasing an entity fail, reach other people or miss records on the live
+    /// store, found before anything is changed (a NOT NULL column a field masks to null, a
+    /// primary key the store does not keep unique, a lookup that cannot match what is stored).
+    /// `erasurePlan` shows them and an erasure touching a blocked entity refuses to start.
+    /// Implementations may cache them.
+    async fn erasure_blockers(&self) -> Result<Vec<ErasureBlocker>, ConnectorError> {
         Ok(Vec::new())
     }
 

@@ -496,6 +496,8 @@ pub struct ValidatedConnector {
     pub location: Location,
     /// Where each entity is declared, in the descriptor's entity order.
     pub entity_locations: Vec<Location>,
+    /// Where each field is declared: per entity, per field, in the descriptor's order.
+    pub field_locations: Vec<Vec<Location>>,
 }
 
 /// The built-in store kinds, as a declaration names them.
@@ -697,11 +699,13 @@ pub fn validate_connector(
 
     let mut entities = Vec::new();
     let mut entity_locations = Vec::new();
+    let mut field_locations = Vec::new();
     for (entity_name, entity) in &decl.entities {
         if let Some(descriptor) = validate_entity(file, entity_name, entity, kinds, &store_kind, &mut errors)
         {
             entities.push(descriptor);
             entity_locations.push(file.location(entity_name.span()));
+            field_locations.push(entity.fields.keys().map(|f| file.location(f.span())).collect());
         }
     }
     resolve_cascades(file, decl, &mut entities, &mut errors);
@@ -769,6 +773,7 @@ pub fn validate_connector(
         storage,
         location: file.location(name_span),
         entity_locations,
+        field_locations,
     })
 }
 

@@ -20,8 +20,8 @@ pub mod value;
 pub use category::DataCategory;
 pub use connector::{
     Compare, Connector, ConnectorDescriptor, ConnectorError, Disclosure, EntityCheck, EntityDescriptor,
-    EntityErasure, ErasureAction, ErasurePolicy, ErasureRequest, FailureClass, FieldChange, FieldDescriptor,
-    FieldErasure, IdentityLink, JobHandle, JobStatus, LookupRequest, WriteOutcome,
+    EntityErasure, ErasureAction, ErasureBlocker, ErasurePolicy, ErasureRequest, FailureClass, FieldChange,
+    FieldDescriptor, FieldErasure, IdentityLink, JobHandle, JobStatus, LookupRequest, WriteOutcome,
 };
 pub use identity::{Identity, IdentityError, IdentityKindId, IdentityKinds, IdentityValue};
 pub use value::{FieldType, Record, Value};

@@ -17,6 +17,8 @@ use crate::value::Value;
 /// What every pseudonym starts with.
 pub const PSEUDONYM_PREFIX: &str = "pseu_";
 const PSEUDONYM_HEX_DIGITS: usize = 32;
+/// How many characters a pseudonym has (`pseu_` and 32 hex digits).
+pub const PSEUDONYM_LEN: usize = PSEUDONYM_PREFIX.len() + PSEUDONYM_HEX_DIGITS;
 /// The redaction written when a field declares `erasure = "redact"` without its own text.
 pub const DEFAULT_REDACTION: &str = "[erased]";
 

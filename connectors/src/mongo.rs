@@ -13,8 +13,8 @@ use mongodb::{Client, Database};
 use secrecy::ExposeSecret;
 
 use crate::connector::{
-    Capabilities, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityErasure, ErasureRequest,
-    FieldChange, LookupRequest, WriteOutcome,
+    Capabilities, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityErasure, ErasureBlocker,
+    ErasureRequest, FieldChange, LookupRequest, WriteOutcome,
 };
 use crate::declaration::{DeclarationError, Location, StoreDecl, ValidatedConnector};
 use crate::identity::IdentityValue;
@@ -39,6 +39,8 @@ pub struct MongoConnector {
     database: Database,
     /// Per entity, per field: the path split into its segments.
     paths: Vec<Vec<Vec<String>>>,
+    /// Erasure blockers read from samples, with when.
+    blockers: tokio::sync::Mutex<Option<(std::time::Instant, Vec<ErasureBlocker>)>>,
 }
 
 impl MongoConnector {
@@ -78,6 +80,7 @@ impl MongoConnector {
                 })
                 .collect(),
             descriptor,
+            blockers: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -152,6 +155,8 @@ impl MongoConnector {
 
 /// Documents `check` reads from each collection (the first ones in `_id` order).
 const SAMPLE_SIZE: i64 = 500;
+/// How long the erasure blockers read from samples are reused before being read again.
+const BLOCKERS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl MongoConnector {
     /// What a sample of an entity's documents shows: declared paths no document has (a warning:
@@ -167,16 +172,57 @@ impl MongoConnector {
             return;
         }
         let paths = &self.paths[entity];
-        for (field, path) in descriptor.fields.iter().zip(paths) {
+        for (f, (field, path)) in descriptor.fields.iter().zip(paths).enumerate() {
             if !sample.iter().any(|d| at_path(d, path).is_some()) {
-                check.warnings.push(format!(
-                    "path `{}` (field `{}`) occurs in none of the {} documents sampled in _id order: it reads as null",
-                    path.join("."),
-                    field.name,
-                    sample.len()
-                ));
+                check.warning(
+                    Some(f),
+                    format!(
+                        "path `{}` (field `{}`) occurs in none of the {} documents sampled in _id order: it reads as null",
+                        path.join("."),
+                        field.name,
+                        sample.len()
+                    ),
+                );
             }
         }
+        // A document whose value cannot be read as the declared type fails every fetch it is in.
+        for (f, (field, path)) in descriptor.fields.iter().zip(paths).enumerate() {
+            let mut unreadable: Vec<&'static str> = Vec::new();
+            let mut count = 0usize;
+            for value in sample.iter().filter_map(|d| at_path(d, path)) {
+                if convert(Some(value), field.field_type).is_none() {
+                    count += 1;
+                    let name = bson_type_name(value);
+                    if !unreadable.contains(&name) {
+                        unreadable.push(name);
+                    }
+                }
+            }
+            if count > 0 {
+                check.problem(
+                    Some(f),
+                    format!(
+                        "field `{}` (path `{}`) is declared type = \"{}\" but {count} of {} sampled documents store {}, \
+                         which cannot be read as that: reading a person's documents would fail",
+                        field.name,
+                        path.join("."),
+                        field.field_type.as_str(),
+                        sample.len(),
+                        unreadable.join(", ")
+                    ),
+                );
+            }
+        }
+        for (f, problem) in self.lookup_mismatches(entity, sample) {
+            check.problem(Some(f), problem);
+        }
+    }
+
+    /// Lookup fields the sampled documents store as a type their lookups cannot match.
+    fn lookup_mismatches(&self, entity: usize, sample: &[Document]) -> Vec<(usize, String)> {
+        let descriptor = &self.descriptor.entities[entity];
+        let paths = &self.paths[entity];
+        let mut problems = Vec::new();
         for link in &descriptor.lookups {
             let field = &descriptor.fields[link.field];
             let path = &paths[link.field];
@@ -192,7 +238,7 @@ impl MongoConnector {
                 stored += 1;
                 let misfits: Vec<&'static str> = values
                     .iter()
-                    .filter(|v| !lookup_matches(field.field_type, v))
+                    .filter(|v| !lookup_matches(field.field_type, path, v))
                     .map(|v| bson_type_name(v))
                     .collect();
                 if !misfits.is_empty() {
@@ -205,7 +251,7 @@ impl MongoConnector {
                 }
             }
             if unmatched_count > 0 {
-                check.problems.push(format!(
+                problems.push((link.field, format!(
                     "lookup field `{}` (path `{}`) is declared type = \"{}\" but {} of {} sampled documents store it as {}: \
                      lookups by it would never find (nor erase) them; declare the type the documents store",
                     field.name,
@@ -214,22 +260,65 @@ impl MongoConnector {
                     unmatched_count,
                     stored,
                     unmatched.join(", ")
-                ));
+                )));
             }
         }
+        problems
+    }
+
+    /// The first documents of an entity's collection in `_id` order.
+    async fn sample(&self, entity: usize) -> Result<Vec<Document>, ConnectorError> {
+        self.database
+            .collection::<Document>(&self.descriptor.entities[entity].source)
+            .find(doc! {})
+            .sort(doc! { "_id": 1 })
+            .limit(SAMPLE_SIZE)
+            .await
+            .map_err(|e| self.store_error(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.store_error(e))
+    }
+
+    /// Lookups that cannot match what the documents store, from a sample of each collection,
+    /// cached for [`BLOCKERS_TTL`].
+    async fn live_erasure_blockers(&self) -> Result<Vec<ErasureBlocker>, ConnectorError> {
+        let mut cache = self.blockers.lock().await;
+        if let Some((read, blockers)) = cache.as_ref()
+            && read.elapsed() < BLOCKERS_TTL
+        {
+            return Ok(blockers.clone());
+        }
+        let mut blockers = Vec::new();
+        for e in 0..self.descriptor.entities.len() {
+            let sample = self.sample(e).await?;
+            blockers.extend(self.lookup_mismatches(e, &sample).into_iter().map(|(_, reason)| {
+                ErasureBlocker {
+                    entity: e,
+                    reason,
+                    unfindable: true,
+                }
+            }));
+        }
+        *cache = Some((std::time::Instant::now(), blockers.clone()));
+        Ok(blockers)
     }
 }
 
 /// Whether a lookup of a field declared `field_type` can match a stored `value`: integer
 /// lookups bind numbers (MongoDB compares numbers across int32, int64 and double), every other
-/// type binds strings (and ObjectIds for `_id`).
-fn lookup_matches(field_type: FieldType, value: &Bson) -> bool {
+/// type binds strings (and ObjectIds for `_id`), as [`bson_values`] does.
+fn lookup_matches(field_type: FieldType, path: &[String], value: &Bson) -> bool {
     match field_type {
         FieldType::Int | FieldType::Bigint => matches!(
             value,
             Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_)
         ),
-        _ => matches!(value, Bson::String(_) | Bson::ObjectId(_)),
+        _ => match value {
+            Bson::String(_) => true,
+            Bson::ObjectId(_) => path.len() == 1 && path[0] == "_id",
+            _ => false,
+        },
     }
 }
 
@@ -370,6 +459,10 @@ impl Connector for MongoConnector {
         documents.iter().map(|d| self.record(request.entity, d)).collect()
     }
 
+    async fn erasure_blockers(&self) -> Result<Vec<ErasureBlocker>, ConnectorError> {
+        self.live_erasure_blockers().await
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             erase: true,
@@ -470,6 +563,7 @@ impl Connector for MongoConnector {
         let mut checks = Vec::new();
         for (e, entity) in self.descriptor.entities.iter().enumerate() {
             let mut check = EntityCheck {
+                fields: Vec::new(),
                 entity: entity.name.clone(),
                 problems: Vec::new(),
                 warnings: Vec::new(),
@@ -490,17 +584,7 @@ impl Connector for MongoConnector {
                 .try_collect()
                 .await
                 .map_err(|e| self.store_error(e))?;
-            let sample: Vec<Document> = self
-                .database
-                .collection::<Document>(&entity.source)
-                .find(doc! {})
-                .sort(doc! { "_id": 1 })
-                .limit(SAMPLE_SIZE)
-                .await
-                .map_err(|e| self.store_error(e))?
-                .try_collect()
-                .await
-                .map_err(|e| self.store_error(e))?;
+            let sample = self.sample(e).await?;
             self.check_sample(e, &sample, &mut check);
             for link in &entity.lookups {
                 let path = self.paths[e][link.field].join(".");
@@ -508,9 +592,10 @@ impl Connector for MongoConnector {
                     .iter()
                     .any(|index| index.keys.keys().next() == Some(&path))
                 {
-                    check.warnings.push(format!(
-                        "no index starts with {path}: lookups by it scan the whole collection"
-                    ));
+                    check.warning(
+                        Some(link.field),
+                        format!("no index starts with {path}: lookups by it scan the whole collection"),
+                    );
                 }
             }
             checks.push(check);
@@ -522,6 +607,42 @@ impl Connector for MongoConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookups_match_the_bson_types_their_values_are_bound_as() {
+        let path = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
+        assert!(lookup_matches(
+            FieldType::Bigint,
+            &path("owner.id"),
+            &Bson::Int32(7)
+        ));
+        assert!(lookup_matches(
+            FieldType::Int,
+            &path("owner.id"),
+            &Bson::Double(7.0)
+        ));
+        assert!(!lookup_matches(
+            FieldType::Bigint,
+            &path("owner.id"),
+            &Bson::String("7".into())
+        ));
+        assert!(!lookup_matches(
+            FieldType::String,
+            &path("owner.id"),
+            &Bson::Int64(7)
+        ));
+        assert!(lookup_matches(
+            FieldType::String,
+            &path("_id"),
+            &Bson::ObjectId(ObjectId::new())
+        ));
+        assert!(!lookup_matches(
+            FieldType::String,
+            &path("owner.ref"),
+            &Bson::ObjectId(ObjectId::new())
+        ));
+        assert_eq!(bson_type_name(&Bson::Int64(1)), "long");
+    }
 
     #[test]
     fn paths_walk_documents_and_array_indexes() {

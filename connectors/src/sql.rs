@@ -989,15 +989,17 @@ impl Connector for SqlConnector {
         .map_err(|e| self.store_error(e))
     }
 
+    /// Every entity checked against the catalogue concurrently (the pool bounds the connections),
+    /// answered in declaration order.
     async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError> {
         let mut checks = Vec::with_capacity(self.descriptor.entities.len());
         for entity in &self.descriptor.entities {
-            checks.push(self.check_entity(entity).await?);
+            checks.push(self.check_entity(entity));
         }
-        Ok(checks)
+        futures::future::try_join_all(checks).await
     }
 
-    async fn erasure_blockers(&self) -> Result<Vec<(usize, String)>, ConnectorError> {
+    async fn erasure_blockers(&self) -> Result<Vec<crate::connector::ErasureBlocker>, ConnectorError> {
         self.live_erasure_blockers().await
     }
 

@@ -65,7 +65,12 @@ pub struct FileStore {
     root: Option<std::path::PathBuf>,
     /// Where the storage is declared, for `check`'s findings.
     pub location: Option<Location>,
+    /// The last [`Self::erasure_problems`], with when it was found.
+    checked: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
 }
+
+/// How long [`FileStore::erasure_problems`] reuses what it found.
+const CHECK_TTL: Duration = Duration::from_secs(60);
 
 impl FileStore {
     /// Opens the store the templates describe, with secrets from `env`.
@@ -138,6 +143,7 @@ impl FileStore {
             timeout,
             root,
             location: Some(location),
+            checked: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -151,7 +157,22 @@ impl FileStore {
             timeout,
             root: Some(directory.to_owned()),
             location: None,
+            checked: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// What would make deleting files here fail or miss them (the [`Self::check`] of a store
+    /// erasure writes to), cached for a minute: an erasure refuses to start while there is any.
+    pub async fn erasure_problems(&self) -> Vec<String> {
+        let mut cached = self.checked.lock().await;
+        if let Some((at, problems)) = cached.as_ref()
+            && at.elapsed() < CHECK_TTL
+        {
+            return problems.clone();
+        }
+        let problems = self.check(true).await;
+        *cached = Some((std::time::Instant::now(), problems.clone()));
+        problems
     }
 
     /// What `check` finds wrong with the storage: the location exists and can be listed, and,

@@ -101,10 +101,35 @@ pub async fn check_all(service: &SubjectService) -> CheckReport {
             Ok(entities) => entities
                 .into_iter()
                 .map(|check| {
-                    let mut details = check.problems.clone();
-                    details.extend(check.warnings.iter().map(|w| format!("warning: {w}")));
-                    // An entity erasure cannot reach makes every erasure of its people FAIL.
                     let position = descriptor.entities.iter().position(|e| e.name == check.entity);
+                    // A finding about one field names the line the field is declared on.
+                    let at = |finding: &str| {
+                        let field = check.field_of(finding)?;
+                        let location = registered
+                            .origin
+                            .as_ref()?
+                            .field_locations
+                            .get(position?)?
+                            .get(field)?;
+                        let file = location.file.file_name().map_or_else(
+                            || location.file.display().to_string(),
+                            |name| name.to_string_lossy().into_owned(),
+                        );
+                        let (line, column) = location.line?;
+                        Some(format!(" (at {file}:{line}:{column})"))
+                    };
+                    let mut details: Vec<String> = check
+                        .problems
+                        .iter()
+                        .map(|p| format!("{p}{}", at(p).unwrap_or_default()))
+                        .collect();
+                    details.extend(
+                        check
+                            .warnings
+                            .iter()
+                            .map(|w| format!("warning: {w}{}", at(w).unwrap_or_default())),
+                    );
+                    // An entity erasure cannot reach makes every erasure of its people FAIL.
                     if let Some(e) = position
                         && !matches!(descriptor.entities[e].erasure.action, ErasureAction::Cascade(_))
                         && !connector.erases(e)

@@ -480,6 +480,7 @@ fn origin(validated: &ValidatedConnector) -> DeclarationOrigin {
     DeclarationOrigin {
         location: validated.location.clone(),
         entity_locations: validated.entity_locations.clone(),
+        field_locations: validated.field_locations.clone(),
     }
 }
 

@@ -18,6 +18,8 @@ pub struct DeclarationOrigin {
     pub location: Location,
     /// One per entity, in the descriptor's order.
     pub entity_locations: Vec<Location>,
+    /// Per entity, one per field, in the descriptor's order.
+    pub field_locations: Vec<Vec<Location>>,
 }
 
 /// A connector to register: the connector, where it was declared, and the object storage its

@@ -127,6 +127,7 @@ impl Connector for ConsentLog {
     async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError> {
         self.health().await?;
         Ok(vec![EntityCheck {
+            fields: Vec::new(),
             entity: "events".into(),
             problems: Vec::new(),
             warnings: vec!["a JSON-lines file has no index: every lookup reads the whole file".into()],

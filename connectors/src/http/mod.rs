@@ -195,11 +195,24 @@ impl HttpConnector {
     }
 
     /// Sends the probe call; refused credentials and timeouts are errors naming the connector.
-    async fn probe(&self) -> Result<(), ConnectorError> {
+    /// Answers a warning when the lookup probe's answer has nothing at the records path (a
+    /// misspelt path reads every lookup as "no records").
+    async fn probe(&self) -> Result<Option<String>, ConnectorError> {
         let (what, method, url, body) = self.probe_call()?;
         let name = &self.descriptor.name;
         let declared = self.store.health.is_some();
         match self.send(&method, url, body.as_ref()).await {
+            Ok(Answer::Json(answer)) if !declared => Ok(self
+                .store
+                .entities
+                .first()
+                .filter(|http| http.request.records.query(&answer).all().is_empty())
+                .map(|http| {
+                    format!(
+                        "the answer to {what} has nothing at the records path `{}`: if it is misspelt, every lookup reads as no records",
+                        http.request.records
+                    )
+                })),
             // A declared health request must succeed.
             Ok(Answer::Gone) if declared => Err(ConnectorError::Other(format!(
                 "`{name}` answered 404/410 to {what}: check its path"
@@ -209,7 +222,7 @@ impl HttpConnector {
                 code.unwrap_or_else(|| "an error".into())
             ))),
             // A 4xx other than 401/403 answers the odd probe value, past the authentication.
-            Ok(_) | Err(ConnectorError::Query { .. }) => Ok(()),
+            Ok(_) | Err(ConnectorError::Query { .. }) => Ok(None),
             Err(ConnectorError::Unauthorized) => Err(ConnectorError::Other(format!(
                 "credentials refused: `{name}` answered 401/403 to {what}; check its auth settings"
             ))),
@@ -804,15 +817,17 @@ impl Connector for HttpConnector {
     /// `health` request or else the first entity's lookup with a value that matches nobody.
     async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError> {
         self.health().await?;
-        self.probe().await?;
+        let warning = self.probe().await?;
         Ok(self
             .descriptor
             .entities
             .iter()
-            .map(|entity| EntityCheck {
+            .enumerate()
+            .map(|(e, entity)| EntityCheck {
+                fields: Vec::new(),
                 entity: entity.name.clone(),
                 problems: Vec::new(),
-                warnings: Vec::new(),
+                warnings: warning.clone().filter(|_| e == 0).into_iter().collect(),
             })
             .collect())
     }

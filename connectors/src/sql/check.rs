@@ -9,7 +9,9 @@
 use std::time::{Duration, Instant};
 
 use super::{Pool, SqlConnector, first_index_key, normalise_key, type_fits};
-use crate::connector::{Compare, ConnectorError, EntityCheck, EntityDescriptor, ErasureAction, FieldErasure};
+use crate::connector::{
+    Compare, ConnectorError, EntityCheck, EntityDescriptor, ErasureAction, ErasureBlocker, FieldErasure,
+};
 use crate::declaration::SqlDialect;
 
 /// How long the erasure blockers read from the catalogue are reused before being read again.
@@ -22,6 +24,8 @@ struct Column {
     nullable: bool,
     /// MySQL/MariaDB: the column's collation (`utf8mb4_bin`); `None` elsewhere or for non-text.
     collation: Option<String>,
+    /// The most characters a text column holds (`VARCHAR(64)`), when the store enforces one.
+    max_length: Option<i64>,
 }
 
 /// A foreign key from another table onto the checked one.
@@ -73,7 +77,7 @@ impl TableFacts {
 /// Cached erasure blockers (`(entity index, reason)`: a NOT NULL column masked to null, a primary
 /// key the store does not keep unique, a foreign key from kept records that blocks a delete or
 /// that a delete cascades into), with when they were read.
-pub(super) type BlockerCache = tokio::sync::Mutex<Option<(Instant, Vec<(usize, String)>)>>;
+pub(super) type BlockerCache = tokio::sync::Mutex<Option<(Instant, Vec<ErasureBlocker>)>>;
 
 impl SqlConnector {
     /// Reads what the catalogue says about `entity`'s table.
@@ -85,8 +89,9 @@ impl SqlConnector {
         let err = |e| self.store_error(e);
         match &self.pool {
             Pool::Postgres(pool) => {
-                let columns = sqlx::query_as::<_, (String, String, String)>(
-                    "SELECT column_name::text, data_type::text, is_nullable::text FROM information_schema.columns \
+                let columns = sqlx::query_as::<_, (String, String, String, Option<i64>)>(
+                    "SELECT column_name::text, data_type::text, is_nullable::text, \
+                     character_maximum_length::bigint FROM information_schema.columns \
                      WHERE table_schema = COALESCE($1, current_schema()) AND table_name = $2",
                 )
                 .bind(&schema)
@@ -135,11 +140,12 @@ impl SqlConnector {
                 Ok(TableFacts {
                     columns: columns
                         .into_iter()
-                        .map(|(name, data_type, nullable)| Column {
+                        .map(|(name, data_type, nullable, max_length)| Column {
                             name,
                             data_type,
                             nullable: nullable.eq_ignore_ascii_case("yes"),
                             collation: None,
+                            max_length,
                         })
                         .collect(),
                     index_keys: defs.iter().filter_map(|def| first_index_key(def)).collect(),
@@ -155,9 +161,10 @@ impl SqlConnector {
                 })
             }
             Pool::MySql(pool) => {
-                let columns = sqlx::query_as::<_, (String, String, String, Option<String>)>(
+                let columns = sqlx::query_as::<_, (String, String, String, Option<String>, Option<i64>)>(
                     "SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR), CAST(is_nullable AS CHAR), \
-                     CAST(collation_name AS CHAR) FROM information_schema.columns \
+                     CAST(collation_name AS CHAR), CAST(character_maximum_length AS SIGNED) \
+                     FROM information_schema.columns \
                      WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?",
                 )
                 .bind(&schema)
@@ -199,11 +206,12 @@ impl SqlConnector {
                 Ok(TableFacts {
                     columns: columns
                         .into_iter()
-                        .map(|(name, data_type, nullable, collation)| Column {
+                        .map(|(name, data_type, nullable, collation, max_length)| Column {
                             name,
                             data_type,
                             nullable: nullable.eq_ignore_ascii_case("yes"),
                             collation,
+                            max_length,
                         })
                         .collect(),
                     index_keys: keys.iter().map(|k| normalise_key(k)).collect(),
@@ -283,6 +291,8 @@ impl SqlConnector {
                             data_type,
                             nullable: notnull == 0,
                             collation: None,
+                            // SQLite does not enforce declared lengths.
+                            max_length: None,
                         })
                         .collect(),
                     index_keys: keys,
@@ -307,6 +317,7 @@ impl SqlConnector {
     ) -> Result<EntityCheck, ConnectorError> {
         let facts = self.table_facts(entity).await?;
         let mut check = EntityCheck {
+            fields: Vec::new(),
             entity: entity.name.clone(),
             problems: Vec::new(),
             warnings: Vec::new(),
@@ -317,34 +328,42 @@ impl SqlConnector {
                 .push(format!("table `{}` does not exist", entity.source));
             return Ok(check);
         }
-        let mut missing: Vec<&str> = Vec::new();
-        for field in &entity.fields {
+        let mut missing: Vec<(usize, &str)> = Vec::new();
+        for (f, field) in entity.fields.iter().enumerate() {
             match facts.column(&field.name) {
-                None => missing.push(&field.name),
+                None => missing.push((f, &field.name)),
                 Some(column) if !type_fits(self.dialect, field.field_type, &column.data_type) => {
-                    check.problems.push(format!(
-                        "column `{}` is {} but is declared type = \"{}\"",
-                        field.name,
-                        column.data_type.to_ascii_lowercase(),
-                        field.field_type.as_str()
-                    ));
+                    check.problem(
+                        Some(f),
+                        format!(
+                            "column `{}` is {} but is declared type = \"{}\"",
+                            field.name,
+                            column.data_type.to_ascii_lowercase(),
+                            field.field_type.as_str()
+                        ),
+                    );
                 }
                 Some(_) => {}
             }
         }
-        if !missing.is_empty() {
-            check.problems.push(format!(
-                "table `{}` has no column{} {}",
-                entity.source,
-                if missing.len() == 1 { "" } else { "s" },
-                missing
-                    .iter()
-                    .map(|m| format!("`{m}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+        if let Some((first, _)) = missing.first() {
+            check.problem(
+                Some(*first),
+                format!(
+                    "table `{}` has no column{} {}",
+                    entity.source,
+                    if missing.len() == 1 { "" } else { "s" },
+                    missing
+                        .iter()
+                        .map(|(_, m)| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
         }
-        check.problems.extend(erasure_blockers_of(entity, &facts));
+        for (field, problem) in erasure_blockers_of(entity, &facts) {
+            check.problem(field, problem);
+        }
         if entity.primary_key.is_none() && !matches!(entity.erasure.action, ErasureAction::Cascade(_)) {
             check.problems.push(
                 "no primary_key is declared: erasure deletes and masks one record at a time by its primary key \
@@ -371,9 +390,10 @@ impl SqlConnector {
                 } else {
                     String::new()
                 };
-                check.warnings.push(format!(
-                    "no index starts with {wanted}: lookups by it scan the whole table{hint}"
-                ));
+                check.warning(
+                    Some(lookup.field),
+                    format!("no index starts with {wanted}: lookups by it scan the whole table{hint}"),
+                );
             }
             // MySQL/MariaDB compare text by the column's collation: say which one a
             // case-insensitive lookup meets when it is not case-insensitive itself.
@@ -384,11 +404,14 @@ impl SqlConnector {
                     .and_then(|c| c.collation.as_deref())
                 && !collation.to_ascii_lowercase().ends_with("_ci")
             {
-                check.warnings.push(format!(
-                    "column `{}` has the case-sensitive collation {collation}: compare = \"lowercase\" \
-                     has to compare LOWER({}), which no index on the column serves",
-                    entity.fields[lookup.field].name, entity.fields[lookup.field].name
-                ));
+                check.warning(
+                    Some(lookup.field),
+                    format!(
+                        "column `{}` has the case-sensitive collation {collation}: compare = \"lowercase\" \
+                         has to compare LOWER({}), which no index on the column serves",
+                        entity.fields[lookup.field].name, entity.fields[lookup.field].name
+                    ),
+                );
             }
         }
         Ok(check)
@@ -494,7 +517,7 @@ impl SqlConnector {
 
     /// Why erasure of each entity would fail (or reach other rows) on the live store, read from
     /// the catalogue and cached for [`BLOCKERS_TTL`].
-    pub(super) async fn live_erasure_blockers(&self) -> Result<Vec<(usize, String)>, ConnectorError> {
+    pub(super) async fn live_erasure_blockers(&self) -> Result<Vec<ErasureBlocker>, ConnectorError> {
         let mut cache = self.blockers.lock().await;
         if let Some((read, blockers)) = cache.as_ref()
             && read.elapsed() < BLOCKERS_TTL
@@ -513,8 +536,13 @@ impl SqlConnector {
             blockers.extend(
                 erasure_blockers_of(entity, &facts)
                     .into_iter()
+                    .map(|(_, reason)| reason)
                     .chain(self.reference_problems(entity, &facts))
-                    .map(|b| (e, b)),
+                    .map(|reason| ErasureBlocker {
+                        entity: e,
+                        reason,
+                        unfindable: false,
+                    }),
             );
         }
         *cache = Some((Instant::now(), blockers.clone()));
@@ -524,16 +552,33 @@ impl SqlConnector {
 
 /// What makes erasure of `entity` unsafe or certain to fail on this table: a field masked to
 /// NULL in a NOT NULL column; a primary key the store does not keep unique.
-fn erasure_blockers_of(entity: &EntityDescriptor, facts: &TableFacts) -> Vec<String> {
+fn erasure_blockers_of(entity: &EntityDescriptor, facts: &TableFacts) -> Vec<(Option<usize>, String)> {
     let mut blockers = Vec::new();
     if matches!(entity.erasure.action, ErasureAction::Mask | ErasureAction::Retain) {
         for (f, erasure) in entity.masked_fields() {
             let name = &entity.fields[f].name;
+            // What masking writes must fit the column: a longer value is refused by the store.
+            let written = match &erasure {
+                FieldErasure::Redact(text) => Some(("redact", text.chars().count())),
+                FieldErasure::Pseudonymize => Some(("pseudonymize", crate::mask::PSEUDONYM_LEN)),
+                _ => None,
+            };
+            if let (Some((how, length)), Some(max)) = (written, facts.column(name).and_then(|c| c.max_length))
+                && i64::try_from(length).is_ok_and(|length| length > max)
+            {
+                blockers.push((
+                    Some(f),
+                    format!(
+                        "column `{name}` holds at most {max} characters but erasure = \"{how}\" writes {length}: \
+                         the store would refuse the erasure (widen the column or declare a shorter redaction)"
+                    ),
+                ));
+            }
             if erasure == FieldErasure::Null && facts.column(name).is_some_and(|c| !c.nullable) {
-                blockers.push(format!(
+                blockers.push((Some(f), format!(
                     "column `{name}` is NOT NULL but its field declares erasure = \"null\": the store would refuse \
                      the erasure (declare \"redact\" or \"pseudonymize\", or allow NULL in the column)"
-                ));
+                )));
             }
         }
     }
@@ -548,11 +593,11 @@ fn erasure_blockers_of(entity: &EntityDescriptor, facts: &TableFacts) -> Vec<Str
                 .iter()
                 .any(|key| !key.is_empty() && key.iter().all(|column| *column == name));
             if facts.column(&name).is_some() && !proven {
-                blockers.push(format!(
+                blockers.push((Some(pk), format!(
                     "primary_key `{}` is not unique on the store (no primary key or unique index over exactly `{}`): \
                      erasure acts by the primary key and could reach other people's rows",
                     entity.fields[pk].name, entity.fields[pk].name
-                ));
+                )));
             }
         }
     }

@@ -84,8 +84,9 @@ pub(super) struct SubjectPlan {
     pub failures: Vec<(String, String)>,
 }
 
-/// Entities the live stores would refuse to erase: `(connector, entity) -> reason`.
-pub(super) type Blockers = std::collections::HashMap<(usize, usize), String>;
+/// Entities the live stores would refuse to erase (or whose records erasure could not find):
+/// `(connector, entity) -> (reason, unfindable)`. An unfindable entity blocks every erasure.
+pub(super) type Blockers = std::collections::HashMap<(usize, usize), (String, bool)>;
 
 /// How one task ended.
 enum TaskEnd {
@@ -335,7 +336,7 @@ impl PrivacyEngine {
                 match tokio::time::timeout(descriptor.timeout, asked).await {
                     Ok(Ok(blockers)) => blockers
                         .into_iter()
-                        .map(|(e, reason)| ((c, e), reason))
+                        .map(|b| ((c, b.entity), (b.reason, b.unfindable)))
                         .collect::<Vec<_>>(),
                     Ok(Err(error)) => {
                         tracing::warn!(connector = %descriptor.name, code = error.code(), "could not read what would block erasure");
@@ -347,28 +348,75 @@ impl PrivacyEngine {
                     }
                 }
             });
+        // Files are deleted with the records of deleted entities that name them: their storage
+        // must be there and writable, or the erasure would fail halfway or miss the files.
+        let storages = registry
+            .connectors
+            .iter()
+            .enumerate()
+            .map(|(c, registered)| async move {
+                let descriptor = registered.connector.descriptor();
+                let deleting: Vec<usize> = (0..descriptor.entities.len())
+                    .filter(|e| {
+                        let entity = &descriptor.entities[*e];
+                        entity.files.is_some() && entity.erasure.action == ErasureAction::Delete
+                    })
+                    .collect();
+                let (Some(storage), false) = (&registered.storage, deleting.is_empty()) else {
+                    return Vec::new();
+                };
+                let problems = tokio::time::timeout(descriptor.timeout, storage.erasure_problems())
+                    .await
+                    .unwrap_or_else(|_| vec!["the file storage did not answer in time".to_owned()]);
+                deleting
+                    .into_iter()
+                    .flat_map(|e| {
+                        problems
+                            .iter()
+                            .map(move |p| ((c, e), (format!("its files cannot be deleted: {p}"), false)))
+                    })
+                    .collect::<Vec<_>>()
+            });
+        let (asked, storages) = tokio::join!(
+            futures::future::join_all(asks),
+            futures::future::join_all(storages)
+        );
         let mut all: Blockers = Blockers::new();
-        for ((c, e), reason) in futures::future::join_all(asks).await.into_iter().flatten() {
-            all.entry((c, e))
-                .and_modify(|r| {
+        for (key, (reason, unfindable)) in asked.into_iter().chain(storages).flatten() {
+            all.entry(key)
+                .and_modify(|(r, u)| {
                     r.push_str("; ");
                     r.push_str(&reason);
+                    *u |= unfindable;
                 })
-                .or_insert(reason);
+                .or_insert((reason, unfindable));
         }
         all
     }
 
-    /// The erasure refusal for a plan touching blocked entities, naming each `connector.entity`.
+    /// The blocked entities a plan meets: those it acts on, and every unfindable one (the person
+    /// may have records there that no lookup can find). Sorted by connector and entity.
+    fn blocked_in(&self, plan: &SubjectPlan, blockers: &Blockers) -> Vec<(usize, usize, String)> {
+        let mut blocked: Vec<(usize, usize, String)> = blockers
+            .iter()
+            .filter(|((c, e), (_, unfindable))| {
+                *unfindable || plan.entities.iter().any(|p| p.connector == *c && p.entity == *e)
+            })
+            .map(|((c, e), (reason, _))| (*c, *e, reason.clone()))
+            .collect();
+        blocked.sort();
+        blocked
+    }
+
+    /// The erasure refusal for a plan meeting blocked entities, naming each `connector.entity`.
     fn blocked_refusal(&self, plan: &SubjectPlan, blockers: &Blockers) -> Option<String> {
         let registry = self.executor.registry();
-        let blocked: Vec<String> = plan
-            .entities
-            .iter()
-            .filter_map(|p| {
-                let reason = blockers.get(&(p.connector, p.entity))?;
-                let d = registry.connectors[p.connector].connector.descriptor();
-                Some(format!("{}.{}: {reason}", d.name, d.entities[p.entity].name))
+        let blocked: Vec<String> = self
+            .blocked_in(plan, blockers)
+            .into_iter()
+            .map(|(c, e, reason)| {
+                let d = registry.connectors[c].connector.descriptor();
+                format!("{}.{}: {reason}", d.name, d.entities[e].name)
             })
             .collect();
         (!blocked.is_empty()).then(|| {
@@ -393,7 +441,9 @@ impl PrivacyEngine {
                 ErasureAction::Cascade(_) => true,
                 _ => registered.connector.erases(planned.entity),
             };
-            let blocked_by = blockers.get(&(planned.connector, planned.entity));
+            let blocked_by = blockers
+                .get(&(planned.connector, planned.entity))
+                .map(|(reason, _)| reason);
             blocked |= exceeds || !supported || blocked_by.is_some();
             let fields: Vec<String> = entity
                 .masked_fields()
@@ -424,6 +474,27 @@ impl PrivacyEngine {
                 "supported": supported,
                 "note": note,
                 "blockedBy": blocked_by,
+                "error": null,
+            }));
+        }
+        // Unfindable entities the person was not found in: their records may be there all the same.
+        for (c, e, reason) in self.blocked_in(plan, blockers) {
+            if plan.entities.iter().any(|p| p.connector == c && p.entity == e) {
+                continue;
+            }
+            let descriptor = registry.connectors[c].connector.descriptor();
+            let entity = &descriptor.entities[e];
+            blocked = true;
+            entries.push(json!({
+                "connector": descriptor.name,
+                "entity": entity.name,
+                "action": entity.erasure.action.as_str(),
+                "records": 0,
+                "files": 0,
+                "fieldsTouched": [],
+                "exceedsLimit": false,
+                "supported": registry.connectors[c].connector.erases(e),
+                "blockedBy": reason,
                 "error": null,
             }));
         }

@@ -1,7 +1,7 @@
 //! `subject-gateway check`: declarations verified against the live stores.
 
 use subject_gateway::check::{CheckReport, CheckRow, check_all};
-use subject_gateway_tests::{ConfigCopy, ReferenceWorld, config_dir};
+use subject_gateway_tests::{ConfigCopy, ReferenceWorld, TestGateway, config_dir};
 
 #[tokio::test]
 async fn check_passes_on_the_reference_world_and_names_what_is_missing() -> anyhow::Result<()> {
@@ -67,12 +67,12 @@ async fn check_passes_on_the_reference_world_and_names_what_is_missing() -> anyh
     assert!(!row("sessions").ok);
     assert_eq!(
         row("sessions").details,
-        ["table `sessions` has no column `user_agent`"],
+        ["table `sessions` has no column `user_agent` (at accounts.toml:52:1)"],
         "{table}"
     );
     assert_eq!(
         row("preferences").details,
-        ["column `newsletter` is text but is declared type = \"bool\""],
+        ["column `newsletter` is text but is declared type = \"bool\" (at accounts.toml:67:1)"],
         "{table}"
     );
     assert!(!row("payment_methods").ok);
@@ -102,23 +102,32 @@ fn mentions(row: &CheckRow, text: &str) -> bool {
     row.details.iter().any(|d| d.contains(text))
 }
 
+/// The reference world's environment, with some variables replaced.
+fn env_with(
+    world: &ReferenceWorld,
+    overrides: &[(&'static str, String)],
+) -> impl Fn(&str) -> Option<String> + use<> {
+    let base = world.env();
+    let overrides: Vec<(&'static str, String)> = overrides.to_vec();
+    move |name: &str| {
+        overrides
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| base(name))
+    }
+}
+
 /// The reference world's service, with some variables of its environment replaced.
 async fn service_with(
     world: &ReferenceWorld,
     config: &std::path::Path,
     overrides: &[(&'static str, String)],
 ) -> anyhow::Result<subject_schema::SubjectService> {
-    let base = world.env();
-    let overrides: Vec<(&'static str, String)> = overrides.to_vec();
-    let env = move |name: &str| {
-        overrides
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
-            .or_else(|| base(name))
-    };
     let config = subject_gateway::config::Config::load(config)?;
-    Ok(config.build_service(env, Vec::new()).await?)
+    Ok(config
+        .build_service(env_with(world, overrides), Vec::new())
+        .await?)
 }
 
 #[tokio::test]
@@ -148,6 +157,15 @@ async fn a_not_null_column_masked_to_null_blocks_check_the_plan_and_the_erasure(
         customers.location.contains("billing.toml:14:"),
         "{}",
         customers.location
+    );
+    // The finding names the line of the field it is about.
+    assert!(
+        customers
+            .details
+            .iter()
+            .any(|d| d.starts_with("column `company`") && d.ends_with("(at billing.toml:40:1)")),
+        "{}",
+        report.table()
     );
 
     // The plan shows the entity blocked, with the reason; the erasure refuses before acting.
@@ -282,6 +300,13 @@ async fn keys_and_foreign_keys_are_proven_on_the_live_store() -> anyhow::Result<
     sqlx::query("ALTER TABLE customers MODIFY email VARCHAR(320) COLLATE utf8mb4_bin NOT NULL")
         .execute(&billing)
         .await?;
+    // Invoices keep a billing name too short for its pseudonym.
+    sqlx::query("UPDATE invoices SET billing_name = LEFT(billing_name, 8)")
+        .execute(&billing)
+        .await?;
+    sqlx::query("ALTER TABLE invoices MODIFY billing_name VARCHAR(8)")
+        .execute(&billing)
+        .await?;
     sqlx::query(
         "CREATE TABLE card_events (id INT PRIMARY KEY, payment_method_id VARCHAR(64), \
          CONSTRAINT card_events_pm FOREIGN KEY (payment_method_id) REFERENCES payment_methods (id))",
@@ -298,7 +323,7 @@ async fn keys_and_foreign_keys_are_proven_on_the_live_store() -> anyhow::Result<
         sessions.details,
         [
             "primary_key `id` is not unique on the store (no primary key or unique index over exactly `id`): \
-             erasure acts by the primary key and could reach other people's rows"
+             erasure acts by the primary key and could reach other people's rows (at accounts.toml:52:1)"
         ],
         "{table}"
     );
@@ -327,6 +352,16 @@ async fn keys_and_foreign_keys_are_proven_on_the_live_store() -> anyhow::Result<
         mentions(
             customers,
             "warning: column `email` has the case-sensitive collation utf8mb4_bin: compare = \"lowercase\""
+        ),
+        "{table}"
+    );
+    let invoices = row(&report, "billing", "invoices");
+    assert!(!invoices.ok, "{table}");
+    assert!(
+        mentions(
+            invoices,
+            "column `billing_name` holds at most 8 characters but erasure = \"pseudonymize\" writes 37: \
+             the store would refuse the erasure"
         ),
         "{table}"
     );
@@ -370,6 +405,11 @@ async fn mongo_lookups_stored_as_another_type_are_refused_and_missing_paths_warn
         "owner_id = { type = \"string\", category = \"user.unique_id\", path = \"owner.id\" }\n\
          licence = { type = \"string\", category = \"system.operations\", path = \"exif.licence\" }",
     )?;
+    config.edit(
+        "connectors/uploads.toml",
+        "visibility = { type = \"string\"",
+        "visibility = { type = \"bool\"",
+    )?;
     let service = service_with(&world, &config.gateway_toml(), &[]).await?;
     let report = check_all(&service).await;
     let table = report.table();
@@ -390,6 +430,94 @@ async fn mongo_lookups_stored_as_another_type_are_refused_and_missing_paths_warn
         "{table}"
     );
     assert!(images.location.contains("uploads.toml:21:"), "{table}");
+    assert!(
+        images.details.iter().any(|d| d
+            .starts_with("field `visibility` (path `visibility`) is declared type = \"bool\" but")
+            && d.contains(
+                "sampled documents store string, which cannot be read as that: reading a person's documents would fail"
+            )),
+        "{table}"
+    );
+    assert!(
+        images
+            .details
+            .iter()
+            .any(|d| d.starts_with("lookup field `owner_id`") && d.ends_with("(at uploads.toml:31:1)")),
+        "{table}"
+    );
+    assert!(
+        images
+            .details
+            .iter()
+            .any(|d| d.starts_with("warning: path `exif.licence`") && d.ends_with("(at uploads.toml:32:1)")),
+        "{table}"
+    );
+
+    // No erasure can be trusted while those documents cannot be found: the plan says so, even
+    // for a person found nowhere there, and the erasure refuses before changing anything.
+    let gateway = TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
+    let person = world
+        .people
+        .iter()
+        .find(|p| !p.uploads.is_empty())
+        .expect("someone uploaded")
+        .clone();
+    let plan = gateway
+        .graphql(
+            "query($identity: IdentityInput!) { erasurePlan(identity: $identity) { blocked entries { connector entity records blockedBy } } }",
+            serde_json::json!({ "identity": { "kind": "EMAIL", "value": person.email } }),
+        )
+        .await?;
+    assert!(plan.get("errors").is_none(), "{}", plan["errors"]);
+    let plan = &plan["data"]["erasurePlan"];
+    assert_eq!(plan["blocked"], true, "{plan}");
+    let images = plan["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["connector"] == "uploads" && e["entity"] == "images")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(images["records"], 0, "{plan}");
+    assert!(
+        images["blockedBy"].as_str().is_some_and(
+            |b| b.starts_with("lookup field `owner_id` (path `owner.id`) is declared type = \"string\"")
+        ),
+        "{plan}"
+    );
+    let before = world
+        .accounts
+        .fingerprint(&["users", "sessions", "preferences"])
+        .await?;
+    let request = crate::requests::submit(
+        &gateway,
+        "eraseSubject",
+        serde_json::json!({
+            "identity": { "kind": "EMAIL", "value": person.email },
+            "reason": "check test",
+            "idempotencyKey": "unfindable-1"
+        }),
+    )
+    .await?;
+    let done = crate::requests::wait_for(
+        &gateway,
+        request["id"].as_str().unwrap_or_default(),
+        &["COMPLETED", "FAILED"],
+    )
+    .await?;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert!(
+        done["error"].as_str().is_some_and(|e| e
+            .starts_with("ERASURE_BLOCKED: nothing was changed: uploads.images: lookup field `owner_id`")),
+        "{done}"
+    );
+    assert_eq!(
+        world
+            .accounts
+            .fingerprint(&["users", "sessions", "preferences"])
+            .await?,
+        before
+    );
     Ok(())
 }
 
@@ -433,6 +561,48 @@ async fn a_missing_storage_directory_and_refused_credentials_fail_check() -> any
         );
         assert!(refused.location.contains(file), "{table}");
     }
+    // An erasure that would delete files there refuses to start.
+    let storage_url = [("UPLOADS_STORAGE_URL", format!("file://{}", missing.display()))];
+    let gateway = TestGateway::start(
+        &config_dir().join("gateway.toml"),
+        env_with(&world, &storage_url),
+        Vec::new(),
+    )
+    .await?;
+    let person = world
+        .people
+        .iter()
+        .find(|p| !p.uploads.is_empty())
+        .expect("someone uploaded")
+        .clone();
+    let request = crate::requests::submit(
+        &gateway,
+        "eraseSubject",
+        serde_json::json!({
+            "identity": { "kind": "EMAIL", "value": person.email },
+            "reason": "check test",
+            "idempotencyKey": "no-storage-1"
+        }),
+    )
+    .await?;
+    let done = crate::requests::wait_for(
+        &gateway,
+        request["id"].as_str().unwrap_or_default(),
+        &["COMPLETED", "FAILED"],
+    )
+    .await?;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(
+        done["error"],
+        format!(
+            "ERASURE_BLOCKED: nothing was changed: uploads.images: its files cannot be deleted: storage directory `{}` \
+             does not exist: the records' files could never be found nor deleted; fix the declaration or the store and submit again",
+            missing.display()
+        ),
+        "{done}"
+    );
+    assert!(!missing.exists(), "the erasure creates nothing");
+
     // The right credentials pass, and the storage directory is writable.
     let service = service_with(&world, &config_dir().join("gateway.toml"), &[]).await?;
     let report = check_all(&service).await;
@@ -545,5 +715,118 @@ async fn check_passes_on_the_reference_world_in_other_dialects() -> anyhow::Resu
             report.table()
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_s3_bucket_is_listed_and_written_by_check() -> anyhow::Result<()> {
+    let endpoint = std::env::var("TEST_S3_ENDPOINT").map_err(|_| {
+        anyhow::anyhow!(
+            "TEST_S3_ENDPOINT is not set: run the tests with `bash scripts/test.sh`, which starts moto"
+        )
+    })?;
+    let world = ReferenceWorld::create(3).await?;
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "connectors/uploads.toml",
+        "url = \"${UPLOADS_STORAGE_URL}\"",
+        "url = \"${UPLOADS_STORAGE_URL}\"\nendpoint = \"${UPLOADS_S3_ENDPOINT}\"\naccess_key_id = \"${UPLOADS_S3_KEY}\"\nsecret_access_key = \"${UPLOADS_S3_SECRET}\"\nallow_http = true",
+    )?;
+    let bucket = format!("sg-test-{}", uuid::Uuid::new_v4().simple());
+    let settings = |bucket: &str| {
+        [
+            ("UPLOADS_STORAGE_URL", format!("s3://{bucket}/uploads")),
+            ("UPLOADS_S3_ENDPOINT", endpoint.clone()),
+            ("UPLOADS_S3_KEY", "testing".to_owned()),
+            ("UPLOADS_S3_SECRET", "testing".to_owned()),
+        ]
+    };
+
+    // The bucket does not exist yet.
+    let service = service_with(&world, &config.gateway_toml(), &settings(&bucket)).await?;
+    let report = check_all(&service).await;
+    let storage = row(&report, "uploads", "[storage]");
+    assert!(!storage.ok, "{}", report.table());
+    assert!(
+        storage.details[0].starts_with("the s3 storage cannot be listed"),
+        "{}",
+        report.table()
+    );
+
+    let created = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        created.status().is_success(),
+        "creating the bucket: {}",
+        created.status()
+    );
+    let service = service_with(&world, &config.gateway_toml(), &settings(&bucket)).await?;
+    let report = check_all(&service).await;
+    let storage = row(&report, "uploads", "[storage]");
+    assert!(storage.ok, "{}", report.table());
+    assert_eq!(storage.kind, "s3");
+    // The write probe cleaned up after itself.
+    let listing = reqwest::Client::new()
+        .get(format!("{endpoint}/{bucket}?list-type=2"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(!listing.contains("subject-gateway-check"), "{listing}");
+    Ok(())
+}
+
+#[test]
+fn health_requests_are_declared_for_http_connectors_only() -> anyhow::Result<()> {
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "connectors/helpdesk.toml",
+        "max_retries = 8\n",
+        "max_retries = 8\nhealth = { path = \"api/v2/me\" }\n",
+    )?;
+    config.edit(
+        "connectors/billing.toml",
+        "max_connections = 8\n",
+        "max_connections = 8\nhealth = { path = \"/ping\" }\n",
+    )?;
+    let error = match subject_gateway::config::Config::load(&config.gateway_toml()) {
+        Ok(_) => anyhow::bail!("the declarations were accepted"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("helpdesk.toml:16:19: the health path starts with `/`"),
+        "{error}"
+    );
+    assert!(
+        error.contains("billing.toml:13:10: `health` is only for http connectors"),
+        "{error}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_records_path_the_probe_answer_lacks_is_warned() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(3).await?;
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "connectors/helpdesk.toml",
+        "records = \"$.users\"",
+        "records = \"$.user\"",
+    )?;
+    let service = service_with(&world, &config.gateway_toml(), &[]).await?;
+    let report = check_all(&service).await;
+    let users = row(&report, "helpdesk", "users");
+    assert!(users.ok, "a warning: {}", report.table());
+    assert_eq!(
+        users.details,
+        [
+            "warning: the answer to the lookup of `users` with a value that matches nobody (GET /api/v2/users/search) \
+          has nothing at the records path `$.user`: if it is misspelt, every lookup reads as no records"
+        ],
+        "{}",
+        report.table()
+    );
     Ok(())
 }
