@@ -45,6 +45,33 @@ impl RequestKind {
     }
 }
 
+/// A text none of the request kinds spells (a stored value read back).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown request kind `{0}`")]
+pub struct UnknownRequestKind(pub String);
+
+impl std::str::FromStr for RequestKind {
+    type Err = UnknownRequestKind;
+
+    fn from_str(text: &str) -> Result<Self, UnknownRequestKind> {
+        RequestKind::parse(text).ok_or_else(|| UnknownRequestKind(text.to_owned()))
+    }
+}
+
+impl TryFrom<String> for RequestKind {
+    type Error = UnknownRequestKind;
+
+    fn try_from(text: String) -> Result<Self, UnknownRequestKind> {
+        text.parse()
+    }
+}
+
+impl std::fmt::Display for RequestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A new request, as a mutation gives it.
 #[derive(Debug, Clone)]
 pub struct Submission {

@@ -8,11 +8,13 @@
 //! killed gateway's work is resumed by the next one to start (or by a replica) and never done by
 //! two at once.
 //!
+//! - [`state`]: request and task statuses, kinds and actions as enums (stored as text);
 //! - [`store`]: the tables;
 //! - [`work`]: the worker: planning, execution, job polling, verification, receipts;
 //! - [`export`]: export bundles and their expiring download links.
 
 pub mod export;
+pub mod state;
 pub mod store;
 mod work;
 
@@ -39,6 +41,7 @@ use subject_schema::requests::{
 use tokio::sync::Notify;
 
 use crate::audit::DbAuditLog;
+use state::RequestStatus;
 use store::{NewRequest, RequestRow, RequestStore, StoreError, TaskRow};
 
 /// `[requests]` of gateway.toml.
@@ -255,21 +258,17 @@ impl PrivacyEngine {
     /// The JSON view of a request, as `PrivacyRequest` serves it.
     fn view(&self, row: &RequestRow, tasks: &[TaskRow]) -> Json {
         let now = store::now();
-        let overdue = row.due_at < now
-            && matches!(
-                row.status.as_str(),
-                "RECEIVED" | "IN_PROGRESS" | "WAITING" | "FAILED"
-            );
+        let overdue = row.due_at < now && row.status.is_unfinished();
         let receipt = row
             .receipt
             .as_deref()
             .and_then(|r| serde_json::from_str::<Json>(r).ok());
-        let download = (row.status == "COMPLETED")
+        let download = (row.status == RequestStatus::Completed)
             .then(|| row.export.as_deref().and_then(|e| self.download(&row.id, e)))
             .flatten();
         json!({
             "id": row.id,
-            "type": row.kind,
+            "type": row.kind.as_str(),
             "status": row.status,
             "regulation": row.regulation,
             "reason": row.reason,
@@ -389,7 +388,7 @@ fn task_view(task: &TaskRow) -> Json {
 /// An idempotency key names one request: the same type for the same person. Used with another
 /// person or type it is a conflict, and nothing starts: answering the first request would tell
 /// automation that a person was erased while nothing happened to them.
-fn same_request(existing: &RequestRow, kind: &str, subject_hash: &str) -> Result<(), RequestError> {
+fn same_request(existing: &RequestRow, kind: RequestKind, subject_hash: &str) -> Result<(), RequestError> {
     if existing.kind != kind {
         return Err(RequestError::Conflict(format!(
             "idempotencyKey was already used for a {} request; use a new key for a new request",
@@ -424,7 +423,7 @@ impl PrivacyRequests for PrivacyEngine {
                 "idempotencyKey: give a key of 1 to 200 characters, the same on every retry".into(),
             ));
         }
-        let kind = submission.kind.as_str();
+        let kind = submission.kind;
         let subject_hash = self.subject_hash(&submission.identity);
         if let Some(existing) = self.store.by_idempotency_key(key).await.map_err(unavailable)? {
             same_request(&existing, kind, &subject_hash)?;
@@ -510,21 +509,26 @@ impl PrivacyRequests for PrivacyEngine {
             }
             Err(error) => return Err(unavailable(error)),
         }
-        self.event(&id, "received", &format!("{kind} request received"), "RECEIVED")
-            .await;
+        self.event(
+            &id,
+            "received",
+            &format!("{kind} request received"),
+            RequestStatus::Received,
+        )
+        .await;
         let subject = SubjectRef {
             kind: self.kind_name(identity.kind),
             value: identity.value.clone(),
         };
         self.audit_action(
             caller,
-            &format!("{}.requested", kind.to_ascii_lowercase()),
+            &format!("{}.requested", kind.as_str().to_ascii_lowercase()),
             Some(subject),
             json!({ "request": id, "regulation": regulation }),
         )
         .await;
-        metrics::counter!("subject_gateway_privacy_requests_total", "type" => kind).increment(1);
-        tracing::info!(request = %id, r#type = kind, "privacy request received");
+        metrics::counter!("subject_gateway_privacy_requests_total", "type" => kind.as_str()).increment(1);
+        tracing::info!(request = %id, r#type = kind.as_str(), "privacy request received");
         self.wake.notify_one();
         self.existing_view(&id).await
     }
@@ -540,28 +544,18 @@ impl PrivacyRequests for PrivacyEngine {
                 RequestError::Invalid("`after` is not a cursor from privacyRequests".into())
             })?),
         };
-        if let Some(status) = &filter.status
-            && ![
-                "RECEIVED",
-                "IN_PROGRESS",
-                "WAITING",
-                "COMPLETED",
-                "FAILED",
-                "CANCELLED",
-            ]
-            .contains(&status.as_str())
-        {
-            return Err(RequestError::Invalid(format!("status `{status}` is unknown")));
-        }
+        let status = filter
+            .status
+            .as_deref()
+            .map(|status| {
+                status
+                    .parse::<RequestStatus>()
+                    .map_err(|_| RequestError::Invalid(format!("status `{status}` is unknown")))
+            })
+            .transpose()?;
         let mut rows = self
             .store
-            .list(
-                filter.status.as_deref(),
-                filter.kind.map(RequestKind::as_str),
-                filter.overdue,
-                after,
-                filter.first + 1,
-            )
+            .list(status, filter.kind, filter.overdue, after, filter.first + 1)
             .await
             .map_err(unavailable)?;
         let has_next_page = rows.len() > filter.first;
@@ -585,7 +579,7 @@ impl PrivacyRequests for PrivacyEngine {
             .await
             .map_err(unavailable)?
             .ok_or_else(|| RequestError::NotFound(id.to_owned()))?;
-        if row.status != "FAILED" {
+        if row.status != RequestStatus::Failed {
             return Err(RequestError::Conflict(format!(
                 "only a FAILED request can be retried; this one is {}",
                 row.status
@@ -601,7 +595,7 @@ impl PrivacyRequests for PrivacyEngine {
             id,
             "retried",
             "retried: the tasks not done run again",
-            "IN_PROGRESS",
+            RequestStatus::InProgress,
         )
         .await;
         self.audit_action(caller, "request.retried", None, json!({ "request": id }))
@@ -621,7 +615,8 @@ impl PrivacyRequests for PrivacyEngine {
                 ))),
             };
         }
-        self.event(id, "cancelled", "cancelled", "CANCELLED").await;
+        self.event(id, "cancelled", "cancelled", RequestStatus::Cancelled)
+            .await;
         self.audit_action(caller, "request.cancelled", None, json!({ "request": id }))
             .await;
         self.existing_view(id).await
@@ -663,7 +658,7 @@ impl PrivacyRequests for PrivacyEngine {
             id,
             "extended",
             &format!("due date extended by {days} days"),
-            &row.status,
+            row.status,
         )
         .await;
         self.audit_action(
@@ -726,7 +721,7 @@ impl PrivacyRequests for PrivacyEngine {
                     };
                     for event in events {
                         cursor = Some((event.at.clone(), event.id.clone()));
-                        if !store::OPEN_STATUSES.contains(&event.status.as_str()) {
+                        if !event.status.is_open() {
                             done = true;
                         }
                         queue.push_back(json!({

@@ -9,6 +9,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+pub use super::state::{RequestKind, RequestStatus, TaskAction, TaskStatus};
+
 /// Why the request store failed. Never carries query text or values.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -16,6 +18,10 @@ pub enum StoreError {
     Query,
     #[error("a request with this key already exists")]
     Duplicate,
+    /// A stored value the engine does not know (a status, kind or action none of its enums
+    /// spells): the named column could not be read. Never mapped to another value.
+    #[error("the state database holds a value of `{0}` this gateway does not know")]
+    Unreadable(String),
     /// A file the state refers to (an export bundle) could not be written or removed.
     #[error("a file of the request could not be changed ({0})")]
     Io(String),
@@ -25,6 +31,7 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match error {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate,
+            sqlx::Error::ColumnDecode { index, .. } => StoreError::Unreadable(index),
             _ => StoreError::Query,
         }
     }
@@ -39,15 +46,14 @@ pub fn now() -> String {
     stamp(Utc::now())
 }
 
-/// Statuses a request is worked on in.
-pub const OPEN_STATUSES: [&str; 3] = ["RECEIVED", "IN_PROGRESS", "WAITING"];
-
 /// One row of `privacy_requests`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RequestRow {
     pub id: String,
-    pub kind: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub kind: RequestKind,
+    #[sqlx(try_from = "String")]
+    pub status: RequestStatus,
     pub idempotency_key: String,
     pub subject_hash: String,
     pub regulation: String,
@@ -68,45 +74,24 @@ pub struct RequestRow {
 }
 
 impl RequestRow {
-    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: row.try_get("id")?,
-            kind: row.try_get("kind")?,
-            status: row.try_get("status")?,
-            idempotency_key: row.try_get("idempotency_key")?,
-            subject_hash: row.try_get("subject_hash")?,
-            regulation: row.try_get("regulation")?,
-            reason: row.try_get("reason")?,
-            requested_by: row.try_get("requested_by")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-            due_at: row.try_get("due_at")?,
-            extension_reason: row.try_get("extension_reason")?,
-            completed_at: row.try_get("completed_at")?,
-            error: row.try_get("error")?,
-            input: row.try_get("input")?,
-            receipt: row.try_get("receipt")?,
-            receipt_sha256: row.try_get("receipt_sha256")?,
-            export: row.try_get("export")?,
-            planned_at: row.try_get("planned_at")?,
-        })
-    }
-
     pub fn is_open(&self) -> bool {
-        OPEN_STATUSES.contains(&self.status.as_str())
+        self.status.is_open()
     }
 }
 
 /// One row of `privacy_tasks`.
-#[derive(Debug, Clone, Default)]
+///
+/// Decoded by hand: `verified` is stored as an integer, and sqlx's `Any` driver does not decode
+/// an integer column as `bool` (nor can `#[sqlx(try_from)]` name `Option<bool>`).
+#[derive(Debug, Clone)]
 pub struct TaskRow {
     pub request_id: String,
     pub position: i64,
     pub connector: String,
     pub entity: String,
-    pub action: String,
+    pub action: TaskAction,
     pub stage: i64,
-    pub status: String,
+    pub status: TaskStatus,
     pub attempts: i64,
     pub records: Option<i64>,
     pub files: Option<i64>,
@@ -129,9 +114,9 @@ impl TaskRow {
             position: row.try_get("position")?,
             connector: row.try_get("connector")?,
             entity: row.try_get("entity")?,
-            action: row.try_get("action")?,
+            action: decode(row, "action")?,
             stage: row.try_get("stage")?,
-            status: row.try_get("status")?,
+            status: decode(row, "status")?,
             attempts: row.try_get("attempts")?,
             records: row.try_get("records")?,
             files: row.try_get("files")?,
@@ -149,15 +134,30 @@ impl TaskRow {
     }
 }
 
+/// A text column read as one of the engine's enums; an unknown value is a decode error.
+fn decode<T>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.try_get(column)?;
+    text.parse().map_err(|error: T::Err| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(error),
+    })
+}
+
 /// One progress event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventRow {
     pub id: String,
     pub request_id: String,
     pub at: String,
     pub kind: String,
     pub message: String,
-    pub status: String,
+    /// The request's status when the event was recorded.
+    #[sqlx(try_from = "String")]
+    pub status: RequestStatus,
 }
 
 /// The request tables of one state database.
@@ -177,7 +177,7 @@ const TASK_COLUMNS: &str = "request_id, position, connector, entity, action, sta
 /// A new request to insert.
 pub struct NewRequest<'a> {
     pub id: &'a str,
-    pub kind: &'a str,
+    pub kind: RequestKind,
     pub idempotency_key: &'a str,
     pub open_key: Option<&'a str>,
     pub subject_hash: &'a str,
@@ -202,10 +202,11 @@ impl RequestStore {
         sqlx::query(
             "INSERT INTO privacy_requests (id, kind, status, idempotency_key, open_key, subject_hash, regulation, \
              reason, requested_by, created_at, updated_at, due_at, input, lease_until) \
-             VALUES ($1, $2, 'RECEIVED', $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $9)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $10)",
         )
         .bind(new.id)
-        .bind(new.kind)
+        .bind(new.kind.as_str())
+        .bind(RequestStatus::Received.as_str())
         .bind(new.idempotency_key)
         .bind(new.open_key)
         .bind(new.subject_hash)
@@ -221,13 +222,13 @@ impl RequestStore {
     }
 
     async fn request_where(&self, clause: &str, value: &str) -> Result<Option<RequestRow>, StoreError> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query_as::<_, RequestRow>(&format!(
             "SELECT {REQUEST_COLUMNS} FROM privacy_requests WHERE {clause} = $1"
         ))
         .bind(value)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(RequestRow::from_row).transpose()?)
+        Ok(row)
     }
 
     pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
@@ -245,8 +246,8 @@ impl RequestStore {
     /// A page of requests, newest first, after the `(created_at, id)` cursor.
     pub async fn list(
         &self,
-        status: Option<&str>,
-        kind: Option<&str>,
+        status: Option<RequestStatus>,
+        kind: Option<RequestKind>,
         overdue: Option<bool>,
         after: Option<(&str, &str)>,
         limit: usize,
@@ -258,10 +259,10 @@ impl RequestStore {
             format!("${}", binds.len())
         };
         if let Some(status) = status {
-            sql.push_str(&format!(" AND status = {}", next(status, &mut binds)));
+            sql.push_str(&format!(" AND status = {}", next(status.as_str(), &mut binds)));
         }
         if let Some(kind) = kind {
-            sql.push_str(&format!(" AND kind = {}", next(kind, &mut binds)));
+            sql.push_str(&format!(" AND kind = {}", next(kind.as_str(), &mut binds)));
         }
         if let Some(overdue) = overdue {
             let at = next(&now(), &mut binds);
@@ -283,12 +284,11 @@ impl RequestStore {
             ));
         }
         sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", limit));
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as::<_, RequestRow>(&sql);
         for bind in &binds {
             query = query.bind(bind.as_str());
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(RequestRow::from_row).collect::<Result<_, _>>()?)
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// Takes the lease of one request that is open and not leased (or whose lease ran out).
@@ -338,13 +338,18 @@ impl RequestStore {
         Ok(())
     }
 
-    pub async fn set_status(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
-        let finished = !OPEN_STATUSES.contains(&status);
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: RequestStatus,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let finished = !status.is_open();
         sqlx::query(
             "UPDATE privacy_requests SET status = $1, error = $2, updated_at = $3, \
              open_key = CASE WHEN $4 = 1 THEN NULL ELSE open_key END WHERE id = $5",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(error)
         .bind(now())
         .bind(i64::from(finished))
@@ -470,9 +475,9 @@ impl RequestStore {
             .bind(task.position)
             .bind(&task.connector)
             .bind(&task.entity)
-            .bind(&task.action)
+            .bind(task.action.as_str())
             .bind(task.stage)
-            .bind(&task.status)
+            .bind(task.status.as_str())
             .bind(task.attempts)
             .bind(task.records)
             .bind(task.files)
@@ -507,7 +512,7 @@ impl RequestStore {
              verified = $6, error = $7, error_code = $8, started_at = $9, finished_at = $10, jobs = $11 \
              WHERE request_id = $12 AND position = $13",
         )
-        .bind(&task.status)
+        .bind(task.status.as_str())
         .bind(task.attempts)
         .bind(task.records)
         .bind(task.files)
@@ -530,7 +535,7 @@ impl RequestStore {
         request_id: &str,
         kind: &str,
         message: &str,
-        status: &str,
+        status: RequestStatus,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO privacy_events (id, request_id, at, kind, message, status) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -540,7 +545,7 @@ impl RequestStore {
         .bind(now())
         .bind(kind)
         .bind(message)
-        .bind(status)
+        .bind(status.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -553,7 +558,7 @@ impl RequestStore {
         after: Option<(&str, &str)>,
     ) -> Result<Vec<EventRow>, StoreError> {
         let (at, id) = after.unwrap_or(("", ""));
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, EventRow>(
             "SELECT id, request_id, at, kind, message, status FROM privacy_events \
              WHERE request_id = $1 AND (at > $2 OR (at = $2 AND id > $3)) ORDER BY at, id",
         )
@@ -562,19 +567,7 @@ impl RequestStore {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(EventRow {
-                    id: row.try_get("id")?,
-                    request_id: row.try_get("request_id")?,
-                    at: row.try_get("at")?,
-                    kind: row.try_get("kind")?,
-                    message: row.try_get("message")?,
-                    status: row.try_get("status")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        Ok(rows)
     }
 
     /// Records an objection; `false` when the person had already objected to the purpose.

@@ -25,6 +25,7 @@ use subject_connectors::{
 use subject_schema::SourceState;
 use subject_schema::audit::AuditEntry;
 
+use super::state::{RequestKind, RequestStatus, TaskAction, TaskStatus};
 use super::store::{self, RequestRow, StoreError, TaskRow};
 use super::{PrivacyEngine, RequestInput};
 
@@ -170,16 +171,19 @@ impl PrivacyEngine {
         let _ = self.store.release(&id, &self.owner, &later).await;
     }
 
-    pub(super) async fn event(&self, id: &str, kind: &str, message: &str, status: &str) {
+    pub(super) async fn event(&self, id: &str, kind: &str, message: &str, status: RequestStatus) {
         if let Err(error) = self.store.add_event(id, kind, message, status).await {
             tracing::warn!(request = %id, error = %error, "could not record a request event");
         }
     }
 
     async fn fail(&self, row: &RequestRow, message: &str) -> Result<(), StoreError> {
-        self.store.set_status(&row.id, "FAILED", Some(message)).await?;
-        self.event(&row.id, "failed", message, "FAILED").await;
-        metrics::counter!("subject_gateway_privacy_requests_failed_total", "type" => row.kind.clone())
+        self.store
+            .set_status(&row.id, RequestStatus::Failed, Some(message))
+            .await?;
+        self.event(&row.id, "failed", message, RequestStatus::Failed)
+            .await;
+        metrics::counter!("subject_gateway_privacy_requests_failed_total", "type" => row.kind.as_str())
             .increment(1);
         tracing::warn!(request = %row.id, r#type = %row.kind, "privacy request failed");
         Ok(())
@@ -196,12 +200,11 @@ impl PrivacyEngine {
         let Some((input, identity)) = input.and_then(|i| self.input_identity(&i).map(|id| (i, id))) else {
             return self.fail(&row, "the request's input is unreadable").await;
         };
-        match row.kind.as_str() {
-            "ERASURE" => self.carry_out_erasure(&row, &input, &identity, lost).await,
-            "RECTIFICATION" => self.carry_out_rectification(&row, &input, &identity, lost).await,
-            "EXPORT" => self.carry_out_export(&row, &identity).await,
-            "OBJECTION" => self.carry_out_objection(&row, &input, &identity, lost).await,
-            other => self.fail(&row, &format!("unknown request type {other}")).await,
+        match row.kind {
+            RequestKind::Erasure => self.carry_out_erasure(&row, &input, &identity, lost).await,
+            RequestKind::Rectification => self.carry_out_rectification(&row, &input, &identity, lost).await,
+            RequestKind::Export => self.carry_out_export(&row, &identity).await,
+            RequestKind::Objection => self.carry_out_objection(&row, &input, &identity, lost).await,
         }
     }
 
@@ -569,27 +572,38 @@ impl PrivacyEngine {
                 c.dedup();
                 c.len()
             }),
-            "IN_PROGRESS",
+            RequestStatus::InProgress,
         )
         .await;
         Ok(Some(plan))
     }
 
-    fn base_task(&self, planned: &PlannedEntity, action: &str) -> TaskRow {
+    fn base_task(&self, planned: &PlannedEntity, action: TaskAction) -> TaskRow {
         let descriptor = self.executor.registry().connectors[planned.connector]
             .connector
             .descriptor();
         let entity = &descriptor.entities[planned.entity];
         TaskRow {
+            request_id: String::new(),
+            position: 0,
             connector: descriptor.name.clone(),
             entity: entity.name.clone(),
-            action: action.to_owned(),
+            action,
             stage: planned.stage,
-            status: "PENDING".into(),
+            status: TaskStatus::Pending,
+            attempts: 0,
             records: Some(planned.records.len() as i64),
+            files: None,
+            legal_basis: None,
+            retain_until: None,
+            verified: None,
+            error: None,
+            error_code: None,
+            started_at: None,
+            finished_at: None,
             lookup: Some(encode_lookup(&planned.lookup)),
             known: Some(encode_records(&planned.records)),
-            ..TaskRow::default()
+            jobs: None,
         }
     }
 
@@ -653,7 +667,7 @@ impl PrivacyEngine {
             async move {
                 tasks.sort_by_key(|t| (t.stage, t.position));
                 for task in tasks {
-                    if matches!(task.status.as_str(), "DONE" | "SKIPPED") {
+                    if task.status.is_settled() {
                         continue;
                     }
                     if lost.load(Ordering::SeqCst) {
@@ -688,7 +702,7 @@ impl PrivacyEngine {
     {
         loop {
             task.attempts += 1;
-            task.status = "RUNNING".into();
+            task.status = TaskStatus::Running;
             task.started_at.get_or_insert_with(store::now);
             task.error = None;
             task.error_code = None;
@@ -698,7 +712,7 @@ impl PrivacyEngine {
                     &row.id,
                     "task.started",
                     &format!("{}.{}: {}", task.connector, task.entity, task.action),
-                    "IN_PROGRESS",
+                    RequestStatus::InProgress,
                 )
                 .await;
             }
@@ -727,7 +741,7 @@ impl PrivacyEngine {
         message: String,
         code: &str,
     ) -> Result<(), StoreError> {
-        task.status = "FAILED".into();
+        task.status = TaskStatus::Failed;
         task.error = Some(message.clone());
         task.error_code = Some(code.to_owned());
         task.finished_at = Some(store::now());
@@ -736,14 +750,14 @@ impl PrivacyEngine {
             &row.id,
             "task.failed",
             &format!("{}.{}: {message}", task.connector, task.entity),
-            "IN_PROGRESS",
+            RequestStatus::InProgress,
         )
         .await;
         Ok(())
     }
 
     async fn task_done(&self, row: &RequestRow, task: &mut TaskRow) -> Result<(), StoreError> {
-        task.status = "DONE".into();
+        task.status = TaskStatus::Done;
         task.finished_at = Some(store::now());
         self.store.update_task(task).await?;
         self.event(
@@ -756,7 +770,7 @@ impl PrivacyEngine {
                 task.records.unwrap_or(0),
                 task.files.map(|f| format!(", {f} file(s)")).unwrap_or_default()
             ),
-            "IN_PROGRESS",
+            RequestStatus::InProgress,
         )
         .await;
         Ok(())
@@ -767,7 +781,7 @@ impl PrivacyEngine {
         let tasks = self.store.tasks(&row.id).await?;
         let failed: Vec<String> = tasks
             .iter()
-            .filter(|t| t.status == "FAILED")
+            .filter(|t| t.status == TaskStatus::Failed)
             .map(|t| {
                 format!(
                     "{}.{}: {}",
@@ -837,7 +851,7 @@ impl PrivacyEngine {
                         .connector
                         .descriptor()
                         .entities[planned.entity];
-                    let mut task = self.base_task(planned, entity.erasure.action.as_str());
+                    let mut task = self.base_task(planned, TaskAction::from(&entity.erasure.action));
                     task.legal_basis = entity.erasure.legal_basis.clone();
                     Some(task)
                 })
@@ -846,7 +860,9 @@ impl PrivacyEngine {
                 return Ok(());
             }
         }
-        self.store.set_status(&row.id, "IN_PROGRESS", None).await?;
+        self.store
+            .set_status(&row.id, RequestStatus::InProgress, None)
+            .await?;
         let completed = self
             .run_tasks(row, lost, |task| self.erase_task(row, input, task, lost))
             .await?;
@@ -864,7 +880,7 @@ impl PrivacyEngine {
         let person = self.person_hashes(row).await?;
         self.finish(row, receipt, None).await?;
         self.end_exports(row, &person).await;
-        metrics::histogram!("subject_gateway_privacy_request_seconds", "type" => "ERASURE")
+        metrics::histogram!("subject_gateway_privacy_request_seconds", "type" => RequestKind::Erasure.as_str())
             .record(started.elapsed().as_secs_f64());
         Ok(())
     }
@@ -899,7 +915,7 @@ impl PrivacyEngine {
             return Ok((task, TaskEnd::Failed));
         };
         let known = decode_records(task.known.as_deref());
-        if task.status == "WAITING" {
+        if task.status == TaskStatus::Waiting {
             return self.poll_jobs(row, task, c, lost).await;
         }
         let action = match &entity.erasure.action {
@@ -963,10 +979,12 @@ impl PrivacyEngine {
             }
             Ok(WriteOutcome::Pending { records, jobs }) => {
                 task.records = Some(records as i64);
-                task.status = "WAITING".into();
+                task.status = TaskStatus::Waiting;
                 task.jobs = serde_json::to_string(&jobs.iter().map(|j| j.0.clone()).collect::<Vec<_>>()).ok();
                 self.store.update_task(&task).await?;
-                self.store.set_status(&row.id, "WAITING", None).await?;
+                self.store
+                    .set_status(&row.id, RequestStatus::Waiting, None)
+                    .await?;
                 self.event(
                     &row.id,
                     "task.waiting",
@@ -976,7 +994,7 @@ impl PrivacyEngine {
                         task.entity,
                         jobs.len()
                     ),
-                    "WAITING",
+                    RequestStatus::Waiting,
                 )
                 .await;
                 self.poll_jobs(row, task, c, lost).await
@@ -1009,10 +1027,10 @@ impl PrivacyEngine {
             if stored.connector != task.connector {
                 continue;
             }
-            if stored.position == task.position && matches!(stored.status.as_str(), "DONE" | "SKIPPED") {
+            if stored.position == task.position && stored.status.is_settled() {
                 return Ok((stored, TaskEnd::Done));
             }
-            if matches!(stored.status.as_str(), "DONE" | "SKIPPED") {
+            if stored.status.is_settled() {
                 continue;
             }
             let Some((_, e)) = self.locate(&stored) else {
@@ -1058,7 +1076,7 @@ impl PrivacyEngine {
             attempts += 1;
             for (stored, _) in &mut batch {
                 stored.attempts += 1;
-                stored.status = "RUNNING".into();
+                stored.status = TaskStatus::Running;
                 stored.started_at.get_or_insert_with(store::now);
                 stored.error = None;
                 stored.error_code = None;
@@ -1164,7 +1182,9 @@ impl PrivacyEngine {
             .and_then(|j| serde_json::from_str(j).ok())
             .unwrap_or_default();
         if !jobs.is_empty() {
-            self.store.set_status(&row.id, "WAITING", None).await?;
+            self.store
+                .set_status(&row.id, RequestStatus::Waiting, None)
+                .await?;
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(self.settings.job_timeout_seconds);
         let mut transient = 0;
@@ -1223,7 +1243,9 @@ impl PrivacyEngine {
             tokio::time::sleep(self.poll_interval()).await;
         }
         task.jobs = None;
-        self.store.set_status(&row.id, "IN_PROGRESS", None).await?;
+        self.store
+            .set_status(&row.id, RequestStatus::InProgress, None)
+            .await?;
         self.task_done(row, &mut task).await?;
         Ok((task, TaskEnd::Done))
     }
@@ -1304,7 +1326,7 @@ impl PrivacyEngine {
                 &row.id,
                 "verified",
                 "a fresh lookup in every store found nothing left but retained, masked records",
-                "IN_PROGRESS",
+                RequestStatus::InProgress,
             )
             .await;
         }
@@ -1318,24 +1340,20 @@ impl PrivacyEngine {
             .iter()
             .map(|t| {
                 let records = t.records.unwrap_or(0);
-                let count = |action: &[&str]| {
-                    if action.contains(&t.action.as_str()) {
-                        records
-                    } else {
-                        0
-                    }
+                let count = |action: &[TaskAction]| {
+                    if action.contains(&t.action) { records } else { 0 }
                 };
                 json!({
                     "connector": t.connector,
                     "entity": t.entity,
                     "action": t.action,
-                    "deleted": count(&["DELETE", "CASCADE"]),
-                    "masked": count(&["MASK"]),
-                    "retained": count(&["RETAIN"]),
-                    "rectified": count(&["RECTIFY"]),
-                    "exported": count(&["EXPORT"]),
-                    "suppressed": count(&["SUPPRESS"]),
-                    "filesDeleted": if t.action == "DELETE" { t.files } else { None },
+                    "deleted": count(&[TaskAction::Delete, TaskAction::Cascade]),
+                    "masked": count(&[TaskAction::Mask]),
+                    "retained": count(&[TaskAction::Retain]),
+                    "rectified": count(&[TaskAction::Rectify]),
+                    "exported": count(&[TaskAction::Export]),
+                    "suppressed": count(&[TaskAction::Suppress]),
+                    "filesDeleted": if t.action == TaskAction::Delete { t.files } else { None },
                     "legalBasis": t.legal_basis,
                     "retainUntil": t.retain_until,
                     "attempts": t.attempts,
@@ -1348,7 +1366,7 @@ impl PrivacyEngine {
         Ok(json!({
             "receipt": format!("subject-gateway/{kind}/v1"),
             "requestId": row.id,
-            "type": row.kind,
+            "type": row.kind.as_str(),
             "subject": row.subject_hash,
             "regulation": row.regulation,
             "requestedBy": row.requested_by,
@@ -1380,21 +1398,21 @@ impl PrivacyEngine {
             &row.id,
             "completed",
             &format!("completed; receipt sha256 {digest}"),
-            "COMPLETED",
+            RequestStatus::Completed,
         )
         .await;
         let entry = AuditEntry {
             actor: "gateway".into(),
             role: "system".into(),
             purpose: "essential.legal_obligation".into(),
-            action: format!("{}.completed", row.kind.to_ascii_lowercase()),
+            action: format!("{}.completed", row.kind.as_str().to_ascii_lowercase()),
             subjects: Vec::new(),
             detail: json!({ "request": row.id, "subject": row.subject_hash, "receiptSha256": digest }),
         };
         if let Err(error) = subject_schema::audit::AuditLog::append(self.audit.as_ref(), entry).await {
             tracing::error!(error = %error, "could not append a completed request to the audit trail");
         }
-        metrics::counter!("subject_gateway_privacy_requests_completed_total", "type" => row.kind.clone())
+        metrics::counter!("subject_gateway_privacy_requests_completed_total", "type" => row.kind.as_str())
             .increment(1);
         tracing::info!(request = %row.id, r#type = %row.kind, "privacy request completed");
         Ok(())
@@ -1449,7 +1467,7 @@ impl PrivacyEngine {
                 &id,
                 "export.deleted",
                 &format!("bundle deleted: erasure {} completed", erasure.id),
-                "COMPLETED",
+                RequestStatus::Completed,
             )
             .await;
         }
@@ -1497,7 +1515,7 @@ impl PrivacyEngine {
                         (!self
                             .changes_for(planned.connector, planned.entity, &input.changes)
                             .is_empty())
-                        .then(|| self.base_task(planned, "RECTIFY"))
+                        .then(|| self.base_task(planned, TaskAction::Rectify))
                     },
                 )
                 .await?;
@@ -1505,7 +1523,9 @@ impl PrivacyEngine {
                 return Ok(());
             }
         }
-        self.store.set_status(&row.id, "IN_PROGRESS", None).await?;
+        self.store
+            .set_status(&row.id, RequestStatus::InProgress, None)
+            .await?;
         let completed = self
             .run_tasks(row, lost, |mut task| async move {
                 let Some((c, e)) = self.locate(&task) else {
@@ -1611,8 +1631,8 @@ impl PrivacyEngine {
                 identity,
                 |_| None,
                 |planned| {
-                    let mut task = self.base_task(planned, "EXPORT");
-                    task.status = "DONE".into();
+                    let mut task = self.base_task(planned, TaskAction::Export);
+                    task.status = TaskStatus::Done;
                     task.files = Some(
                         self.files_of(planned.connector, planned.entity, &planned.records)
                             .len() as i64,
@@ -1689,7 +1709,7 @@ impl PrivacyEngine {
                     |planned| {
                         let connector = &registry.connectors[planned.connector].connector;
                         (self.serves(planned.connector, &purpose) && connector.suppresses(planned.entity))
-                            .then(|| self.base_task(planned, "SUPPRESS"))
+                            .then(|| self.base_task(planned, TaskAction::Suppress))
                     },
                 )
                 .await?;
@@ -1697,7 +1717,9 @@ impl PrivacyEngine {
                 return Ok(());
             }
         }
-        self.store.set_status(&row.id, "IN_PROGRESS", None).await?;
+        self.store
+            .set_status(&row.id, RequestStatus::InProgress, None)
+            .await?;
         let completed = self
             .run_tasks(row, lost, |mut task| async move {
                 let Some((c, e)) = self.locate(&task) else {
