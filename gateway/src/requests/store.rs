@@ -6,8 +6,8 @@
 //! `FOR UPDATE SKIP LOCKED` on PostgreSQL.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::any::{AnyTypeInfo, AnyValueRef};
+use sqlx::{Any, AnyPool};
 
 pub use super::state::{RequestKind, RequestStatus, TaskAction, TaskStatus};
 
@@ -80,23 +80,24 @@ impl RequestRow {
 }
 
 /// One row of `privacy_tasks`.
-///
-/// Decoded by hand: `verified` is stored as an integer, and sqlx's `Any` driver does not decode
-/// an integer column as `bool` (nor can `#[sqlx(try_from)]` name `Option<bool>`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TaskRow {
     pub request_id: String,
     pub position: i64,
     pub connector: String,
     pub entity: String,
+    #[sqlx(try_from = "String")]
     pub action: TaskAction,
     pub stage: i64,
+    #[sqlx(try_from = "String")]
     pub status: TaskStatus,
     pub attempts: i64,
     pub records: Option<i64>,
     pub files: Option<i64>,
     pub legal_basis: Option<String>,
     pub retain_until: Option<String>,
+    /// Stored as an integer (0 or 1): sqlx's `Any` driver reads no integer column as `bool`.
+    #[sqlx(try_from = "StoredFlag")]
     pub verified: Option<bool>,
     pub error: Option<String>,
     pub error_code: Option<String>,
@@ -107,44 +108,29 @@ pub struct TaskRow {
     pub jobs: Option<String>,
 }
 
-impl TaskRow {
-    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            request_id: row.try_get("request_id")?,
-            position: row.try_get("position")?,
-            connector: row.try_get("connector")?,
-            entity: row.try_get("entity")?,
-            action: decode(row, "action")?,
-            stage: row.try_get("stage")?,
-            status: decode(row, "status")?,
-            attempts: row.try_get("attempts")?,
-            records: row.try_get("records")?,
-            files: row.try_get("files")?,
-            legal_basis: row.try_get("legal_basis")?,
-            retain_until: row.try_get("retain_until")?,
-            verified: row.try_get::<Option<i64>, _>("verified")?.map(|v| v != 0),
-            error: row.try_get("error")?,
-            error_code: row.try_get("error_code")?,
-            started_at: row.try_get("started_at")?,
-            finished_at: row.try_get("finished_at")?,
-            lookup: row.try_get("lookup")?,
-            known: row.try_get("known")?,
-            jobs: row.try_get("jobs")?,
-        })
+/// A nullable flag as stored: an integer, non-zero for true.
+pub struct StoredFlag(Option<i64>);
+
+impl sqlx::Type<Any> for StoredFlag {
+    fn type_info() -> AnyTypeInfo {
+        <i64 as sqlx::Type<Any>>::type_info()
+    }
+
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <i64 as sqlx::Type<Any>>::compatible(ty)
     }
 }
 
-/// A text column read as one of the engine's enums; an unknown value is a decode error.
-fn decode<T>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error>
-where
-    T: std::str::FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    let text: String = row.try_get(column)?;
-    text.parse().map_err(|error: T::Err| sqlx::Error::ColumnDecode {
-        index: column.to_owned(),
-        source: Box::new(error),
-    })
+impl<'r> sqlx::Decode<'r, Any> for StoredFlag {
+    fn decode(value: AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        <Option<i64> as sqlx::Decode<'r, Any>>::decode(value).map(StoredFlag)
+    }
+}
+
+impl From<StoredFlag> for Option<bool> {
+    fn from(flag: StoredFlag) -> Self {
+        flag.0.map(|v| v != 0)
+    }
 }
 
 /// One progress event.
@@ -449,13 +435,13 @@ impl RequestStore {
     }
 
     pub async fn tasks(&self, request_id: &str) -> Result<Vec<TaskRow>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query_as::<_, TaskRow>(&format!(
             "SELECT {TASK_COLUMNS} FROM privacy_tasks WHERE request_id = $1 ORDER BY position"
         ))
         .bind(request_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(TaskRow::from_row).collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// Stores the planned tasks and moves the request to IN_PROGRESS, in one transaction: a plan
@@ -653,5 +639,126 @@ impl RequestStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh SQLite state database in a temporary file, migrated.
+    async fn store() -> (RequestStore, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("typed-store-{}.db", uuid::Uuid::new_v4().simple()));
+        let keys = crate::keys::KeyStore::open(&format!("sqlite://{}", path.display()))
+            .await
+            .map_err(|e| e.to_string())
+            .unwrap();
+        (RequestStore::new(keys.pool().clone(), false), path)
+    }
+
+    fn remove(path: &std::path::Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    async fn insert(store: &RequestStore, id: &str) {
+        let at = now();
+        store
+            .insert(&NewRequest {
+                id,
+                kind: RequestKind::Erasure,
+                idempotency_key: id,
+                open_key: None,
+                subject_hash: "hash",
+                regulation: "GDPR",
+                reason: None,
+                requested_by: "test",
+                created_at: &at,
+                due_at: &at,
+                input: "{}",
+            })
+            .await
+            .unwrap();
+    }
+
+    fn task(position: i64, verified: Option<bool>) -> TaskRow {
+        TaskRow {
+            request_id: "r1".into(),
+            position,
+            connector: "c".into(),
+            entity: "e".into(),
+            action: TaskAction::Cascade,
+            stage: 0,
+            status: TaskStatus::Pending,
+            attempts: 0,
+            records: Some(2),
+            files: None,
+            legal_basis: None,
+            retain_until: None,
+            verified,
+            error: None,
+            error_code: None,
+            started_at: None,
+            finished_at: None,
+            lookup: None,
+            known: None,
+            jobs: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_read_back_typed() {
+        let (store, path) = store().await;
+        insert(&store, "r1").await;
+        let row = store.request("r1").await.unwrap().unwrap();
+        assert_eq!(
+            (row.kind, row.status),
+            (RequestKind::Erasure, RequestStatus::Received)
+        );
+        store
+            .plan("r1", &[task(0, None), task(1, Some(true)), task(2, Some(false))])
+            .await
+            .unwrap();
+        let tasks = store.tasks("r1").await.unwrap();
+        let read: Vec<_> = tasks.iter().map(|t| (t.action, t.status, t.verified)).collect();
+        assert_eq!(
+            read,
+            [
+                (TaskAction::Cascade, TaskStatus::Pending, None),
+                (TaskAction::Cascade, TaskStatus::Pending, Some(true)),
+                (TaskAction::Cascade, TaskStatus::Pending, Some(false)),
+            ]
+        );
+        store
+            .add_event("r1", "planned", "1 task", RequestStatus::InProgress)
+            .await
+            .unwrap();
+        let events = store.events_after("r1", None).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].status, RequestStatus::InProgress);
+        remove(&path);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_stored_value_is_an_error_not_a_guess() {
+        let (store, path) = store().await;
+        insert(&store, "r1").await;
+        store.plan("r1", &[task(0, None)]).await.unwrap();
+        sqlx::query("UPDATE privacy_tasks SET action = 'SHRED'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(matches!(store.tasks("r1").await, Err(StoreError::Unreadable(c)) if c == "action"));
+        sqlx::query("UPDATE privacy_requests SET status = 'archived'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(matches!(store.request("r1").await, Err(StoreError::Unreadable(c)) if c == "status"));
+        assert!(matches!(
+            store.list(None, None, None, None, 10).await,
+            Err(StoreError::Unreadable(c)) if c == "status"
+        ));
+        remove(&path);
     }
 }
