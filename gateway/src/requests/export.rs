@@ -20,7 +20,10 @@ use std::sync::Arc;
 use subject_connectors::Value;
 use zip::write::SimpleFileOptions;
 
+use subject_connectors::Identity;
+
 use super::PrivacyEngine;
+use super::state::{TaskAction, TaskStatus};
 use super::store::{self, RequestRow, StoreError};
 use super::work::SubjectPlan;
 
@@ -316,4 +319,50 @@ pub async fn download(
     engine
         .serve_download(&id, &params.expires, &params.signature)
         .await
+}
+
+/// Carrying out an export request: its tasks, the bundle, the receipt.
+impl PrivacyEngine {
+    pub(super) async fn carry_out_export(
+        &self,
+        row: &RequestRow,
+        identity: &Identity,
+    ) -> Result<(), StoreError> {
+        let Some(plan) = self
+            .plan_tasks(
+                row,
+                identity,
+                |_| None,
+                |planned| {
+                    let mut task = self.base_task(planned, TaskAction::Export);
+                    task.status = TaskStatus::Done;
+                    task.files = Some(
+                        self.files_of(planned.connector, planned.entity, &planned.records)
+                            .len() as i64,
+                    );
+                    task.lookup = None;
+                    task.known = None;
+                    task.started_at = Some(store::now());
+                    task.finished_at = task.started_at.clone();
+                    task.attempts = 1;
+                    Some(task)
+                },
+            )
+            .await?
+        else {
+            return Ok(());
+        };
+        let bundle = match self.write_bundle(row, &plan).await {
+            Ok(bundle) => bundle,
+            Err(error) => {
+                return self
+                    .fail(row, &format!("the export bundle could not be written: {error}"))
+                    .await;
+            }
+        };
+        let mut receipt = self.receipt(row, "export").await?;
+        receipt["bundle"] = json!({ "sha256": bundle.sha256, "bytes": bundle.bytes, "files": bundle.files });
+        let export = serde_json::to_string(&bundle).ok();
+        self.finish(row, receipt, export).await
+    }
 }

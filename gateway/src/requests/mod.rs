@@ -10,12 +10,22 @@
 //!
 //! - [`state`]: request and task statuses, kinds and actions as enums (stored as text);
 //! - [`store`]: the tables;
-//! - [`work`]: the worker: planning, execution, job polling, verification, receipts;
-//! - [`export`]: export bundles and their expiring download links.
+//! - `work`: the worker loop (leases, dispatch by kind) and the types the files below share;
+//! - `plan`: resolving the person, blockers, the plan view, storing the tasks;
+//! - `tasks`: the shared task runner (attempts, retries, outcomes);
+//! - `erasure`, `rectification`, `objection`, [`export`]: each kind's work (`export` also
+//!   holds the bundles and their expiring download links);
+//! - `receipt`: verification, receipts, finishing.
 
+mod erasure;
 pub mod export;
+mod objection;
+mod plan;
+mod receipt;
+mod rectification;
 pub mod state;
 pub mod store;
+mod tasks;
 mod work;
 
 use std::collections::HashMap;

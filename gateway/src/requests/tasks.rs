@@ -1,0 +1,170 @@
+//! The shared task runner: each connector's tasks in stage order (connectors in parallel), every
+//! attempt recorded before it acts, transient failures retried with jittered backoff, and the
+//! outcome (done or failed) recorded after.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::future::join_all;
+use subject_connectors::{ConnectorError, WriteOutcome};
+
+use super::PrivacyEngine;
+use super::state::{RequestStatus, TaskStatus};
+use super::store::{self, RequestRow, StoreError, TaskRow};
+use super::work::{TaskEnd, jitter};
+
+impl PrivacyEngine {
+    /// Runs every connector's pending tasks (connectors in parallel, a connector's tasks in stage
+    /// order, stopping at its first failure). `act` carries one task out.
+    pub(super) async fn run_tasks<'a, F, Fut>(
+        &'a self,
+        row: &'a RequestRow,
+        lost: &'a AtomicBool,
+        act: F,
+    ) -> Result<bool, StoreError>
+    where
+        F: Fn(TaskRow) -> Fut + Clone + 'a,
+        Fut: std::future::Future<Output = Result<(TaskRow, TaskEnd), StoreError>> + 'a,
+    {
+        let tasks = self.store.tasks(&row.id).await?;
+        let mut by_connector: std::collections::BTreeMap<String, Vec<TaskRow>> = Default::default();
+        for task in tasks {
+            by_connector.entry(task.connector.clone()).or_default().push(task);
+        }
+        let runs = by_connector.into_values().map(|mut tasks| {
+            let act = act.clone();
+            async move {
+                tasks.sort_by_key(|t| (t.stage, t.position));
+                for task in tasks {
+                    if task.status.is_settled() {
+                        continue;
+                    }
+                    if lost.load(Ordering::SeqCst) {
+                        return Ok::<bool, StoreError>(false);
+                    }
+                    match act(task).await? {
+                        (_, TaskEnd::Done) => {}
+                        (_, TaskEnd::Failed) => return Ok(false),
+                        (_, TaskEnd::Abandoned) => return Ok(false),
+                    }
+                }
+                Ok(true)
+            }
+        });
+        let mut all = true;
+        for result in join_all(runs).await {
+            all &= result?;
+        }
+        Ok(all && !lost.load(Ordering::SeqCst))
+    }
+
+    /// Calls `attempt` until it succeeds, fails for good, or runs out of attempts; records each
+    /// attempt before it acts.
+    pub(super) async fn attempt_task<Fut>(
+        &self,
+        row: &RequestRow,
+        mut task: TaskRow,
+        attempt: impl Fn() -> Fut,
+    ) -> Result<(TaskRow, Result<WriteOutcome, ConnectorError>), StoreError>
+    where
+        Fut: std::future::Future<Output = Result<WriteOutcome, ConnectorError>>,
+    {
+        loop {
+            task.attempts += 1;
+            task.status = TaskStatus::Running;
+            task.started_at.get_or_insert_with(store::now);
+            task.error = None;
+            task.error_code = None;
+            self.store.update_task(&task).await?;
+            if task.attempts == 1 {
+                self.event(
+                    &row.id,
+                    "task.started",
+                    &format!("{}.{}: {}", task.connector, task.entity, task.action),
+                    RequestStatus::InProgress,
+                )
+                .await;
+            }
+            let result = attempt().await;
+            match &result {
+                Err(error)
+                    if error.is_transient() && task.attempts < i64::from(self.settings.max_attempts) =>
+                {
+                    task.error = Some(error.to_string());
+                    task.error_code = Some(error.code().to_owned());
+                    self.store.update_task(&task).await?;
+                    let wait = jitter(Duration::from_millis(200u64 << task.attempts.clamp(0, 6)));
+                    tracing::info!(request = %row.id, connector = %task.connector, entity = %task.entity,
+                        attempt = task.attempts, wait_ms = wait.as_millis() as u64, "transient failure; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                _ => return Ok((task, result)),
+            }
+        }
+    }
+
+    pub(super) async fn task_failed(
+        &self,
+        row: &RequestRow,
+        task: &mut TaskRow,
+        message: String,
+        code: &str,
+    ) -> Result<(), StoreError> {
+        task.status = TaskStatus::Failed;
+        task.error = Some(message.clone());
+        task.error_code = Some(code.to_owned());
+        task.finished_at = Some(store::now());
+        self.store.update_task(task).await?;
+        self.event(
+            &row.id,
+            "task.failed",
+            &format!("{}.{}: {message}", task.connector, task.entity),
+            RequestStatus::InProgress,
+        )
+        .await;
+        Ok(())
+    }
+
+    pub(super) async fn task_done(&self, row: &RequestRow, task: &mut TaskRow) -> Result<(), StoreError> {
+        task.status = TaskStatus::Done;
+        task.finished_at = Some(store::now());
+        self.store.update_task(task).await?;
+        self.event(
+            &row.id,
+            "task.done",
+            &format!(
+                "{}.{}: {} record(s){}",
+                task.connector,
+                task.entity,
+                task.records.unwrap_or(0),
+                task.files.map(|f| format!(", {f} file(s)")).unwrap_or_default()
+            ),
+            RequestStatus::InProgress,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Fails the request, naming every failed task.
+    pub(super) async fn fail_with_tasks(&self, row: &RequestRow) -> Result<(), StoreError> {
+        let tasks = self.store.tasks(&row.id).await?;
+        let failed: Vec<String> = tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Failed)
+            .map(|t| {
+                format!(
+                    "{}.{}: {}",
+                    t.connector,
+                    t.entity,
+                    t.error.as_deref().unwrap_or("failed")
+                )
+            })
+            .collect();
+        let message = if failed.is_empty() {
+            "stopped before every task was done".to_owned()
+        } else {
+            failed.join("; ")
+        };
+        self.fail(row, &message).await
+    }
+}
