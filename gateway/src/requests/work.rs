@@ -183,8 +183,22 @@ impl PrivacyEngine {
     }
 
     pub(super) async fn carry_out(&self, id: &str, lost: &AtomicBool) -> Result<(), StoreError> {
-        let Some(row) = self.store.request(id).await? else {
-            return Ok(());
+        let row = match self.store.request(id).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(()),
+            // A kind this gateway does not know (the only column a claimed request can hold
+            // unknown: claims pick known open statuses) fails the request, as an unknown type
+            // always did, rather than it being claimed again and again.
+            Err(StoreError::Unreadable(column)) => {
+                let message = format!("the request's stored {column} is unknown to this gateway");
+                self.store
+                    .set_status(id, RequestStatus::Failed, Some(&message))
+                    .await?;
+                self.event(id, "failed", &message, RequestStatus::Failed).await;
+                tracing::warn!(request = %id, column = %column, "privacy request unreadable; failed");
+                return Ok(());
+            }
+            Err(error) => return Err(error),
         };
         if !row.is_open() {
             return Ok(());
