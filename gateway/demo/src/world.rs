@@ -1,6 +1,7 @@
-//! The reference world: synthetic people for the accounts and billing databases, and the code
-//! that creates those databases and seeds them (SQLite for `demo`, PostgreSQL and MariaDB for
-//! tests and benchmarks). Every insert is parameterized.
+//! The reference world: synthetic people across the five domains (accounts, billing, uploads,
+//! helpdesk, analytics), and the code that creates their databases and seeds them (SQLite for
+//! `demo`, PostgreSQL and MariaDB for tests and benchmarks, a MongoDB-protocol server, files or
+//! S3, and the data the test servers serve). Every insert is parameterized.
 
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -597,14 +598,14 @@ fn opt_text(value: &Option<String>) -> Cell {
 pub fn ddl(dialect: SqlDialect, database: &str) -> &'static str {
     match (dialect, database) {
         (SqlDialect::Postgres, "accounts") => {
-            include_str!("../../config/sql/postgres/accounts.sql")
+            include_str!("../../../config/sql/postgres/accounts.sql")
         }
-        (SqlDialect::Postgres, _) => include_str!("../../config/sql/postgres/billing.sql"),
-        (SqlDialect::MySql, "accounts") => include_str!("../../config/sql/mysql/accounts.sql"),
-        (SqlDialect::MySql, _) => include_str!("../../config/sql/mysql/billing.sql"),
-        (SqlDialect::Sqlite, "accounts") => include_str!("../../config/sql/sqlite/accounts.sql"),
-        (SqlDialect::Sqlite, "uploads") => include_str!("../../config/sql/sqlite/uploads.sql"),
-        (SqlDialect::Sqlite, _) => include_str!("../../config/sql/sqlite/billing.sql"),
+        (SqlDialect::Postgres, _) => include_str!("../../../config/sql/postgres/billing.sql"),
+        (SqlDialect::MySql, "accounts") => include_str!("../../../config/sql/mysql/accounts.sql"),
+        (SqlDialect::MySql, _) => include_str!("../../../config/sql/mysql/billing.sql"),
+        (SqlDialect::Sqlite, "accounts") => include_str!("../../../config/sql/sqlite/accounts.sql"),
+        (SqlDialect::Sqlite, "uploads") => include_str!("../../../config/sql/sqlite/uploads.sql"),
+        (SqlDialect::Sqlite, _) => include_str!("../../../config/sql/sqlite/billing.sql"),
     }
 }
 
