@@ -353,8 +353,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 #[cfg(not(feature = "demo"))]
 async fn demo(_args: DemoArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
-        "error: this subject-gateway was built without the demo (cargo build --no-default-features); \
-         rebuild with the default features (or `--features demo`) to run `subject-gateway demo`"
+        "error: the demo is not built into this subject-gateway (built with --no-default-features, \
+         without the `demo` feature); build it with the default features to run the demo: \
+         cargo run --release -- demo"
     );
     Ok(ExitCode::FAILURE)
 }
