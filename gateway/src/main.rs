@@ -1,5 +1,6 @@
 //! `subject-gateway`: serve the GraphQL gateway, run the demo, check declarations against the
-//! stores, or print the schema.
+//! stores, or print the schema. The demo is built in with the `demo` cargo feature (a default
+//! one); without it, `subject-gateway demo` says so and exits non-zero.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use subject_gateway::config::{Config, process_env};
 use subject_gateway::logging::{self, LogFormat};
-use subject_gateway::{check, demo, server};
+use subject_gateway::{check, server};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -182,49 +183,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             serve(service, auth, audit, &config, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo(args) => {
-            // Outside a checkout (an installed binary), the reference declarations built in.
-            let path = if args.config.config.exists() {
-                args.config.config.clone()
-            } else {
-                demo::embedded_config(&args.data_dir)
-                    .context("writing the built-in reference declarations")?
-            };
-            let mut config = load(&path)?;
-            demo::stand_in_for_mongodb(&mut config).context("loading the demo's uploads stand-in")?;
-            let world = demo::prepare(&args.data_dir, args.people)
-                .await
-                .context("preparing the demo databases")?;
-            let service = config
-                .build_service(world.env(), Vec::new())
-                .await
-                .context("building connectors")?;
-            let listen = args.listen.unwrap_or(config.server.listen);
-            // Everything the demo writes stays under its data directory, made absolute: a relative
-            // exports_dir would otherwise be taken relative to the config directory.
-            let data_dir = std::fs::canonicalize(&args.data_dir)
-                .with_context(|| format!("finding {}", args.data_dir.display()))?;
-            let state_url = format!("sqlite://{}", data_dir.join("state.db").display());
-            config.auth.state_url = state_url;
-            config.requests.exports_dir = data_dir.join("exports");
-            let auth = config
-                .authenticator(process_env)
-                .await
-                .context("setting up authentication")?;
-            let (_, key) = config
-                .key_store(process_env)
-                .await?
-                .create("demo", demo::DEMO_ROLE)
-                .await
-                .context("creating the demo's API key")?;
-            let audit = config
-                .audit_log(process_env)
-                .await
-                .context("opening the audit trail")?;
-            println!("{}", demo::examples(&world, &listen.to_string(), &key));
-            serve(service, auth, audit, &config, listen).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Demo(args) => demo(args).await,
         Command::Check(args) => {
             let config = load(&args.config)?;
             let service = config
@@ -340,6 +299,65 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `subject-gateway demo`: the demo world (`subject-gateway-demo`) served through the reference
+/// declarations, with an API key created for the run.
+#[cfg(feature = "demo")]
+async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    use subject_gateway_demo::demo;
+    // Outside a checkout (an installed binary), the reference declarations built in.
+    let path = if args.config.config.exists() {
+        args.config.config.clone()
+    } else {
+        demo::embedded_config(&args.data_dir).context("writing the built-in reference declarations")?
+    };
+    let mut config = load(&path)?;
+    demo::stand_in_for_mongodb(&config.path, &config.kinds, &mut config.connectors)
+        .context("loading the demo's uploads stand-in")?;
+    let world = demo::prepare(&args.data_dir, args.people)
+        .await
+        .context("preparing the demo databases")?;
+    let service = config
+        .build_service(world.env(), Vec::new())
+        .await
+        .context("building connectors")?;
+    let listen = args.listen.unwrap_or(config.server.listen);
+    // Everything the demo writes stays under its data directory, made absolute: a relative
+    // exports_dir would otherwise be taken relative to the config directory.
+    let data_dir = std::fs::canonicalize(&args.data_dir)
+        .with_context(|| format!("finding {}", args.data_dir.display()))?;
+    let state_url = format!("sqlite://{}", data_dir.join("state.db").display());
+    config.auth.state_url = state_url;
+    config.requests.exports_dir = data_dir.join("exports");
+    let auth = config
+        .authenticator(process_env)
+        .await
+        .context("setting up authentication")?;
+    let (_, key) = config
+        .key_store(process_env)
+        .await?
+        .create("demo", demo::DEMO_ROLE)
+        .await
+        .context("creating the demo's API key")?;
+    let audit = config
+        .audit_log(process_env)
+        .await
+        .context("opening the audit trail")?;
+    println!("{}", demo::examples(&world, &listen.to_string(), &key));
+    serve(service, auth, audit, &config, listen).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A server built without the `demo` feature has no demo world to serve: it says so.
+#[cfg(not(feature = "demo"))]
+async fn demo(_args: DemoArgs) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "error: the demo is not built into this subject-gateway (built with --no-default-features, \
+         without the `demo` feature); build it with the default features to run the demo: \
+         cargo run --release -- demo"
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {

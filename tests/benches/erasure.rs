@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 use subject_gateway::config::Config;
-use subject_gateway::world::Person;
+use subject_gateway_demo::world::Person;
 use subject_gateway_tests::process::GatewayProcess;
 use subject_gateway_tests::{ConfigCopy, ReferenceWorld};
 

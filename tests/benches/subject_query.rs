@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use sqlx::{MySqlPool, PgPool, Row};
-use subject_gateway::world::Person;
+use subject_gateway_demo::world::Person;
 use subject_gateway_tests::{ANALYTICS_ACCOUNT, FULL_SELECTION, HELPDESK_TOKEN, ReferenceWorld};
 
 const USERS: &str = "SELECT \"id\", \"email\"::text, \"full_name\"::text, \"company\"::text, \"country\"::text, \"date_of_birth\", \"marketing_opt_in\", \"created_at\" FROM \"users\" WHERE ";

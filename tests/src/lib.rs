@@ -23,7 +23,7 @@ use subject_connectors::declaration::SqlDialect;
 use subject_gateway::config::Config;
 use subject_gateway::keys::KeyStore;
 use subject_gateway::server;
-use subject_gateway::world::{self, Person};
+use subject_gateway_demo::world::{self, Person};
 use subject_schema::SubjectService;
 use subject_schema::access::Caller;
 use subject_test_servers::Running;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use subject_connectors::declaration::SqlDialect;
-use subject_gateway::world::Person;
+use subject_gateway_demo::world::Person;
 
 use crate::{ReferenceWorld, TestDatabase};
 

@@ -37,7 +37,7 @@ fn per_table(log: &StatementLog) -> BTreeMap<&'static str, usize> {
 async fn batch(
     gateway: &subject_gateway_tests::TestGateway,
     log: &StatementLog,
-    people: &[&subject_gateway::world::Person],
+    people: &[&subject_gateway_demo::world::Person],
 ) -> anyhow::Result<(serde_json::Value, BTreeMap<&'static str, usize>)> {
     let identities: Vec<_> = people
         .iter()

@@ -1,6 +1,6 @@
 //! `subject-gateway demo`: the README's "run it" path, on SQLite with nothing installed.
 
-use subject_gateway::demo;
+use subject_gateway_demo::demo;
 use subject_gateway_tests::{FULL_SELECTION, TestGateway, config_dir};
 
 use crate::{at, len, subject_ok};
@@ -11,7 +11,7 @@ async fn the_demo_world_serves_every_kind_of_person() -> anyhow::Result<()> {
     let world = demo::prepare(dir.path(), 120).await?;
     assert_eq!(world.people.len(), 120);
     let mut config = subject_gateway::config::Config::load(&config_dir().join("gateway.toml"))?;
-    demo::stand_in_for_mongodb(&mut config)?;
+    demo::stand_in_for_mongodb(&config.path, &config.kinds, &mut config.connectors)?;
     let gateway = TestGateway::start_with(config, world.env(), Vec::new()).await?;
 
     // The example the demo prints works as printed: an email in capitals.
@@ -54,7 +54,7 @@ fn the_declarations_built_into_the_binary_are_the_reference_ones() -> anyhow::Re
     let dir = tempfile::tempdir()?;
     let gateway_toml = demo::embedded_config(dir.path())?;
     let mut config = subject_gateway::config::Config::load(&gateway_toml)?;
-    demo::stand_in_for_mongodb(&mut config)?;
+    demo::stand_in_for_mongodb(&config.path, &config.kinds, &mut config.connectors)?;
     // Every reference file is built in, unchanged: a new connector file must be added there too.
     let written = gateway_toml.parent().expect("a config directory");
     let mut files = vec!["gateway.toml".to_owned(), "demo/uploads.toml".to_owned()];

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 use sha2::Digest;
-use subject_gateway::world::Person;
+use subject_gateway_demo::world::Person;
 use subject_gateway_tests::{ConfigCopy, ReferenceWorld, TestGateway, snapshot};
 
 use crate::{at, len, subject_ok};

@@ -39,7 +39,7 @@ async fn nested_document_paths_come_out_typed() -> anyhow::Result<()> {
         assert_eq!(image["camera"], serde_json::json!(upload.camera), "exif.camera");
         assert_eq!(
             image["gps"],
-            subject_gateway::world::gps_json(upload).unwrap_or_default(),
+            subject_gateway_demo::world::gps_json(upload).unwrap_or_default(),
             "exif.gps"
         );
         assert_eq!(
@@ -49,7 +49,7 @@ async fn nested_document_paths_come_out_typed() -> anyhow::Result<()> {
         );
         assert_eq!(
             image["tags"],
-            subject_gateway::world::tags_json(upload),
+            subject_gateway_demo::world::tags_json(upload),
             "an array of sub-documents"
         );
         assert_eq!(image["visibility"], upload.visibility);
@@ -211,7 +211,7 @@ async fn files_can_live_in_an_s3_bucket() -> anyhow::Result<()> {
     let store =
         subject_connectors::storage::FileStore::build(&uploads, &env, std::time::Duration::from_secs(5))?;
     assert_eq!(store.kind, "s3");
-    subject_gateway::world::seed_files(&store, &world.people).await?;
+    subject_gateway_demo::world::seed_files(&store, &world.people).await?;
     let gateway = TestGateway::start(&config.gateway_toml(), env, Vec::new()).await?;
 
     let person = world

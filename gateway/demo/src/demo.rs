@@ -1,19 +1,22 @@
 //! `subject-gateway demo`: SQLite databases seeded with a few hundred synthetic people, and a
-//! helpdesk API and an analytics API served in process, read through the reference declarations in `config/`. Needs
-//! nothing installed.
+//! helpdesk API and an analytics API served in process, read through the reference declarations
+//! in `config/` (built in, for a binary run outside a checkout). Needs nothing installed.
+//!
+//! Only this crate knows the demo; the gateway's `main.rs` calls in here for its `demo`
+//! subcommand when built with the `demo` feature.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use sqlx::any::AnyPoolOptions;
-use subject_connectors::declaration::{SqlDialect, load_connector_file};
+use subject_connectors::IdentityKinds;
+use subject_connectors::declaration::{SqlDialect, ValidatedConnector, load_connector_file};
 use subject_connectors::storage::FileStore;
 use subject_test_servers::Running;
 use subject_test_servers::analytics::{self, Analytics};
 use subject_test_servers::helpdesk::{self, Helpdesk};
 
-use crate::config::Config;
 use crate::world::{self, Person};
 
 /// The role of the key the demo creates (declared in `config/gateway.toml`).
@@ -66,7 +69,7 @@ impl DemoWorld {
 /// Creates `accounts.db` and `billing.db` in `dir` (replacing earlier ones) with `count` people.
 pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
     sqlx::any::install_default_drivers();
-    crate::private_fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("resolving {}", dir.display()))?;
@@ -143,30 +146,30 @@ pub async fn prepare(dir: &Path, count: usize) -> anyhow::Result<DemoWorld> {
 /// The reference declarations, built into the binary so that an installed `subject-gateway
 /// demo` runs from any directory (`config/` of the checkout is used when it is there).
 const EMBEDDED_CONFIG: &[(&str, &str)] = &[
-    ("gateway.toml", include_str!("../../config/gateway.toml")),
+    ("gateway.toml", include_str!("../../../config/gateway.toml")),
     (
         "connectors/accounts.toml",
-        include_str!("../../config/connectors/accounts.toml"),
+        include_str!("../../../config/connectors/accounts.toml"),
     ),
     (
         "connectors/analytics.toml",
-        include_str!("../../config/connectors/analytics.toml"),
+        include_str!("../../../config/connectors/analytics.toml"),
     ),
     (
         "connectors/billing.toml",
-        include_str!("../../config/connectors/billing.toml"),
+        include_str!("../../../config/connectors/billing.toml"),
     ),
     (
         "connectors/helpdesk.toml",
-        include_str!("../../config/connectors/helpdesk.toml"),
+        include_str!("../../../config/connectors/helpdesk.toml"),
     ),
     (
         "connectors/uploads.toml",
-        include_str!("../../config/connectors/uploads.toml"),
+        include_str!("../../../config/connectors/uploads.toml"),
     ),
     (
         "demo/uploads.toml",
-        include_str!("../../config/demo/uploads.toml"),
+        include_str!("../../../config/demo/uploads.toml"),
     ),
 ];
 
@@ -184,24 +187,42 @@ pub fn embedded_config(data_dir: &Path) -> std::io::Result<std::path::PathBuf> {
     Ok(root.join("gateway.toml"))
 }
 
-/// Swaps the MongoDB uploads connector of `config` for its SQLite stand-in
-/// (`demo/uploads.toml` beside `gateway.toml`), unless `UPLOADS_MONGODB_URL` is set.
-pub fn stand_in_for_mongodb(config: &mut Config) -> anyhow::Result<()> {
+/// Swaps the MongoDB uploads connector among `connectors` (those of the gateway configuration
+/// at `gateway_toml`) for its SQLite stand-in (`demo/uploads.toml` beside `gateway.toml`), unless
+/// `UPLOADS_MONGODB_URL` is set.
+pub fn stand_in_for_mongodb(
+    gateway_toml: &Path,
+    kinds: &IdentityKinds,
+    connectors: &mut [ValidatedConnector],
+) -> anyhow::Result<()> {
     if std::env::var_os("UPLOADS_MONGODB_URL").is_some() {
         return Ok(());
     }
-    let path = config
-        .path
+    let path = gateway_toml
         .parent()
         .unwrap_or_else(|| Path::new("."))
         .join("demo/uploads.toml");
-    let stand_in = load_connector_file(&path, &config.kinds)?;
-    for connector in &mut config.connectors {
+    let stand_in = load_connector_file(&path, kinds)?;
+    for connector in connectors {
         if connector.descriptor.name == stand_in.descriptor.name {
             *connector = stand_in.clone();
         }
     }
     Ok(())
+}
+
+/// Creates `dir` and its missing parents, the ones created 0700 (on Unix): the demo's
+/// databases hold (synthetic) personal data, kept like the gateway keeps real personal data
+/// (`subject_gateway::private_fs`).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 /// The person the printed example is about: someone with data in all five domains (invoices
