@@ -868,7 +868,7 @@ async fn devtools(
         ))
         .await?;
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(40), socket.next())
+        let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
             .await?
             .ok_or_else(|| anyhow::anyhow!("devtools closed"))??;
         let Message::Text(text) = message else { continue };
@@ -963,13 +963,22 @@ async fn graphiql_renders_offline_in_headless_chromium_and_runs_a_query() -> any
       const until = async (f, ms) => { const end = Date.now() + ms; while (Date.now() < end) { const v = f(); if (v) return v; await sleep(100); } return null; };
       const editor = await until(() => document.querySelector('.graphiql-query-editor .CodeMirror'), 20000);
       if (!editor) return 'NO EDITOR: ' + document.body.innerText.slice(0, 300);
-      editor.CodeMirror.setValue('{ connectors { name } }');
-      document.querySelector('.graphiql-execute-button').click();
+      // GraphiQL may still be starting (introspection in flight) when the editor appears and
+      // ignore a click then: type and click again every 2 s until an answer shows.
+      let clicked = 0;
       const result = await until(() => {
         const r = document.querySelector('.result-window .CodeMirror');
         const v = r && r.CodeMirror.getValue();
-        return v && v.includes('"connectors"') ? v : null;
-      }, 20000);
+        if (v && v.includes('"connectors"')) return v;
+        if (Date.now() - clicked > 2000) {
+          clicked = Date.now();
+          const e = document.querySelector('.graphiql-query-editor .CodeMirror');
+          if (e && e.CodeMirror.getValue() !== '{ connectors { name } }') e.CodeMirror.setValue('{ connectors { name } }');
+          const button = document.querySelector('.graphiql-execute-button');
+          if (button) button.click();
+        }
+        return null;
+      }, 30000);
       return result || 'NO RESULT: ' + (document.querySelector('.result-window') || document.body).innerText.slice(0, 300);
     })()"#;
     let started = Instant::now();
