@@ -162,20 +162,8 @@ impl PrivacyEngine {
             .attempt_task(row, task, || async {
                 // Files first, then the records naming them: a repeat after a crash finds the
                 // records again and their files already gone, which is fine.
-                if matches!(action, EntityErasure::Delete)
-                    && let (Some(_), Some(storage)) = (&entity.files, &registered.storage)
-                {
-                    let mut records = registered.connector.fetch(&lookup).await?;
-                    records.extend(known.iter().cloned());
-                    let mut keys = self.files_of(c, e, &records);
-                    keys.sort();
-                    keys.dedup();
-                    for key in keys {
-                        if storage.delete(&key).await? {
-                            files_deleted.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                }
+                let deleted = self.delete_files(c, e, &request).await?;
+                files_deleted.fetch_add(deleted, Ordering::SeqCst);
                 registered.connector.erase(&request).await
             })
             .await?;
@@ -348,34 +336,46 @@ impl PrivacyEngine {
         Ok((this, end))
     }
 
-    /// Deletes the stored files of the records each delete request finds (now, or when planned);
-    /// per request, how many files were deleted.
-    pub(super) async fn delete_files_of(
+    /// Deletes the stored files of the records a delete request of entity `e` of connector `c`
+    /// finds (now, or when planned); how many were deleted. Nothing for entities that name no
+    /// files or are not deleted.
+    pub(super) async fn delete_files(
+        &self,
+        c: usize,
+        e: usize,
+        request: &ErasureRequest,
+    ) -> Result<i64, ConnectorError> {
+        let registered = &self.executor.registry().connectors[c];
+        let entity = &registered.connector.descriptor().entities[e];
+        let (EntityErasure::Delete, Some(_), Some(storage)) =
+            (&request.action, &entity.files, &registered.storage)
+        else {
+            return Ok(0);
+        };
+        let mut records = registered.connector.fetch(&request.lookup).await?;
+        records.extend(request.known.iter().cloned());
+        let mut keys = self.files_of(c, e, &records);
+        keys.sort();
+        keys.dedup();
+        let mut deleted = 0;
+        for key in keys {
+            if storage.delete(&key).await? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// [`Self::delete_files`] for every request of one store's batch, in order.
+    async fn delete_files_of(
         &self,
         c: usize,
         batch: &[(TaskRow, usize)],
         requests: &[ErasureRequest],
     ) -> Result<Vec<i64>, ConnectorError> {
-        let registered = &self.executor.registry().connectors[c];
         let mut counts = Vec::with_capacity(requests.len());
         for ((_, e), request) in batch.iter().zip(requests) {
-            let entity = &registered.connector.descriptor().entities[*e];
-            let mut deleted = 0;
-            if matches!(request.action, EntityErasure::Delete)
-                && let (Some(_), Some(storage)) = (&entity.files, &registered.storage)
-            {
-                let mut records = registered.connector.fetch(&request.lookup).await?;
-                records.extend(request.known.iter().cloned());
-                let mut keys = self.files_of(c, *e, &records);
-                keys.sort();
-                keys.dedup();
-                for key in keys {
-                    if storage.delete(&key).await? {
-                        deleted += 1;
-                    }
-                }
-            }
-            counts.push(deleted);
+            counts.push(self.delete_files(c, *e, request).await?);
         }
         Ok(counts)
     }

@@ -22,10 +22,21 @@ impl PrivacyEngine {
         let tasks = self.store.tasks(&row.id).await?;
         let mut all = true;
         for mut task in tasks {
-            let Some((c, e)) = self.locate(&task) else {
-                continue;
-            };
-            let Some(lookup) = self.decode_lookup(c, e, task.lookup.as_deref()) else {
+            // A task that cannot be looked up again is not verified: never a silent pass.
+            let Some((c, e, lookup)) = self
+                .locate(&task)
+                .and_then(|(c, e)| Some((c, e, self.decode_lookup(c, e, task.lookup.as_deref())?)))
+            else {
+                all = false;
+                task.verified = Some(false);
+                self.task_failed(
+                    row,
+                    &mut task,
+                    "verification could not look the person up: the task's store, entity or lookup is no longer readable"
+                        .into(),
+                    "VERIFICATION_FAILED",
+                )
+                .await?;
                 continue;
             };
             let registered = &self.executor.registry().connectors[c];

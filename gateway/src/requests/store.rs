@@ -593,18 +593,21 @@ impl RequestStore {
 
     /// Export bundles still kept for any of these subjects (hashed identities).
     pub async fn exports_of(&self, subject_hashes: &[String]) -> Result<Vec<(String, String)>, StoreError> {
-        let mut found = Vec::new();
-        for hash in subject_hashes {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT id, export FROM privacy_requests \
-                 WHERE kind = 'EXPORT' AND subject_hash = $1 AND export IS NOT NULL",
-            )
-            .bind(hash)
-            .fetch_all(&self.pool)
-            .await?;
-            found.extend(rows);
+        if subject_hashes.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(found)
+        // One query for all of the person's identities: `subject_hash IN ($1, …)`.
+        let placeholders: Vec<String> = (1..=subject_hashes.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT id, export FROM privacy_requests \
+             WHERE kind = 'EXPORT' AND export IS NOT NULL AND subject_hash IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+        for hash in subject_hashes {
+            query = query.bind(hash);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     pub async fn set_export(&self, id: &str, export: Option<&str>) -> Result<(), StoreError> {
