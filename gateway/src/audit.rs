@@ -11,6 +11,11 @@
 //! FILE` then also detects a dropped tail or a wiped table. Events from before the key was set
 //! stay verifiable as plain SHA-256, but only as a prefix: a plain event after a keyed one is a
 //! downgrade and is reported.
+//!
+//! Appends are committed in groups: a request queues its event and waits for the commit of the
+//! group holding it (the first waiter to find no writer busy writes every queued event in one
+//! transaction). An event is still recorded before the data it describes is served; under load
+//! one commit serves many requests instead of one each.
 
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
@@ -19,7 +24,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::AnyPool;
 use subject_schema::audit::{AuditEntry, AuditError, AuditFilter, AuditLog, AuditRecord, SubjectRef};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 
 /// The hash the chain starts from.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -30,9 +35,21 @@ pub struct DbAuditLog {
     key: Vec<u8>,
     /// The key events are MACed with, from outside the database; `None`: plain SHA-256.
     chain_key: Option<Vec<u8>>,
-    /// Appends from this process one at a time (replicas serialise on the head row).
-    append: Mutex<()>,
+    /// Events waiting for the next group commit, each with whoever waits for it.
+    queue: std::sync::Mutex<Vec<Queued>>,
+    /// Held by the one appender writing groups (replicas serialise on the head row).
+    writer: Mutex<()>,
 }
+
+/// An event waiting to be committed, its subjects already hashed.
+struct Queued {
+    entry: AuditEntry,
+    subjects: String,
+    committed: oneshot::Sender<Result<(), AuditError>>,
+}
+
+/// At most this many events in one commit (bounds the statement's parameters: 11 per event).
+const GROUP_LIMIT: usize = 256;
 
 /// Where the chain breaks.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -228,7 +245,8 @@ impl DbAuditLog {
             pool,
             key: key.into_bytes(),
             chain_key: None,
-            append: Mutex::new(()),
+            queue: std::sync::Mutex::new(Vec::new()),
+            writer: Mutex::new(()),
         })
     }
 
@@ -390,59 +408,134 @@ pub enum AnchorError {
     Write(std::io::Error),
 }
 
-#[async_trait]
-impl AuditLog for DbAuditLog {
-    async fn append(&self, entry: AuditEntry) -> Result<(), AuditError> {
-        let subjects: Vec<String> = entry.subjects.iter().map(|s| self.subject_hash(s)).collect();
-        let _one_at_a_time = self.append.lock().await;
+impl DbAuditLog {
+    /// Takes the queued events, at most a group's worth, oldest first.
+    fn take_group(&self) -> Vec<Queued> {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = queue.len().min(GROUP_LIMIT);
+        queue.drain(..n).collect()
+    }
+
+    /// Writes queued groups until the queue is empty; the caller holds `writer`.
+    async fn write_queued(&self) {
+        loop {
+            let group = self.take_group();
+            if group.is_empty() {
+                return;
+            }
+            let result = self.commit_group(&group).await;
+            for queued in group {
+                // A waiter that gave up (its request timed out) no longer listens: nothing to do.
+                let _ = queued.committed.send(result.clone());
+            }
+        }
+    }
+
+    /// Appends `group` in one transaction: the head advances by its length, the events chain
+    /// in queue order.
+    async fn commit_group(&self, group: &[Queued]) -> Result<(), AuditError> {
+        let n = group.len() as i64;
         let mut tx = self.pool.begin().await.map_err(failed)?;
-        // Taking the head row locks it until commit: replicas append one at a time.
-        let (seq, prev): (i64, String) =
-            sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        // Taking the head row locks it until commit: replicas append one group at a time.
+        let (last, mut prev): (i64, String) =
+            sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+                .bind(n)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(failed)?;
-        let mut row: Row = (
-            seq,
-            Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-            entry.actor,
-            entry.role,
-            entry.purpose,
-            entry.action,
-            serde_json::to_string(&subjects).unwrap_or_else(|_| "[]".into()),
-            entry.detail.to_string(),
-            prev,
-            String::new(),
-            i64::from(self.chain_key.is_some()),
+        let at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut rows = Vec::with_capacity(group.len());
+        for (i, queued) in group.iter().enumerate() {
+            let entry = &queued.entry;
+            let mut row: Row = (
+                last - n + 1 + i as i64,
+                at.clone(),
+                entry.actor.clone(),
+                entry.role.clone(),
+                entry.purpose.clone(),
+                entry.action.clone(),
+                queued.subjects.clone(),
+                entry.detail.to_string(),
+                prev,
+                String::new(),
+                i64::from(self.chain_key.is_some()),
+            );
+            row.9 = match &self.chain_key {
+                Some(key) => content_mac(key, &row, row.0),
+                None => content_hash(&row),
+            };
+            prev = row.9.clone();
+            rows.push(row);
+        }
+        let mut sql = String::from(
+            "INSERT INTO audit_events (seq, at, actor, role, purpose, action, subjects, detail, prev_hash, hash, keyed) VALUES ",
         );
-        row.9 = match &self.chain_key {
-            Some(key) => content_mac(key, &row, row.0),
-            None => content_hash(&row),
-        };
-        sqlx::query(
-            "INSERT INTO audit_events (seq, at, actor, role, purpose, action, subjects, detail, prev_hash, hash, keyed) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(row.0)
-        .bind(&row.1)
-        .bind(&row.2)
-        .bind(&row.3)
-        .bind(&row.4)
-        .bind(&row.5)
-        .bind(&row.6)
-        .bind(&row.7)
-        .bind(&row.8)
-        .bind(&row.9)
-        .bind(row.10)
-        .execute(&mut *tx)
-        .await
-        .map_err(failed)?;
+        for i in 0..rows.len() {
+            let p = i * 11;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for column in 1..=11 {
+                if column > 1 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", p + column));
+            }
+            sql.push(')');
+        }
+        let mut insert = sqlx::query(&sql);
+        for row in &rows {
+            insert = insert
+                .bind(row.0)
+                .bind(&row.1)
+                .bind(&row.2)
+                .bind(&row.3)
+                .bind(&row.4)
+                .bind(&row.5)
+                .bind(&row.6)
+                .bind(&row.7)
+                .bind(&row.8)
+                .bind(&row.9)
+                .bind(row.10);
+        }
+        insert.execute(&mut *tx).await.map_err(failed)?;
         sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-            .bind(&row.9)
+            .bind(&prev)
             .execute(&mut *tx)
             .await
             .map_err(failed)?;
         tx.commit().await.map_err(failed)
+    }
+}
+
+#[async_trait]
+impl AuditLog for DbAuditLog {
+    async fn append(&self, entry: AuditEntry) -> Result<(), AuditError> {
+        let subjects: Vec<String> = entry.subjects.iter().map(|s| self.subject_hash(s)).collect();
+        let (committed, mut outcome) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Queued {
+                subjects: serde_json::to_string(&subjects).unwrap_or_else(|_| "[]".into()),
+                entry,
+                committed,
+            });
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut outcome => {
+                    return result.unwrap_or_else(|_| Err(AuditError("the audit append was abandoned".into())));
+                }
+                // No one is writing: write every queued group, ours among them (it was queued
+                // before the lock was taken), then read our outcome.
+                _writer = self.writer.lock() => self.write_queued().await,
+            }
+        }
     }
 
     async fn list(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, bool), AuditError> {

@@ -281,3 +281,66 @@ async fn a_keyed_anchored_trail_names_each_rewrite() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Appends are committed in groups: 300 concurrent appends through two replicas of the audit
+/// log onto one state database (PostgreSQL, then SQLite) all land, numbered 1…300 without a gap,
+/// each chained to the one before, and every append returned only after its event was stored.
+#[tokio::test]
+async fn concurrent_appends_from_two_replicas_chain_without_gaps() -> anyhow::Result<()> {
+    use subject_connectors::declaration::SqlDialect;
+    use subject_gateway_tests::TestDatabase;
+    use subject_schema::audit::{AuditEntry, AuditLog};
+    for dialect in [SqlDialect::Postgres, SqlDialect::Sqlite] {
+        let state = TestDatabase::create(dialect).await?;
+        let keys = subject_gateway::keys::KeyStore::open(&state.url).await?;
+        let chain_key = b"a chain key kept outside the database, 32+ bytes".to_vec();
+        let replica = |pool| async move {
+            anyhow::Ok(std::sync::Arc::new(
+                subject_gateway::audit::DbAuditLog::open(pool)
+                    .await?
+                    .with_chain_key(Some(b"a chain key kept outside the database, 32+ bytes".to_vec())),
+            ))
+        };
+        let first = replica(keys.pool().clone()).await?;
+        let second_keys = subject_gateway::keys::KeyStore::open(&state.url).await?;
+        let second = replica(second_keys.pool().clone()).await?;
+        let appends = (0..300).map(|i| {
+            let log = if i % 2 == 0 { first.clone() } else { second.clone() };
+            let reader = keys.pool().clone();
+            tokio::spawn(async move {
+                log.append(AuditEntry {
+                    actor: format!("key:{i}"),
+                    role: "support".into(),
+                    purpose: "essential".into(),
+                    action: "subject.read".into(),
+                    subjects: Vec::new(),
+                    detail: serde_json::json!({ "n": i }),
+                })
+                .await?;
+                // Returned: the event is stored, readable by the other replica.
+                let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE actor = $1")
+                    .bind(format!("key:{i}"))
+                    .fetch_one(&reader)
+                    .await?;
+                anyhow::ensure!(seen == 1, "append {i} returned before its event was stored");
+                anyhow::Ok(())
+            })
+        });
+        for result in futures::future::join_all(appends).await {
+            result??;
+        }
+        let log = subject_gateway::audit::DbAuditLog::open(keys.pool().clone())
+            .await?
+            .with_chain_key(Some(chain_key));
+        let (events, _) = log
+            .verify()
+            .await
+            .map_err(|e| anyhow::anyhow!("{dialect:?}: {e}"))?;
+        assert_eq!(events, 300, "{dialect:?}");
+        let actors: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT actor) FROM audit_events")
+            .fetch_one(keys.pool())
+            .await?;
+        assert_eq!(actors, 300, "{dialect:?}: every append stored once");
+    }
+    Ok(())
+}
