@@ -6,6 +6,7 @@
 //! [`http::HttpConnector`] the one for REST APIs.
 
 pub mod category;
+pub mod codes;
 pub mod connector;
 pub mod declaration;
 pub mod http;
