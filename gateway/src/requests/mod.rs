@@ -30,6 +30,8 @@ mod driver;
 mod erasure;
 pub mod export;
 mod kept;
+#[cfg(test)]
+mod narrow_tests;
 mod objection;
 mod plan;
 mod receipt;
