@@ -13,7 +13,8 @@
 //! - [`store`]: the tables;
 //! - `api`: the `PrivacyRequests` interface (submit, read, list, retry, cancel, extend,
 //!   events); `views`: rows as the typed views GraphQL serves;
-//! - `worker`: the worker loop, leases, and dispatch to the driver of a request's kind;
+//! - `worker`: the worker loop and dispatch to the driver of a request's kind; `lease`: holding,
+//!   renewing and releasing a claimed request;
 //! - `driver`: the [`Driver`](driver::Driver) trait every kind implements, and the one
 //!   skeleton (prepare, plan, act, verify, receipt, finish) they run through;
 //! - `erasure`, `rectification`, `objection`, [`export`]: one driver each (`export` also
@@ -30,6 +31,7 @@ mod driver;
 mod erasure;
 pub mod export;
 mod kept;
+mod lease;
 #[cfg(test)]
 mod narrow_tests;
 mod objection;

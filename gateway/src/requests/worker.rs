@@ -1,8 +1,9 @@
-//! The worker: claims open requests under a lease, renews it while it works, and hands each to
-//! the driver of its kind ([`super::driver`]); recording events and failing requests.
+//! The worker: claims open requests under a lease (`lease`), works on each until it finishes,
+//! waits or the lease is lost, handing it to the driver of its kind ([`super::driver`]); recording
+//! events and failing requests.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -23,7 +24,7 @@ impl PrivacyEngine {
         loop {
             while running.try_join_next().is_some() {}
             if running.len() < self.settings.concurrency.max(1) {
-                let lease = store::stamp(Utc::now() + self.lease());
+                let lease = store::stamp(Utc::now() + self.lease_length());
                 match self.store.claim(&self.owner, &lease).await {
                     Ok(Some(id)) => {
                         let engine = self.clone();
@@ -46,43 +47,14 @@ impl PrivacyEngine {
         }
     }
 
-    pub(super) fn lease(&self) -> chrono::Duration {
-        chrono::Duration::seconds(self.settings.lease_seconds.max(1) as i64)
-    }
-
     /// Works on one claimed request until it finishes, waits, or the lease is lost.
     pub(super) async fn process(self: Arc<Self>, id: String) {
-        let lost = Arc::new(AtomicBool::new(false));
-        let renewer = {
-            let engine = self.clone();
-            let lost = lost.clone();
-            let id = id.clone();
-            tokio::spawn(async move {
-                let every = Duration::from_millis((engine.settings.lease_seconds.max(1) * 1000) / 3);
-                loop {
-                    tokio::time::sleep(every).await;
-                    let until = store::stamp(Utc::now() + engine.lease());
-                    match engine.store.renew(&id, &engine.owner, &until).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            lost.store(true, Ordering::SeqCst);
-                            return;
-                        }
-                        Err(_) => {}
-                    }
-                }
-            })
-        };
-        let result = self.carry_out(&id, &lost).await;
-        renewer.abort();
+        let lease = self.hold(&id);
+        let result = self.carry_out(&id, lease.lost()).await;
         if let Err(error) = result {
             tracing::warn!(request = %id, error = %error, "privacy request interrupted; it resumes later");
         }
-        // Claimable again after a pause (a finished request is no longer claimable at all).
-        let later = store::stamp(
-            Utc::now() + chrono::Duration::milliseconds(self.settings.poll_interval_ms as i64 * 4),
-        );
-        let _ = self.store.release(&id, &self.owner, &later).await;
+        self.release(lease, &id).await;
     }
 
     pub(super) async fn event(&self, id: &str, kind: &str, message: &str, status: RequestStatus) {
