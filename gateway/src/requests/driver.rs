@@ -32,6 +32,13 @@ impl Job<'_> {
     }
 }
 
+/// How acting on a task ended, with the task as it now stands.
+pub(super) type Acted = Result<(TaskRow, TaskEnd), StoreError>;
+
+/// How a request completes: `Ok(export)` finishes it (keeping `export` as its bundle),
+/// `Err(message)` fails it.
+pub(super) type Completion = Result<Result<Option<String>, String>, StoreError>;
+
 /// What one kind of privacy request does at each step of [`PrivacyEngine::drive`].
 #[async_trait]
 pub(super) trait Driver: Send + Sync + Sized {
@@ -54,27 +61,21 @@ pub(super) trait Driver: Send + Sync + Sized {
     fn task(&self, engine: &PrivacyEngine, job: &Job<'_>, planned: &PlannedEntity) -> Option<TaskRow>;
 
     /// Carries one task out (the shared runner calls it for every task not yet settled).
-    async fn act(
-        &self,
-        engine: &PrivacyEngine,
-        job: &Job<'_>,
-        task: TaskRow,
-    ) -> Result<(TaskRow, TaskEnd), StoreError>;
+    async fn act(&self, engine: &PrivacyEngine, job: &Job<'_>, task: TaskRow) -> Acted;
 
     /// Looks again, once every task is done; `false` fails the request (naming the failed tasks).
     async fn verify(&self, _engine: &PrivacyEngine, _job: &Job<'_>) -> Result<bool, StoreError> {
         Ok(true)
     }
 
-    /// Adds what this kind proves to the receipt. `Ok(export)` finishes the request (keeping
-    /// `export` as its bundle), `Err(message)` fails it.
+    /// Adds what this kind proves to the receipt, and says how the request completes.
     async fn complete(
         &mut self,
         _engine: &PrivacyEngine,
         _job: &Job<'_>,
         _plan: Option<&SubjectPlan>,
         _receipt: &mut Json,
-    ) -> Result<Result<Option<String>, String>, StoreError> {
+    ) -> Completion {
         Ok(Ok(None))
     }
 

@@ -13,7 +13,7 @@ use subject_connectors::{
     ConnectorError, EntityErasure, ErasureAction, ErasureRequest, JobHandle, JobStatus, WriteOutcome,
 };
 
-use super::driver::{Driver, Job};
+use super::driver::{Acted, Completion, Driver, Job};
 use super::kept::{PlannedEntity, SubjectPlan, decode_records};
 use super::state::{RequestKind, RequestStatus, TaskAction, TaskStatus};
 use super::store::{self, RequestRow, StoreError, TaskRow};
@@ -78,12 +78,7 @@ impl Driver for Erasure {
         Some(task)
     }
 
-    async fn act(
-        &self,
-        engine: &PrivacyEngine,
-        job: &Job<'_>,
-        task: TaskRow,
-    ) -> Result<(TaskRow, TaskEnd), StoreError> {
+    async fn act(&self, engine: &PrivacyEngine, job: &Job<'_>, task: TaskRow) -> Acted {
         engine.erase_task(job.row, job.input, task, job.lost).await
     }
 
@@ -97,7 +92,7 @@ impl Driver for Erasure {
         job: &Job<'_>,
         _: Option<&SubjectPlan>,
         _: &mut Json,
-    ) -> Result<Result<Option<String>, String>, StoreError> {
+    ) -> Completion {
         self.person = engine.person_hashes(job.row).await?;
         Ok(Ok(None))
     }

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use subject_schema::request_views::DownloadView;
 
 use super::PrivacyEngine;
-use super::driver::{Driver, Job};
+use super::driver::{Acted, Completion, Driver, Job};
 use super::kept::{PlannedEntity, SubjectPlan};
 use super::state::{RequestKind, TaskAction, TaskStatus};
 use super::store::{self, RequestRow, StoreError, TaskRow};
@@ -361,12 +361,7 @@ impl Driver for Export {
     }
 
     /// Export tasks are done when planned; one that is not was not planned by this gateway.
-    async fn act(
-        &self,
-        engine: &PrivacyEngine,
-        job: &Job<'_>,
-        mut task: TaskRow,
-    ) -> Result<(TaskRow, TaskEnd), StoreError> {
+    async fn act(&self, engine: &PrivacyEngine, job: &Job<'_>, mut task: TaskRow) -> Acted {
         engine
             .task_failed(
                 job.row,
@@ -384,7 +379,7 @@ impl Driver for Export {
         job: &Job<'_>,
         plan: Option<&SubjectPlan>,
         receipt: &mut Json,
-    ) -> Result<Result<Option<String>, String>, StoreError> {
+    ) -> Completion {
         let Some(plan) = plan else {
             return Ok(Err(
                 "the export bundle could not be written: the request was not planned".into(),

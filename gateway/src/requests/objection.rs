@@ -7,11 +7,10 @@ use subject_connectors::LookupRequest;
 use subject_connectors::purpose::DataUse;
 
 use super::PrivacyEngine;
-use super::driver::{Driver, Job};
+use super::driver::{Acted, Completion, Driver, Job};
 use super::kept::{PlannedEntity, SubjectPlan};
 use super::state::{RequestKind, TaskAction};
 use super::store::{StoreError, TaskRow};
-use super::tasks::TaskEnd;
 
 /// Objection's driver: the objection is recorded first (every run: recording is idempotent), then
 /// a suppression task for every entity of a store that serves the purpose and declares one.
@@ -45,12 +44,7 @@ impl Driver for Objection {
             .then(|| engine.base_task(planned, TaskAction::Suppress))
     }
 
-    async fn act(
-        &self,
-        engine: &PrivacyEngine,
-        job: &Job<'_>,
-        task: TaskRow,
-    ) -> Result<(TaskRow, TaskEnd), StoreError> {
+    async fn act(&self, engine: &PrivacyEngine, job: &Job<'_>, task: TaskRow) -> Acted {
         let stored = task.lookup.clone();
         engine
             .write_task(
@@ -77,7 +71,7 @@ impl Driver for Objection {
         _: &Job<'_>,
         _: Option<&SubjectPlan>,
         receipt: &mut Json,
-    ) -> Result<Result<Option<String>, String>, StoreError> {
+    ) -> Completion {
         let registry = engine.executor.registry();
         let served_by: Vec<String> = (0..registry.connectors.len())
             .filter(|c| engine.serves(*c, &self.purpose))

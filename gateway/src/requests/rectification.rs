@@ -5,11 +5,10 @@ use async_trait::async_trait;
 use subject_connectors::{FieldChange, LookupRequest, Value};
 
 use super::PrivacyEngine;
-use super::driver::{Driver, Job};
+use super::driver::{Acted, Driver, Job};
 use super::kept::PlannedEntity;
 use super::state::{RequestKind, TaskAction};
 use super::store::{StoreError, TaskRow};
-use super::tasks::TaskEnd;
 
 /// Rectification's driver: a task per entity holding a changed attribute; each verified by
 /// finding the person again and reading the corrected values back.
@@ -30,12 +29,7 @@ impl Driver for Rectification {
         .then(|| engine.base_task(planned, TaskAction::Rectify))
     }
 
-    async fn act(
-        &self,
-        engine: &PrivacyEngine,
-        job: &Job<'_>,
-        task: TaskRow,
-    ) -> Result<(TaskRow, TaskEnd), StoreError> {
+    async fn act(&self, engine: &PrivacyEngine, job: &Job<'_>, task: TaskRow) -> Acted {
         let changes = &job.input.changes;
         let stored = task.lookup.clone();
         let lookup = |c, e| engine.rectified_lookup(c, e, stored.as_deref(), changes);
