@@ -15,6 +15,8 @@ use crate::gql_connectors::{connectors_field, introspection_types};
 use crate::gql_files::stored_file_type;
 use crate::resolve::Executor;
 
+pub use crate::gql_subject::SubjectBudget;
+
 /// Limits and switches of the generated schema.
 #[derive(Debug, Clone)]
 pub struct SchemaSettings {
@@ -48,8 +50,6 @@ impl Default for SchemaSettings {
         }
     }
 }
-
-pub use crate::gql_subject::SubjectBudget;
 
 /// Builds the executable schema for `executor`'s registry.
 pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result<Schema, SchemaError> {
