@@ -6,11 +6,19 @@
 
 pub mod access;
 pub mod audit;
+mod gql_audit;
+mod gql_connectors;
+mod gql_files;
+mod gql_subject;
+mod gql_support;
 pub mod graphql;
 pub mod limits;
 pub mod plan;
 pub mod privacy;
+pub mod records;
 pub mod registry;
+pub mod request_state;
+pub mod request_views;
 pub mod requests;
 pub mod resolve;
 

@@ -3,62 +3,71 @@
 //! `retryPrivacyRequest`, `cancelPrivacyRequest`, `extendPrivacyRequest`) and
 //! `Subscription.privacyRequestEvents`.
 //!
-//! The engine hands views over as JSON objects keyed by GraphQL field name; the object types here
-//! read their fields out of them, so the schema stays typed while the engine stays free of
-//! GraphQL.
+//! The engine hands views over as the typed structs of [`crate::request_views`]; every field
+//! here reads one struct field, so a field the engine does not fill is a compile error, not a
+//! silent `null`. The enums are served from the engine's own enums (`ALL`), so the two cannot
+//! drift apart.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use async_graphql::dynamic::{
     Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext,
     SchemaBuilder, Subscription, SubscriptionField, SubscriptionFieldFuture, TypeRef,
 };
-use async_graphql::{Error, ErrorExtensions, Name, Value as GqlValue};
+use async_graphql::{Error, ErrorExtensions, Value as GqlValue};
 use futures::StreamExt;
-use serde_json::Value as Json;
 
 use crate::access::Operation;
-use crate::graphql::{authorize, caller, identity_error, parse_identity};
-use crate::requests::{PrivacyRequests, RequestError, RequestFilter, RequestKind, Submission};
+use crate::gql_support::{authorize, caller, enum_value, identity_error, leaf, parse_identity, ready};
+use crate::request_views::{
+    DownloadView, EventView, PlanEntryView, PlanView, RequestPage, RequestView, TaskView,
+};
+use crate::requests::{
+    PrivacyRequests, RequestError, RequestFilter, RequestKind, RequestStatus, Submission, TaskStatus,
+};
 use crate::resolve::Executor;
 
-/// How a JSON member becomes a GraphQL value.
-#[derive(Clone, Copy)]
-enum Shape {
-    Scalar,
-    Enum,
-    Object,
-    Objects,
-}
+/// Reads one field of a view as a GraphQL value.
+type Get<T> = fn(&T) -> GqlValue;
 
-fn json_field(name: &'static str, ty: TypeRef, shape: Shape) -> Field {
-    Field::new(name, ty, move |ctx| {
-        FieldFuture::new(async move {
-            let parent = ctx.parent_value.try_downcast_ref::<Json>()?;
-            let value = parent.get(name).cloned().unwrap_or(Json::Null);
-            Ok(match (shape, value) {
-                (Shape::Objects, Json::Array(items)) => {
-                    Some(FieldValue::list(items.into_iter().map(FieldValue::owned_any)))
-                }
-                (Shape::Objects, _) => Some(FieldValue::list(Vec::<FieldValue>::new())),
-                (_, Json::Null) => None,
-                (Shape::Scalar, value) => Some(FieldValue::value(GqlValue::from_json(value)?)),
-                (Shape::Enum, Json::String(text)) => Some(FieldValue::value(GqlValue::Enum(Name::new(text)))),
-                (Shape::Enum, _) => None,
-                (Shape::Object, value) => Some(FieldValue::owned_any(value)),
-            })
-        })
-    })
-}
-
-/// An object type over JSON views: `(field, type, shape, description)`.
-fn json_object(name: &str, description: &str, fields: &[(&'static str, TypeRef, Shape, &str)]) -> Object {
+/// An object type over view `T`: `(field, type, getter, description)`.
+fn view_object<T: Any + Send + Sync>(
+    name: &str,
+    description: &str,
+    fields: &[(&'static str, TypeRef, Get<T>, &str)],
+) -> Object {
     fields.iter().fold(
         Object::new(name).description(description),
-        |object, (field, ty, shape, description)| {
-            object.field(json_field(field, ty.clone(), *shape).description(*description))
+        |object, (field, ty, get, description)| {
+            object.field(leaf::<T>(field, ty.clone(), *get).description(*description))
         },
     )
+}
+
+/// A list field of view `T` whose items are views `U` (borrowed from the parent).
+fn view_list<T: Any + Send + Sync, U: Any + Send + Sync>(
+    name: &str,
+    ty: TypeRef,
+    description: &str,
+    items: fn(&T) -> &[U],
+) -> Field {
+    Field::new(name, ty, move |ctx| {
+        ready(ctx.parent_value.try_downcast_ref::<T>().map(|parent| {
+            Some(FieldValue::list(
+                items(parent).iter().map(|item| FieldValue::borrowed_any(item)),
+            ))
+        }))
+    })
+    .description(description)
+}
+
+fn text(value: &str) -> GqlValue {
+    GqlValue::String(value.to_owned())
+}
+
+fn opt_text(value: &Option<String>) -> GqlValue {
+    GqlValue::from(value.clone())
 }
 
 fn string() -> TypeRef {
@@ -77,135 +86,121 @@ fn bool_nn() -> TypeRef {
     TypeRef::named_nn(TypeRef::BOOLEAN)
 }
 
-fn enumeration(name: &str, description: &str, items: &[&str]) -> Enum {
+fn enumeration<'a>(name: &str, description: &str, items: impl IntoIterator<Item = &'a str>) -> Enum {
     items
-        .iter()
+        .into_iter()
         .fold(Enum::new(name).description(description), |e, item| {
-            e.item(EnumItem::new(*item))
+            e.item(EnumItem::new(item))
         })
 }
 
 /// Registers the privacy-request types, inputs and the subscription root.
 pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
-    use Shape::*;
     builder
         .register(enumeration(
             "PrivacyRequestType",
             "What a privacy request asks for.",
-            &["ERASURE", "RECTIFICATION", "EXPORT", "OBJECTION"],
+            RequestKind::ALL.iter().map(|k| k.as_str()),
         ))
         .register(enumeration(
             "PrivacyRequestStatus",
             "Where a privacy request is. WAITING: a store's asynchronous job is pending.",
-            &["RECEIVED", "IN_PROGRESS", "WAITING", "COMPLETED", "FAILED", "CANCELLED"],
+            RequestStatus::ALL.iter().map(|s| s.as_str()),
         ))
         .register(enumeration(
             "PrivacyTaskStatus",
             "Where one connector/entity task of a request is.",
-            &["PENDING", "RUNNING", "WAITING", "DONE", "FAILED", "SKIPPED"],
+            TaskStatus::ALL.iter().map(|s| s.as_str()),
         ))
-        .register(json_object(
-            "PrivacyRequest",
-            "A privacy request: its state, its tasks per connector and entity, and (when done) its receipt.",
-            &[
-                ("id", TypeRef::named_nn(TypeRef::ID), Scalar, "Stable id (`pr_…`)."),
-                ("type", TypeRef::named_nn("PrivacyRequestType"), Enum, ""),
-                ("status", TypeRef::named_nn("PrivacyRequestStatus"), Enum, ""),
-                ("regulation", string_nn(), Scalar, "GDPR, CCPA, …: decides the due date."),
-                ("reason", string(), Scalar, "Why it was made, as given."),
-                ("subject", string_nn(), Scalar, "The person, as a keyed hash of the identity given."),
-                ("requestedBy", string_nn(), Scalar, "The caller that submitted it."),
-                ("createdAt", string_nn(), Scalar, ""),
-                ("updatedAt", string_nn(), Scalar, ""),
-                ("dueAt", string_nn(), Scalar, "When the law wants it answered (extensions included)."),
-                ("overdue", bool_nn(), Scalar, "Past `dueAt` and not finished."),
-                ("extensionReason", string(), Scalar, "Why the due date was extended, if it was."),
-                ("completedAt", string(), Scalar, ""),
-                ("error", string(), Scalar, "Why it FAILED."),
-                ("tasks", TypeRef::named_nn_list_nn("PrivacyTask"), Objects, "One per connector and entity."),
-                ("receipt", TypeRef::named("JSON"), Scalar, "The machine-readable proof, once COMPLETED."),
-                ("receiptSha256", string(), Scalar, "SHA-256 of the receipt's canonical JSON."),
-                ("download", TypeRef::named("ExportDownload"), Object, "EXPORT: where to fetch the bundle."),
-            ],
-        ))
-        .register(json_object(
+        .register(request_type())
+        .register(view_object::<TaskView>(
             "PrivacyTask",
             "What a request does in one entity of one connector.",
             &[
-                ("connector", string_nn(), Scalar, ""),
-                ("entity", string_nn(), Scalar, ""),
-                ("action", string_nn(), Scalar, "DELETE, MASK, RETAIN, CASCADE, RECTIFY, EXPORT, SUPPRESS."),
-                ("status", TypeRef::named_nn("PrivacyTaskStatus"), Enum, ""),
-                ("attempts", int_nn(), Scalar, "Times it was tried."),
-                ("records", TypeRef::named(TypeRef::INT), Scalar, "Records it acted on."),
-                ("files", TypeRef::named(TypeRef::INT), Scalar, "Stored files it deleted."),
-                ("legalBasis", string(), Scalar, "Why retained records are kept."),
-                ("retainUntil", string(), Scalar, "When retained records are due for deletion."),
-                ("verified", TypeRef::named(TypeRef::BOOLEAN), Scalar, "The fresh lookup after acting found nothing left of the person."),
-                ("error", string(), Scalar, ""),
-                ("errorCode", string(), Scalar, ""),
-                ("startedAt", string(), Scalar, ""),
-                ("finishedAt", string(), Scalar, ""),
+                ("connector", string_nn(), |t| text(&t.connector), ""),
+                ("entity", string_nn(), |t| text(&t.entity), ""),
+                ("action", string_nn(), |t| text(t.action.as_str()), "DELETE, MASK, RETAIN, CASCADE, RECTIFY, EXPORT, SUPPRESS."),
+                ("status", TypeRef::named_nn("PrivacyTaskStatus"), |t| enum_value(t.status.as_str()), ""),
+                ("attempts", int_nn(), |t| GqlValue::from(t.attempts), "Times it was tried."),
+                ("records", TypeRef::named(TypeRef::INT), |t| GqlValue::from(t.records), "Records it acted on."),
+                ("files", TypeRef::named(TypeRef::INT), |t| GqlValue::from(t.files), "Stored files it deleted."),
+                ("legalBasis", string(), |t| opt_text(&t.legal_basis), "Why retained records are kept."),
+                ("retainUntil", string(), |t| opt_text(&t.retain_until), "When retained records are due for deletion."),
+                ("verified", TypeRef::named(TypeRef::BOOLEAN), |t| GqlValue::from(t.verified), "The fresh lookup after acting found nothing left of the person."),
+                ("error", string(), |t| opt_text(&t.error), ""),
+                ("errorCode", string(), |t| opt_text(&t.error_code), ""),
+                ("startedAt", string(), |t| opt_text(&t.started_at), ""),
+                ("finishedAt", string(), |t| opt_text(&t.finished_at), ""),
             ],
         ))
-        .register(json_object(
+        .register(view_object::<DownloadView>(
             "ExportDownload",
             "An export bundle: a zip archive, downloadable until the link expires.",
             &[
-                ("url", string_nn(), Scalar, "Path of the download on this gateway (needs no other credentials)."),
-                ("expiresAt", string_nn(), Scalar, ""),
-                ("sha256", string_nn(), Scalar, "SHA-256 of the archive."),
-                ("bytes", TypeRef::named_nn("Long"), Scalar, ""),
+                ("url", string_nn(), |d| text(&d.url), "Path of the download on this gateway (needs no other credentials)."),
+                ("expiresAt", string_nn(), |d| text(&d.expires_at), ""),
+                ("sha256", string_nn(), |d| text(&d.sha256), "SHA-256 of the archive."),
+                ("bytes", TypeRef::named_nn("Long"), |d| GqlValue::from(d.bytes), ""),
             ],
         ))
-        .register(json_object(
-            "ErasurePlan",
-            "What erasing a person would do; nothing is changed by asking.",
-            &[
-                ("subject", string_nn(), Scalar, "The person, as a keyed hash."),
-                ("identities", int_nn(), Scalar, "Identities found for the person."),
-                ("blocked", bool_nn(), Scalar, "Whether an erasure would stop before acting (a limit exceeded, a store failing, an entity the store would refuse to erase)."),
-                ("entries", TypeRef::named_nn_list_nn("ErasurePlanEntry"), Objects, ""),
-            ],
-        ))
-        .register(json_object(
+        .register(
+            view_object::<PlanView>(
+                "ErasurePlan",
+                "What erasing a person would do; nothing is changed by asking.",
+                &[
+                    ("subject", string_nn(), |p| text(&p.subject), "The person, as a keyed hash."),
+                    ("identities", int_nn(), |p| GqlValue::from(p.identities), "Identities found for the person."),
+                    ("blocked", bool_nn(), |p| GqlValue::from(p.blocked), "Whether an erasure would stop before acting (a limit exceeded, a store failing, an entity the store would refuse to erase)."),
+                ],
+            )
+            .field(view_list::<PlanView, PlanEntryView>(
+                "entries",
+                TypeRef::named_nn_list_nn("ErasurePlanEntry"),
+                "",
+                |p| &p.entries,
+            )),
+        )
+        .register(view_object::<PlanEntryView>(
             "ErasurePlanEntry",
             "What erasure does in one entity.",
             &[
-                ("connector", string_nn(), Scalar, ""),
-                ("entity", string_nn(), Scalar, ""),
-                ("action", string_nn(), Scalar, "DELETE, MASK, RETAIN or CASCADE."),
-                ("records", int_nn(), Scalar, "Records of the person matched now."),
-                ("files", int_nn(), Scalar, "Stored files those records name."),
-                ("fieldsTouched", TypeRef::named_nn_list_nn(TypeRef::STRING), Scalar, "Fields rewritten (MASK, RETAIN), as `field: null|pseudonymize|redact`."),
-                ("legalBasis", string(), Scalar, ""),
-                ("retainUntil", string(), Scalar, ""),
-                ("limit", TypeRef::named(TypeRef::INT), Scalar, "Most records one person may match here."),
-                ("exceedsLimit", bool_nn(), Scalar, "More records match than the limit: erasure needs allowLargeMatches."),
-                ("supported", bool_nn(), Scalar, "Whether the connector can carry this out."),
-                ("note", string(), Scalar, ""),
-                ("blockedBy", string(), Scalar, "Why the live store would refuse this erasure (a NOT NULL column masked to null, a primary key it does not keep unique): an erasure stops before acting."),
-                ("error", string(), Scalar, "The lookup failed: the erasure would retry it."),
+                ("connector", string_nn(), |e| text(&e.connector), ""),
+                ("entity", string_nn(), |e| text(&e.entity), ""),
+                ("action", string_nn(), |e| text(&e.action), "DELETE, MASK, RETAIN or CASCADE."),
+                ("records", int_nn(), |e| GqlValue::from(e.records), "Records of the person matched now."),
+                ("files", int_nn(), |e| GqlValue::from(e.files), "Stored files those records name."),
+                ("fieldsTouched", TypeRef::named_nn_list_nn(TypeRef::STRING), |e| GqlValue::from(e.fields_touched.clone()), "Fields rewritten (MASK, RETAIN), as `field: null|pseudonymize|redact`."),
+                ("legalBasis", string(), |e| opt_text(&e.legal_basis), ""),
+                ("retainUntil", string(), |e| opt_text(&e.retain_until), ""),
+                ("limit", TypeRef::named(TypeRef::INT), |e| GqlValue::from(e.limit), "Most records one person may match here."),
+                ("exceedsLimit", bool_nn(), |e| GqlValue::from(e.exceeds_limit), "More records match than the limit: erasure needs allowLargeMatches."),
+                ("supported", bool_nn(), |e| GqlValue::from(e.supported), "Whether the connector can carry this out."),
+                ("note", string(), |e| opt_text(&e.note), ""),
+                ("blockedBy", string(), |e| opt_text(&e.blocked_by), "Why the live store would refuse this erasure (a NOT NULL column masked to null, a primary key it does not keep unique): an erasure stops before acting."),
+                ("error", string(), |e| opt_text(&e.error), "The lookup failed: the erasure would retry it."),
             ],
         ))
-        .register(json_object(
-            "PrivacyRequestPage",
-            "A page of privacy requests, newest first.",
-            &[
-                ("requests", TypeRef::named_nn_list_nn("PrivacyRequest"), Objects, ""),
-                ("endCursor", string(), Scalar, "Pass as `after` for the next page."),
-                ("hasNextPage", bool_nn(), Scalar, ""),
-            ],
-        ))
-        .register(json_object(
+        .register(
+            Object::new("PrivacyRequestPage")
+                .description("A page of privacy requests, newest first.")
+                .field(view_list::<RequestPage, RequestView>(
+                    "requests",
+                    TypeRef::named_nn_list_nn("PrivacyRequest"),
+                    "",
+                    |p| &p.requests,
+                ))
+                .field(leaf::<RequestPage>("endCursor", string(), |p| opt_text(&p.end_cursor)).description("Pass as `after` for the next page."))
+                .field(leaf::<RequestPage>("hasNextPage", bool_nn(), |p| GqlValue::from(p.has_next_page)).description("")),
+        )
+        .register(view_object::<EventView>(
             "PrivacyRequestEvent",
             "Progress of a request.",
             &[
-                ("requestId", TypeRef::named_nn(TypeRef::ID), Scalar, ""),
-                ("at", string_nn(), Scalar, ""),
-                ("kind", string_nn(), Scalar, "received, planned, task.started, task.done, task.failed, task.waiting, verified, completed, failed, …"),
-                ("message", string_nn(), Scalar, ""),
-                ("status", TypeRef::named_nn("PrivacyRequestStatus"), Enum, "The request's status after the event."),
+                ("requestId", TypeRef::named_nn(TypeRef::ID), |e| text(&e.request_id), ""),
+                ("at", string_nn(), |e| text(&e.at), ""),
+                ("kind", string_nn(), |e| text(&e.kind), "received, planned, task.started, task.done, task.failed, task.waiting, verified, completed, failed, …"),
+                ("message", string_nn(), |e| text(&e.message), ""),
+                ("status", TypeRef::named_nn("PrivacyRequestStatus"), |e| enum_value(e.status.as_str()), "The request's status after the event."),
             ],
         ))
         .register(
@@ -251,6 +246,112 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
         )
 }
 
+/// `PrivacyRequest`.
+fn request_type() -> Object {
+    view_object::<RequestView>(
+        "PrivacyRequest",
+        "A privacy request: its state, its tasks per connector and entity, and (when done) its receipt.",
+        &[
+            (
+                "id",
+                TypeRef::named_nn(TypeRef::ID),
+                |r| text(&r.id),
+                "Stable id (`pr_…`).",
+            ),
+            (
+                "type",
+                TypeRef::named_nn("PrivacyRequestType"),
+                |r| enum_value(r.kind.as_str()),
+                "",
+            ),
+            (
+                "status",
+                TypeRef::named_nn("PrivacyRequestStatus"),
+                |r| enum_value(r.status.as_str()),
+                "",
+            ),
+            (
+                "regulation",
+                string_nn(),
+                |r| text(&r.regulation),
+                "GDPR, CCPA, …: decides the due date.",
+            ),
+            (
+                "reason",
+                string(),
+                |r| opt_text(&r.reason),
+                "Why it was made, as given.",
+            ),
+            (
+                "subject",
+                string_nn(),
+                |r| text(&r.subject),
+                "The person, as a keyed hash of the identity given.",
+            ),
+            (
+                "requestedBy",
+                string_nn(),
+                |r| text(&r.requested_by),
+                "The caller that submitted it.",
+            ),
+            ("createdAt", string_nn(), |r| text(&r.created_at), ""),
+            ("updatedAt", string_nn(), |r| text(&r.updated_at), ""),
+            (
+                "dueAt",
+                string_nn(),
+                |r| text(&r.due_at),
+                "When the law wants it answered (extensions included).",
+            ),
+            (
+                "overdue",
+                bool_nn(),
+                |r| GqlValue::from(r.overdue),
+                "Past `dueAt` and not finished.",
+            ),
+            (
+                "extensionReason",
+                string(),
+                |r| opt_text(&r.extension_reason),
+                "Why the due date was extended, if it was.",
+            ),
+            ("completedAt", string(), |r| opt_text(&r.completed_at), ""),
+            ("error", string(), |r| opt_text(&r.error), "Why it FAILED."),
+        ],
+    )
+    .field(view_list::<RequestView, TaskView>(
+        "tasks",
+        TypeRef::named_nn_list_nn("PrivacyTask"),
+        "One per connector and entity.",
+        |r| &r.tasks,
+    ))
+    .field(
+        Field::new("receipt", TypeRef::named("JSON"), |ctx| {
+            ready((|| {
+                let request = ctx.parent_value.try_downcast_ref::<RequestView>()?;
+                match &request.receipt {
+                    Some(receipt) => Ok(Some(FieldValue::value(GqlValue::from_json(receipt.clone())?))),
+                    None => Ok(None),
+                }
+            })())
+        })
+        .description("The machine-readable proof, once COMPLETED."),
+    )
+    .field(
+        leaf::<RequestView>("receiptSha256", string(), |r| opt_text(&r.receipt_sha256))
+            .description("SHA-256 of the receipt's canonical JSON."),
+    )
+    .field(
+        Field::new("download", TypeRef::named("ExportDownload"), |ctx| {
+            ready(
+                ctx.parent_value
+                    .try_downcast_ref::<RequestView>()
+                    .map(|r| r.download.as_ref().map(|d| FieldValue::borrowed_any(d))),
+            )
+        })
+        .description("EXPORT: where to fetch the bundle."),
+    )
+}
+
 /// An input with the fields every request takes, plus `extra`.
 fn request_input(name: &str, extra: impl FnOnce(InputObject) -> InputObject) -> InputObject {
     extra(
@@ -278,6 +379,18 @@ fn engine<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a Arc<dyn Pr
 fn request_error(error: RequestError) -> Error {
     let code = error.code();
     Error::new(error.to_string()).extend_with(move |_, e| e.set("code", code))
+}
+
+/// An enum argument as the engine's enum.
+fn enum_arg<T>(value: &async_graphql::dynamic::ValueAccessor<'_>) -> async_graphql::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    value
+        .enum_name()?
+        .parse::<T>()
+        .map_err(|e| Error::new(e.to_string()))
 }
 
 /// `Query.erasurePlan`, `Query.privacyRequest`, `Query.privacyRequests`.
@@ -314,19 +427,16 @@ pub(crate) fn query_fields(query: Object) -> Object {
                 FieldFuture::new(async move {
                     authorize(&ctx, Operation::ManageRequests)?;
                     let arg = |name: &str| ctx.args.get(name).filter(|v| !v.is_null());
+                    // The GraphQL enums are built from the same enums: a name they accept parses.
                     let filter = RequestFilter {
-                        status: arg("status").and_then(|v| v.enum_name().ok().map(str::to_owned)),
-                        kind: arg("type").and_then(|v| v.enum_name().ok().and_then(RequestKind::parse)),
+                        status: arg("status").map(|v| enum_arg::<RequestStatus>(&v)).transpose()?,
+                        kind: arg("type").map(|v| enum_arg::<RequestKind>(&v)).transpose()?,
                         overdue: arg("overdue").and_then(|v| v.boolean().ok()),
                         first: arg("first").and_then(|v| v.i64().ok()).unwrap_or(50).clamp(1, 500) as usize,
                         after: arg("after").and_then(|v| v.string().ok().map(str::to_owned)),
                     };
                     let page = engine(&ctx)?.requests(filter).await.map_err(request_error)?;
-                    Ok(Some(FieldValue::owned_any(serde_json::json!({
-                        "requests": page.requests,
-                        "endCursor": page.end_cursor,
-                        "hasNextPage": page.has_next_page,
-                    }))))
+                    Ok(Some(FieldValue::owned_any(page)))
                 })
             })
             .argument(InputValue::new("status", TypeRef::named("PrivacyRequestStatus")))

@@ -2,75 +2,19 @@
 //! submitted through mutations, listed and followed through queries and a subscription.
 //!
 //! The engine that plans, executes, retries and verifies them (with its state database) lives in
-//! the gateway; this module defines the interface. Views cross it as JSON objects whose keys are
-//! the GraphQL field names (see [`crate::privacy`] for the types built over them).
+//! the gateway; this module defines the interface. Views cross it as the typed structs of
+//! [`crate::request_views`] (see [`crate::privacy`] for the GraphQL types that serve them); the
+//! kinds and states are the enums of [`crate::request_state`].
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use subject_connectors::Identity;
 
 use crate::access::Caller;
-
-/// What kind of privacy request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RequestKind {
-    /// GDPR Art. 17 / CCPA deletion.
-    Erasure,
-    /// GDPR Art. 16.
-    Rectification,
-    /// GDPR Art. 15 and 20: access and portability.
-    Export,
-    /// GDPR Art. 21 / consent withdrawal: stop processing for a purpose.
-    Objection,
-}
-
-impl RequestKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestKind::Erasure => "ERASURE",
-            RequestKind::Rectification => "RECTIFICATION",
-            RequestKind::Export => "EXPORT",
-            RequestKind::Objection => "OBJECTION",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "ERASURE" => RequestKind::Erasure,
-            "RECTIFICATION" => RequestKind::Rectification,
-            "EXPORT" => RequestKind::Export,
-            "OBJECTION" => RequestKind::Objection,
-            _ => return None,
-        })
-    }
-}
-
-/// A text none of the request kinds spells (a stored value read back).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown request kind `{0}`")]
-pub struct UnknownRequestKind(pub String);
-
-impl std::str::FromStr for RequestKind {
-    type Err = UnknownRequestKind;
-
-    fn from_str(text: &str) -> Result<Self, UnknownRequestKind> {
-        RequestKind::parse(text).ok_or_else(|| UnknownRequestKind(text.to_owned()))
-    }
-}
-
-impl TryFrom<String> for RequestKind {
-    type Error = UnknownRequestKind;
-
-    fn try_from(text: String) -> Result<Self, UnknownRequestKind> {
-        text.parse()
-    }
-}
-
-impl std::fmt::Display for RequestKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::request_state::{RequestKind, RequestStatus, TaskAction, TaskStatus, UnknownValue};
+pub use crate::request_views::{
+    DownloadView, EventView, PlanEntryView, PlanView, RequestPage, RequestView, TaskView,
+};
 
 /// A new request, as a mutation gives it.
 #[derive(Debug, Clone)]
@@ -93,21 +37,13 @@ pub struct Submission {
 /// What `privacyRequests` filters on.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
-    pub status: Option<String>,
+    pub status: Option<RequestStatus>,
     pub kind: Option<RequestKind>,
     /// Only requests past their due date and not finished (or only those that are not).
     pub overdue: Option<bool>,
     pub first: usize,
     /// A cursor from a previous page.
     pub after: Option<String>,
-}
-
-/// A page of requests: the views, the cursor of the last, and whether more follow.
-#[derive(Debug, Clone)]
-pub struct RequestPage {
-    pub requests: Vec<serde_json::Value>,
-    pub end_cursor: Option<String>,
-    pub has_next_page: bool,
 }
 
 /// Why a request could not be submitted or read.
@@ -138,24 +74,20 @@ impl RequestError {
 #[async_trait]
 pub trait PrivacyRequests: Send + Sync + 'static {
     /// What erasing the person would do, per connector and entity; changes nothing.
-    async fn erasure_plan(&self, identity: Identity) -> Result<serde_json::Value, RequestError>;
+    async fn erasure_plan(&self, identity: Identity) -> Result<PlanView, RequestError>;
 
     /// Records a new request (or returns the one its idempotency key already made) and starts it.
-    async fn submit(
-        &self,
-        caller: &Caller,
-        submission: Submission,
-    ) -> Result<serde_json::Value, RequestError>;
+    async fn submit(&self, caller: &Caller, submission: Submission) -> Result<RequestView, RequestError>;
 
-    async fn request(&self, id: &str) -> Result<Option<serde_json::Value>, RequestError>;
+    async fn request(&self, id: &str) -> Result<Option<RequestView>, RequestError>;
 
     async fn requests(&self, filter: RequestFilter) -> Result<RequestPage, RequestError>;
 
     /// Resumes a FAILED request: only the tasks not done are run again.
-    async fn retry(&self, caller: &Caller, id: &str) -> Result<serde_json::Value, RequestError>;
+    async fn retry(&self, caller: &Caller, id: &str) -> Result<RequestView, RequestError>;
 
     /// Cancels a request that has not finished; tasks already done stay done.
-    async fn cancel(&self, caller: &Caller, id: &str) -> Result<serde_json::Value, RequestError>;
+    async fn cancel(&self, caller: &Caller, id: &str) -> Result<RequestView, RequestError>;
 
     /// Extends the due date (GDPR Art. 12(3): up to two further months, with a reason).
     async fn extend(
@@ -164,8 +96,8 @@ pub trait PrivacyRequests: Send + Sync + 'static {
         id: &str,
         days: u32,
         reason: String,
-    ) -> Result<serde_json::Value, RequestError>;
+    ) -> Result<RequestView, RequestError>;
 
     /// The request's events from now on (and its current state first), until it finishes.
-    async fn events(&self, id: &str) -> Result<BoxStream<'static, serde_json::Value>, RequestError>;
+    async fn events(&self, id: &str) -> Result<BoxStream<'static, EventView>, RequestError>;
 }

@@ -185,6 +185,16 @@ impl Executor {
                 let source = &mut sources[entity.connector];
                 source.round_trips += 1;
                 source.latency += elapsed;
+                // A record narrower than its entity's declaration fails the entity: read by
+                // position, it would match no one and yield nothing (a silent miss).
+                let declared = &registry.connectors[entity.connector]
+                    .connector
+                    .descriptor()
+                    .entities[entity.entity];
+                let result = result.and_then(|records| {
+                    crate::records::check_width(declared, &records)?;
+                    Ok(records)
+                });
                 match result {
                     Ok(records) => self.distribute(&mut subjects, entity, &by, records, rounds),
                     Err(error) => {

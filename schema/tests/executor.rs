@@ -301,3 +301,59 @@ async fn a_store_that_is_down_is_not_asked_again_in_a_later_round() {
         "the other store still answers"
     );
 }
+
+/// A custom connector that forgets a value: its records are narrower than its declaration.
+struct Narrow(ConnectorDescriptor);
+
+#[async_trait]
+impl Connector for Narrow {
+    fn descriptor(&self) -> &ConnectorDescriptor {
+        &self.0
+    }
+
+    async fn fetch(&self, _: &LookupRequest) -> Result<Vec<Record>, ConnectorError> {
+        Ok(vec![vec![Value::Int(1)]])
+    }
+
+    async fn health(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_record_narrower_than_its_declaration_is_an_error_never_a_panic_or_a_miss() {
+    let kinds = kinds();
+    let narrow = Arc::new(Narrow(ConnectorDescriptor {
+        name: "accounts".into(),
+        kind: "memory".into(),
+        description: None,
+        timeout: Duration::from_millis(200),
+        purposes: None,
+        disclosure: Default::default(),
+        entities: vec![entity(
+            &kinds,
+            "users",
+            &[("id", FieldType::Bigint), ("email", FieldType::String)],
+            &[("email", 1)],
+            &[("user_id", 0)],
+        )],
+    }));
+    let registry =
+        Arc::new(Registry::new(kinds.clone(), vec![Registration::custom(narrow)]).expect("a valid registry"));
+    let plan = Arc::new(ResolutionPlan::build(&registry, 8).expect("a valid plan"));
+    let executor = Executor::new(registry, plan);
+    let outcome = executor.resolve(vec![vec![email(&kinds, 1)]]).await;
+    match &outcome.entity_errors[0][0] {
+        Some(error @ ConnectorError::Decode { field, .. }) => {
+            assert_eq!(field, "email");
+            assert_eq!(error.code(), "STORE_DECODE_FAILED");
+        }
+        other => panic!("users: {other:?}"),
+    }
+    assert_eq!(outcome.sources[0].state, SourceState::Error);
+    assert!(outcome.subjects[0].records[0][0].is_empty());
+}

@@ -1,103 +1,108 @@
-//! Erasure: carrying out an erasure request's tasks — deleting, masking, cascading or retaining per
-//! entity, all-or-nothing per store where the store can, deleting the files records name, and
-//! polling the asynchronous jobs a store starts until they end.
+//! Erasure: its driver, and carrying out its tasks — deleting, masking, cascading or retaining
+//! per entity, all-or-nothing per store where the store can, deleting the files records name,
+//! polling the asynchronous jobs a store starts until they end — then looking the person up
+//! afresh in every store: it completes only when nothing is left but masked, retained records.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use serde_json::Value as Json;
+use subject_connectors::mask::Pseudonymizer;
 use subject_connectors::{
-    ConnectorError, EntityErasure, ErasureAction, ErasureRequest, Identity, JobHandle, JobStatus,
-    WriteOutcome,
+    ConnectorError, EntityErasure, ErasureAction, ErasureRequest, JobHandle, JobStatus, WriteOutcome,
 };
 
+use super::driver::{Acted, Completion, Driver, Job};
+use super::kept::{PlannedEntity, SubjectPlan, decode_records};
 use super::state::{RequestKind, RequestStatus, TaskAction, TaskStatus};
 use super::store::{self, RequestRow, StoreError, TaskRow};
-use super::work::{SubjectPlan, TaskEnd, decode_records, jitter};
+use super::tasks::{TaskEnd, jitter};
 use super::{PrivacyEngine, RequestInput};
 
-impl PrivacyEngine {
-    pub(super) async fn carry_out_erasure(
-        &self,
-        row: &RequestRow,
-        input: &RequestInput,
-        identity: &Identity,
-        lost: &AtomicBool,
-    ) -> Result<(), StoreError> {
-        let started = std::time::Instant::now();
-        if row.planned_at.is_none() {
-            let registry = self.executor.registry();
-            let blockers = self.erasure_blockers().await;
-            // Safety: an entity the store would refuse to erase, or a lookup matching more than
-            // an entity's limit, stops the erasure before anything is changed anywhere.
-            let veto = |plan: &SubjectPlan| {
-                if let Some(refusal) = self.blocked_refusal(plan, &blockers) {
-                    return Some(refusal);
-                }
-                if input.allow_large_matches {
-                    return None;
-                }
-                let over: Vec<String> = plan
-                    .entities
-                    .iter()
-                    .filter(|p| p.records.len() as u64 > self.limit(p.connector, p.entity))
-                    .map(|p| {
-                        let d = registry.connectors[p.connector].connector.descriptor();
-                        format!(
-                            "{}.{} matches {} records (limit {})",
-                            d.name,
-                            d.entities[p.entity].name,
-                            p.records.len(),
-                            self.limit(p.connector, p.entity)
-                        )
-                    })
-                    .collect();
-                (!over.is_empty()).then(|| {
-                    format!(
-                        "SAFETY_LIMIT: nothing was changed: {}; check the plan and submit again with allowLargeMatches",
-                        over.join("; ")
-                    )
-                })
-            };
-            let planned = self
-                .plan_tasks(row, identity, veto, |planned| {
-                    let entity = &registry.connectors[planned.connector]
-                        .connector
-                        .descriptor()
-                        .entities[planned.entity];
-                    let mut task = self.base_task(planned, TaskAction::from(&entity.erasure.action));
-                    task.legal_basis = entity.erasure.legal_basis.clone();
-                    Some(task)
-                })
-                .await?;
-            if planned.is_none() {
-                return Ok(());
-            }
-        }
-        self.store
-            .set_status(&row.id, RequestStatus::InProgress, None)
-            .await?;
-        let completed = self
-            .run_tasks(row, lost, |task| self.erase_task(row, input, task, lost))
-            .await?;
-        if lost.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        if !completed {
-            return self.fail_with_tasks(row).await;
-        }
-        if !self.verify_erasure(row).await? {
-            return self.fail_with_tasks(row).await;
-        }
-        let receipt = self.receipt(row, "erasure").await?;
-        // Read before `finish` forgets the identities the tasks held.
-        let person = self.person_hashes(row).await?;
-        self.finish(row, receipt, None).await?;
-        self.end_exports(row, &person).await;
-        metrics::histogram!("subject_gateway_privacy_request_seconds", "type" => RequestKind::Erasure.as_str())
-            .record(started.elapsed().as_secs_f64());
-        Ok(())
+/// Erasure's driver. Safety first: an entity the store would refuse to erase, or a lookup
+/// matching more than an entity's limit, stops the erasure before anything is changed anywhere.
+pub(super) struct Erasure {
+    /// The hashes of every identity the person was found by, read before `finish` forgets the
+    /// identities the tasks held: their export bundles are deleted after.
+    person: Vec<String>,
+}
+
+#[async_trait]
+impl Driver for Erasure {
+    const KIND: RequestKind = RequestKind::Erasure;
+
+    async fn prepare(_: &PrivacyEngine, _: &Job<'_>) -> Result<Result<Self, String>, StoreError> {
+        Ok(Ok(Erasure { person: Vec::new() }))
     }
 
+    async fn veto(&self, engine: &PrivacyEngine, job: &Job<'_>, plan: &SubjectPlan) -> Option<String> {
+        let blockers = engine.erasure_blockers().await;
+        if let Some(refusal) = engine.blocked_refusal(plan, &blockers) {
+            return Some(refusal);
+        }
+        if job.input.allow_large_matches {
+            return None;
+        }
+        let registry = engine.executor.registry();
+        let over: Vec<String> = plan
+            .entities
+            .iter()
+            .filter(|p| p.records.len() as u64 > engine.limit(p.connector, p.entity))
+            .map(|p| {
+                let d = registry.connectors[p.connector].connector.descriptor();
+                format!(
+                    "{}.{} matches {} records (limit {})",
+                    d.name,
+                    d.entities[p.entity].name,
+                    p.records.len(),
+                    engine.limit(p.connector, p.entity)
+                )
+            })
+            .collect();
+        (!over.is_empty()).then(|| {
+            format!(
+                "SAFETY_LIMIT: nothing was changed: {}; check the plan and submit again with allowLargeMatches",
+                over.join("; ")
+            )
+        })
+    }
+
+    fn task(&self, engine: &PrivacyEngine, _: &Job<'_>, planned: &PlannedEntity) -> Option<TaskRow> {
+        let entity = &engine.executor.registry().connectors[planned.connector]
+            .connector
+            .descriptor()
+            .entities[planned.entity];
+        let mut task = engine.base_task(planned, TaskAction::from(&entity.erasure.action));
+        task.legal_basis = entity.erasure.legal_basis.clone();
+        Some(task)
+    }
+
+    async fn act(&self, engine: &PrivacyEngine, job: &Job<'_>, task: TaskRow) -> Acted {
+        engine.erase_task(job.row, job.input, task, job.lost).await
+    }
+
+    async fn verify(&self, engine: &PrivacyEngine, job: &Job<'_>) -> Result<bool, StoreError> {
+        engine.verify_erasure(job.row).await
+    }
+
+    async fn complete(
+        &mut self,
+        engine: &PrivacyEngine,
+        job: &Job<'_>,
+        _: Option<&SubjectPlan>,
+        _: &mut Json,
+    ) -> Completion {
+        self.person = engine.person_hashes(job.row).await?;
+        Ok(Ok(None))
+    }
+
+    async fn after(&self, engine: &PrivacyEngine, job: &Job<'_>) {
+        engine.end_exports(job.row, &self.person).await;
+    }
+}
+
+impl PrivacyEngine {
     pub(super) async fn erase_task(
         &self,
         row: &RequestRow,
@@ -105,14 +110,7 @@ impl PrivacyEngine {
         mut task: TaskRow,
         lost: &AtomicBool,
     ) -> Result<(TaskRow, TaskEnd), StoreError> {
-        let Some((c, e)) = self.locate(&task) else {
-            self.task_failed(
-                row,
-                &mut task,
-                "the connector or entity is no longer registered".into(),
-                "UNKNOWN_ENTITY",
-            )
-            .await?;
+        let Some((c, e)) = self.located(row, &mut task).await? else {
             return Ok((task, TaskEnd::Failed));
         };
         let registered = &self.executor.registry().connectors[c];
@@ -352,7 +350,7 @@ impl PrivacyEngine {
         else {
             return Ok(0);
         };
-        let mut records = registered.connector.fetch(&request.lookup).await?;
+        let mut records = self.fetch(c, &request.lookup).await?;
         records.extend(request.known.iter().cloned());
         let mut keys = self.files_of(c, e, &records);
         keys.sort();
@@ -461,5 +459,99 @@ impl PrivacyEngine {
             .await?;
         self.task_done(row, &mut task).await?;
         Ok((task, TaskEnd::Done))
+    }
+
+    /// Looks the person up afresh in every store the erasure acted on: deleted entities must
+    /// find nothing, masked and retained ones only masked records, deleted files must be gone.
+    pub(super) async fn verify_erasure(&self, row: &RequestRow) -> Result<bool, StoreError> {
+        let tasks = self.store.tasks(&row.id).await?;
+        let mut all = true;
+        for mut task in tasks {
+            // A task that cannot be looked up again is not verified: never a silent pass.
+            let Some((c, e, lookup)) = self
+                .locate(&task)
+                .and_then(|(c, e)| Some((c, e, self.decode_lookup(c, e, task.lookup.as_deref())?)))
+            else {
+                all = false;
+                task.verified = Some(false);
+                self.task_failed(
+                    row,
+                    &mut task,
+                    "verification could not look the person up: the task's store, entity or lookup is no longer readable"
+                        .into(),
+                    "VERIFICATION_FAILED",
+                )
+                .await?;
+                continue;
+            };
+            let registered = &self.executor.registry().connectors[c];
+            let entity = &registered.connector.descriptor().entities[e];
+            let mut attempt = 0;
+            let found = loop {
+                attempt += 1;
+                match self.fetch(c, &lookup).await {
+                    Ok(records) => break Ok(records),
+                    Err(error) if error.is_transient() && attempt < self.settings.max_attempts => {
+                        tokio::time::sleep(jitter(Duration::from_millis(200 << attempt.min(6)))).await;
+                    }
+                    Err(error) => break Err(error),
+                }
+            };
+            let problem = match found {
+                Err(error) => Some(format!("verification could not look the person up: {error}")),
+                Ok(records) => match entity.erasure.action {
+                    ErasureAction::Delete | ErasureAction::Cascade(_) if !records.is_empty() => Some(
+                        format!("verification found {} record(s) still there", records.len()),
+                    ),
+                    ErasureAction::Mask | ErasureAction::Retain => {
+                        let masked = entity.masked_fields();
+                        let unmasked = records
+                            .iter()
+                            .filter(|r| {
+                                !masked.iter().all(|(f, erasure)| {
+                                    r.get(*f).is_some_and(|v| Pseudonymizer::is_masked(erasure, v))
+                                })
+                            })
+                            .count();
+                        (unmasked > 0).then(|| format!("verification found {unmasked} record(s) not masked"))
+                    }
+                    _ => None,
+                },
+            };
+            let problem = match (problem, &registered.storage) {
+                (None, Some(storage)) if entity.erasure.action == ErasureAction::Delete => {
+                    let mut left = 0;
+                    for key in self.files_of(c, e, &decode_records(task.known.as_deref())) {
+                        if !matches!(storage.head(&key).await, Ok(None)) {
+                            left += 1;
+                        }
+                    }
+                    (left > 0).then(|| format!("verification found {left} stored file(s) still there"))
+                }
+                (problem, _) => problem,
+            };
+            match problem {
+                None => {
+                    task.verified = Some(true);
+                    self.store.update_task(&task).await?;
+                }
+                Some(message) => {
+                    all = false;
+                    task.verified = Some(false);
+                    self.task_failed(row, &mut task, message, "VERIFICATION_FAILED")
+                        .await?;
+                }
+            }
+        }
+        if all {
+            self.event(
+                &row.id,
+                "verified",
+                "a fresh lookup in every store found nothing left but retained, masked records",
+                RequestStatus::InProgress,
+            )
+            .await;
+        }
+        Ok(all)
     }
 }

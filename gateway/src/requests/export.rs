@@ -20,12 +20,15 @@ use std::sync::Arc;
 use subject_connectors::Value;
 use zip::write::SimpleFileOptions;
 
-use subject_connectors::Identity;
+use async_trait::async_trait;
+use subject_schema::request_views::DownloadView;
 
 use super::PrivacyEngine;
-use super::state::{TaskAction, TaskStatus};
-use super::store::{self, RequestRow, StoreError};
-use super::work::SubjectPlan;
+use super::driver::{Acted, Completion, Driver, Job};
+use super::kept::{PlannedEntity, SubjectPlan};
+use super::state::{RequestKind, TaskAction, TaskStatus};
+use super::store::{self, RequestRow, StoreError, TaskRow};
+use super::tasks::TaskEnd;
 
 /// A written bundle, as kept with its request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +49,8 @@ pub enum BundleError {
     Zip(#[from] zip::result::ZipError),
     #[error("a stored file could not be read: {0}")]
     Storage(#[from] subject_connectors::ConnectorError),
+    #[error("a record could not be read: {0}")]
+    Record(subject_connectors::ConnectorError),
 }
 
 fn json_value(value: &Value) -> Json {
@@ -73,6 +78,8 @@ impl PrivacyEngine {
             let registered = &registry.connectors[planned.connector];
             let descriptor = registered.connector.descriptor();
             let entity = &descriptor.entities[planned.entity];
+            // Fields are paired with values by position: a narrower record would lose fields.
+            subject_schema::records::check_width(entity, &planned.records).map_err(BundleError::Record)?;
             for record in &planned.records {
                 let fields: serde_json::Map<String, Json> = entity
                     .fields
@@ -186,19 +193,22 @@ impl PrivacyEngine {
     }
 
     /// The `download` view of a completed export, while its link works.
-    pub(super) fn download(&self, id: &str, export: &str) -> Option<Json> {
+    pub(super) fn download(&self, id: &str, export: &str) -> Option<DownloadView> {
         let bundle: Bundle = serde_json::from_str(export).ok()?;
         if bundle.expires_at < store::now() {
             return None;
         }
         let expires =
             percent_encoding::utf8_percent_encode(&bundle.expires_at, percent_encoding::NON_ALPHANUMERIC);
-        Some(json!({
-            "url": format!("/exports/{id}?expires={expires}&signature={}", self.signature(id, &bundle.expires_at)),
-            "expiresAt": bundle.expires_at,
-            "sha256": bundle.sha256,
-            "bytes": bundle.bytes,
-        }))
+        Some(DownloadView {
+            url: format!(
+                "/exports/{id}?expires={expires}&signature={}",
+                self.signature(id, &bundle.expires_at)
+            ),
+            expires_at: bundle.expires_at,
+            sha256: bundle.sha256,
+            bytes: bundle.bytes,
+        })
     }
 
     /// Deletes bundles whose link expired.
@@ -321,48 +331,65 @@ pub async fn download(
         .await
 }
 
-/// Carrying out an export request: its tasks, the bundle, the receipt.
-impl PrivacyEngine {
-    pub(super) async fn carry_out_export(
-        &self,
-        row: &RequestRow,
-        identity: &Identity,
-    ) -> Result<(), StoreError> {
-        let Some(plan) = self
-            .plan_tasks(
-                row,
-                identity,
-                |_| None,
-                |planned| {
-                    let mut task = self.base_task(planned, TaskAction::Export);
-                    task.status = TaskStatus::Done;
-                    task.files = Some(
-                        self.files_of(planned.connector, planned.entity, &planned.records)
-                            .len() as i64,
-                    );
-                    task.lookup = None;
-                    task.known = None;
-                    task.started_at = Some(store::now());
-                    task.finished_at = task.started_at.clone();
-                    task.attempts = 1;
-                    Some(task)
-                },
+/// Export's driver: planned afresh on every run, every task done as it is planned (the records
+/// are read by resolution); the bundle is written from what the plan found.
+pub(super) struct Export;
+
+#[async_trait]
+impl Driver for Export {
+    const KIND: RequestKind = RequestKind::Export;
+    const REPLANS: bool = true;
+
+    async fn prepare(_: &PrivacyEngine, _: &Job<'_>) -> Result<Result<Self, String>, StoreError> {
+        Ok(Ok(Export))
+    }
+
+    fn task(&self, engine: &PrivacyEngine, _: &Job<'_>, planned: &PlannedEntity) -> Option<TaskRow> {
+        let mut task = engine.base_task(planned, TaskAction::Export);
+        task.status = TaskStatus::Done;
+        task.files = Some(
+            engine
+                .files_of(planned.connector, planned.entity, &planned.records)
+                .len() as i64,
+        );
+        task.lookup = None;
+        task.known = None;
+        task.started_at = Some(store::now());
+        task.finished_at = task.started_at.clone();
+        task.attempts = 1;
+        Some(task)
+    }
+
+    /// Export tasks are done when planned; one that is not was not planned by this gateway.
+    async fn act(&self, engine: &PrivacyEngine, job: &Job<'_>, mut task: TaskRow) -> Acted {
+        engine
+            .task_failed(
+                job.row,
+                &mut task,
+                "an export task is done when it is planned; this one is not".into(),
+                "INVALID_TASK",
             )
-            .await?
-        else {
-            return Ok(());
+            .await?;
+        Ok((task, TaskEnd::Failed))
+    }
+
+    async fn complete(
+        &mut self,
+        engine: &PrivacyEngine,
+        job: &Job<'_>,
+        plan: Option<&SubjectPlan>,
+        receipt: &mut Json,
+    ) -> Completion {
+        let Some(plan) = plan else {
+            return Ok(Err(
+                "the export bundle could not be written: the request was not planned".into(),
+            ));
         };
-        let bundle = match self.write_bundle(row, &plan).await {
+        let bundle = match engine.write_bundle(job.row, plan).await {
             Ok(bundle) => bundle,
-            Err(error) => {
-                return self
-                    .fail(row, &format!("the export bundle could not be written: {error}"))
-                    .await;
-            }
+            Err(error) => return Ok(Err(format!("the export bundle could not be written: {error}"))),
         };
-        let mut receipt = self.receipt(row, "export").await?;
         receipt["bundle"] = json!({ "sha256": bundle.sha256, "bytes": bundle.bytes, "files": bundle.files });
-        let export = serde_json::to_string(&bundle).ok();
-        self.finish(row, receipt, export).await
+        Ok(Ok(serde_json::to_string(&bundle).ok()))
     }
 }

@@ -5,18 +5,16 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::{Value as Json, json};
-use subject_connectors::storage::file_key;
 use subject_connectors::{ErasureAction, Identity, LookupRequest, Record, Value};
 use subject_schema::SourceState;
+use subject_schema::request_views::{PlanEntryView, PlanView};
 
 use super::PrivacyEngine;
+use super::driver::{Driver, Job};
+use super::kept::{Blockers, PlannedEntity, SubjectPlan, encode_lookup, encode_records};
 use super::state::{RequestStatus, TaskAction, TaskStatus};
-use super::store::{self, RequestRow, StoreError, TaskRow};
-use super::work::{
-    Blockers, PlannedEntity, SubjectPlan, encode_lookup, encode_records, erasure_name, jitter, record_date,
-    stages,
-};
+use super::store::{self, StoreError, TaskRow};
+use super::tasks::jitter;
 
 impl PrivacyEngine {
     /// Resolves the person and lists, per connector and entity, the records found and the
@@ -91,19 +89,6 @@ impl PrivacyEngine {
             .erasure
             .max_records
             .unwrap_or(self.settings.max_records_per_entity)
-    }
-
-    pub(super) fn files_of(&self, connector: usize, entity: usize, records: &[Record]) -> Vec<String> {
-        let registered = &self.executor.registry().connectors[connector];
-        let descriptor = &registered.connector.descriptor().entities[entity];
-        let (Some(files), Some(_)) = (&descriptor.files, &registered.storage) else {
-            return Vec::new();
-        };
-        let names: Vec<String> = descriptor.fields.iter().map(|f| f.name.clone()).collect();
-        records
-            .iter()
-            .filter_map(|r| file_key(&files.key, &names, r))
-            .collect()
     }
 
     /// When the retained records are due for deletion: `retention_days` after the latest of the
@@ -237,7 +222,7 @@ impl PrivacyEngine {
         })
     }
 
-    pub(super) fn plan_view(&self, identity: &Identity, plan: &SubjectPlan, blockers: &Blockers) -> Json {
+    pub(super) fn plan_view(&self, identity: &Identity, plan: &SubjectPlan, blockers: &Blockers) -> PlanView {
         let registry = self.executor.registry();
         let mut blocked = !plan.failures.is_empty();
         let mut entries = Vec::new();
@@ -253,7 +238,7 @@ impl PrivacyEngine {
             };
             let blocked_by = blockers
                 .get(&(planned.connector, planned.entity))
-                .map(|(reason, _)| reason);
+                .map(|(reason, _)| reason.clone());
             blocked |= exceeds || !supported || blocked_by.is_some();
             let fields: Vec<String> = entity
                 .masked_fields()
@@ -270,22 +255,24 @@ impl PrivacyEngine {
                 _ if !supported => Some("the connector cannot erase: declare how".to_owned()),
                 _ => None,
             };
-            entries.push(json!({
-                "connector": descriptor.name,
-                "entity": entity.name,
-                "action": entity.erasure.action.as_str(),
-                "records": planned.records.len(),
-                "files": self.files_of(planned.connector, planned.entity, &planned.records).len(),
-                "fieldsTouched": fields,
-                "legalBasis": entity.erasure.legal_basis,
-                "retainUntil": self.retain_until(planned.connector, planned.entity, &planned.records),
-                "limit": limit,
-                "exceedsLimit": exceeds,
-                "supported": supported,
-                "note": note,
-                "blockedBy": blocked_by,
-                "error": null,
-            }));
+            entries.push(PlanEntryView {
+                connector: descriptor.name.clone(),
+                entity: entity.name.clone(),
+                action: entity.erasure.action.as_str().to_owned(),
+                records: planned.records.len(),
+                files: self
+                    .files_of(planned.connector, planned.entity, &planned.records)
+                    .len(),
+                fields_touched: fields,
+                legal_basis: entity.erasure.legal_basis.clone(),
+                retain_until: self.retain_until(planned.connector, planned.entity, &planned.records),
+                limit: Some(limit),
+                exceeds_limit: exceeds,
+                supported,
+                note,
+                blocked_by,
+                error: None,
+            });
         }
         // Unfindable entities the person was not found in: their records may be there all the same.
         for (c, e, reason) in self.blocked_in(plan, blockers) {
@@ -295,52 +282,43 @@ impl PrivacyEngine {
             let descriptor = registry.connectors[c].connector.descriptor();
             let entity = &descriptor.entities[e];
             blocked = true;
-            entries.push(json!({
-                "connector": descriptor.name,
-                "entity": entity.name,
-                "action": entity.erasure.action.as_str(),
-                "records": 0,
-                "files": 0,
-                "fieldsTouched": [],
-                "exceedsLimit": false,
-                "supported": registry.connectors[c].connector.erases(e),
-                "blockedBy": reason,
-                "error": null,
-            }));
+            entries.push(PlanEntryView {
+                connector: descriptor.name.clone(),
+                entity: entity.name.clone(),
+                action: entity.erasure.action.as_str().to_owned(),
+                supported: registry.connectors[c].connector.erases(e),
+                blocked_by: Some(reason),
+                ..PlanEntryView::default()
+            });
         }
         for (connector, message) in &plan.failures {
-            entries.push(json!({
-                "connector": connector,
-                "entity": "*",
-                "action": "UNKNOWN",
-                "records": 0,
-                "files": 0,
-                "fieldsTouched": [],
-                "exceedsLimit": false,
-                "supported": false,
-                "error": message,
-            }));
+            entries.push(PlanEntryView {
+                connector: connector.clone(),
+                entity: "*".into(),
+                action: "UNKNOWN".into(),
+                error: Some(message.clone()),
+                ..PlanEntryView::default()
+            });
         }
-        json!({
-            "subject": self.subject_hash(identity),
-            "identities": plan.identities,
-            "blocked": blocked,
-            "entries": entries,
-        })
+        PlanView {
+            subject: self.subject_hash(identity),
+            identities: plan.identities,
+            blocked,
+            entries,
+        }
     }
 
     /// Plans a request's tasks from what resolution found, or fails it when resolution did not
     /// reach every store (retried first: a store that is briefly away should not fail a request).
-    pub(super) async fn plan_tasks(
+    pub(super) async fn plan_tasks<D: Driver>(
         &self,
-        row: &RequestRow,
-        identity: &Identity,
-        veto: impl FnOnce(&SubjectPlan) -> Option<String>,
-        mut task_of: impl FnMut(&PlannedEntity) -> Option<TaskRow>,
+        driver: &D,
+        job: &Job<'_>,
     ) -> Result<Option<SubjectPlan>, StoreError> {
+        let row = job.row;
         let mut attempt = 0;
         let plan = loop {
-            let plan = self.plan_subject(identity).await;
+            let plan = self.plan_subject(job.identity).await;
             if plan.failures.is_empty() {
                 break plan;
             }
@@ -357,13 +335,13 @@ impl PrivacyEngine {
             tokio::time::sleep(jitter(Duration::from_millis(200 << attempt.min(6)))).await;
         };
         // Checked before the plan is stored: a plan on record is a plan that may be acted on.
-        if let Some(refusal) = veto(&plan) {
+        if let Some(refusal) = driver.veto(self, job, &plan).await {
             self.fail(row, &refusal).await?;
             return Ok(None);
         }
         let mut tasks = Vec::new();
         for planned in &plan.entities {
-            if let Some(mut task) = task_of(planned) {
+            if let Some(mut task) = driver.task(self, job, planned) {
                 task.request_id = row.id.clone();
                 task.position = tasks.len() as i64;
                 tasks.push(task);
@@ -413,43 +391,55 @@ impl PrivacyEngine {
             jobs: None,
         }
     }
+}
 
-    /// Where a task's connector and entity are in the registry.
-    pub(super) fn locate(&self, task: &TaskRow) -> Option<(usize, usize)> {
-        let registry = self.executor.registry();
-        let c = registry
-            .connectors
-            .iter()
-            .position(|r| r.connector.descriptor().name == task.connector)?;
-        let e = registry.connectors[c]
-            .connector
-            .descriptor()
-            .entities
-            .iter()
-            .position(|e| e.name == task.entity)?;
-        Some((c, e))
+/// Per entity of a connector, the order its erasure runs in: an entity found through another
+/// entity's identities (sessions through users) runs before it, so that foreign keys hold.
+pub(super) fn stages(descriptor: &subject_connectors::ConnectorDescriptor) -> Vec<i64> {
+    let entities = &descriptor.entities;
+    let mut depth = vec![0i64; entities.len()];
+    for _ in 0..entities.len() {
+        let mut changed = false;
+        for (e, entity) in entities.iter().enumerate() {
+            for (f, other) in entities.iter().enumerate() {
+                if e == f {
+                    continue;
+                }
+                let reached_through = other
+                    .yields
+                    .iter()
+                    .any(|y| entity.lookups.iter().any(|l| l.kind == y.kind));
+                if reached_through && depth[e] < depth[f] + 1 && depth[f] < entities.len() as i64 {
+                    depth[e] = depth[f] + 1;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
     }
+    depth.into_iter().map(|d| -d).collect()
+}
 
-    pub(super) fn decode_lookup(
-        &self,
-        connector: usize,
-        entity: usize,
-        text: Option<&str>,
-    ) -> Option<LookupRequest> {
-        let stored: Vec<(usize, Vec<String>)> = serde_json::from_str(text?).ok()?;
-        let registry = self.executor.registry();
-        let descriptor = &registry.connectors[connector].connector.descriptor().entities[entity];
-        let by = stored
-            .into_iter()
-            .filter_map(|(l, values)| {
-                let link = descriptor.lookups.get(l)?;
-                let spec = registry.kinds.get(link.kind);
-                Some((
-                    l,
-                    values.iter().filter_map(|v| spec.normalise_stored(v)).collect(),
-                ))
-            })
-            .collect();
-        Some(LookupRequest { entity, by })
+/// A record's timestamp (RFC 3339) or date (`YYYY-MM-DD`, midnight UTC).
+pub(super) fn record_date(text: &str) -> Option<chrono::DateTime<Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        })
+}
+
+pub(super) fn erasure_name(erasure: &subject_connectors::FieldErasure) -> &'static str {
+    match erasure {
+        subject_connectors::FieldErasure::Keep => "keep",
+        subject_connectors::FieldErasure::Null => "null",
+        subject_connectors::FieldErasure::Redact(_) => "redact",
+        subject_connectors::FieldErasure::Pseudonymize => "pseudonymize",
     }
 }

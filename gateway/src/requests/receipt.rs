@@ -1,117 +1,19 @@
-//! Verification and receipts: looking the person up afresh after an erasure, the receipt of what
-//! was done where (its SHA-256 into the audit trail), finishing a request and forgetting the
-//! personal data it kept, and ending the export bundles of an erased person.
-
-use std::time::Duration;
+//! Receipts: the receipt of what was done where (its SHA-256 into the audit trail), finishing a
+//! request and forgetting the personal data it kept, and ending the export bundles of an erased
+//! person.
 
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
-use subject_connectors::mask::Pseudonymizer;
-use subject_connectors::{ErasureAction, Identity};
+use subject_connectors::Identity;
 use subject_schema::audit::AuditEntry;
 
 use super::PrivacyEngine;
-use super::state::{RequestStatus, TaskAction};
+use super::state::{RequestKind, RequestStatus, TaskAction};
 use super::store::{self, RequestRow, StoreError};
-use super::work::{decode_records, jitter};
 
 impl PrivacyEngine {
-    /// Looks the person up afresh in every store the erasure acted on: deleted entities must
-    /// find nothing, masked and retained ones only masked records, deleted files must be gone.
-    pub(super) async fn verify_erasure(&self, row: &RequestRow) -> Result<bool, StoreError> {
-        let tasks = self.store.tasks(&row.id).await?;
-        let mut all = true;
-        for mut task in tasks {
-            // A task that cannot be looked up again is not verified: never a silent pass.
-            let Some((c, e, lookup)) = self
-                .locate(&task)
-                .and_then(|(c, e)| Some((c, e, self.decode_lookup(c, e, task.lookup.as_deref())?)))
-            else {
-                all = false;
-                task.verified = Some(false);
-                self.task_failed(
-                    row,
-                    &mut task,
-                    "verification could not look the person up: the task's store, entity or lookup is no longer readable"
-                        .into(),
-                    "VERIFICATION_FAILED",
-                )
-                .await?;
-                continue;
-            };
-            let registered = &self.executor.registry().connectors[c];
-            let entity = &registered.connector.descriptor().entities[e];
-            let mut attempt = 0;
-            let found = loop {
-                attempt += 1;
-                match registered.connector.fetch(&lookup).await {
-                    Ok(records) => break Ok(records),
-                    Err(error) if error.is_transient() && attempt < self.settings.max_attempts => {
-                        tokio::time::sleep(jitter(Duration::from_millis(200 << attempt.min(6)))).await;
-                    }
-                    Err(error) => break Err(error),
-                }
-            };
-            let problem = match found {
-                Err(error) => Some(format!("verification could not look the person up: {error}")),
-                Ok(records) => match entity.erasure.action {
-                    ErasureAction::Delete | ErasureAction::Cascade(_) if !records.is_empty() => Some(
-                        format!("verification found {} record(s) still there", records.len()),
-                    ),
-                    ErasureAction::Mask | ErasureAction::Retain => {
-                        let masked = entity.masked_fields();
-                        let unmasked = records
-                            .iter()
-                            .filter(|r| {
-                                !masked.iter().all(|(f, erasure)| {
-                                    r.get(*f).is_some_and(|v| Pseudonymizer::is_masked(erasure, v))
-                                })
-                            })
-                            .count();
-                        (unmasked > 0).then(|| format!("verification found {unmasked} record(s) not masked"))
-                    }
-                    _ => None,
-                },
-            };
-            let problem = match (problem, &registered.storage) {
-                (None, Some(storage)) if entity.erasure.action == ErasureAction::Delete => {
-                    let mut left = 0;
-                    for key in self.files_of(c, e, &decode_records(task.known.as_deref())) {
-                        if !matches!(storage.head(&key).await, Ok(None)) {
-                            left += 1;
-                        }
-                    }
-                    (left > 0).then(|| format!("verification found {left} stored file(s) still there"))
-                }
-                (problem, _) => problem,
-            };
-            match problem {
-                None => {
-                    task.verified = Some(true);
-                    self.store.update_task(&task).await?;
-                }
-                Some(message) => {
-                    all = false;
-                    task.verified = Some(false);
-                    self.task_failed(row, &mut task, message, "VERIFICATION_FAILED")
-                        .await?;
-                }
-            }
-        }
-        if all {
-            self.event(
-                &row.id,
-                "verified",
-                "a fresh lookup in every store found nothing left but retained, masked records",
-                RequestStatus::InProgress,
-            )
-            .await;
-        }
-        Ok(all)
-    }
-
     /// The receipt: what was done where, when, on which legal basis, and the verification.
-    pub(super) async fn receipt(&self, row: &RequestRow, kind: &str) -> Result<Json, StoreError> {
+    pub(super) async fn receipt(&self, row: &RequestRow, kind: RequestKind) -> Result<Json, StoreError> {
         let tasks = self.store.tasks(&row.id).await?;
         let entries: Vec<Json> = tasks
             .iter()
@@ -141,7 +43,7 @@ impl PrivacyEngine {
             })
             .collect();
         Ok(json!({
-            "receipt": format!("subject-gateway/{kind}/v1"),
+            "receipt": format!("subject-gateway/{}/v1", kind.as_str().to_ascii_lowercase()),
             "requestId": row.id,
             "type": row.kind.as_str(),
             "subject": row.subject_hash,

@@ -1,14 +1,68 @@
 //! Rectification: correcting declared attributes of the person in every store that holds them,
 //! then finding the person again by the corrected values.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use async_trait::async_trait;
+use subject_connectors::{FieldChange, LookupRequest, Value};
 
-use subject_connectors::{FieldChange, Identity, LookupRequest, Value, WriteOutcome};
+use super::PrivacyEngine;
+use super::driver::{Acted, Driver, Job};
+use super::kept::PlannedEntity;
+use super::state::{RequestKind, TaskAction};
+use super::store::{StoreError, TaskRow};
 
-use super::state::{RequestStatus, TaskAction};
-use super::store::{RequestRow, StoreError};
-use super::work::TaskEnd;
-use super::{PrivacyEngine, RequestInput};
+/// Rectification's driver: a task per entity holding a changed attribute; each verified by
+/// finding the person again and reading the corrected values back.
+pub(super) struct Rectification;
+
+#[async_trait]
+impl Driver for Rectification {
+    const KIND: RequestKind = RequestKind::Rectification;
+
+    async fn prepare(_: &PrivacyEngine, _: &Job<'_>) -> Result<Result<Self, String>, StoreError> {
+        Ok(Ok(Rectification))
+    }
+
+    fn task(&self, engine: &PrivacyEngine, job: &Job<'_>, planned: &PlannedEntity) -> Option<TaskRow> {
+        (!engine
+            .changes_for(planned.connector, planned.entity, &job.input.changes)
+            .is_empty())
+        .then(|| engine.base_task(planned, TaskAction::Rectify))
+    }
+
+    async fn act(&self, engine: &PrivacyEngine, job: &Job<'_>, task: TaskRow) -> Acted {
+        let changes = &job.input.changes;
+        let stored = task.lookup.clone();
+        let lookup = |c, e| engine.rectified_lookup(c, e, stored.as_deref(), changes);
+        let connector = |c: usize| &engine.executor.registry().connectors[c].connector;
+        engine
+            .write_task(
+                job.row,
+                task,
+                |c, e| {
+                    let (lookup, changes) = (lookup(c, e), engine.changes_for(c, e, changes));
+                    async move { connector(c).rectify(&lookup, &changes).await }
+                },
+                |c, e| async move {
+                    // The records found now hold the corrected values.
+                    let changes = engine.changes_for(c, e, changes);
+                    let corrected = match engine.fetch(c, &lookup(c, e)).await {
+                        Ok(records) => records.iter().all(|r| {
+                            changes
+                                .iter()
+                                .all(|change| r.get(change.field) == Some(&change.value))
+                        }),
+                        Err(_) => false,
+                    };
+                    Some(if corrected {
+                        Ok(())
+                    } else {
+                        Err("verification found records without the correction".into())
+                    })
+                },
+            )
+            .await
+    }
+}
 
 impl PrivacyEngine {
     /// The changes an entity takes: its fields declaring a changed attribute.
@@ -35,97 +89,6 @@ impl PrivacyEngine {
                 })
             })
             .collect()
-    }
-
-    pub(super) async fn carry_out_rectification(
-        &self,
-        row: &RequestRow,
-        input: &RequestInput,
-        identity: &Identity,
-        lost: &AtomicBool,
-    ) -> Result<(), StoreError> {
-        if row.planned_at.is_none() {
-            let planned = self
-                .plan_tasks(
-                    row,
-                    identity,
-                    |_| None,
-                    |planned| {
-                        (!self
-                            .changes_for(planned.connector, planned.entity, &input.changes)
-                            .is_empty())
-                        .then(|| self.base_task(planned, TaskAction::Rectify))
-                    },
-                )
-                .await?;
-            if planned.is_none() {
-                return Ok(());
-            }
-        }
-        self.store
-            .set_status(&row.id, RequestStatus::InProgress, None)
-            .await?;
-        let completed = self
-            .run_tasks(row, lost, |mut task| async move {
-                let Some((c, e)) = self.locate(&task) else {
-                    self.task_failed(
-                        row,
-                        &mut task,
-                        "the entity is no longer registered".into(),
-                        "UNKNOWN_ENTITY",
-                    )
-                    .await?;
-                    return Ok((task, TaskEnd::Failed));
-                };
-                let changes = self.changes_for(c, e, &input.changes);
-                let lookup = self.rectified_lookup(c, e, task.lookup.as_deref(), &input.changes);
-                let registered = &self.executor.registry().connectors[c];
-                let (mut task, result) = self
-                    .attempt_task(row, task, || registered.connector.rectify(&lookup, &changes))
-                    .await?;
-                match result {
-                    Ok(WriteOutcome::Done { records } | WriteOutcome::Pending { records, .. }) => {
-                        task.records = Some(records as i64);
-                        // Verify: the records found now hold the corrected values.
-                        let verified = match registered.connector.fetch(&lookup).await {
-                            Ok(records) => records.iter().all(|r| {
-                                changes
-                                    .iter()
-                                    .all(|change| r.get(change.field) == Some(&change.value))
-                            }),
-                            Err(_) => false,
-                        };
-                        task.verified = Some(verified);
-                        if verified {
-                            self.task_done(row, &mut task).await?;
-                            Ok((task, TaskEnd::Done))
-                        } else {
-                            self.task_failed(
-                                row,
-                                &mut task,
-                                "verification found records without the correction".into(),
-                                "VERIFICATION_FAILED",
-                            )
-                            .await?;
-                            Ok((task, TaskEnd::Failed))
-                        }
-                    }
-                    Err(error) => {
-                        self.task_failed(row, &mut task, error.to_string(), error.code())
-                            .await?;
-                        Ok((task, TaskEnd::Failed))
-                    }
-                }
-            })
-            .await?;
-        if lost.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        if !completed {
-            return self.fail_with_tasks(row).await;
-        }
-        let receipt = self.receipt(row, "rectification").await?;
-        self.finish(row, receipt, None).await
     }
 
     /// A task's lookup plus the corrected values of changed identity attributes: after an email

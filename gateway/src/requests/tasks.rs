@@ -11,7 +11,20 @@ use subject_connectors::{ConnectorError, WriteOutcome};
 use super::PrivacyEngine;
 use super::state::{RequestStatus, TaskStatus};
 use super::store::{self, RequestRow, StoreError, TaskRow};
-use super::work::{TaskEnd, jitter};
+use rand::Rng;
+
+/// How one task ended.
+pub(super) enum TaskEnd {
+    Done,
+    Failed,
+    /// The lease was lost: another gateway carries on.
+    Abandoned,
+}
+
+pub(super) fn jitter(base: Duration) -> Duration {
+    let millis = base.as_millis() as u64;
+    Duration::from_millis(rand::rng().random_range(millis / 2..=millis.max(1)))
+}
 
 impl PrivacyEngine {
     /// Runs every connector's pending tasks (connectors in parallel, a connector's tasks in stage
@@ -101,6 +114,70 @@ impl PrivacyEngine {
                 _ => return Ok((task, result)),
             }
         }
+    }
+
+    /// Where a task's connector and entity are in the registry. When they are no longer
+    /// registered the task fails (`UNKNOWN_ENTITY`) and there is nothing to act on.
+    pub(super) async fn located(
+        &self,
+        row: &RequestRow,
+        task: &mut TaskRow,
+    ) -> Result<Option<(usize, usize)>, StoreError> {
+        if let Some(at) = self.locate(task) {
+            return Ok(Some(at));
+        }
+        self.task_failed(
+            row,
+            task,
+            "the connector or entity is no longer registered".into(),
+            "UNKNOWN_ENTITY",
+        )
+        .await?;
+        Ok(None)
+    }
+
+    /// Carries out a task that writes once per attempt (rectify, suppress): `write` is attempted
+    /// (again while the store fails transiently), the records it acted on are recorded, then
+    /// `verify` looks again — `None`: nothing to check; `Some(Err(problem))` fails the task
+    /// (`VERIFICATION_FAILED`) — and the task is done.
+    pub(super) async fn write_task<W, WF, V, VF>(
+        &self,
+        row: &RequestRow,
+        mut task: TaskRow,
+        write: W,
+        verify: V,
+    ) -> Result<(TaskRow, TaskEnd), StoreError>
+    where
+        W: Fn(usize, usize) -> WF,
+        WF: std::future::Future<Output = Result<WriteOutcome, ConnectorError>>,
+        V: FnOnce(usize, usize) -> VF,
+        VF: std::future::Future<Output = Option<Result<(), String>>>,
+    {
+        let Some((c, e)) = self.located(row, &mut task).await? else {
+            return Ok((task, TaskEnd::Failed));
+        };
+        let (mut task, result) = self.attempt_task(row, task, || write(c, e)).await?;
+        let records = match result {
+            Ok(WriteOutcome::Done { records } | WriteOutcome::Pending { records, .. }) => records,
+            Err(error) => {
+                self.task_failed(row, &mut task, error.to_string(), error.code())
+                    .await?;
+                return Ok((task, TaskEnd::Failed));
+            }
+        };
+        task.records = Some(records as i64);
+        match verify(c, e).await {
+            None => {}
+            Some(Ok(())) => task.verified = Some(true),
+            Some(Err(problem)) => {
+                task.verified = Some(false);
+                self.task_failed(row, &mut task, problem, "VERIFICATION_FAILED")
+                    .await?;
+                return Ok((task, TaskEnd::Failed));
+            }
+        }
+        self.task_done(row, &mut task).await?;
+        Ok((task, TaskEnd::Done))
     }
 
     pub(super) async fn task_failed(

@@ -1,0 +1,176 @@
+//! Helpers every part of the generated GraphQL schema shares: who the caller is and what they
+//! may do, reading an identity argument, the errors that carry an `extensions.code`, and small
+//! resolver builders for fields of plain Rust parents.
+//!
+//! It uses no other schema-building module, so each of them (`graphql`, `gql_subject`,
+//! `gql_files`, `gql_connectors`, `gql_audit`, `privacy`) can use it without a circle.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_graphql::dynamic::{Field, FieldFuture, FieldValue, ResolverContext, TypeRef};
+use async_graphql::{Error, ErrorExtensions, Name, Value as GqlValue};
+use subject_connectors::{Identity, IdentityError};
+
+use crate::access::{Caller, Operation};
+use crate::resolve::{Executor, IdentitySource, ResolvedIdentity};
+
+/// The authenticated caller of this request.
+pub(crate) fn caller<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a Caller> {
+    ctx.data_opt::<Caller>()
+        .ok_or_else(|| Error::new("not authenticated").extend_with(|_, e| e.set("code", "UNAUTHENTICATED")))
+}
+
+/// Refuses the field unless the caller's role grants `operation`.
+pub(crate) fn authorize(ctx: &ResolverContext<'_>, operation: Operation) -> async_graphql::Result<()> {
+    let caller = caller(ctx)?;
+    if caller.role.may(operation) {
+        Ok(())
+    } else {
+        let message = format!(
+            "role `{}` does not grant `{}`",
+            caller.role.name,
+            operation.as_str()
+        );
+        Err(Error::new(message).extend_with(move |_, e| {
+            e.set("code", "FORBIDDEN");
+            e.set("operation", operation.as_str());
+        }))
+    }
+}
+
+pub(crate) fn parse_identity(
+    executor: &Executor,
+    input: &async_graphql::dynamic::ValueAccessor<'_>,
+) -> Result<Identity, IdentityError> {
+    let fields = input
+        .object()
+        .map_err(|_| IdentityError::UnknownKind("?".into()))?;
+    let kind_name = fields
+        .try_get("kind")
+        .and_then(|k| k.enum_name().map(str::to_owned))
+        .map_err(|_| IdentityError::UnknownKind("?".into()))?;
+    let value = fields
+        .try_get("value")
+        .and_then(|v| v.string().map(str::to_owned))
+        .map_err(|_| IdentityError::UnknownKind(kind_name.clone()))?;
+    let kinds = &executor.registry().kinds;
+    let kind = kinds
+        .by_graphql_name(&kind_name)
+        .ok_or_else(|| IdentityError::UnknownKind(kind_name.clone()))?;
+    kinds.parse_input(kind, &value)
+}
+
+pub(crate) fn identity_error(error: &IdentityError, index: Option<usize>) -> Error {
+    let message = match index {
+        Some(i) => format!("identities[{i}]: {error}"),
+        None => format!("identity: {error}"),
+    };
+    let code = error.code();
+    Error::new(message).extend_with(move |_, e| {
+        e.set("code", code);
+        if let Some(i) = index {
+            e.set("index", i as i64);
+        }
+    })
+}
+
+pub(crate) fn category_error(caller: &Caller, category: &subject_connectors::DataCategory) -> Error {
+    let category = category.to_string();
+    Error::new(format!(
+        "role `{}` is not granted data category `{category}`",
+        caller.role.name
+    ))
+    .extend_with(move |_, e| {
+        e.set("code", "CATEGORY_NOT_GRANTED");
+        e.set("category", category.as_str());
+    })
+}
+
+pub(crate) fn purpose_error(caller: &Caller, connector: &str) -> Error {
+    let (purpose, connector) = (caller.purpose.to_string(), connector.to_owned());
+    Error::new(format!(
+        "connector `{connector}` does not serve the purpose `{purpose}`"
+    ))
+    .extend_with(move |_, e| {
+        e.set("code", "PURPOSE_NOT_ALLOWED");
+        e.set("connector", connector.as_str());
+        e.set("purpose", purpose.as_str());
+    })
+}
+
+/// Why `resolved` may not be shown to `caller`, if it may not: identities are data of their
+/// kind's category, found in a store that serves some purposes only. What the caller gave is
+/// always shown back.
+pub(crate) fn identity_withheld(
+    executor: &Executor,
+    caller: &Caller,
+    resolved: &ResolvedIdentity,
+) -> Option<Error> {
+    let IdentitySource::Entity(at) = resolved.source else {
+        return None;
+    };
+    let registry = executor.registry();
+    let descriptor = registry.connectors[at.connector].connector.descriptor();
+    if !caller.purpose_served_by(descriptor.purposes.as_deref()) {
+        return Some(purpose_error(caller, &descriptor.name));
+    }
+    let category = &registry.kinds.get(resolved.identity.kind).category;
+    if !caller.role.sees(category) {
+        return Some(category_error(caller, category));
+    }
+    None
+}
+
+/// Reports `error` at the current field's path and resolves the (nullable) field to null.
+/// (async-graphql's dynamic schema leaves the path off errors a resolver returns.)
+pub(crate) fn null_with_error<'a>(ctx: &ResolverContext<'_>, error: Error) -> Option<FieldValue<'a>> {
+    ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
+    None
+}
+
+/// A synchronous resolver result as a `FieldFuture`.
+pub(crate) fn ready<'a>(result: async_graphql::Result<Option<FieldValue<'a>>>) -> FieldFuture<'a> {
+    match result {
+        Ok(value) => FieldFuture::Value(value),
+        Err(error) => FieldFuture::new(async move { Err::<Option<FieldValue<'a>>, _>(error) }),
+    }
+}
+
+/// A field of a plain Rust struct parent: reads `T` and returns a GraphQL value.
+pub(crate) fn leaf<T: Any + Send + Sync>(
+    name: &str,
+    ty: TypeRef,
+    get: impl Fn(&T) -> GqlValue + Send + Sync + 'static,
+) -> Field {
+    Field::new(name, ty, move |ctx| {
+        ready(
+            ctx.parent_value
+                .try_downcast_ref::<T>()
+                .map(|parent| Some(FieldValue::value(get(parent)))),
+        )
+    })
+}
+
+/// A field of an executor-indexed parent (`EntityAt`, `FieldAt`, …) that needs the registry.
+pub(crate) fn indexed<T: Any + Send + Sync>(
+    name: &str,
+    ty: TypeRef,
+    get: impl Fn(&Executor, &T) -> GqlValue + Send + Sync + 'static,
+) -> Field {
+    Field::new(name, ty, move |ctx| {
+        ready((|| {
+            let executor = ctx.data::<Arc<Executor>>()?;
+            let parent = ctx.parent_value.try_downcast_ref::<T>()?;
+            Ok(Some(FieldValue::value(get(executor, parent))))
+        })())
+    })
+}
+
+pub(crate) fn enum_value(name: &str) -> GqlValue {
+    GqlValue::Enum(Name::new(name))
+}
+
+pub(crate) fn opt_string(value: Option<&str>) -> GqlValue {
+    value.map_or(GqlValue::Null, |s| GqlValue::String(s.to_owned()))
+}
