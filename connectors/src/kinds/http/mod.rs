@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::future::try_join_all;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -50,10 +51,12 @@ use crate::connector::{
     Capabilities, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityErasure, ErasureRequest,
     FieldChange, JobHandle, JobStatus, LookupRequest, WriteOutcome,
 };
-use crate::declaration::{DeclarationError, StoreDecl, ValidatedConnector};
+use crate::declaration::source::{DeclarationError, Location};
+use crate::kinds::kind::{BuildError, Env, StoreDeclaration};
 use crate::identity::IdentityValue;
 use crate::value::{FieldType, Record, Value};
-use decl::{HttpAuth, HttpEntity, HttpField, HttpStoreDecl, PageStyle};
+pub use decl::{Http, HttpStoreDecl};
+use decl::{HttpAuth, HttpEntity, HttpField, PageStyle};
 
 /// The longest single wait for a rate limit; the connector's timeout bounds the whole call anyway.
 const LONGEST_WAIT: Duration = Duration::from_secs(30);
@@ -66,9 +69,7 @@ pub enum HttpBuildError {
     #[error(transparent)]
     Declaration(#[from] DeclarationError),
     #[error("{0}: base_url is not a valid http(s) URL")]
-    InvalidBaseUrl(crate::declaration::Location),
-    #[error("connector is not an HTTP connector")]
-    NotHttp,
+    InvalidBaseUrl(Location),
 }
 
 enum Credentials {
@@ -109,12 +110,11 @@ enum Answer {
 impl HttpConnector {
     /// Builds the connector, resolving the base URL and credentials from `env`.
     pub fn build(
-        validated: ValidatedConnector,
+        store: &HttpStoreDecl,
+        mut descriptor: ConnectorDescriptor,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, HttpBuildError> {
-        let StoreDecl::Http(store) = validated.store else {
-            return Err(HttpBuildError::NotHttp);
-        };
+        let store = store.clone();
         let base_text = store.base_url.resolve(&env)?;
         let mut base = Url::parse(base_text.expose_secret())
             .ok()
@@ -142,7 +142,6 @@ impl HttpConnector {
             }
         };
         let limiter = Arc::new(Semaphore::new(store.max_concurrency));
-        let mut descriptor = validated.descriptor;
         descriptor.kind = "http".into();
         Ok(Self {
             descriptor,
@@ -595,6 +594,21 @@ fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
 fn backoff(attempt: u32) -> Duration {
     let ceiling = FIRST_BACKOFF.saturating_mul(2u32.saturating_pow(attempt.min(10)));
     Duration::from_millis(rand::rng().random_range(0..=ceiling.as_millis() as u64))
+}
+
+impl StoreDeclaration for HttpStoreDecl {
+    fn build(
+        &self,
+        descriptor: ConnectorDescriptor,
+        env: Env<'_>,
+    ) -> BoxFuture<'static, Result<Arc<dyn Connector>, BuildError>> {
+        let built: Result<Arc<dyn Connector>, BuildError> = match HttpConnector::build(self, descriptor, env) {
+            Ok(connector) => Ok(Arc::new(connector)),
+            Err(HttpBuildError::Declaration(error)) => Err(error.into()),
+            Err(other) => Err(BuildError::store(other)),
+        };
+        Box::pin(std::future::ready(built))
+    }
 }
 
 #[async_trait]

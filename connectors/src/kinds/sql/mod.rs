@@ -6,9 +6,11 @@
 //! declarations and are quoted; values are only ever bound.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlRow};
@@ -20,11 +22,15 @@ use crate::connector::{
     Capabilities, Compare, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor,
     EntityErasure, ErasureRequest, FieldChange, LookupRequest, WriteOutcome,
 };
-use crate::declaration::{DeclarationError, SqlDialect, StoreDecl, ValidatedConnector};
+use crate::declaration::source::{DeclarationError, Location};
+use crate::kinds::kind::{BuildError, Env, StoreDeclaration};
 use crate::identity::IdentityValue;
 use crate::value::{FieldType, Record, Value};
 
 mod check;
+pub mod decl;
+
+pub use decl::{Sql, SqlDialect, SqlStore};
 
 /// Most values bound in one MySQL/SQLite query; larger batches are split (PostgreSQL binds one
 /// array whatever its size).
@@ -36,18 +42,16 @@ pub enum SqlBuildError {
     #[error(transparent)]
     Declaration(#[from] DeclarationError),
     #[error("{location}: the url's scheme does not name postgres, mysql or sqlite")]
-    UnknownScheme { location: crate::declaration::Location },
+    UnknownScheme { location: Location },
     #[error("{location}: the url is a {found} url but the connector is declared kind = \"{declared}\"")]
     DialectMismatch {
-        location: crate::declaration::Location,
+        location: Location,
         found: &'static str,
         declared: &'static str,
     },
-    #[error("connector is not an SQL connector")]
-    NotSql,
     #[error("{location}: invalid connection url ({reason})")]
     InvalidUrl {
-        location: crate::declaration::Location,
+        location: Location,
         reason: String,
     },
 }
@@ -96,24 +100,22 @@ impl SqlConnector {
     /// Builds the connector and its (lazily connecting) pool, resolving the URL from `env`.
     /// Start-up never waits for a store: one that is down shows up in `health` and `sources`.
     pub fn build(
-        validated: ValidatedConnector,
+        store: &SqlStore,
+        mut descriptor: ConnectorDescriptor,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, SqlBuildError> {
-        let StoreDecl::Sql {
+        let SqlStore {
             dialect: declared_dialect,
             url: template,
             max_connections,
-        } = validated.store
-        else {
-            return Err(SqlBuildError::NotSql);
-        };
+        } = store;
         let url: SecretString = template.resolve(env)?;
         let location = template.location.clone();
         let dialect =
             SqlDialect::from_url(url.expose_secret()).ok_or_else(|| SqlBuildError::UnknownScheme {
                 location: location.clone(),
             })?;
-        if let Some(declared) = declared_dialect
+        if let Some(declared) = *declared_dialect
             && declared != dialect
         {
             return Err(SqlBuildError::DialectMismatch {
@@ -122,10 +124,9 @@ impl SqlConnector {
                 declared: declared.name(),
             });
         }
-        let mut descriptor = validated.descriptor;
         descriptor.kind = dialect.name().to_owned();
         let timeout = descriptor.timeout;
-        let max = max_connections;
+        let max = *max_connections;
         let invalid = |err: sqlx::Error| SqlBuildError::InvalidUrl {
             location: location.clone(),
             reason: describe_url_error(&err),
@@ -964,6 +965,21 @@ impl SqlConnector {
             }
         }
         Ok((statements, records.len() as u64))
+    }
+}
+
+impl StoreDeclaration for SqlStore {
+    fn build(
+        &self,
+        descriptor: ConnectorDescriptor,
+        env: Env<'_>,
+    ) -> BoxFuture<'static, Result<Arc<dyn Connector>, BuildError>> {
+        let built: Result<Arc<dyn Connector>, BuildError> = match SqlConnector::build(self, descriptor, env) {
+            Ok(connector) => Ok(Arc::new(connector)),
+            Err(SqlBuildError::Declaration(error)) => Err(error.into()),
+            Err(other) => Err(BuildError::store(other)),
+        };
+        Box::pin(std::future::ready(built))
     }
 }
 
