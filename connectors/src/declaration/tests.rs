@@ -196,7 +196,7 @@ fn keys_of_another_kind_are_named_with_their_kind_and_unknown_keys_with_what_is_
         "accounts.toml:4:12: `base_url` is only for http connectors",
         "accounts.toml:5:12: `database` is only for mongodb connectors",
         "accounts.toml:11:14: `collection` is only for mongodb connectors",
-        "accounts.toml:12:1: unknown field `shelf` in an entity of sql connector, expected one of `description`",
+        "accounts.toml:12:1: unknown field `shelf` in an entity of a sql connector, expected one of `description`",
         "`path` is only for mongodb or http connectors",
     ] {
         assert!(err.contains(expected), "{expected}:\n{err}");
@@ -207,7 +207,7 @@ fn keys_of_another_kind_are_named_with_their_kind_and_unknown_keys_with_what_is_
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("accounts.toml:2:8: unknown connector kind `oracle`: expected sql, postgres"),
+        err.contains("accounts.toml:2:8: unknown connector kind `oracle`: expected one of sql, postgres"),
         "{err}"
     );
 }

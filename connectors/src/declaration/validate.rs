@@ -75,12 +75,12 @@ fn unknown_keys<K: StoreKind>(
             errors.push(file.error(
                 key.key_span.clone(),
                 format!(
-                    "unknown field `{}` in a{} {} connector, expected one of {}",
+                    "unknown field `{}`{} of a {} connector, expected one of {}",
                     key.key,
                     match level {
                         Level::Connector => "",
-                        Level::Entity => "n entity of",
-                        Level::Field => " field of",
+                        Level::Entity => " in an entity",
+                        Level::Field => " in a field",
                     },
                     kind.names()[0],
                     expected.join(", ")

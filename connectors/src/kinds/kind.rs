@@ -85,3 +85,13 @@ impl BuildError {
         Self::Store(Box::new(error))
     }
 }
+
+/// A connector built without waiting (nothing to resolve over the network), as the future
+/// [`StoreDeclaration::build`] returns.
+pub fn built_now<C: Connector>(
+    built: Result<C, BuildError>,
+) -> BoxFuture<'static, Result<Arc<dyn Connector>, BuildError>> {
+    Box::pin(std::future::ready(
+        built.map(|c| Arc::new(c) as Arc<dyn Connector>),
+    ))
+}

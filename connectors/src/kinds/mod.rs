@@ -110,17 +110,12 @@ pub fn load_connector(
             .iter()
             .flat_map(|k| k.names().iter().copied())
             .collect();
-        let (last, first) = names.split_last().map_or((&"", &[][..]), |(l, f)| (l, f));
-        return Err(file
-            .error(
-                kind.span(),
-                format!(
-                    "unknown connector kind `{}`: expected {} or {last} (custom kinds are registered in Rust)",
-                    kind.get_ref(),
-                    first.join(", ")
-                ),
-            )
-            .into());
+        let message = format!(
+            "unknown connector kind `{}`: expected one of {} (kinds are registered in connectors/src/kinds/)",
+            kind.get_ref(),
+            names.join(", ")
+        );
+        return Err(file.error(kind.span(), message).into());
     };
     store_kind.load(file, kinds, &owners)
 }

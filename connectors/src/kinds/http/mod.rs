@@ -29,7 +29,7 @@ use crate::connector::{
     FieldChange, JobHandle, JobStatus, LookupRequest, WriteOutcome,
 };
 use crate::declaration::source::{DeclarationError, Location};
-use crate::kinds::kind::{BuildError, Env, StoreDeclaration};
+use crate::kinds::kind::{BuildError, Env, StoreDeclaration, built_now};
 use crate::identity::IdentityValue;
 use crate::value::{FieldType, Record};
 pub use decl::{Http, HttpStoreDecl};
@@ -459,18 +459,22 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(0..=ceiling.as_millis() as u64))
 }
 
+impl From<HttpBuildError> for BuildError {
+    fn from(error: HttpBuildError) -> Self {
+        match error {
+            HttpBuildError::Declaration(error) => error.into(),
+            other => BuildError::store(other),
+        }
+    }
+}
+
 impl StoreDeclaration for HttpStoreDecl {
     fn build(
         &self,
         descriptor: ConnectorDescriptor,
         env: Env<'_>,
     ) -> BoxFuture<'static, Result<Arc<dyn Connector>, BuildError>> {
-        let built: Result<Arc<dyn Connector>, BuildError> = match HttpConnector::build(self, descriptor, env) {
-            Ok(connector) => Ok(Arc::new(connector)),
-            Err(HttpBuildError::Declaration(error)) => Err(error.into()),
-            Err(other) => Err(BuildError::store(other)),
-        };
-        Box::pin(std::future::ready(built))
+        built_now(HttpConnector::build(self, descriptor, env).map_err(BuildError::from))
     }
 }
 

@@ -21,7 +21,7 @@ use crate::connector::{
     ErasureRequest, FieldChange, LookupRequest, WriteOutcome,
 };
 use crate::declaration::source::{DeclarationError, Location};
-use crate::kinds::kind::{BuildError, Env, StoreDeclaration};
+use crate::kinds::kind::{BuildError, Env, StoreDeclaration, built_now};
 use crate::identity::IdentityValue;
 use crate::value::{FieldType, Record};
 
@@ -622,18 +622,22 @@ fn normalise_key(key: &str) -> String {
 }
 
 
+impl From<SqlBuildError> for BuildError {
+    fn from(error: SqlBuildError) -> Self {
+        match error {
+            SqlBuildError::Declaration(error) => error.into(),
+            other => BuildError::store(other),
+        }
+    }
+}
+
 impl StoreDeclaration for SqlStore {
     fn build(
         &self,
         descriptor: ConnectorDescriptor,
         env: Env<'_>,
     ) -> BoxFuture<'static, Result<Arc<dyn Connector>, BuildError>> {
-        let built: Result<Arc<dyn Connector>, BuildError> = match SqlConnector::build(self, descriptor, env) {
-            Ok(connector) => Ok(Arc::new(connector)),
-            Err(SqlBuildError::Declaration(error)) => Err(error.into()),
-            Err(other) => Err(BuildError::store(other)),
-        };
-        Box::pin(std::future::ready(built))
+        built_now(SqlConnector::build(self, descriptor, env).map_err(BuildError::from))
     }
 }
 
