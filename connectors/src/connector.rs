@@ -12,6 +12,7 @@ use async_trait::async_trait;
 
 use crate::category::DataCategory;
 use crate::identity::{IdentityKindId, IdentityValue};
+pub use crate::mask::FieldErasure;
 use crate::value::{FieldType, Record};
 
 /// What one connector holds: its name, kind and entities.
@@ -302,19 +303,6 @@ pub struct Capabilities {
     pub erase: bool,
     pub rectify: bool,
     pub async_jobs: bool,
-}
-
-/// What erasure does to one field (declared per field, validated against the field's type).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldErasure {
-    /// Leave the value as it is.
-    Keep,
-    /// Set to NULL.
-    Null,
-    /// Replace with a fixed redaction value of the field's type.
-    Redact(String),
-    /// Replace with a keyed HMAC-SHA256 pseudonym (key from the environment).
-    Pseudonymize,
 }
 
 /// What erasure does to the matched records of one entity.

@@ -1,20 +1,18 @@
 //! Connectors: the `Connector` trait, connector declarations, identity kinds and values, data
-//! categories, and the built-in SQL store kind.
+//! categories, and the store kinds (SQL, MongoDB, HTTP) with the object storage records name.
 //!
 //! Start at [`connector::Connector`]; declarations are parsed and validated in [`declaration`];
-//! [`sql::SqlConnector`] is the built-in implementation for PostgreSQL, MySQL/MariaDB and SQLite,
-//! [`http::HttpConnector`] the one for REST APIs.
+//! the store kinds are folders under [`kinds`], registered in one list there
+//! ([`kinds::STORE_KINDS`]); [`storage`] is the object storage a connector's files live in.
 
 pub mod category;
 pub mod codes;
 pub mod connector;
 pub mod declaration;
-pub mod http;
 pub mod identity;
+pub mod kinds;
 pub mod mask;
-pub mod mongo;
 pub mod purpose;
-pub mod sql;
 pub mod storage;
 pub mod value;
 
@@ -25,4 +23,5 @@ pub use connector::{
     FieldDescriptor, FieldErasure, IdentityLink, JobHandle, JobStatus, LookupRequest, WriteOutcome,
 };
 pub use identity::{Identity, IdentityError, IdentityKindId, IdentityKinds, IdentityValue};
+pub use kinds::kind::{BuildError, StoreDeclaration, StoreKind};
 pub use value::{FieldType, Record, Value};

@@ -11,8 +11,20 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretSlice};
 use sha2::Sha256;
 
-use crate::connector::FieldErasure;
 use crate::value::Value;
+
+/// What erasure does to one field (declared per field, validated against the field's type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldErasure {
+    /// Leave the value as it is.
+    Keep,
+    /// Set to NULL.
+    Null,
+    /// Replace with a fixed redaction value of the field's type.
+    Redact(String),
+    /// Replace with a keyed HMAC-SHA256 pseudonym (key from the environment).
+    Pseudonymize,
+}
 
 /// What every pseudonym starts with.
 pub const PSEUDONYM_PREFIX: &str = "pseu_";

@@ -4,9 +4,7 @@
 
 use indexmap::IndexMap;
 use proptest::prelude::*;
-use subject_connectors::declaration::{
-    ConnectorDecl, IdentityKindDecl, SourceFile, build_identity_kinds, validate_connector,
-};
+use subject_connectors::declaration::{IdentityKindDecl, SourceFile, build_identity_kinds, load_connector};
 use subject_connectors::identity::IdentityKinds;
 use toml::Spanned;
 
@@ -81,9 +79,7 @@ proptest! {
     #[test]
     fn arbitrary_declaration_text_never_panics(text in any::<String>()) {
         let file = SourceFile { path: "connectors/fuzz.toml".into(), text };
-        if let Ok(decl) = file.parse::<ConnectorDecl>() {
-            let _ = validate_connector(&file, &decl, &kinds());
-        }
+        let _ = load_connector(&file, &kinds());
     }
 
     #[test]
@@ -97,10 +93,7 @@ proptest! {
             "kind = \"sql\"\nurl = \"${{FUZZ_URL}}\"\n[entities.things]\ntable = {table:?}\nlookup = [{{ kind = {kind:?}, field = \"owner\" }}]\n[entities.things.fields]\nowner = {{ type = {field_type:?}, category = {category:?} }}\n"
         );
         let file = SourceFile { path: "connectors/fuzz.toml".into(), text };
-        let result = file
-            .parse::<ConnectorDecl>()
-            .map_err(|e| vec![e])
-            .and_then(|decl| validate_connector(&file, &decl, &kinds()).map_err(|e| e.0));
+        let result = load_connector(&file, &kinds()).map_err(|e| e.0);
         if let Err(errors) = result {
             prop_assert!(!errors.is_empty());
             for error in errors {

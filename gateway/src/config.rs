@@ -20,16 +20,12 @@ use crate::requests::store::RequestStore;
 use crate::requests::{PrivacyEngine, RequestSettings};
 use serde::Deserialize;
 use subject_connectors::connector::Disconnected;
-use subject_connectors::declaration::StoreDecl;
 use subject_connectors::declaration::{
     DeclarationError, DeclarationErrors, IdentityKindDecl, Location, SourceFile, ValidatedConnector,
     build_identity_kinds, load_connector_file,
 };
-use subject_connectors::http::{HttpBuildError, HttpConnector};
-use subject_connectors::mongo::{MongoBuildError, MongoConnector};
-use subject_connectors::sql::{SqlBuildError, SqlConnector};
 use subject_connectors::storage::{FileStore, StorageBuildError};
-use subject_connectors::{Connector, IdentityKinds};
+use subject_connectors::{BuildError, Connector, IdentityKinds};
 use subject_schema::{
     DeclarationOrigin, Registration, Registry, SchemaSettings, ServiceError, SubjectService,
 };
@@ -201,12 +197,9 @@ pub struct Config {
 pub enum ConfigError {
     #[error(transparent)]
     Declarations(#[from] DeclarationErrors),
+    /// A store kind refused a connector's settings.
     #[error(transparent)]
-    Build(#[from] SqlBuildError),
-    #[error(transparent)]
-    BuildHttp(#[from] HttpBuildError),
-    #[error(transparent)]
-    BuildMongo(#[from] MongoBuildError),
+    Build(#[from] BuildError),
     #[error(transparent)]
     Storage(#[from] StorageBuildError),
     #[error(transparent)]
@@ -352,31 +345,14 @@ impl Config {
         let mut errors = Vec::new();
         for validated in &self.connectors {
             let origin = origin(validated);
-            let built: Result<Arc<dyn Connector>, ConfigError> = match &validated.store {
-                StoreDecl::Sql { .. } => match SqlConnector::build(validated.clone(), &env) {
-                    Ok(connector) => Ok(Arc::new(connector)),
-                    Err(SqlBuildError::Declaration(error)) => {
-                        errors.push(error);
-                        continue;
-                    }
-                    Err(other) => Err(other.into()),
-                },
-                StoreDecl::Http(_) => match HttpConnector::build(validated.clone(), &env) {
-                    Ok(connector) => Ok(Arc::new(connector)),
-                    Err(HttpBuildError::Declaration(error)) => {
-                        errors.push(error);
-                        continue;
-                    }
-                    Err(other) => Err(other.into()),
-                },
-                StoreDecl::Mongo { .. } => match MongoConnector::build(validated.clone(), &env).await {
-                    Ok(connector) => Ok(Arc::new(connector)),
-                    Err(MongoBuildError::Declaration(error)) => {
-                        errors.push(error);
-                        continue;
-                    }
-                    Err(other) => Err(other.into()),
-                },
+            // Each kind builds its own (the list is `subject_connectors::kinds::STORE_KINDS`).
+            let built = match validated.store.build(validated.descriptor.clone(), &env).await {
+                Ok(connector) => connector,
+                Err(BuildError::Declaration(error)) => {
+                    errors.push(error);
+                    continue;
+                }
+                Err(other) => return Err(other.into()),
             };
             let storage = match &validated.storage {
                 None => None,
@@ -390,7 +366,7 @@ impl Config {
                 },
             };
             connectors.push(Registration {
-                connector: built?,
+                connector: built,
                 origin: Some(origin),
                 storage,
             });

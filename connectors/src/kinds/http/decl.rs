@@ -5,15 +5,81 @@
 //! Templates take `{value}` (the identity looked up) in requests, `{field}` (a declared field of
 //! the record) in erase calls and `{job}` (the job id) in job status paths.
 
+use std::sync::Arc;
+
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json_path::JsonPath;
 use toml::Spanned;
 
 use crate::connector::EntityDescriptor;
-use crate::declaration::{
-    ConnectorDecl, DeclarationError, EnvTemplate, FieldSource, SourceFile, env_template,
+use crate::declaration::keys::{ConnectorDecl, DeclaredKeys, EntityDecl};
+use crate::declaration::source::{
+    DeclarationError, EnvTemplate, SourceFile, env_template, placeholders, required_env_template,
 };
+use crate::kinds::kind::{StoreDeclaration, StoreKind};
+
+/// The HTTP store kind: a REST API declared, not coded.
+#[derive(Debug, Clone, Copy)]
+pub struct Http;
+
+/// The keys an HTTP connector file adds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpKeys {
+    /// Base URL of the API, as `${VARIABLE}` references.
+    pub base_url: Option<Spanned<String>>,
+    /// Credentials sent with every request.
+    pub auth: Option<Spanned<AuthDecl>>,
+    /// A harmless authenticated request `check` sends to prove the credentials.
+    pub health: Option<Spanned<HealthDecl>>,
+    /// Most requests in flight at once (default 4).
+    pub max_concurrency: Option<usize>,
+    /// Retries of a request after 429, 5xx or a connection error (default 5).
+    pub max_retries: Option<u32>,
+}
+
+/// The keys an HTTP entity adds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpEntityKeys {
+    /// How records are requested.
+    pub request: Option<Spanned<RequestDecl>>,
+    /// How records are erased: delete calls, two-step deletes, asynchronous jobs.
+    pub erase: Option<Spanned<EraseDecl>>,
+    /// The call that writes a corrected record (rectification), e.g.
+    /// `{ method = "PUT", path = "/users/{id}", body = { user = { email = "{email}" } } }`.
+    pub update: Option<Spanned<CallDecl>>,
+    /// The call that stops processing a person's records when they object to a purpose the
+    /// connector serves, e.g. an analytics opt-out.
+    pub suppress: Option<Spanned<CallDecl>>,
+}
+
+/// The keys an HTTP field adds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFieldKeys {
+    /// Where the value is in a record: a JSON path such as `$.via.channel` (default: the key
+    /// with the field's name).
+    pub path: Option<Spanned<String>>,
+    /// `lookup`: the value is the identity the record was requested for, not read from the
+    /// record (resources that do not repeat their parent's id, e.g. ticket comments).
+    pub from: Option<Spanned<FieldSource>>,
+}
+
+impl DeclaredKeys for Http {
+    type Connector = HttpKeys;
+    type Entity = HttpEntityKeys;
+    type Field = HttpFieldKeys;
+}
+
+/// Where an HTTP field's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldSource {
+    Record,
+    Lookup,
+}
 
 /// `auth = { bearer = "${TOKEN}" }`, `{ username = "${U}", password = "${P}" }` or
 /// `{ header = "X-Api-Key", value = "${KEY}" }`.
@@ -214,19 +280,6 @@ pub struct HttpJob {
     pub failed: Vec<String>,
 }
 
-/// The `{name}` placeholders of a template.
-pub fn placeholders(template: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        let after = &rest[start + 1..];
-        let Some(end) = after.find('}') else { break };
-        out.push(&after[..end]);
-        rest = &after[end + 1..];
-    }
-    out
-}
-
 fn json_path(
     file: &SourceFile,
     text: &str,
@@ -274,25 +327,62 @@ fn body_strings(value: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
+impl StoreKind for Http {
+    fn names(&self) -> &'static [&'static str] {
+        &["http"]
+    }
+
+    /// Records are erased by the API's own calls, never rewritten in place.
+    fn masks_in_place(&self) -> bool {
+        false
+    }
+
+    fn entity_source(
+        &self,
+        file: &SourceFile,
+        name: &Spanned<String>,
+        entity: &EntityDecl<Self>,
+        errors: &mut Vec<DeclarationError>,
+    ) -> String {
+        match &entity.store.request {
+            Some(request) => request.get_ref().path.get_ref().clone(),
+            None => {
+                errors.push(file.error(
+                    name.span(),
+                    format!(
+                        "entity `{}` declares no request: add [entities.{}.request] with path and records",
+                        name.get_ref(),
+                        name.get_ref()
+                    ),
+                ));
+                String::new()
+            }
+        }
+    }
+
+    fn validate_store(
+        &self,
+        file: &SourceFile,
+        decl: &ConnectorDecl<Self>,
+        entities: &[EntityDescriptor],
+        errors: &mut Vec<DeclarationError>,
+    ) -> Option<Arc<dyn StoreDeclaration>> {
+        validate_store(file, decl, entities, errors).map(|store| Arc::new(store) as Arc<dyn StoreDeclaration>)
+    }
+}
+
 /// Validates the HTTP parts of a connector declaration; `entities` are the validated descriptors.
-pub(crate) fn validate_store(
+fn validate_store(
     file: &SourceFile,
-    decl: &ConnectorDecl,
+    decl: &ConnectorDecl<Http>,
     entities: &[EntityDescriptor],
     errors: &mut Vec<DeclarationError>,
 ) -> Option<HttpStoreDecl> {
     let before = errors.len();
-    let base_url = match &decl.base_url {
-        Some(url) => env_template(file, url, errors),
-        None => {
-            errors.push(file.error(
-                decl.kind.span(),
-                "missing `base_url`: write base_url = \"${SOME_API_URL}\" and set that variable",
-            ));
-            None
-        }
-    };
-    let auth = decl.auth.as_ref().and_then(|auth| {
+    let keys = &decl.store;
+    let base_url =
+        required_env_template(file, &decl.kind, "base_url", "SOME_API_URL", keys.base_url.as_ref(), errors);
+    let auth = keys.auth.as_ref().and_then(|auth| {
         let a = auth.get_ref();
         match (&a.bearer, &a.username, &a.password, &a.header, &a.value) {
             (Some(token), None, None, None, None) => env_template(file, token, errors).map(HttpAuth::Bearer),
@@ -320,13 +410,14 @@ pub(crate) fn validate_store(
             }
         }
     });
-    if decl.max_concurrency == 0 {
+    let max_concurrency = keys.max_concurrency.unwrap_or(4);
+    if max_concurrency == 0 {
         errors.push(file.error(decl.kind.span(), "max_concurrency must be at least 1"));
     }
 
     let mut http_entities = Vec::new();
     for ((name, entity), descriptor) in decl.entities.iter().zip(entities) {
-        let Some(request) = &entity.request else { continue };
+        let Some(request) = &entity.store.request else { continue };
         let r = request.get_ref();
         // One request template serves the entity, so it is found by one identity kind.
         if entity.lookup.len() > 1 {
@@ -370,6 +461,7 @@ pub(crate) fn validate_store(
         let mut fields = Vec::new();
         for (field_name, field) in &entity.fields {
             let from_lookup = field
+                .store
                 .from
                 .as_ref()
                 .is_some_and(|f| *f.get_ref() == FieldSource::Lookup);
@@ -377,13 +469,14 @@ pub(crate) fn validate_store(
                 fields.push(Some(HttpField::Lookup));
                 continue;
             }
-            let (text, span) = match &field.path {
+            let (text, span) = match &field.store.path {
                 Some(path) => (path.get_ref().clone(), path.span()),
                 None => (format!("$['{}']", field_name.get_ref()), field_name.span()),
             };
             fields.push(json_path(file, &text, span, errors).map(HttpField::Path));
         }
         let erase = entity
+            .store
             .erase
             .as_ref()
             .and_then(|erase| erase_decl(file, erase, descriptor, errors));
@@ -394,8 +487,8 @@ pub(crate) fn validate_store(
                     .next()
             })
         };
-        let update = single(&entity.update, errors);
-        let suppress = single(&entity.suppress, errors);
+        let update = single(&entity.store.update, errors);
+        let suppress = single(&entity.store.suppress, errors);
         if let (Some(method), Some(records), Some(fields)) =
             (method, records, fields.into_iter().collect::<Option<Vec<_>>>())
         {
@@ -415,7 +508,7 @@ pub(crate) fn validate_store(
             });
         }
     }
-    let health = decl.health.as_ref().map(|health| {
+    let health = keys.health.as_ref().map(|health| {
         let path = &health.get_ref().path;
         if !path.get_ref().starts_with('/') || !placeholders(path.get_ref()).is_empty() {
             errors.push(file.error(
@@ -432,8 +525,8 @@ pub(crate) fn validate_store(
         health,
         base_url: base_url?,
         auth,
-        max_concurrency: decl.max_concurrency.max(1),
-        max_retries: decl.max_retries,
+        max_concurrency: max_concurrency.max(1),
+        max_retries: keys.max_retries.unwrap_or(5),
         entities: http_entities,
     })
 }

@@ -6,25 +6,33 @@
 //! declarations and are quoted; values are only ever bound.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlRow};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
-use sqlx::{Column, Row, TypeInfo};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
 use crate::connector::{
     Capabilities, Compare, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor,
-    EntityErasure, ErasureRequest, FieldChange, LookupRequest, WriteOutcome,
+    ErasureRequest, FieldChange, LookupRequest, WriteOutcome,
 };
-use crate::declaration::{DeclarationError, SqlDialect, StoreDecl, ValidatedConnector};
+use crate::declaration::source::{DeclarationError, Location};
+use crate::kinds::kind::{BuildError, Env, StoreDeclaration, built_now};
 use crate::identity::IdentityValue;
-use crate::value::{FieldType, Record, Value};
+use crate::value::{FieldType, Record};
 
 mod check;
+pub mod decl;
+mod decode;
+mod erase;
+
+use decode::{decode_mysql, decode_pg, decode_sqlite};
+
+pub use decl::{Sql, SqlDialect, SqlStore};
 
 /// Most values bound in one MySQL/SQLite query; larger batches are split (PostgreSQL binds one
 /// array whatever its size).
@@ -36,18 +44,16 @@ pub enum SqlBuildError {
     #[error(transparent)]
     Declaration(#[from] DeclarationError),
     #[error("{location}: the url's scheme does not name postgres, mysql or sqlite")]
-    UnknownScheme { location: crate::declaration::Location },
+    UnknownScheme { location: Location },
     #[error("{location}: the url is a {found} url but the connector is declared kind = \"{declared}\"")]
     DialectMismatch {
-        location: crate::declaration::Location,
+        location: Location,
         found: &'static str,
         declared: &'static str,
     },
-    #[error("connector is not an SQL connector")]
-    NotSql,
     #[error("{location}: invalid connection url ({reason})")]
     InvalidUrl {
-        location: crate::declaration::Location,
+        location: Location,
         reason: String,
     },
 }
@@ -96,24 +102,22 @@ impl SqlConnector {
     /// Builds the connector and its (lazily connecting) pool, resolving the URL from `env`.
     /// Start-up never waits for a store: one that is down shows up in `health` and `sources`.
     pub fn build(
-        validated: ValidatedConnector,
+        store: &SqlStore,
+        mut descriptor: ConnectorDescriptor,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, SqlBuildError> {
-        let StoreDecl::Sql {
+        let SqlStore {
             dialect: declared_dialect,
             url: template,
             max_connections,
-        } = validated.store
-        else {
-            return Err(SqlBuildError::NotSql);
-        };
+        } = store;
         let url: SecretString = template.resolve(env)?;
         let location = template.location.clone();
         let dialect =
             SqlDialect::from_url(url.expose_secret()).ok_or_else(|| SqlBuildError::UnknownScheme {
                 location: location.clone(),
             })?;
-        if let Some(declared) = declared_dialect
+        if let Some(declared) = *declared_dialect
             && declared != dialect
         {
             return Err(SqlBuildError::DialectMismatch {
@@ -122,10 +126,9 @@ impl SqlConnector {
                 declared: declared.name(),
             });
         }
-        let mut descriptor = validated.descriptor;
         descriptor.kind = dialect.name().to_owned();
         let timeout = descriptor.timeout;
-        let max = max_connections;
+        let max = *max_connections;
         let invalid = |err: sqlx::Error| SqlBuildError::InvalidUrl {
             location: location.clone(),
             reason: describe_url_error(&err),
@@ -571,161 +574,6 @@ fn describe_url_error(err: &sqlx::Error) -> String {
     }
 }
 
-fn decode_error(field: &str, expected: &'static str) -> ConnectorError {
-    ConnectorError::Decode {
-        field: field.to_owned(),
-        expected,
-    }
-}
-
-fn timestamp_utc(ts: DateTime<Utc>) -> Value {
-    Value::String(ts.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-}
-
-fn naive_timestamp(ts: NaiveDateTime) -> Value {
-    timestamp_utc(ts.and_utc())
-}
-
-/// Text timestamps (SQLite) into RFC 3339 when they parse; left as stored otherwise.
-fn text_timestamp(text: String) -> Value {
-    if let Ok(ts) = DateTime::parse_from_rfc3339(&text) {
-        return timestamp_utc(ts.with_timezone(&Utc));
-    }
-    for format in [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S",
-    ] {
-        if let Ok(ts) = NaiveDateTime::parse_from_str(&text, format) {
-            return naive_timestamp(ts);
-        }
-    }
-    Value::String(text)
-}
-
-fn json_text(field: &str, text: String) -> Result<Value, ConnectorError> {
-    serde_json::from_str(&text)
-        .map(Value::Json)
-        .map_err(|_| decode_error(field, "JSON"))
-}
-
-fn opt<T>(value: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
-    value.map_or(Value::Null, f)
-}
-
-fn decode_pg(row: &PgRow, entity: &EntityDescriptor) -> Result<Record, ConnectorError> {
-    let mut record = Vec::with_capacity(entity.fields.len());
-    for (i, field) in entity.fields.iter().enumerate() {
-        let type_name = row.column(i).type_info().name();
-        let fail = |_| decode_error(&field.name, field.field_type.as_str());
-        let value = match (field.field_type, type_name) {
-            (_, "TEXT") => opt(row.try_get::<Option<String>, _>(i).map_err(fail)?, Value::String),
-            (_, "INT2") => opt(row.try_get::<Option<i16>, _>(i).map_err(fail)?, |v| {
-                Value::Int(v.into())
-            }),
-            (_, "INT4") => opt(row.try_get::<Option<i32>, _>(i).map_err(fail)?, |v| {
-                Value::Int(v.into())
-            }),
-            (_, "INT8") => opt(row.try_get::<Option<i64>, _>(i).map_err(fail)?, Value::Int),
-            (_, "FLOAT4") => opt(row.try_get::<Option<f32>, _>(i).map_err(fail)?, |v| {
-                Value::Float(v.into())
-            }),
-            (_, "FLOAT8") => opt(row.try_get::<Option<f64>, _>(i).map_err(fail)?, Value::Float),
-            (_, "BOOL") => opt(row.try_get::<Option<bool>, _>(i).map_err(fail)?, Value::Bool),
-            (_, "TIMESTAMPTZ") => opt(
-                row.try_get::<Option<DateTime<Utc>>, _>(i).map_err(fail)?,
-                timestamp_utc,
-            ),
-            (_, "TIMESTAMP") => opt(
-                row.try_get::<Option<NaiveDateTime>, _>(i).map_err(fail)?,
-                naive_timestamp,
-            ),
-            (_, "DATE") => opt(row.try_get::<Option<NaiveDate>, _>(i).map_err(fail)?, |d| {
-                Value::String(d.format("%Y-%m-%d").to_string())
-            }),
-            (_, "JSON" | "JSONB") => opt(
-                row.try_get::<Option<serde_json::Value>, _>(i).map_err(fail)?,
-                Value::Json,
-            ),
-            _ => return Err(decode_error(&field.name, field.field_type.as_str())),
-        };
-        record.push(value);
-    }
-    Ok(record)
-}
-
-fn decode_mysql(row: &MySqlRow, entity: &EntityDescriptor) -> Result<Record, ConnectorError> {
-    let mut record = Vec::with_capacity(entity.fields.len());
-    for (i, field) in entity.fields.iter().enumerate() {
-        let fail = |_| decode_error(&field.name, field.field_type.as_str());
-        let value = match field.field_type {
-            FieldType::String | FieldType::Decimal | FieldType::Uuid => {
-                opt(row.try_get::<Option<String>, _>(i).map_err(fail)?, Value::String)
-            }
-            FieldType::Int | FieldType::Bigint => match row.try_get::<Option<i64>, _>(i) {
-                Ok(v) => opt(v, Value::Int),
-                // BIGINT UNSIGNED: past 2^63 still a JSON number (a `Long` is a JSON number).
-                Err(_) => match row.try_get::<Option<u64>, _>(i) {
-                    Ok(v) => opt(v, |v| {
-                        i64::try_from(v).map_or_else(|_| Value::Json(serde_json::Value::from(v)), Value::Int)
-                    }),
-                    // YEAR
-                    Err(_) => opt(row.try_get::<Option<u16>, _>(i).map_err(fail)?, |v| {
-                        Value::Int(v.into())
-                    }),
-                },
-            },
-            FieldType::Float => opt(row.try_get::<Option<f64>, _>(i).map_err(fail)?, Value::Float),
-            FieldType::Bool => opt(row.try_get::<Option<bool>, _>(i).map_err(fail)?, Value::Bool),
-            FieldType::Timestamp => match row.try_get::<Option<NaiveDateTime>, _>(i) {
-                Ok(v) => opt(v, naive_timestamp),
-                Err(_) => opt(
-                    row.try_get::<Option<DateTime<Utc>>, _>(i).map_err(fail)?,
-                    timestamp_utc,
-                ),
-            },
-            FieldType::Date => opt(row.try_get::<Option<NaiveDate>, _>(i).map_err(fail)?, |d| {
-                Value::String(d.format("%Y-%m-%d").to_string())
-            }),
-            FieldType::Json => match row.try_get::<Option<String>, _>(i).map_err(fail)? {
-                Some(text) => json_text(&field.name, text)?,
-                None => Value::Null,
-            },
-        };
-        record.push(value);
-    }
-    Ok(record)
-}
-
-fn decode_sqlite(row: &SqliteRow, entity: &EntityDescriptor) -> Result<Record, ConnectorError> {
-    let mut record = Vec::with_capacity(entity.fields.len());
-    for (i, field) in entity.fields.iter().enumerate() {
-        let fail = |_| decode_error(&field.name, field.field_type.as_str());
-        let value = match field.field_type {
-            FieldType::String | FieldType::Uuid | FieldType::Date => {
-                opt(row.try_get::<Option<String>, _>(i).map_err(fail)?, Value::String)
-            }
-            FieldType::Decimal => opt(row.try_get::<Option<String>, _>(i).map_err(fail)?, Value::String),
-            FieldType::Int | FieldType::Bigint => {
-                opt(row.try_get::<Option<i64>, _>(i).map_err(fail)?, Value::Int)
-            }
-            FieldType::Float => opt(row.try_get::<Option<f64>, _>(i).map_err(fail)?, Value::Float),
-            FieldType::Bool => opt(row.try_get::<Option<bool>, _>(i).map_err(fail)?, Value::Bool),
-            FieldType::Timestamp => match row.try_get::<Option<String>, _>(i) {
-                Ok(v) => opt(v, text_timestamp),
-                Err(_) => opt(row.try_get::<Option<i64>, _>(i).map_err(fail)?, |secs| {
-                    DateTime::from_timestamp(secs, 0).map_or(Value::Int(secs), timestamp_utc)
-                }),
-            },
-            FieldType::Json => match row.try_get::<Option<String>, _>(i).map_err(fail)? {
-                Some(text) => json_text(&field.name, text)?,
-                None => Value::Null,
-            },
-        };
-        record.push(value);
-    }
-    Ok(record)
-}
 
 /// The first key of an index definition, normalised: `CREATE INDEX … ON users USING btree
 /// (lower((email)::text))` gives `lower(email)`.
@@ -773,197 +621,23 @@ fn normalise_key(key: &str) -> String {
     key
 }
 
-/// A value bound to a write statement.
-enum Param {
-    Text(String),
-    Int(i64),
+
+impl From<SqlBuildError> for BuildError {
+    fn from(error: SqlBuildError) -> Self {
+        match error {
+            SqlBuildError::Declaration(error) => error.into(),
+            other => BuildError::store(other),
+        }
+    }
 }
 
-/// One write statement and its bound values.
-struct Statement {
-    sql: String,
-    params: Vec<Param>,
-}
-
-/// Rows deleted or updated per statement.
-const KEYS_PER_STATEMENT: usize = 500;
-
-impl SqlConnector {
-    /// The `n`th placeholder (1-based) for a value of `field_type`.
-    fn placeholder(&self, n: usize, field_type: FieldType) -> String {
-        match (self.dialect, field_type) {
-            (SqlDialect::Postgres, FieldType::Uuid) => format!("CAST(${n} AS uuid)"),
-            (SqlDialect::Postgres, _) => format!("${n}"),
-            _ => "?".to_owned(),
-        }
-    }
-
-    /// Runs write statements in one transaction: all of them or none. The number of rows they
-    /// changed.
-    async fn execute_all(&self, statements: Vec<Statement>) -> Result<u64, ConnectorError> {
-        if statements.is_empty() {
-            return Ok(0);
-        }
-        macro_rules! run {
-            ($pool:expr, $db:ty) => {{
-                let mut transaction = $pool.begin().await.map_err(|e| self.store_error(e))?;
-                let mut changed = 0;
-                for Statement { sql, params } in statements {
-                    let mut q = sqlx::query::<$db>(&sql);
-                    for param in params {
-                        q = match param {
-                            Param::Text(text) => q.bind(text),
-                            Param::Int(int) => q.bind(int),
-                        };
-                    }
-                    // Dropped without a commit on error: the transaction rolls back.
-                    changed += q
-                        .execute(&mut *transaction)
-                        .await
-                        .map_err(|e| self.store_error(e))?
-                        .rows_affected();
-                }
-                transaction
-                    .commit()
-                    .await
-                    .map_err(|e| self.store_error(e))?;
-                Ok(changed)
-            }};
-        }
-        match &self.pool {
-            Pool::Postgres(pool) => run!(pool, sqlx::Postgres),
-            Pool::MySql(pool) => run!(pool, sqlx::MySql),
-            Pool::Sqlite(pool) => run!(pool, sqlx::Sqlite),
-        }
-    }
-
-    /// The records a write acts on, refused past `limit`, with the index of the primary key.
-    async fn matched(
+impl StoreDeclaration for SqlStore {
+    fn build(
         &self,
-        lookup: &LookupRequest,
-        limit: u64,
-        operation: &'static str,
-    ) -> Result<(Vec<Record>, usize), ConnectorError> {
-        let entity = self
-            .descriptor
-            .entities
-            .get(lookup.entity)
-            .ok_or_else(|| ConnectorError::Other(format!("no entity #{}", lookup.entity)))?;
-        let pk = entity.primary_key.ok_or(ConnectorError::Unsupported(operation))?;
-        let records = self.run_lookup(lookup.entity, &lookup.by).await?;
-        if records.len() as u64 > limit {
-            return Err(ConnectorError::TooManyRecords {
-                found: records.len() as u64,
-                limit,
-            });
-        }
-        Ok((records, pk))
-    }
-
-    fn param(value: &Value) -> Option<Param> {
-        match value {
-            Value::Int(i) => Some(Param::Int(*i)),
-            Value::String(s) => Some(Param::Text(s.clone())),
-            Value::Bool(b) => Some(Param::Int(i64::from(*b))),
-            Value::Float(f) => Some(Param::Text(f.to_string())),
-            Value::Json(j) => Some(Param::Text(j.to_string())),
-            Value::Null => None,
-        }
-    }
-
-    /// `UPDATE table SET … WHERE pk = …` for one record; `sets` pairs a field index with its new
-    /// value (`None`: NULL).
-    fn update_record(
-        &self,
-        entity: &EntityDescriptor,
-        pk: usize,
-        key: &Value,
-        sets: Vec<(usize, Option<Param>)>,
-    ) -> Result<Statement, ConnectorError> {
-        let mut sql = format!("UPDATE {} SET ", quote(self.dialect, &entity.source));
-        let mut params = Vec::new();
-        for (i, (field, param)) in sets.into_iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let descriptor = &entity.fields[field];
-            sql.push_str(&quote(self.dialect, &descriptor.name));
-            match param {
-                None => sql.push_str(" = NULL"),
-                Some(param) => {
-                    params.push(param);
-                    sql.push_str(&format!(
-                        " = {}",
-                        self.placeholder(params.len(), descriptor.field_type)
-                    ));
-                }
-            }
-        }
-        let key_param = Self::param(key).ok_or_else(|| decode_error(&entity.fields[pk].name, "a key"))?;
-        params.push(key_param);
-        sql.push_str(&format!(
-            " WHERE {} = {}",
-            quote(self.dialect, &entity.fields[pk].name),
-            self.placeholder(params.len(), entity.fields[pk].field_type)
-        ));
-        Ok(Statement { sql, params })
-    }
-
-    /// The statements that erase what `request` finds (found now, refused past its limit), and
-    /// how many records they act on.
-    async fn erasure_statements(
-        &self,
-        request: &ErasureRequest,
-    ) -> Result<(Vec<Statement>, u64), ConnectorError> {
-        let (records, pk) = self
-            .matched(&request.lookup, request.max_records, "erase")
-            .await?;
-        let entity = &self.descriptor.entities[request.lookup.entity];
-        let pk_field = &entity.fields[pk];
-        let mut statements = Vec::new();
-        match &request.action {
-            EntityErasure::Delete => {
-                for chunk in records.chunks(KEYS_PER_STATEMENT) {
-                    let params: Vec<Param> = chunk
-                        .iter()
-                        .filter_map(|r| r.get(pk).and_then(Self::param))
-                        .collect();
-                    if params.is_empty() {
-                        continue;
-                    }
-                    let list: Vec<String> = (1..=params.len())
-                        .map(|n| self.placeholder(n, pk_field.field_type))
-                        .collect();
-                    let sql = format!(
-                        "DELETE FROM {} WHERE {} IN ({})",
-                        quote(self.dialect, &entity.source),
-                        quote(self.dialect, &pk_field.name),
-                        list.join(", ")
-                    );
-                    statements.push(Statement { sql, params });
-                }
-            }
-            EntityErasure::Mask(fields) => {
-                for record in &records {
-                    let mut sets: Vec<(usize, Option<Param>)> = Vec::new();
-                    for (field, erasure) in fields {
-                        let value = record
-                            .get(*field)
-                            .ok_or_else(|| decode_error(&entity.fields[*field].name, "a declared field"))?;
-                        if let Some(new) = request.pseudonyms.masked(erasure, value) {
-                            sets.push((*field, Self::param(&new)));
-                        }
-                    }
-                    if !sets.is_empty() {
-                        let key = record
-                            .get(pk)
-                            .ok_or_else(|| decode_error(&pk_field.name, "a key"))?;
-                        statements.push(self.update_record(entity, pk, key, sets)?);
-                    }
-                }
-            }
-        }
-        Ok((statements, records.len() as u64))
+        descriptor: ConnectorDescriptor,
+        env: Env<'_>,
+    ) -> BoxFuture<'static, Result<Arc<dyn Connector>, BuildError>> {
+        built_now(SqlConnector::build(self, descriptor, env).map_err(BuildError::from))
     }
 }
 
@@ -1043,72 +717,9 @@ impl Connector for SqlConnector {
         lookup: &LookupRequest,
         changes: &[FieldChange],
     ) -> Result<WriteOutcome, ConnectorError> {
-        let (records, pk) = self.matched(lookup, u64::MAX, "rectify").await?;
-        let entity = &self.descriptor.entities[lookup.entity];
-        let mut statements = Vec::new();
-        for record in &records {
-            let sets: Vec<(usize, Option<Param>)> = changes
-                .iter()
-                .filter(|change| record.get(change.field) != Some(&change.value))
-                .map(|change| (change.field, Self::param(&change.value)))
-                .collect();
-            if !sets.is_empty() {
-                let key = record
-                    .get(pk)
-                    .ok_or_else(|| decode_error(&entity.fields[pk].name, "a key"))?;
-                statements.push(self.update_record(entity, pk, key, sets)?);
-            }
-        }
-        self.execute_all(statements).await?;
-        Ok(WriteOutcome::Done {
-            records: records.len() as u64,
-        })
+        self.rectify_records(lookup, changes).await
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn index_definitions_reduce_to_their_first_key() {
-        assert_eq!(
-            first_index_key("CREATE INDEX users_email ON public.users USING btree (lower((email)::text))")
-                .as_deref(),
-            Some("lower(email)")
-        );
-        assert_eq!(
-            first_index_key("CREATE UNIQUE INDEX users_pkey ON public.users USING btree (id)").as_deref(),
-            Some("id")
-        );
-        assert_eq!(
-            first_index_key("CREATE INDEX s ON sessions (\"user_id\", started_at DESC)").as_deref(),
-            Some("user_id")
-        );
-        assert_eq!(
-            first_index_key("CREATE INDEX e ON users(lower(email))").as_deref(),
-            Some("lower(email)")
-        );
-    }
-
-    #[test]
-    fn declared_types_fit_the_store_types_they_can_be_read_from() {
-        use FieldType::*;
-        assert!(type_fits(SqlDialect::Postgres, Bigint, "integer"));
-        assert!(type_fits(SqlDialect::Postgres, String, "inet"));
-        assert!(!type_fits(SqlDialect::Postgres, Timestamp, "text"));
-        assert!(type_fits(SqlDialect::MySql, Bool, "tinyint"));
-        assert!(type_fits(SqlDialect::MySql, Json, "longtext"));
-        assert!(!type_fits(SqlDialect::MySql, Bigint, "varchar"));
-        assert!(type_fits(SqlDialect::Sqlite, Timestamp, "TEXT"));
-        assert!(!type_fits(SqlDialect::Sqlite, Int, "TEXT"));
-    }
-
-    #[test]
-    fn large_batches_split_into_bounded_queries() {
-        let bound = vec![(0, Bound::Integer((0..25_000).collect()))];
-        let parts = chunks(&bound, 10_000);
-        assert_eq!(parts.len(), 3);
-        assert_eq!(parts.iter().map(|p| p[0].1.len()).sum::<usize>(), 25_000);
-    }
-}
+mod tests;

@@ -5,32 +5,36 @@
 //! `$or`). ObjectIds and dates come out as strings (hex, RFC 3339); sub-documents and arrays of
 //! them as JSON.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::connector::{
     Capabilities, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityErasure, ErasureBlocker,
     ErasureRequest, FieldChange, LookupRequest, WriteOutcome,
 };
-use crate::declaration::{DeclarationError, Location, StoreDecl, ValidatedConnector};
+use crate::declaration::source::Location;
+use crate::kinds::kind::{BuildError, Env, StoreDeclaration};
+
+pub mod decl;
+
+pub use decl::{Mongo, MongoStore};
 use crate::identity::IdentityValue;
 use crate::value::{FieldType, Record, Value};
 
 /// Why a MongoDB connector could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum MongoBuildError {
-    #[error(transparent)]
-    Declaration(#[from] DeclarationError),
     #[error("{0}: invalid MongoDB connection url")]
     InvalidUrl(Location),
     #[error("{0}: no database: name one in the url (mongodb://host/DATABASE) or with `database`")]
     NoDatabase(Location),
-    #[error("connector is not a MongoDB connector")]
-    NotMongo,
 }
 
 /// A connector over one MongoDB database (or a server speaking its protocol).
@@ -44,37 +48,36 @@ pub struct MongoConnector {
 }
 
 impl MongoConnector {
-    /// Builds the connector and its client, resolving the URL from `env`. The client connects
-    /// lazily: a server that is down shows in `health` and `sources`, not at start-up.
+    /// Builds the connector and its client for the URL resolved from the declaration's
+    /// template. The client connects lazily: a server that is down shows in `health` and
+    /// `sources`, not at start-up.
     pub async fn build(
-        validated: ValidatedConnector,
-        env: impl Fn(&str) -> Option<String>,
+        store: &MongoStore,
+        mut descriptor: ConnectorDescriptor,
+        resolved: SecretString,
     ) -> Result<Self, MongoBuildError> {
-        let StoreDecl::Mongo { url, database, paths } = validated.store else {
-            return Err(MongoBuildError::NotMongo);
-        };
+        let MongoStore { url, database, paths } = store;
         let location = url.location.clone();
-        let resolved = url.resolve(env)?;
         let mut options = ClientOptions::parse(resolved.expose_secret())
             .await
             .map_err(|_| MongoBuildError::InvalidUrl(location.clone()))?;
-        let timeout = validated.descriptor.timeout;
+        let timeout = descriptor.timeout;
         options.server_selection_timeout = Some(timeout);
         options.connect_timeout = Some(timeout);
         options.app_name = Some("subject-gateway".into());
         let name = database
+            .clone()
             .or_else(|| options.default_database.clone())
             .ok_or_else(|| MongoBuildError::NoDatabase(location.clone()))?;
         let client = Client::with_options(options).map_err(|_| MongoBuildError::InvalidUrl(location))?;
-        let mut descriptor = validated.descriptor;
         descriptor.kind = "mongodb".into();
         Ok(Self {
             database: client.database(&name),
             paths: paths
-                .into_iter()
+                .iter()
                 .map(|fields| {
                     fields
-                        .into_iter()
+                        .iter()
                         .map(|p| p.split('.').map(str::to_owned).collect())
                         .collect()
                 })
@@ -446,6 +449,23 @@ fn convert(value: Option<&Bson>, field_type: FieldType) -> Option<Value> {
         },
         FieldType::Json => Value::Json(value.clone().into_relaxed_extjson()),
     })
+}
+
+impl StoreDeclaration for MongoStore {
+    fn build(
+        &self,
+        descriptor: ConnectorDescriptor,
+        env: Env<'_>,
+    ) -> BoxFuture<'static, Result<Arc<dyn Connector>, BuildError>> {
+        let store = self.clone();
+        let url = self.url.resolve(env);
+        Box::pin(async move {
+            match MongoConnector::build(&store, descriptor, url?).await {
+                Ok(connector) => Ok(Arc::new(connector) as Arc<dyn Connector>),
+                Err(error) => Err(BuildError::store(error)),
+            }
+        })
+    }
 }
 
 #[async_trait]

@@ -12,7 +12,7 @@ use super::{Pool, SqlConnector, first_index_key, normalise_key, type_fits};
 use crate::connector::{
     Compare, ConnectorError, EntityCheck, EntityDescriptor, ErasureAction, ErasureBlocker, FieldErasure,
 };
-use crate::declaration::SqlDialect;
+use super::decl::SqlDialect;
 
 /// How long the erasure blockers read from the catalogue are reused before being read again.
 const BLOCKERS_TTL: Duration = Duration::from_secs(60);

@@ -4,7 +4,7 @@
 //!
 //! Records name their file with a key template over their fields (`{storage_key}`). Metadata
 //! comes from a `HEAD`; the checksum (SHA-256) is computed by streaming the bytes, only when
-//! asked for.
+//! asked for. Its declaration (`[storage]`) is in `decl.rs`; `check` is [`FileStore::check`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,19 +21,12 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use crate::connector::ConnectorError;
-use crate::declaration::{DeclarationError, EnvTemplate, Location};
+use crate::declaration::source::{DeclarationError, Location};
 use crate::value::Value;
 
-/// A connector's `[storage]`, validated; secrets still `${VARIABLE}` templates.
-#[derive(Debug, Clone)]
-pub struct StorageTemplates {
-    pub url: EnvTemplate,
-    pub endpoint: Option<EnvTemplate>,
-    pub region: Option<String>,
-    pub access_key_id: Option<EnvTemplate>,
-    pub secret_access_key: Option<EnvTemplate>,
-    pub allow_http: bool,
-}
+pub mod decl;
+
+pub use decl::StorageTemplates;
 
 /// Why a file store could not be built.
 #[derive(Debug, thiserror::Error)]

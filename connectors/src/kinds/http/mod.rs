@@ -7,14 +7,15 @@
 //! an error. All connectors share one HTTP client (one connection pool).
 
 pub mod decl;
+mod values;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
-use futures::future::try_join_all;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use chrono::{DateTime, Utc};
+use futures::future::{BoxFuture, try_join_all};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::Rng;
 use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
@@ -22,38 +23,18 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 
-/// What a value placed into one path segment is encoded as (RFC 3986 §2.3, §3.3): everything but
-/// the unreserved characters `A-Z a-z 0-9 - . _ ~`. A `/`, `?`, `#` or `%` in a value is encoded,
-/// so a value can never leave its segment; `-` and `.` stay as they are, since APIs that route
-/// on the raw path do not decode them.
-const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// `text` encoded for one path segment.
-fn encode_segment(text: &str) -> String {
-    utf8_percent_encode(text, PATH_SEGMENT).to_string()
-}
-
-/// Whether a path holds a segment URL normalisation would remove or climb out of (`.`, `..`,
-/// also percent-encoded): a value like that would send the request to another resource.
-fn has_dot_segment(path: &str) -> bool {
-    path.split(['/', '?', '#']).any(|segment| {
-        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
-        segment == "." || segment == ".."
-    })
-}
 
 use crate::connector::{
     Capabilities, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityErasure, ErasureRequest,
     FieldChange, JobHandle, JobStatus, LookupRequest, WriteOutcome,
 };
-use crate::declaration::{DeclarationError, StoreDecl, ValidatedConnector};
+use crate::declaration::source::{DeclarationError, Location};
+use crate::kinds::kind::{BuildError, Env, StoreDeclaration, built_now};
 use crate::identity::IdentityValue;
-use crate::value::{FieldType, Record, Value};
-use decl::{HttpAuth, HttpEntity, HttpField, HttpStoreDecl, PageStyle};
+use crate::value::{FieldType, Record};
+pub use decl::{Http, HttpStoreDecl};
+use decl::{HttpAuth, HttpEntity, HttpField, PageStyle};
+use values::{convert, encode_segment, fill, fill_json, has_dot_segment, scalar_text, substitute, with_param};
 
 /// The longest single wait for a rate limit; the connector's timeout bounds the whole call anyway.
 const LONGEST_WAIT: Duration = Duration::from_secs(30);
@@ -66,9 +47,7 @@ pub enum HttpBuildError {
     #[error(transparent)]
     Declaration(#[from] DeclarationError),
     #[error("{0}: base_url is not a valid http(s) URL")]
-    InvalidBaseUrl(crate::declaration::Location),
-    #[error("connector is not an HTTP connector")]
-    NotHttp,
+    InvalidBaseUrl(Location),
 }
 
 enum Credentials {
@@ -109,12 +88,11 @@ enum Answer {
 impl HttpConnector {
     /// Builds the connector, resolving the base URL and credentials from `env`.
     pub fn build(
-        validated: ValidatedConnector,
+        store: &HttpStoreDecl,
+        mut descriptor: ConnectorDescriptor,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, HttpBuildError> {
-        let StoreDecl::Http(store) = validated.store else {
-            return Err(HttpBuildError::NotHttp);
-        };
+        let store = store.clone();
         let base_text = store.base_url.resolve(&env)?;
         let mut base = Url::parse(base_text.expose_secret())
             .ok()
@@ -142,7 +120,6 @@ impl HttpConnector {
             }
         };
         let limiter = Arc::new(Semaphore::new(store.max_concurrency));
-        let mut descriptor = validated.descriptor;
         descriptor.kind = "http".into();
         Ok(Self {
             descriptor,
@@ -457,121 +434,6 @@ impl HttpConnector {
     }
 }
 
-/// `url` with query parameter `name` set to `value` (replacing an earlier value).
-fn with_param(url: &Url, name: Option<&str>, value: &str) -> Url {
-    let Some(name) = name else { return url.clone() };
-    let kept: Vec<(String, String)> = url
-        .query_pairs()
-        .filter(|(k, _)| k != name)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let mut next = url.clone();
-    next.query_pairs_mut()
-        .clear()
-        .extend_pairs(kept)
-        .append_pair(name, value);
-    next
-}
-
-fn scalar_text(value: &Json) -> Option<String> {
-    match value {
-        Json::String(s) if !s.is_empty() => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// `{value}` replaced in every string of a JSON body.
-fn substitute(body: &Json, value: &str) -> Json {
-    match body {
-        Json::String(s) => Json::String(s.replace("{value}", value)),
-        Json::Array(items) => Json::Array(items.iter().map(|v| substitute(v, value)).collect()),
-        Json::Object(map) => Json::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), substitute(v, value)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-/// `template` with every `{field}` replaced by the record's value (percent-encoded in paths).
-fn fill(template: &str, names: &[&str], record: &Record, encode: bool) -> String {
-    let mut out = template.to_owned();
-    for (name, value) in names.iter().zip(record) {
-        let placeholder = format!("{{{name}}}");
-        if out.contains(&placeholder) {
-            let text = value
-                .as_identity_text()
-                .map(|t| t.into_owned())
-                .unwrap_or_default();
-            let text = if encode { encode_segment(&text) } else { text };
-            out = out.replace(&placeholder, &text);
-        }
-    }
-    out
-}
-
-/// A JSON body with every `{field}` placeholder filled from the record.
-fn fill_json(body: &Json, names: &[&str], record: &Record) -> Json {
-    match body {
-        Json::String(s) => Json::String(fill(s, names, record, false)),
-        Json::Array(items) => Json::Array(items.iter().map(|v| fill_json(v, names, record)).collect()),
-        Json::Object(map) => Json::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), fill_json(v, names, record)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-/// A JSON value read as the declared type; `None` when it cannot be.
-fn convert(raw: &Json, field_type: FieldType) -> Option<Value> {
-    if raw.is_null() {
-        return Some(Value::Null);
-    }
-    Some(match field_type {
-        FieldType::String | FieldType::Uuid | FieldType::Date | FieldType::Decimal => match raw {
-            Json::String(s) => Value::String(s.clone()),
-            Json::Number(n) => Value::String(n.to_string()),
-            Json::Bool(b) => Value::String(b.to_string()),
-            _ => return None,
-        },
-        FieldType::Int | FieldType::Bigint => match raw {
-            Json::Number(n) => Value::Int(n.as_i64()?),
-            Json::String(s) => Value::Int(s.trim().parse().ok()?),
-            _ => return None,
-        },
-        FieldType::Float => Value::Float(match raw {
-            Json::Number(n) => n.as_f64()?,
-            Json::String(s) => s.trim().parse().ok()?,
-            _ => return None,
-        }),
-        FieldType::Bool => match raw {
-            Json::Bool(b) => Value::Bool(*b),
-            _ => return None,
-        },
-        FieldType::Timestamp => match raw {
-            Json::String(s) => Value::String(
-                DateTime::parse_from_rfc3339(s)
-                    .map(|t| t.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::AutoSi, true))
-                    .unwrap_or_else(|_| s.clone()),
-            ),
-            // Seconds (or milliseconds) since the epoch, as analytics APIs send them.
-            Json::Number(n) => {
-                let n = n.as_i64()?;
-                let seconds = if n > 100_000_000_000 { n / 1000 } else { n };
-                Value::String(
-                    DateTime::from_timestamp(seconds, 0)?.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-                )
-            }
-            _ => return None,
-        },
-        FieldType::Json => Value::Json(raw.clone()),
-    })
-}
-
 /// How long a 429 answer asks to wait: `Retry-After` (seconds or an HTTP date) or
 /// `X-RateLimit-Reset` (seconds to wait, or the epoch second the window resets).
 fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
@@ -595,6 +457,25 @@ fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
 fn backoff(attempt: u32) -> Duration {
     let ceiling = FIRST_BACKOFF.saturating_mul(2u32.saturating_pow(attempt.min(10)));
     Duration::from_millis(rand::rng().random_range(0..=ceiling.as_millis() as u64))
+}
+
+impl From<HttpBuildError> for BuildError {
+    fn from(error: HttpBuildError) -> Self {
+        match error {
+            HttpBuildError::Declaration(error) => error.into(),
+            other => BuildError::store(other),
+        }
+    }
+}
+
+impl StoreDeclaration for HttpStoreDecl {
+    fn build(
+        &self,
+        descriptor: ConnectorDescriptor,
+        env: Env<'_>,
+    ) -> BoxFuture<'static, Result<Arc<dyn Connector>, BuildError>> {
+        built_now(HttpConnector::build(self, descriptor, env).map_err(BuildError::from))
+    }
 }
 
 #[async_trait]
@@ -834,62 +715,4 @@ impl Connector for HttpConnector {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn path_values_keep_unreserved_characters_and_stay_in_their_segment() {
-        assert_eq!(encode_segment("ab-12_c.d~e"), "ab-12_c.d~e");
-        assert_eq!(encode_segment("a/b?c#d%e f"), "a%2Fb%3Fc%23d%25e%20f");
-        assert_eq!(encode_segment("alice+x@example.com"), "alice%2Bx%40example.com");
-        assert!(has_dot_segment(&format!(
-            "users/{}/tickets",
-            encode_segment("..")
-        )));
-        assert!(has_dot_segment("users/%2e%2E/tickets"));
-        assert!(has_dot_segment("users/./x"));
-        assert!(!has_dot_segment("users/a..b/tickets"));
-    }
-
-    #[test]
-    fn rate_limit_headers_are_read_in_seconds_or_dates() {
-        let mut headers = HeaderMap::new();
-        headers.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(rate_limit_wait(&headers), Some(Duration::from_secs(2)));
-        let mut headers = HeaderMap::new();
-        let soon = (Utc::now() + chrono::Duration::seconds(3)).to_rfc2822();
-        headers.insert("retry-after", soon.parse().unwrap());
-        assert!(rate_limit_wait(&headers).is_some_and(|d| d <= Duration::from_secs(3)));
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-ratelimit-reset",
-            (Utc::now().timestamp() + 5).to_string().parse().unwrap(),
-        );
-        assert!(
-            rate_limit_wait(&headers)
-                .is_some_and(|d| d <= Duration::from_secs(5) && d >= Duration::from_secs(4))
-        );
-        assert_eq!(rate_limit_wait(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_bounded() {
-        for attempt in 0..20 {
-            assert!(backoff(attempt) <= FIRST_BACKOFF * 1024);
-        }
-    }
-
-    #[test]
-    fn values_convert_to_declared_types() {
-        assert_eq!(
-            convert(&serde_json::json!("42"), FieldType::Bigint),
-            Some(Value::Int(42))
-        );
-        assert_eq!(
-            convert(&serde_json::json!(1_700_000_000), FieldType::Timestamp),
-            Some(Value::String("2023-11-14T22:13:20Z".into()))
-        );
-        assert_eq!(convert(&serde_json::json!({"a": 1}), FieldType::Bigint), None);
-        assert_eq!(convert(&Json::Null, FieldType::Bool), Some(Value::Null));
-    }
-}
+mod tests;

@@ -1,0 +1,213 @@
+//! Connector declarations refused with their file, line and problem; erasure attributes;
+//! `${VARIABLE}` templates.
+use indexmap::IndexMap;
+use toml::Spanned;
+
+use super::*;
+use crate::connector::ErasureAction;
+use crate::identity::IdentityKinds;
+use crate::kinds::load_connector;
+use crate::mask::FieldErasure;
+
+fn kinds() -> IdentityKinds {
+    let file = SourceFile {
+        path: "gateway.toml".into(),
+        text: String::new(),
+    };
+    let declared: IndexMap<Spanned<String>, IdentityKindDecl> = toml::from_str(
+        r#"
+        [email]
+        normalise = ["trim", "lowercase"]
+        format = "email"
+        [user_id]
+        format = "integer"
+        "#,
+    )
+    .unwrap();
+    build_identity_kinds(&file, &declared).unwrap()
+}
+
+fn validate(text: &str) -> Result<ValidatedConnector, DeclarationErrors> {
+    let file = SourceFile {
+        path: "config/connectors/accounts.toml".into(),
+        text: text.into(),
+    };
+    load_connector(&file, &kinds())
+}
+
+const GOOD: &str = r#"
+kind = "postgres"
+url = "${ACCOUNTS_DATABASE_URL}"
+
+[entities.users]
+lookup = [{ kind = "email", field = "email", compare = "lowercase" }]
+yields = [{ kind = "user_id", field = "id" }]
+primary_key = "id"
+
+[entities.users.fields]
+id = { type = "bigint", category = "user.unique_id" }
+email = { type = "string", category = "user.contact.email" }
+"#;
+
+#[test]
+fn a_good_declaration_validates() {
+    let connector = validate(GOOD).unwrap();
+    assert_eq!(connector.descriptor.name, "accounts");
+    let users = &connector.descriptor.entities[0];
+    assert_eq!(users.source, "users");
+    assert_eq!(users.fields.len(), 2);
+    assert_eq!(users.lookups[0].field, 1);
+    assert_eq!(users.primary_key, Some(0));
+}
+
+#[test]
+fn errors_name_file_line_and_problem() {
+    let bad = GOOD.replace("user.contact.email", "user.email");
+    let err = validate(&bad).unwrap_err().to_string();
+    assert!(err.contains("config/connectors/accounts.toml:12:"), "{err}");
+    assert!(err.contains("unknown data category `user.email`"), "{err}");
+
+    let bad = GOOD.replace("kind = \"email\"", "kind = \"phone\"");
+    let err = validate(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("accounts.toml:6:") && err.contains("unknown identity kind `phone`"),
+        "{err}"
+    );
+
+    let bad = GOOD.replace(
+        "email = { type",
+        "id = { type = \"string\", category = \"user.name\" }\nemail = { type",
+    );
+    let err = validate(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("accounts.toml:12:") && err.contains("duplicate key"),
+        "{err}"
+    );
+
+    let bad = GOOD.replace("field = \"email\"", "field = \"mail\"");
+    let err = validate(&bad).unwrap_err().to_string();
+    assert!(err.contains("field `mail` is not declared"), "{err}");
+
+    let bad = GOOD.replace("type = \"bigint\"", "type = \"bignum\"");
+    let err = validate(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("accounts.toml:11:") && err.contains("bignum"),
+        "{err}"
+    );
+}
+
+#[test]
+fn urls_must_come_from_the_environment() {
+    let bad = GOOD.replace("${ACCOUNTS_DATABASE_URL}", "postgres://app:hunter2@db/accounts");
+    let err = validate(&bad).unwrap_err().to_string();
+    assert!(err.contains("must come from the environment"), "{err}");
+    assert!(!err.contains("hunter2") || err.contains("url"));
+
+    let bad = GOOD.replace(
+        "${ACCOUNTS_DATABASE_URL}",
+        "postgres://app:hunter2@${DB_HOST}/accounts",
+    );
+    let err = validate(&bad).unwrap_err().to_string();
+    assert!(err.contains("literal password"), "{err}");
+
+    let template = EnvTemplate {
+        template: "${ACCOUNTS_DATABASE_URL}".into(),
+        location: Location::file("accounts.toml".as_ref()),
+    };
+    let err = template.resolve(|_| None).unwrap_err().to_string();
+    assert!(err.contains("ACCOUNTS_DATABASE_URL is not set"), "{err}");
+    use secrecy::ExposeSecret;
+    let url = template
+        .resolve(|name| (name == "ACCOUNTS_DATABASE_URL").then(|| "postgres://db/a".to_owned()))
+        .unwrap();
+    assert_eq!(url.expose_secret(), "postgres://db/a");
+}
+
+#[test]
+fn erasure_declarations_are_checked() {
+    let retained = GOOD.replace(
+        "[entities.users.fields]",
+        "[entities.users.erasure]\naction = \"retain\"\nlegal_basis = \"tax\"\nretention_days = 3650\nmax_records = 2\n\n[entities.users.fields]",
+    )
+    .replace(
+        "email = { type = \"string\", category = \"user.contact.email\" }",
+        "email = { type = \"string\", category = \"user.contact.email\", erasure = \"pseudonymize\", rectify = \"email\" }",
+    );
+    let connector = validate(&retained).unwrap();
+    let users = &connector.descriptor.entities[0];
+    assert_eq!(users.erasure.action, ErasureAction::Retain);
+    assert_eq!(users.erasure.max_records, Some(2));
+    assert_eq!(users.masked_fields(), vec![(1, FieldErasure::Pseudonymize)]);
+    assert_eq!(users.fields[1].rectify.as_deref(), Some("email"));
+
+    let cases = [
+        (retained.replace("legal_basis = \"tax\"\n", ""), "legal_basis and retention_days"),
+        (
+            retained.replace("erasure = \"pseudonymize\"", "erasure = \"shred\""),
+            "unknown field erasure `shred`",
+        ),
+        (
+            GOOD.replace(
+                "id = { type = \"bigint\", category = \"user.unique_id\" }",
+                "id = { type = \"bigint\", category = \"user.unique_id\", erasure = \"pseudonymize\" }",
+            ),
+            "only string fields can hold a pseudonym",
+        ),
+        (
+            GOOD.replace(
+                "[entities.users.fields]",
+                "[entities.users.erasure]\naction = \"cascade\"\nwith = \"nobody\"\n\n[entities.users.fields]",
+            ),
+            "`with` must name another entity",
+        ),
+        (retained.replace("action = \"retain\"", "action = \"forget\""), "unknown erasure action"),
+        (
+            retained.replace("retention_days = 3650", "retention_days = 3650\nretain_from = \"email\""),
+            "retain_from must name a timestamp or date field",
+        ),
+        (
+            GOOD.replace("category = \"user.unique_id\" }", "category = \"user.unique_id\", rectify = \"id\" }"),
+            "only string fields can be rectified",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = validate(&text).unwrap_err().to_string();
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+}
+
+#[test]
+fn keys_of_another_kind_are_named_with_their_kind_and_unknown_keys_with_what_is_accepted() {
+    let misplaced = GOOD
+        .replace(
+            "url = \"${ACCOUNTS_DATABASE_URL}\"",
+            "url = \"${ACCOUNTS_DATABASE_URL}\"\nbase_url = \"${API}\"\ndatabase = \"x\"",
+        )
+        .replace(
+            "primary_key = \"id\"",
+            "primary_key = \"id\"\ncollection = \"users\"\nshelf = 3",
+        )
+        .replace(
+            "category = \"user.unique_id\" }",
+            "category = \"user.unique_id\", path = \"$.id\" }",
+        );
+    let err = validate(&misplaced).unwrap_err().to_string();
+    for expected in [
+        "accounts.toml:4:12: `base_url` is only for http connectors",
+        "accounts.toml:5:12: `database` is only for mongodb connectors",
+        "accounts.toml:11:14: `collection` is only for mongodb connectors",
+        "accounts.toml:12:1: unknown field `shelf` in an entity of a sql connector, expected one of `description`",
+        "`path` is only for mongodb or http connectors",
+    ] {
+        assert!(err.contains(expected), "{expected}:\n{err}");
+    }
+    assert!(err.starts_with("5 problems"), "{err}");
+
+    let err = validate(&GOOD.replace("kind = \"postgres\"", "kind = \"oracle\""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("accounts.toml:2:8: unknown connector kind `oracle`: expected one of sql, postgres"),
+        "{err}"
+    );
+}
