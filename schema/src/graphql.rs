@@ -189,7 +189,8 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
                 })),
         )
         .register(source_status_type())
-        .register(crate::privacy::mutation())
+        // webhooks: `redeliverWebhook` joins the privacy mutations (schema/src/webhooks.rs).
+        .register(crate::webhooks::mutation_fields(crate::privacy::mutation()))
         .register(introspection_types().0)
         .register(introspection_types().1)
         .register(introspection_types().2)
@@ -407,6 +408,9 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
             .description("What is registered: connectors, their entities, fields and data categories, and health."),
         );
     let query = crate::privacy::query_fields(query);
+    // webhooks: `webhookDeliveries` and its types (schema/src/webhooks.rs).
+    let query = crate::webhooks::query_fields(query);
+    let builder = crate::webhooks::register(builder);
     crate::privacy::register(builder).register(query).finish()
 }
 

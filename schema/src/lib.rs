@@ -13,6 +13,7 @@ pub mod privacy;
 pub mod registry;
 pub mod requests;
 pub mod resolve;
+pub mod webhooks;
 
 use std::sync::Arc;
 

@@ -155,6 +155,8 @@ pub struct PrivacyEngine {
     /// This gateway's name in leases.
     owner: String,
     wake: Notify,
+    /// webhooks: the endpoints told of requests' events (set once, by `attach_webhooks`).
+    webhooks: std::sync::OnceLock<Arc<crate::webhooks::Webhooks>>,
 }
 
 /// Why the engine could not be set up.
@@ -228,6 +230,7 @@ impl PrivacyEngine {
             exports_dir,
             owner: format!("gw-{}", uuid::Uuid::new_v4().simple()),
             wake: Notify::new(),
+            webhooks: std::sync::OnceLock::new(),
         }))
     }
 
@@ -235,11 +238,29 @@ impl PrivacyEngine {
         &self.store
     }
 
+    /// webhooks: from now on every event is also a message to the endpoints that want it
+    /// (before `start`; a second call changes nothing).
+    pub fn attach_webhooks(&self, webhooks: Arc<crate::webhooks::Webhooks>) {
+        let _ = self.webhooks.set(webhooks);
+    }
+
+    /// webhooks: the outbox, for `webhookDeliveries` and `redeliverWebhook`.
+    pub fn webhooks(&self) -> Option<Arc<dyn subject_schema::webhooks::WebhookDeliveries>> {
+        self.webhooks
+            .get()
+            .map(|hooks| hooks.clone() as Arc<dyn subject_schema::webhooks::WebhookDeliveries>)
+    }
+
     /// Starts the worker: it resumes unfinished requests and takes new ones until the process
-    /// ends.
+    /// ends; with webhooks, their deliverer runs in the same task (stopping it stops both).
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
-        tokio::spawn(async move { engine.work_loop().await })
+        match self.webhooks.get().cloned() {
+            Some(hooks) => tokio::spawn(async move {
+                tokio::join!(engine.work_loop(), hooks.run());
+            }),
+            None => tokio::spawn(async move { engine.work_loop().await }),
+        }
     }
 
     fn kind_name(&self, kind: IdentityKindId) -> String {
@@ -469,6 +490,19 @@ impl PrivacyRequests for PrivacyEngine {
             }
             _ => None,
         };
+        // webhooks: only a configured endpoint, by name.
+        let webhook = match (&submission.webhook, self.webhooks.get()) {
+            (None, _) => None,
+            (Some(name), Some(hooks)) => {
+                hooks.check_endpoint(name).map_err(RequestError::Invalid)?;
+                Some((hooks, name.as_str()))
+            }
+            (Some(name), None) => {
+                return Err(RequestError::Invalid(format!(
+                    "webhook: no endpoint `{name}`: none is configured in gateway.toml ([webhooks.NAME])"
+                )));
+            }
+        };
         let identity = &submission.identity;
         let input = RequestInput {
             kind: self.kind_name(identity.kind),
@@ -485,6 +519,10 @@ impl PrivacyRequests for PrivacyEngine {
         let created = Utc::now();
         let created_at = store::stamp(created);
         let due_at = store::stamp(deadline.after(created));
+        // webhooks: the endpoint is recorded before the request, so its first event finds it.
+        if let Some((hooks, name)) = webhook {
+            hooks.subscribe(&id, name).await.map_err(unavailable)?;
+        }
         let inserted = self
             .store
             .insert(&NewRequest {
@@ -501,6 +539,9 @@ impl PrivacyRequests for PrivacyEngine {
                 input: &input_json,
             })
             .await;
+        if let (Err(_), Some((hooks, _))) = (&inserted, webhook) {
+            hooks.forget(&id).await;
+        }
         match inserted {
             Ok(()) => {}
             Err(StoreError::Duplicate) => {
