@@ -228,8 +228,11 @@ impl Config {
         let gateway: GatewayFile = file.parse()?;
         let kinds = build_identity_kinds(&file, &gateway.identities)?;
         let roles = build_roles(&file, &gateway.roles)?;
-        let webhooks =
-            crate::webhooks::config::WebhookConfig::validate(&file, &gateway.webhooks, gateway.webhook_delivery)?;
+        let webhooks = crate::webhooks::config::WebhookConfig::validate(
+            &file,
+            &gateway.webhooks,
+            gateway.webhook_delivery,
+        )?;
         let dir = path
             .parent()
             .unwrap_or_else(|| Path::new("."))

@@ -205,12 +205,18 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
         .field(delivery_leaf("lastError", string(), "Why the last attempt failed.", |d| opt_text(d.last_error.as_deref())));
     let page = Object::new("WebhookDeliveryPage")
         .description("A page of webhook deliveries, newest first.")
-        .field(Field::new("deliveries", TypeRef::named_nn_list_nn("WebhookDelivery"), |ctx| {
-            let value = ctx.parent_value.try_downcast_ref::<DeliveryPage>().map(|page| {
-                Some(FieldValue::list(page.deliveries.iter().map(|d| FieldValue::borrowed_any(d))))
-            });
-            FieldFuture::new(async move { value })
-        }))
+        .field(Field::new(
+            "deliveries",
+            TypeRef::named_nn_list_nn("WebhookDelivery"),
+            |ctx| {
+                let value = ctx.parent_value.try_downcast_ref::<DeliveryPage>().map(|page| {
+                    Some(FieldValue::list(
+                        page.deliveries.iter().map(|d| FieldValue::borrowed_any(d)),
+                    ))
+                });
+                FieldFuture::new(async move { value })
+            },
+        ))
         .field(
             Field::new("endCursor", TypeRef::named(TypeRef::STRING), |ctx| {
                 let value = ctx
@@ -221,13 +227,17 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
             })
             .description("Pass as `after` for the next page."),
         )
-        .field(Field::new("hasNextPage", TypeRef::named_nn(TypeRef::BOOLEAN), |ctx| {
-            let value = ctx
-                .parent_value
-                .try_downcast_ref::<DeliveryPage>()
-                .map(|page| Some(FieldValue::value(GqlValue::Boolean(page.has_next_page))));
-            FieldFuture::new(async move { value })
-        }));
+        .field(Field::new(
+            "hasNextPage",
+            TypeRef::named_nn(TypeRef::BOOLEAN),
+            |ctx| {
+                let value = ctx
+                    .parent_value
+                    .try_downcast_ref::<DeliveryPage>()
+                    .map(|page| Some(FieldValue::value(GqlValue::Boolean(page.has_next_page))));
+                FieldFuture::new(async move { value })
+            },
+        ));
     let status = ["PENDING", "DELIVERED", "DEAD"].into_iter().fold(
         Enum::new("WebhookDeliveryStatus").description(
             "PENDING: not delivered yet (due, backing off, or behind an earlier event of its request). DELIVERED: answered 2xx. DEAD: its retry window ended.",
@@ -240,20 +250,28 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
 /// `Query.webhookDeliveries`.
 pub(crate) fn query_fields(query: Object) -> Object {
     query.field(
-        Field::new("webhookDeliveries", TypeRef::named_nn("WebhookDeliveryPage"), |ctx| {
-            FieldFuture::new(async move {
-                authorize(&ctx, Operation::ManageWebhooks)?;
-                let arg = |name: &str| ctx.args.get(name).filter(|v| !v.is_null());
-                let filter = DeliveryFilter {
-                    status: arg("status").and_then(|v| v.enum_name().ok().and_then(DeliveryStatus::parse)),
-                    request_id: arg("requestId").and_then(|v| v.string().ok().map(str::to_owned)),
-                    first: arg("first").and_then(|v| v.i64().ok()).unwrap_or(50).clamp(1, 500) as usize,
-                    after: arg("after").and_then(|v| v.string().ok().map(str::to_owned)),
-                };
-                let page = outbox(&ctx)?.deliveries(filter).await.map_err(webhook_error)?;
-                Ok(Some(FieldValue::owned_any(page)))
-            })
-        })
+        Field::new(
+            "webhookDeliveries",
+            TypeRef::named_nn("WebhookDeliveryPage"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    authorize(&ctx, Operation::ManageWebhooks)?;
+                    let arg = |name: &str| ctx.args.get(name).filter(|v| !v.is_null());
+                    let filter = DeliveryFilter {
+                        status: arg("status")
+                            .and_then(|v| v.enum_name().ok().and_then(DeliveryStatus::parse)),
+                        request_id: arg("requestId").and_then(|v| v.string().ok().map(str::to_owned)),
+                        first: arg("first")
+                            .and_then(|v| v.i64().ok())
+                            .unwrap_or(50)
+                            .clamp(1, 500) as usize,
+                        after: arg("after").and_then(|v| v.string().ok().map(str::to_owned)),
+                    };
+                    let page = outbox(&ctx)?.deliveries(filter).await.map_err(webhook_error)?;
+                    Ok(Some(FieldValue::owned_any(page)))
+                })
+            },
+        )
         .argument(InputValue::new("status", TypeRef::named("WebhookDeliveryStatus")))
         .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
         .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)))
@@ -261,7 +279,9 @@ pub(crate) fn query_fields(query: Object) -> Object {
             InputValue::new("requestId", TypeRef::named(TypeRef::ID))
                 .description("Only the deliveries of this privacy request."),
         )
-        .description("Webhook deliveries (the outbox), newest first, with cursor pagination. Needs `manage_webhooks`."),
+        .description(
+            "Webhook deliveries (the outbox), newest first, with cursor pagination. Needs `manage_webhooks`.",
+        ),
     )
 }
 

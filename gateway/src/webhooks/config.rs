@@ -207,7 +207,8 @@ impl WebhookConfig {
         if delivery.first_retry_ms == 0 || delivery.max_retry_ms < delivery.first_retry_ms {
             errors.push(DeclarationError {
                 location: subject_connectors::declaration::Location::file(&file.path),
-                message: "[webhook_delivery]: first_retry_ms must be positive and at most max_retry_ms".into(),
+                message: "[webhook_delivery]: first_retry_ms must be positive and at most max_retry_ms"
+                    .into(),
             });
         }
         if errors.is_empty() {
@@ -218,7 +219,10 @@ impl WebhookConfig {
     }
 
     /// Reads every endpoint's secret from `env`.
-    pub fn endpoints(&self, env: impl Fn(&str) -> Option<String>) -> Result<Vec<Endpoint>, WebhookBuildError> {
+    pub fn endpoints(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<Endpoint>, WebhookBuildError> {
         self.endpoints
             .iter()
             .map(|config| {

@@ -30,7 +30,11 @@ impl Webhooks {
             while running.try_join_next().is_some() {}
             if running.len() < capacity {
                 let lease = store::stamp(Utc::now() + self.lease());
-                match self.outbox.claim(&self.owner, &lease, capacity - running.len()).await {
+                match self
+                    .outbox
+                    .claim(&self.owner, &lease, capacity - running.len())
+                    .await
+                {
                     Ok(claimed) if !claimed.is_empty() => {
                         for message in claimed {
                             let hooks = self.clone();

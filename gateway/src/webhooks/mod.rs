@@ -220,7 +220,12 @@ impl WebhookDeliveries for Webhooks {
         };
         let mut rows = self
             .outbox
-            .list(filter.status, filter.request_id.as_deref(), after, filter.first + 1)
+            .list(
+                filter.status,
+                filter.request_id.as_deref(),
+                after,
+                filter.first + 1,
+            )
             .await
             .map_err(unavailable)?;
         let has_next_page = rows.len() > filter.first;

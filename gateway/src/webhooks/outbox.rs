@@ -80,7 +80,9 @@ pub struct NewMessage<'a> {
 
 /// The outcome of one attempt.
 pub enum Attempt<'a> {
-    Delivered { status_code: i64 },
+    Delivered {
+        status_code: i64,
+    },
     /// Failed; sent again from `next_attempt_at`, or DEAD when that is past `retry_until`.
     Failed {
         status_code: Option<i64>,
@@ -153,12 +155,14 @@ impl Outbox {
 
     /// Records the endpoint a request named.
     pub async fn subscribe(&self, request_id: &str, endpoint: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO webhook_subscriptions (request_id, endpoint, created_at) VALUES ($1, $2, $3)")
-            .bind(request_id)
-            .bind(endpoint)
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO webhook_subscriptions (request_id, endpoint, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(request_id)
+        .bind(endpoint)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -173,9 +177,18 @@ impl Outbox {
 
     /// Takes the lease of up to `limit` due messages, each the first not-yet-delivered one of its
     /// request to its endpoint (a later message waits for the earlier), and counts the attempt.
-    pub async fn claim(&self, owner: &str, lease_until: &str, limit: usize) -> Result<Vec<Claimed>, StoreError> {
+    pub async fn claim(
+        &self,
+        owner: &str,
+        lease_until: &str,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let at = now();
-        let lock = if self.postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let lock = if self.postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
         // SQLite runs one writer at a time: the statement is the lock.
         let sql = format!(
             "UPDATE webhook_outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, \

@@ -83,9 +83,21 @@ mod tests {
 
     #[test]
     fn refuses_secrets_that_are_not_keys() {
-        assert_eq!(SigningKey::parse("whsec_not base64!").unwrap_err(), SecretError::NotBase64);
-        assert_eq!(SigningKey::parse("whsec_c2hvcnQ=").unwrap_err(), SecretError::Length(5));
+        assert_eq!(
+            SigningKey::parse("whsec_not base64!").unwrap_err(),
+            SecretError::NotBase64
+        );
+        assert_eq!(
+            SigningKey::parse("whsec_c2hvcnQ=").unwrap_err(),
+            SecretError::Length(5)
+        );
         assert!(SigningKey::parse("C2FVsBQIhrscChlQIMV+b5sSYspob7oD").is_ok());
-        assert_eq!(format!("{:?}", SigningKey::parse("C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap()), "SigningKey(…)");
+        assert_eq!(
+            format!(
+                "{:?}",
+                SigningKey::parse("C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap()
+            ),
+            "SigningKey(…)"
+        );
     }
 }
