@@ -112,6 +112,8 @@ impl EndpointConfig {
 pub enum WebhookBuildError {
     #[error("[webhooks.{name}]: the environment variable {variable} (its secret) is not set")]
     MissingSecret { name: String, variable: String },
+    #[error("the webhooks' HTTP client could not be set up (TLS)")]
+    Client,
     #[error("[webhooks.{name}]: the secret in {variable} {problem}")]
     BadSecret {
         name: String,

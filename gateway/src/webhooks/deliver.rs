@@ -26,8 +26,14 @@ impl Webhooks {
         let mut running = tokio::task::JoinSet::new();
         let capacity = self.settings.concurrency.max(1);
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
+        // At start (a restart is when a crash's loss shows), then every minute.
+        let mut recovered_at: Option<std::time::Instant> = None;
         loop {
             while running.try_join_next().is_some() {}
+            if recovered_at.is_none_or(|at| at.elapsed() >= super::recover::EVERY) {
+                recovered_at = Some(std::time::Instant::now());
+                self.recover_lost_events().await;
+            }
             if running.len() < capacity {
                 let lease = store::stamp(Utc::now() + self.lease());
                 match self

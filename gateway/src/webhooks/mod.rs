@@ -6,7 +6,9 @@
 //!   whether they take every request's events) and `[webhook_delivery]`;
 //! - [`signer`]: `webhook-signature` (HMAC-SHA256 under the `whsec_` secret);
 //! - [`event`]: event types and the `{type, timestamp, data}` body (no identity values);
-//! - [`outbox`]: the tables; `deliver`: the deliverer (leases, backoff with jitter, DEAD).
+//! - [`outbox`]: the tables; `deliver`: the deliverer (leases, backoff with jitter, DEAD);
+//! - `recover`: a finished request whose last event does not tell it (the process died between
+//!   the status change and its event) gets the event, and its messages, late.
 //!
 //! **Architecture invariant:** an event and its messages are written in one transaction (the
 //! engine's `event` hook calls [`Webhooks::record_event`]), so a message is never lost once its
@@ -17,6 +19,7 @@ pub mod config;
 mod deliver;
 pub mod event;
 pub mod outbox;
+mod recover;
 pub mod signer;
 
 use std::sync::Arc;
@@ -74,7 +77,7 @@ impl Webhooks {
             .no_proxy()
             .user_agent(concat!("subject-gateway-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_default();
+            .map_err(|_| WebhookBuildError::Client)?;
         Ok(Arc::new(Self {
             endpoints,
             outbox: Outbox::new(pool, postgres),

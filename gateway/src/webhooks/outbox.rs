@@ -264,6 +264,25 @@ impl Outbox {
         self.get(id).await
     }
 
+    /// Finished requests changed in `[since, until)` whose latest event does not carry their
+    /// status: `(id, status, error, receipt_sha256)`.
+    pub async fn unannounced(
+        &self,
+        since: &str,
+        until: &str,
+    ) -> Result<Vec<(String, String, Option<String>, Option<String>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT r.id, r.status, r.error, r.receipt_sha256 FROM privacy_requests r \
+             WHERE r.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND r.updated_at >= $1 AND r.updated_at < $2 \
+             AND COALESCE((SELECT e.status FROM privacy_events e WHERE e.request_id = r.id \
+             ORDER BY e.at DESC, e.id DESC LIMIT 1), '') <> r.status LIMIT 100",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn get(&self, id: &str) -> Result<Option<OutboxRow>, StoreError> {
         Ok(
             sqlx::query_as::<_, OutboxRow>(&format!("SELECT {COLUMNS} FROM webhook_outbox WHERE id = $1"))
