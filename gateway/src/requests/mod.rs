@@ -491,18 +491,8 @@ impl PrivacyRequests for PrivacyEngine {
             _ => None,
         };
         // webhooks: only a configured endpoint, by name.
-        let webhook = match (&submission.webhook, self.webhooks.get()) {
-            (None, _) => None,
-            (Some(name), Some(hooks)) => {
-                hooks.check_endpoint(name).map_err(RequestError::Invalid)?;
-                Some((hooks, name.as_str()))
-            }
-            (Some(name), None) => {
-                return Err(RequestError::Invalid(format!(
-                    "webhook: no endpoint `{name}`: none is configured in gateway.toml ([webhooks.NAME])"
-                )));
-            }
-        };
+        let webhook = crate::webhooks::Webhooks::named(self.webhooks.get(), submission.webhook.as_deref())
+            .map_err(RequestError::Invalid)?;
         let identity = &submission.identity;
         let input = RequestInput {
             kind: self.kind_name(identity.kind),

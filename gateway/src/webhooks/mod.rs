@@ -89,12 +89,23 @@ impl Webhooks {
         }))
     }
 
-    /// Whether a request may name `name`: only a configured endpoint (never a URL).
-    pub fn check_endpoint(&self, name: &str) -> Result<(), String> {
-        if self.endpoints.contains_key(name) {
-            return Ok(());
+    /// The endpoint a submission names (if any), or why it may not: only a configured endpoint,
+    /// by name — never a URL.
+    pub fn named<'a>(
+        webhooks: Option<&'a Arc<Self>>,
+        name: Option<&'a str>,
+    ) -> Result<Option<(&'a Arc<Self>, &'a str)>, String> {
+        let Some(name) = name else {
+            return Ok(None);
+        };
+        let known: Vec<&str> = webhooks
+            .map(|hooks| hooks.endpoints.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        if let Some(hooks) = webhooks
+            && known.contains(&name)
+        {
+            return Ok(Some((hooks, name)));
         }
-        let known: Vec<&str> = self.endpoints.keys().map(String::as_str).collect();
         Err(if known.is_empty() {
             format!("webhook: no endpoint `{name}`: none is configured in gateway.toml ([webhooks.NAME])")
         } else {
