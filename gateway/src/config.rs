@@ -48,6 +48,11 @@ struct GatewayFile {
     roles: IndexMap<Spanned<String>, RoleDecl>,
     #[serde(default)]
     requests: RequestSettings,
+    /// webhooks: `[webhooks.NAME]` endpoints and `[webhook_delivery]`.
+    #[serde(default)]
+    webhooks: IndexMap<Spanned<String>, crate::webhooks::config::EndpointDecl>,
+    #[serde(default)]
+    webhook_delivery: crate::webhooks::config::DeliverySettings,
 }
 
 /// `[auth]`: where API keys are kept, and OIDC bearer tokens.
@@ -190,6 +195,8 @@ pub struct Config {
     pub auth: AuthSettings,
     pub roles: HashMap<String, Arc<Role>>,
     pub requests: RequestSettings,
+    /// webhooks: the endpoints (secrets not read yet) and delivery settings.
+    pub webhooks: crate::webhooks::config::WebhookConfig,
 }
 
 /// Why a configuration could not be turned into a running service.
@@ -214,6 +221,11 @@ impl Config {
         let gateway: GatewayFile = file.parse()?;
         let kinds = build_identity_kinds(&file, &gateway.identities)?;
         let roles = build_roles(&file, &gateway.roles)?;
+        let webhooks = crate::webhooks::config::WebhookConfig::validate(
+            &file,
+            &gateway.webhooks,
+            gateway.webhook_delivery,
+        )?;
         let dir = path
             .parent()
             .unwrap_or_else(|| Path::new("."))
@@ -253,6 +265,7 @@ impl Config {
             auth: gateway.auth,
             roles,
             requests: gateway.requests,
+            webhooks,
         })
     }
 
@@ -301,7 +314,15 @@ impl Config {
             .parent()
             .unwrap_or_else(|| Path::new("."))
             .join(&self.requests.exports_dir);
-        Ok(PrivacyEngine::new(
+        // webhooks: their secrets are read here, so a missing one stops the start.
+        let webhooks = crate::webhooks::Webhooks::new(
+            &self.webhooks,
+            &env,
+            keys.pool().clone(),
+            url.starts_with("postgres"),
+            audit.clone(),
+        )?;
+        let engine = PrivacyEngine::new(
             service.executor.clone(),
             store,
             audit,
@@ -309,7 +330,9 @@ impl Config {
             exports_dir,
             env("SUBJECT_GATEWAY_PSEUDONYM_KEY"),
         )
-        .await?)
+        .await?;
+        engine.attach_webhooks(webhooks);
+        Ok(engine)
     }
 
     /// The authenticator for the declared roles, API keys and OIDC settings.

@@ -1,5 +1,5 @@
 //! The `subject-gateway` binary's library: configuration loading, the HTTP server, privacy
-//! requests, `check`, and logging. `main.rs` only parses arguments and calls into here, so tests and
+//! requests and their webhooks, `check`, and logging. `main.rs` only parses arguments and calls into here, so tests and
 //! benchmarks drive exactly what the binary runs. The demo world is not here: it is the
 //! `subject-gateway-demo` crate, linked into the binary only with the `demo` feature.
 
@@ -15,3 +15,4 @@ pub mod private_fs;
 pub mod requests;
 pub mod server;
 pub mod telemetry;
+pub mod webhooks;

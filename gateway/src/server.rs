@@ -340,11 +340,15 @@ async fn graphql(
         errors = tracing::field::Empty,
     );
     let requests: Arc<dyn PrivacyRequests> = state.requests.clone();
-    let request = request
+    let mut request = request
         .into_inner()
         .data(caller)
         .data(state.audit.clone())
         .data(requests);
+    // webhooks: the outbox behind `webhookDeliveries` and `redeliverWebhook`.
+    if let Some(webhooks) = state.requests.webhooks() {
+        request = request.data(webhooks);
+    }
     let service = state.service.clone();
     let mut task = AbortOnDrop(tokio::spawn(
         async move { service.execute(request).await }.instrument(span.clone()),

@@ -23,6 +23,8 @@ pub enum Operation {
     /// List and manage privacy requests.
     ManageRequests,
     ReadAudit,
+    /// List webhook deliveries and redeliver them.
+    ManageWebhooks,
 }
 
 impl Operation {
@@ -34,6 +36,7 @@ impl Operation {
             Operation::Export => "export",
             Operation::ManageRequests => "manage_requests",
             Operation::ReadAudit => "read_audit",
+            Operation::ManageWebhooks => "manage_webhooks",
         }
     }
 }

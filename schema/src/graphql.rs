@@ -92,7 +92,8 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
         .register(stored_file_type())
         .register(audit_event_type())
         .register(audit_event_page_type())
-        .register(crate::privacy::mutation())
+        // webhooks: `redeliverWebhook` joins the privacy mutations (schema/src/webhooks.rs).
+        .register(crate::webhooks::mutation_fields(crate::privacy::mutation()))
         .register(introspection_types().0)
         .register(introspection_types().1)
         .register(introspection_types().2)
@@ -104,5 +105,8 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
         .field(audit_events_field())
         .field(connectors_field());
     let query = crate::privacy::query_fields(query);
+    // webhooks: `webhookDeliveries` and its types (schema/src/webhooks.rs).
+    let query = crate::webhooks::query_fields(query);
+    let builder = crate::webhooks::register(builder);
     crate::privacy::register(builder).register(query).finish()
 }

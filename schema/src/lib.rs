@@ -21,6 +21,7 @@ pub mod request_state;
 pub mod request_views;
 pub mod requests;
 pub mod resolve;
+pub mod webhooks;
 
 use std::sync::Arc;
 

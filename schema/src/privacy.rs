@@ -365,7 +365,10 @@ fn request_input(name: &str, extra: impl FnOnce(InputObject) -> InputObject) -> 
             .field(
                 InputValue::new("regulation", string())
                     .description("GDPR (default: one month), CCPA (45 days), or another configured one."),
-            ),
+            )
+            .field(InputValue::new("webhook", string()).description(
+                "A webhook endpoint configured in gateway.toml ([webhooks.NAME]), by name, told of this request's events. Never a URL.",
+            )),
     )
 }
 
@@ -491,6 +494,7 @@ fn submit_field(
                     .get("allowLargeMatches")
                     .and_then(|v| v.boolean().ok())
                     .unwrap_or(false),
+                webhook: text("webhook"),
             };
             let caller = caller(&ctx)?;
             let view = engine(&ctx)?

@@ -32,6 +32,8 @@ pub struct Submission {
     pub purpose: Option<String>,
     /// Erasure: act even where a lookup matches more records than the declared limit.
     pub allow_large_matches: bool,
+    /// The configured webhook endpoint (by name, never a URL) told of this request's events.
+    pub webhook: Option<String>,
 }
 
 /// What `privacyRequests` filters on.

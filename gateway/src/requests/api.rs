@@ -106,6 +106,9 @@ impl PrivacyRequests for PrivacyEngine {
             }
             _ => None,
         };
+        // webhooks: only a configured endpoint, by name.
+        let webhook = crate::webhooks::Webhooks::named(self.webhooks.get(), submission.webhook.as_deref())
+            .map_err(RequestError::Invalid)?;
         let identity = &submission.identity;
         let input = RequestInput {
             kind: self.kind_name(identity.kind),
@@ -122,6 +125,10 @@ impl PrivacyRequests for PrivacyEngine {
         let created = Utc::now();
         let created_at = store::stamp(created);
         let due_at = store::stamp(deadline.after(created));
+        // webhooks: the endpoint is recorded before the request, so its first event finds it.
+        if let Some((hooks, name)) = webhook {
+            hooks.subscribe(&id, name).await.map_err(unavailable)?;
+        }
         let inserted = self
             .store
             .insert(&NewRequest {
@@ -138,6 +145,9 @@ impl PrivacyRequests for PrivacyEngine {
                 input: &input_json,
             })
             .await;
+        if let (Err(_), Some((hooks, _))) = (&inserted, webhook) {
+            hooks.forget(&id).await;
+        }
         match inserted {
             Ok(()) => {}
             Err(StoreError::Duplicate) => {

@@ -165,6 +165,8 @@ pub struct PrivacyEngine {
     /// This gateway's name in leases.
     owner: String,
     wake: Notify,
+    /// webhooks: the endpoints told of requests' events (set once, by `attach_webhooks`).
+    webhooks: std::sync::OnceLock<Arc<crate::webhooks::Webhooks>>,
 }
 
 /// Why the engine could not be set up.
@@ -238,6 +240,7 @@ impl PrivacyEngine {
             exports_dir,
             owner: format!("gw-{}", uuid::Uuid::new_v4().simple()),
             wake: Notify::new(),
+            webhooks: std::sync::OnceLock::new(),
         }))
     }
 
@@ -245,11 +248,29 @@ impl PrivacyEngine {
         &self.store
     }
 
+    /// webhooks: from now on every event is also a message to the endpoints that want it
+    /// (before `start`; a second call changes nothing).
+    pub fn attach_webhooks(&self, webhooks: Arc<crate::webhooks::Webhooks>) {
+        let _ = self.webhooks.set(webhooks);
+    }
+
+    /// webhooks: the outbox, for `webhookDeliveries` and `redeliverWebhook`.
+    pub fn webhooks(&self) -> Option<Arc<dyn subject_schema::webhooks::WebhookDeliveries>> {
+        self.webhooks
+            .get()
+            .map(|hooks| hooks.clone() as Arc<dyn subject_schema::webhooks::WebhookDeliveries>)
+    }
+
     /// Starts the worker: it resumes unfinished requests and takes new ones until the process
-    /// ends.
+    /// ends; with webhooks, their deliverer runs in the same task (stopping it stops both).
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
-        tokio::spawn(async move { engine.work_loop().await })
+        match self.webhooks.get().cloned() {
+            Some(hooks) => tokio::spawn(async move {
+                tokio::join!(engine.work_loop(), hooks.run());
+            }),
+            None => tokio::spawn(async move { engine.work_loop().await }),
+        }
     }
 
     fn kind_name(&self, kind: IdentityKindId) -> String {

@@ -175,6 +175,7 @@ async fn a_record_narrower_than_its_declaration_fails_planning_and_erasure_namin
                 changes: Vec::new(),
                 purpose: None,
                 allow_large_matches: false,
+                webhook: None,
             },
         )
         .await

@@ -523,18 +523,8 @@ impl RequestStore {
         message: &str,
         status: RequestStatus,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO privacy_events (id, request_id, at, kind, message, status) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(uuid::Uuid::new_v4().simple().to_string())
-        .bind(request_id)
-        .bind(now())
-        .bind(kind)
-        .bind(message)
-        .bind(status.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_event(&mut conn, request_id, kind, message, status).await
     }
 
     /// Events of a request after `(at, id)`, oldest first.
@@ -643,6 +633,29 @@ impl RequestStore {
             .await?;
         Ok(value)
     }
+}
+
+/// Inserts one progress event on `conn` (webhooks: inside the transaction that also writes the
+/// event's webhook messages, see `crate::webhooks::Webhooks::record_event`).
+pub async fn insert_event(
+    conn: &mut sqlx::AnyConnection,
+    request_id: &str,
+    kind: &str,
+    message: &str,
+    status: RequestStatus,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO privacy_events (id, request_id, at, kind, message, status) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(uuid::Uuid::new_v4().simple().to_string())
+    .bind(request_id)
+    .bind(now())
+    .bind(kind)
+    .bind(message)
+    .bind(status.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -58,7 +58,12 @@ impl PrivacyEngine {
     }
 
     pub(super) async fn event(&self, id: &str, kind: &str, message: &str, status: RequestStatus) {
-        if let Err(error) = self.store.add_event(id, kind, message, status).await {
+        // webhooks: with webhooks, the event and its messages are written in one transaction.
+        let recorded = match self.webhooks.get() {
+            Some(hooks) => hooks.record_event(id, kind, message, status).await,
+            None => self.store.add_event(id, kind, message, status).await,
+        };
+        if let Err(error) = recorded {
             tracing::warn!(request = %id, error = %error, "could not record a request event");
         }
     }

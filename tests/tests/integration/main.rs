@@ -20,6 +20,7 @@ mod schema_snapshot;
 mod telemetry;
 mod types;
 mod uploads;
+mod webhooks;
 
 use serde_json::Value as Json;
 
