@@ -8,6 +8,7 @@ pub mod access;
 pub mod audit;
 pub mod graphql;
 pub mod limits;
+mod me;
 pub mod plan;
 pub mod privacy;
 pub mod registry;
