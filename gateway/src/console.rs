@@ -32,10 +32,18 @@ const ASSETS: &[(&str, &[u8], &str)] = &[
     ("detail.js", include_bytes!("../assets/console/detail.js"), JS),
     ("new.js", include_bytes!("../assets/console/new.js"), JS),
     ("person.js", include_bytes!("../assets/console/person.js"), JS),
-    ("connectors.js", include_bytes!("../assets/console/connectors.js"), JS),
+    (
+        "connectors.js",
+        include_bytes!("../assets/console/connectors.js"),
+        JS,
+    ),
     ("audit.js", include_bytes!("../assets/console/audit.js"), JS),
     ("actions.js", include_bytes!("../assets/console/actions.js"), JS),
-    ("console.css", include_bytes!("../assets/console/console.css"), CSS),
+    (
+        "console.css",
+        include_bytes!("../assets/console/console.css"),
+        CSS,
+    ),
 ];
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
@@ -55,19 +63,21 @@ pub fn router<S: Clone + Send + Sync + 'static>(auth: Arc<Authenticator>) -> Rou
 /// Headers every console answer carries.
 fn harden(response: &mut Response, cache: &'static str) {
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONSOLE_CSP));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONSOLE_CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
 }
 
 async fn page() -> Response {
-    let mut response = (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        PAGE,
-    )
-        .into_response();
+    let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response();
     harden(&mut response, "no-store");
     response
 }

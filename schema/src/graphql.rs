@@ -407,7 +407,9 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
             .description("What is registered: connectors, their entities, fields and data categories, and health."),
         );
     let query = crate::me::query_fields(crate::privacy::query_fields(query));
-    crate::me::register(crate::privacy::register(builder)).register(query).finish()
+    crate::me::register(crate::privacy::register(builder))
+        .register(query)
+        .finish()
 }
 
 /// Runs a batch and reports resolution cut short by the depth limit.

@@ -2,8 +2,8 @@
 //! and the purpose stated for this request — so that a client (the console) can show only the
 //! actions the role may take. It reveals nothing about anyone else and needs no operation.
 
-use async_graphql::dynamic::{Field, FieldFuture, FieldValue, Object, SchemaBuilder, TypeRef};
 use async_graphql::Value as GqlValue;
+use async_graphql::dynamic::{Field, FieldFuture, FieldValue, Object, SchemaBuilder, TypeRef};
 
 use crate::graphql::caller;
 
@@ -36,13 +36,19 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
     builder.register(
         Object::new("Me")
             .description("The caller of this request, as the gateway authenticated it.")
-            .field(string("principal", "The key id (`key:…`) or a fingerprint of the token's subject."))
+            .field(string(
+                "principal",
+                "The key id (`key:…`) or a fingerprint of the token's subject.",
+            ))
             .field(string("role", "The role the credential carries."))
             .field(list(
                 "operations",
                 "What the role may do: read_subject, erase, rectify, export, manage_requests, read_audit.",
             ))
-            .field(list("purposes", "The purposes (fideslang data uses) the role may state in `X-Purpose`."))
+            .field(list(
+                "purposes",
+                "The purposes (fideslang data uses) the role may state in `X-Purpose`.",
+            ))
             .field(string("purpose", "The purpose this request states.")),
     )
 }

@@ -180,7 +180,7 @@ export async function render(el) {
       h(
         'table',
         { class: 'list', id: 'plan-entries' },
-        h('thead', {}, h('tr', {}, ['Connector', 'Entity', 'Action', 'Records', 'Files', 'Fields rewritten', 'Kept because / until', 'Problems'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, ['Connector', 'Entity', 'Action', 'Records', 'Files', 'Fields rewritten', 'Kept because / until', 'Note', 'Problems'].map((t) => h('th', { scope: 'col' }, t)))),
         h(
           'tbody',
           {},
@@ -192,7 +192,8 @@ export async function render(el) {
               h('td', {}, show(e.records)), h('td', {}, show(e.files)),
               h('td', {}, e.fieldsTouched.join(', ') || '—'),
               h('td', {}, e.legalBasis ? `${e.legalBasis}${e.retainUntil ? `, until ${e.retainUntil}` : ''}` : '—'),
-              h('td', { class: 'error-text' }, [e.blockedBy, e.error, e.exceedsLimit ? `more than ${e.limit} records` : null, e.supported ? null : 'not supported', e.note].filter(Boolean).join('; ')),
+              h('td', { class: 'muted small' }, e.note || ''),
+              h('td', { class: 'error-text' }, [e.blockedBy, e.error, e.exceedsLimit ? `more than ${e.limit} records` : null, e.supported ? null : 'not supported'].filter(Boolean).join('; ')),
             ),
           ),
         ),

@@ -31,7 +31,10 @@ impl Browser {
         let driver = std::env::var("SUBJECT_GATEWAY_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         for program in [&chromium, &driver] {
             anyhow::ensure!(
-                std::process::Command::new(program).arg("--version").output().is_ok(),
+                std::process::Command::new(program)
+                    .arg("--version")
+                    .output()
+                    .is_ok(),
                 "no `{program}`: apt-get install chromium chromium-driver (scripts/test.sh does), or set SUBJECT_GATEWAY_CHROMIUM / SUBJECT_GATEWAY_CHROMEDRIVER"
             );
         }
@@ -189,7 +192,10 @@ impl Browser {
             let present: Vec<String> = std::fs::read_dir(self.downloads.path())?
                 .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
                 .collect();
-            anyhow::ensure!(Instant::now() < deadline, "no download {name}; present: {present:?}");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no download {name}; present: {present:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -222,22 +228,36 @@ async fn the_console_is_served_by_the_gateway_under_a_strict_csp() -> anyhow::Re
             .to_owned()
     };
     let csp = header("content-security-policy");
-    for directive in ["script-src 'self'", "connect-src 'self'", "default-src 'none'", "frame-ancestors 'none'"] {
+    for directive in [
+        "script-src 'self'",
+        "connect-src 'self'",
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+    ] {
         assert!(csp.contains(directive), "{csp}");
     }
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval") && !csp.contains("http"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval") && !csp.contains("http"),
+        "{csp}"
+    );
     assert_eq!(header("cache-control"), "no-store");
     let html = page.text().await?;
     assert!(!html.contains("http://") && !html.contains("https://"), "{html}");
     // Every script is a file the gateway serves (no inline script), and every module one imports.
-    assert!(!html.contains("<script>") && !html.contains("<script type=\"module\">"), "{html}");
+    assert!(
+        !html.contains("<script>") && !html.contains("<script type=\"module\">"),
+        "{html}"
+    );
     let mut pending = vec!["app.js".to_owned(), "console.css".to_owned()];
     let mut served = Vec::new();
     while let Some(asset) = pending.pop() {
         if served.contains(&asset) {
             continue;
         }
-        let response = client.get(gateway.url(&format!("/console/assets/{asset}"))).send().await?;
+        let response = client
+            .get(gateway.url(&format!("/console/assets/{asset}")))
+            .send()
+            .await?;
         assert_eq!(response.status(), 200, "{asset}");
         let text = response.text().await?;
         for import in text.split("from './").skip(1) {
@@ -246,8 +266,22 @@ async fn the_console_is_served_by_the_gateway_under_a_strict_csp() -> anyhow::Re
         served.push(asset);
     }
     assert!(served.len() >= 10, "{served:?}");
-    assert_eq!(client.get(gateway.url("/console/assets/../Cargo.toml")).send().await?.status(), 404);
-    assert_eq!(client.get(gateway.url("/console/assets/nope.js")).send().await?.status(), 404);
+    assert_eq!(
+        client
+            .get(gateway.url("/console/assets/../Cargo.toml"))
+            .send()
+            .await?
+            .status(),
+        404
+    );
+    assert_eq!(
+        client
+            .get(gateway.url("/console/assets/nope.js"))
+            .send()
+            .await?
+            .status(),
+        404
+    );
     // The session endpoint: a key's role and purposes; a wrong key is refused as on /graphql.
     let key = gateway.key("support").await?;
     let session: Json = client
@@ -268,7 +302,12 @@ async fn the_console_is_served_by_the_gateway_under_a_strict_csp() -> anyhow::Re
     assert_eq!(refused.status(), 401);
     // `me` over GraphQL says the same, with the purpose stated.
     let me = gateway
-        .graphql_as(&key, "essential.service", "{ me { role operations purposes purpose principal } }", json!({}))
+        .graphql_as(
+            &key,
+            "essential.service",
+            "{ me { role operations purposes purpose principal } }",
+            json!({}),
+        )
         .await?;
     assert_eq!(me["data"]["me"]["role"], "support", "{me}");
     assert_eq!(me["data"]["me"]["purpose"], "essential.service", "{me}");
@@ -277,7 +316,10 @@ async fn the_console_is_served_by_the_gateway_under_a_strict_csp() -> anyhow::Re
     config.server.console = false;
     let off = TestGateway::start_with(config, world.env(), Vec::new()).await?;
     assert_eq!(client.get(off.url("/console/")).send().await?.status(), 404);
-    assert_eq!(client.get(off.url("/console/session")).send().await?.status(), 404);
+    assert_eq!(
+        client.get(off.url("/console/session")).send().await?.status(),
+        404
+    );
     Ok(())
 }
 
@@ -289,7 +331,9 @@ async fn a_wrong_key_is_refused_and_a_key_never_stays_in_the_url() -> anyhow::Re
     browser.goto(&gateway.url("/console/")).await?;
     browser.find("#signin").await?;
     browser.screenshot("signin").await?;
-    browser.type_into("input[name=key]", "sgk_wrong_0123456789abcdef").await?;
+    browser
+        .type_into("input[name=key]", "sgk_wrong_0123456789abcdef")
+        .await?;
     browser.click("#signin-next").await?;
     let refused = browser.text_with("#signin", "Refused").await?;
     assert!(refused.contains("not valid"), "{refused}");
@@ -318,7 +362,9 @@ async fn a_wrong_key_is_refused_and_a_key_never_stays_in_the_url() -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        browser.js("return sessionStorage.getItem('subject-gateway.key')").await?,
+        browser
+            .js("return sessionStorage.getItem('subject-gateway.key')")
+            .await?,
         json!(key)
     );
     // Signing out forgets it.
@@ -343,16 +389,25 @@ async fn a_person_is_looked_up_with_fields_withheld_from_a_narrow_role() -> anyh
     browser.sign_in(&gateway, &key, "essential").await?;
     browser.click("a[href='#/person']").await?;
     browser.select("#person-kind", "EMAIL").await?;
-    browser.type_into("#person-value", &person.email.to_uppercase()).await?;
+    browser
+        .type_into("#person-value", &person.email.to_uppercase())
+        .await?;
     browser.click("#person-submit").await?;
-    browser.text_with("#person-summary", "records in 5 stores").await?;
-    let accounts = browser.text_with("[data-store=accounts]", &person.full_name).await?;
+    browser
+        .text_with("#person-summary", "records in 5 stores")
+        .await?;
+    let accounts = browser
+        .text_with("[data-store=accounts]", &person.full_name)
+        .await?;
     assert!(accounts.contains("user.contact.email"), "{accounts}");
     let graph = browser.text_with("#identity-graph", "USER_ID").await?;
     assert!(graph.contains(&person.user_id.to_string()), "{graph}");
     assert!(graph.contains("via accounts.users"), "{graph}");
     let sources = browser.text_with("#sources", "billing").await?;
-    assert!(!sources.contains("ERROR") && !sources.contains("TIMEOUT"), "{sources}");
+    assert!(
+        !sources.contains("ERROR") && !sources.contains("TIMEOUT"),
+        "{sources}"
+    );
     browser.screenshot("person").await?;
 
     // Connectors and the audit trail (the lookup above is in it).
@@ -380,12 +435,15 @@ async fn a_person_is_looked_up_with_fields_withheld_from_a_narrow_role() -> anyh
         .text_with("[data-store=accounts] [data-entity=sessions]", "withheld")
         .await?;
     assert!(sessions.contains("CATEGORY_NOT_GRANTED"), "{sessions}");
-    browser.text_with("[data-store=accounts]", &person.full_name).await?;
+    browser
+        .text_with("[data-store=accounts]", &person.full_name)
+        .await?;
     Ok(())
 }
 
 #[tokio::test]
-async fn an_erasure_is_previewed_submitted_followed_to_completed_and_its_receipt_downloaded() -> anyhow::Result<()> {
+async fn an_erasure_is_previewed_submitted_followed_to_completed_and_its_receipt_downloaded()
+-> anyhow::Result<()> {
     let world = ReferenceWorld::create(3).await?;
     let gateway = world.gateway().await?;
     let person = world.payer(1).clone();
@@ -414,7 +472,10 @@ async fn an_erasure_is_previewed_submitted_followed_to_completed_and_its_receipt
     browser.find("#request").await?;
     browser.js("window.__stillThisPage = true; return null").await?;
     browser.text_with("#request-status", "COMPLETED").await?;
-    assert_eq!(browser.js("return window.__stillThisPage === true").await?, json!(true));
+    assert_eq!(
+        browser.js("return window.__stillThisPage === true").await?,
+        json!(true)
+    );
     let id = browser
         .find("#request")
         .await?
@@ -491,6 +552,10 @@ async fn a_role_without_erase_sees_no_erase_action_and_the_server_refuses_it_any
     let requests = gateway
         .graphql("{ privacyRequests { requests { id } } }", json!({}))
         .await?;
-    assert_eq!(requests["data"]["privacyRequests"]["requests"], json!([]), "{requests}");
+    assert_eq!(
+        requests["data"]["privacyRequests"]["requests"],
+        json!([]),
+        "{requests}"
+    );
     Ok(())
 }
