@@ -49,10 +49,18 @@ if [ -z "${TEST_MYSQL_URL:-}" ]; then
   fi
 fi
 
-# A real headless browser for the GraphiQL test (Debian's chromium; never a downloaded one).
+# A real headless browser for the GraphiQL and console tests (Debian's chromium and its
+# chromedriver for WebDriver; never a downloaded one).
+browser_packages=()
 if [ -z "${SUBJECT_GATEWAY_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
-  log "installing chromium (Debian)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  browser_packages+=(chromium)
+fi
+if [ -z "${SUBJECT_GATEWAY_CHROMEDRIVER:-}" ] && ! command -v chromedriver >/dev/null; then
+  browser_packages+=(chromium-driver)
+fi
+if [ ${#browser_packages[@]} -gt 0 ]; then
+  log "installing ${browser_packages[*]} (Debian)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${browser_packages[@]}" >/dev/null
 fi
 
 # Servers for the tests, from PyPI into a virtualenv kept under target/: SecantusDB (the MongoDB

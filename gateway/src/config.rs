@@ -94,6 +94,8 @@ fn default_connectors_dir() -> String {
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub graphiql: bool,
+    /// The privacy operations console at `/console/` (default on; see `crate::console`).
+    pub console: bool,
     pub introspection: bool,
     pub max_body_bytes: usize,
     pub max_batch: usize,
@@ -145,6 +147,7 @@ impl Default for ServerSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             graphiql: false,
+            console: true,
             introspection: schema.introspection,
             max_body_bytes: 1024 * 1024,
             max_batch: schema.max_batch,

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod check;
 pub mod config;
 pub mod conn;
+pub mod console;
 pub mod keys;
 pub mod limiter;
 pub mod logging;

@@ -116,6 +116,9 @@ pub fn router(
             .route("/", get(graphiql))
             .route("/graphiql/{file}", get(graphiql_asset));
     }
+    if settings.console {
+        router = router.merge(crate::console::router(auth.clone()));
+    }
     // Metrics on the main listener need credentials; `metrics_listen` serves them without,
     // on an internal address of their own (see `metrics_router`).
     if settings.metrics {

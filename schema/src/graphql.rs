@@ -104,9 +104,11 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
     let query = crate::gql_subject::query_fields(Object::new("Query"), settings.max_batch)
         .field(audit_events_field())
         .field(connectors_field());
-    let query = crate::privacy::query_fields(query);
+    let query = crate::me::query_fields(crate::privacy::query_fields(query));
     // webhooks: `webhookDeliveries` and its types (schema/src/webhooks.rs).
     let query = crate::webhooks::query_fields(query);
     let builder = crate::webhooks::register(builder);
-    crate::privacy::register(builder).register(query).finish()
+    crate::me::register(crate::privacy::register(builder))
+        .register(query)
+        .finish()
 }

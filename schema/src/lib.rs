@@ -13,6 +13,7 @@ mod gql_subject;
 mod gql_support;
 pub mod graphql;
 pub mod limits;
+mod me;
 pub mod plan;
 pub mod privacy;
 pub mod records;

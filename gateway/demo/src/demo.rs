@@ -251,6 +251,11 @@ pub fn examples(world: &DemoWorld, listen: &str, key: &str) -> String {
         world.helpdesk.url(),
         world.analytics.url(),
     );
+    // The key rides in the fragment, which browsers never send to the server; the console reads
+    // it once into session storage and removes it from the address bar and history.
+    out.push_str(&format!(
+        "  Console:  http://{listen}/console/\n  Sign in with one click (this run's key, purpose essential):\n    http://{listen}/console/#key={key}&purpose=essential\n\n"
+    ));
     if let Some(person) = showcase(world) {
         let email = person.email.to_uppercase();
         out.push_str(&format!(

@@ -6,6 +6,7 @@ mod analytics;
 mod audit;
 mod batching;
 mod check;
+mod console;
 mod declarations;
 mod demo;
 mod durability;
