@@ -6,6 +6,7 @@
 //! identities, `health`, `check` against the declaration; `erase`, `rectify` and `job_status`
 //! carry the privacy operations (capabilities say which a connector supports).
 
+use crate::codes::ErrorCode;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -222,15 +223,15 @@ impl ConnectorError {
     /// A stable machine-readable code for API error extensions.
     pub fn code(&self) -> &'static str {
         match self {
-            ConnectorError::Unavailable(_) => "STORE_UNAVAILABLE",
-            ConnectorError::Timeout(_) => "STORE_TIMEOUT",
-            ConnectorError::Query { .. } => "STORE_QUERY_FAILED",
-            ConnectorError::Decode { .. } => "STORE_DECODE_FAILED",
-            ConnectorError::Unauthorized => "STORE_UNAUTHORIZED",
-            ConnectorError::Unsupported(_) => "OPERATION_UNSUPPORTED",
-            ConnectorError::TooManyRecords { .. } => "SAFETY_LIMIT",
-            ConnectorError::Unreached { .. } => "UPSTREAM_FAILED",
-            ConnectorError::Other(_) => "STORE_ERROR",
+            ConnectorError::Unavailable(_) => ErrorCode::StoreUnavailable.as_str(),
+            ConnectorError::Timeout(_) => ErrorCode::StoreTimeout.as_str(),
+            ConnectorError::Query { .. } => ErrorCode::StoreQueryFailed.as_str(),
+            ConnectorError::Decode { .. } => ErrorCode::StoreDecodeFailed.as_str(),
+            ConnectorError::Unauthorized => ErrorCode::StoreUnauthorized.as_str(),
+            ConnectorError::Unsupported(_) => ErrorCode::OperationUnsupported.as_str(),
+            ConnectorError::TooManyRecords { .. } => ErrorCode::SafetyLimit.as_str(),
+            ConnectorError::Unreached { .. } => ErrorCode::UpstreamFailed.as_str(),
+            ConnectorError::Other(_) => ErrorCode::StoreError.as_str(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! full: `Debug` and `Display` show a keyed fingerprint, so a value that slips into a log line,
 //! span or error message is not the person's data.
 
+use crate::codes::ErrorCode;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -181,13 +182,13 @@ impl IdentityError {
     /// A stable machine-readable code for API error extensions.
     pub fn code(&self) -> &'static str {
         match self {
-            IdentityError::UnknownKind(_) => "UNKNOWN_IDENTITY_KIND",
-            IdentityError::NotAnInputKind(_) => "IDENTITY_KIND_NOT_ACCEPTED",
-            IdentityError::Empty { .. } => "IDENTITY_EMPTY",
-            IdentityError::Wildcard { .. } => "IDENTITY_WILDCARD",
-            IdentityError::TooLong { .. } => "IDENTITY_TOO_LONG",
-            IdentityError::ControlCharacters { .. } => "IDENTITY_INVALID",
-            IdentityError::InvalidFormat { .. } => "IDENTITY_INVALID",
+            IdentityError::UnknownKind(_) => ErrorCode::UnknownIdentityKind.as_str(),
+            IdentityError::NotAnInputKind(_) => ErrorCode::IdentityKindNotAccepted.as_str(),
+            IdentityError::Empty { .. } => ErrorCode::IdentityEmpty.as_str(),
+            IdentityError::Wildcard { .. } => ErrorCode::IdentityWildcard.as_str(),
+            IdentityError::TooLong { .. } => ErrorCode::IdentityTooLong.as_str(),
+            IdentityError::ControlCharacters { .. } => ErrorCode::IdentityInvalid.as_str(),
+            IdentityError::InvalidFormat { .. } => ErrorCode::IdentityInvalid.as_str(),
         }
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use subject_connectors::codes::ErrorCode;
 
 use axum::http::HeaderMap;
 use jsonwebtoken::jwk::JwkSet;
@@ -78,10 +79,12 @@ impl AuthError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            AuthError::Missing => "UNAUTHENTICATED",
-            AuthError::BadKey | AuthError::BadToken(_) | AuthError::UnknownRole(_) => "INVALID_CREDENTIALS",
-            AuthError::MissingPurpose | AuthError::BadPurpose(_) => "INVALID_PURPOSE",
-            AuthError::PurposeNotAllowed { .. } => "PURPOSE_FORBIDDEN",
+            AuthError::Missing => ErrorCode::Unauthenticated.as_str(),
+            AuthError::BadKey | AuthError::BadToken(_) | AuthError::UnknownRole(_) => {
+                ErrorCode::InvalidCredentials.as_str()
+            }
+            AuthError::MissingPurpose | AuthError::BadPurpose(_) => ErrorCode::InvalidPurpose.as_str(),
+            AuthError::PurposeNotAllowed { .. } => ErrorCode::PurposeForbidden.as_str(),
         }
     }
 }

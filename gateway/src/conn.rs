@@ -86,6 +86,7 @@ const SLOT_WAIT: Duration = Duration::from_millis(500);
 /// How long a connection told to close may take to finish what it is doing.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// The body of the answer to a connection there is no room for.
+/// (The code is `ErrorCode::TooManyConnections`; a test checks the text agrees.)
 const SHED_BODY: &str =
     r#"{"errors":[{"message":"too many connections","extensions":{"code":"TOO_MANY_CONNECTIONS"}}]}"#;
 
@@ -361,5 +362,19 @@ impl Drop for InFlight {
             .last_activity
             .store(self.clock.now(), Ordering::SeqCst);
         self.connection.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shed_body_carries_the_tables_code() {
+        let body: serde_json::Value = serde_json::from_str(SHED_BODY).unwrap_or_default();
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            subject_connectors::codes::ErrorCode::TooManyConnections.as_str()
+        );
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use subject_connectors::codes::ErrorCode;
 
 /// The limits of one caller.
 #[derive(Debug, Clone, Copy)]
@@ -31,8 +32,8 @@ impl Refusal {
     /// The stable `extensions.code`.
     pub fn code(&self) -> &'static str {
         match self {
-            Refusal::Concurrency => "CALLER_CONCURRENCY_LIMITED",
-            Refusal::Rate { .. } => "RATE_LIMITED",
+            Refusal::Concurrency => ErrorCode::CallerConcurrencyLimited.as_str(),
+            Refusal::Rate { .. } => ErrorCode::RateLimited.as_str(),
         }
     }
 

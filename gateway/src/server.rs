@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use subject_connectors::codes::ErrorCode;
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLWebSocket};
@@ -222,7 +223,7 @@ impl async_graphql::Executor for SubscriptionsOnly {
     async fn execute(&self, _request: async_graphql::Request) -> async_graphql::Response {
         ws_refusal(
             "the websocket carries subscriptions only; send queries and mutations to POST /graphql",
-            "SUBSCRIPTIONS_ONLY",
+            ErrorCode::SubscriptionsOnly.as_str(),
         )
     }
 
@@ -238,7 +239,10 @@ impl async_graphql::Executor for SubscriptionsOnly {
                 futures::stream::once(std::future::ready(ws_refusal(message, code))).boxed()
             };
             if !this.auth.still_valid(&this.headers).await {
-                return refuse("the credentials are no longer valid", "INVALID_CREDENTIALS");
+                return refuse(
+                    "the credentials are no longer valid",
+                    ErrorCode::InvalidCredentials.as_str(),
+                );
             }
             let prepared = match this.service.prepare(&request.query) {
                 Ok(prepared) => prepared,
@@ -264,7 +268,7 @@ impl async_graphql::Executor for SubscriptionsOnly {
             if ty != Some(OperationType::Subscription) {
                 return refuse(
                     "the websocket carries subscriptions only; send queries and mutations to POST /graphql",
-                    "SUBSCRIPTIONS_ONLY",
+                    ErrorCode::SubscriptionsOnly.as_str(),
                 );
             }
             request.set_parsed_query(document.clone());
@@ -366,7 +370,7 @@ async fn graphql(
             );
         }
         Err(_) => {
-            metrics::counter!("subject_gateway_graphql_errors_total", "code" => "REQUEST_TIMEOUT")
+            metrics::counter!("subject_gateway_graphql_errors_total", "code" => ErrorCode::RequestTimeout.as_str())
                 .increment(1);
             return error_response(
                 StatusCode::REQUEST_TIMEOUT,
@@ -374,7 +378,7 @@ async fn graphql(
                     "the request took longer than {} ms (server.request_timeout_ms)",
                     state.request_timeout.as_millis()
                 ),
-                "REQUEST_TIMEOUT",
+                ErrorCode::RequestTimeout.as_str(),
             );
         }
     };
@@ -404,7 +408,7 @@ async fn graphql(
         }
     };
     if body.len() > state.max_response_bytes {
-        metrics::counter!("subject_gateway_graphql_errors_total", "code" => "RESPONSE_TOO_LARGE")
+        metrics::counter!("subject_gateway_graphql_errors_total", "code" => ErrorCode::ResponseTooLarge.as_str())
             .increment(1);
         return error_response(
             StatusCode::OK,
@@ -413,7 +417,7 @@ async fn graphql(
                 body.len(),
                 state.max_response_bytes
             ),
-            "RESPONSE_TOO_LARGE",
+            ErrorCode::ResponseTooLarge.as_str(),
         );
     }
     let mut http = Response::new(axum::body::Body::from(body));

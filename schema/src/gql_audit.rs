@@ -2,6 +2,7 @@
 //! (`audit_read`), and `Query.auditEvents` with its `AuditEvent` and `AuditEventPage` types.
 
 use std::sync::Arc;
+use subject_connectors::codes::ErrorCode;
 
 use async_graphql::dynamic::{Field, FieldFuture, FieldValue, InputValue, Object, ResolverContext, TypeRef};
 use async_graphql::{Error, ErrorExtensions, Value as GqlValue};
@@ -25,7 +26,7 @@ pub(crate) async fn audit_read(
     let caller = caller(ctx)?;
     let log = ctx.data_opt::<Arc<dyn AuditLog>>().ok_or_else(|| {
         Error::new("the audit log is not configured: no data is served without it")
-            .extend_with(|_, e| e.set("code", "AUDIT_UNAVAILABLE"))
+            .extend_with(|_, e| e.set("code", ErrorCode::AuditUnavailable.as_str()))
     })?;
     let registry = executor.registry();
     let mut connectors = std::collections::BTreeSet::new();
@@ -90,7 +91,7 @@ pub(crate) async fn audit_read(
     };
     log.append(entry).await.map_err(|error| {
         tracing::error!(error = %error, "audit append failed; the read is refused");
-        Error::new(error.to_string()).extend_with(|_, e| e.set("code", "AUDIT_UNAVAILABLE"))
+        Error::new(error.to_string()).extend_with(|_, e| e.set("code", ErrorCode::AuditUnavailable.as_str()))
     })
 }
 
@@ -157,7 +158,10 @@ pub(crate) fn audit_events_field() -> Field {
                 detail: serde_json::json!({ "events": events.len() }),
             })
             .await
-            .map_err(|e| Error::new(e.to_string()).extend_with(|_, x| x.set("code", "AUDIT_UNAVAILABLE")))?;
+            .map_err(|e| {
+                Error::new(e.to_string())
+                    .extend_with(|_, x| x.set("code", ErrorCode::AuditUnavailable.as_str()))
+            })?;
             Ok(Some(FieldValue::owned_any(AuditPage { events, more })))
         })
     })

@@ -2,6 +2,7 @@
 //! in object storage, and the `StoredFile` type (its metadata read once, when first asked for).
 
 use std::sync::Arc;
+use subject_connectors::codes::ErrorCode;
 
 use async_graphql::dynamic::{Field, FieldFuture, FieldValue, Object, TypeRef};
 use async_graphql::{Error, ErrorExtensions, Value as GqlValue};
@@ -61,7 +62,7 @@ pub(crate) fn files_field(
                     "connector `{}` has no file storage connected",
                     registered.connector.descriptor().name
                 ))
-                .extend_with(|_, e| e.set("code", "STORAGE_UNAVAILABLE"))
+                .extend_with(|_, e| e.set("code", ErrorCode::StorageUnavailable.as_str()))
             })?;
             Ok(Some(FieldValue::list([FieldValue::owned_any(FileView {
                 key,

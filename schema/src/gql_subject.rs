@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 use std::time::Instant;
+use subject_connectors::codes::ErrorCode;
 
 use async_graphql::dynamic::{
     Field, FieldFuture, FieldValue, InputValue, Object, ResolverContext, SchemaBuilder, TypeRef,
@@ -53,7 +54,7 @@ impl SubjectBudget {
                     "the request would resolve more than {} subjects in all (server.max_subjects); split it",
                     self.max
                 ))
-                .extend_with(|_, e| e.set("code", "SUBJECT_BUDGET_EXCEEDED"))
+                .extend_with(|_, e| e.set("code", ErrorCode::SubjectBudgetExceeded.as_str()))
             })
     }
 }
@@ -289,7 +290,7 @@ pub(crate) fn query_fields(query: Object, max_batch: usize) -> Object {
                             "{} identities given; at most {max_batch} per call",
                             list.len()
                         ))
-                        .extend_with(|_, e| e.set("code", "BATCH_TOO_LARGE")));
+                        .extend_with(|_, e| e.set("code", ErrorCode::BatchTooLarge.as_str())));
                     }
                     let mut inputs = Vec::with_capacity(list.len());
                     for (i, item) in list.iter().enumerate() {
@@ -341,7 +342,7 @@ async fn resolve(
             Some(ctx.item.pos),
         );
         let mut extensions = async_graphql::ErrorExtensionValues::default();
-        extensions.set("code", "RESOLUTION_DEPTH_EXHAUSTED");
+        extensions.set("code", ErrorCode::ResolutionDepthExhausted.as_str());
         error.extensions = Some(extensions);
         ctx.add_error(error);
     }

@@ -7,6 +7,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use subject_connectors::codes::ErrorCode;
 
 use async_graphql::dynamic::{Field, FieldFuture, FieldValue, ResolverContext, TypeRef};
 use async_graphql::{Error, ErrorExtensions, Name, Value as GqlValue};
@@ -17,8 +18,9 @@ use crate::resolve::{Executor, IdentitySource, ResolvedIdentity};
 
 /// The authenticated caller of this request.
 pub(crate) fn caller<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a Caller> {
-    ctx.data_opt::<Caller>()
-        .ok_or_else(|| Error::new("not authenticated").extend_with(|_, e| e.set("code", "UNAUTHENTICATED")))
+    ctx.data_opt::<Caller>().ok_or_else(|| {
+        Error::new("not authenticated").extend_with(|_, e| e.set("code", ErrorCode::Unauthenticated.as_str()))
+    })
 }
 
 /// Refuses the field unless the caller's role grants `operation`.
@@ -33,7 +35,7 @@ pub(crate) fn authorize(ctx: &ResolverContext<'_>, operation: Operation) -> asyn
             operation.as_str()
         );
         Err(Error::new(message).extend_with(move |_, e| {
-            e.set("code", "FORBIDDEN");
+            e.set("code", ErrorCode::Forbidden.as_str());
             e.set("operation", operation.as_str());
         }))
     }
@@ -82,7 +84,7 @@ pub(crate) fn category_error(caller: &Caller, category: &subject_connectors::Dat
         caller.role.name
     ))
     .extend_with(move |_, e| {
-        e.set("code", "CATEGORY_NOT_GRANTED");
+        e.set("code", ErrorCode::CategoryNotGranted.as_str());
         e.set("category", category.as_str());
     })
 }
@@ -93,7 +95,7 @@ pub(crate) fn purpose_error(caller: &Caller, connector: &str) -> Error {
         "connector `{connector}` does not serve the purpose `{purpose}`"
     ))
     .extend_with(move |_, e| {
-        e.set("code", "PURPOSE_NOT_ALLOWED");
+        e.set("code", ErrorCode::PurposeForbidden.as_str());
         e.set("connector", connector.as_str());
         e.set("purpose", purpose.as_str());
     })

@@ -4,6 +4,7 @@
 //! [`SubjectService::new`] validates a registry and builds all three; the gateway binary serves
 //! the result.
 
+use subject_connectors::codes::ErrorCode;
 pub mod access;
 pub mod audit;
 mod gql_audit;
@@ -117,7 +118,7 @@ impl SubjectService {
                     "the request asks for {asked} subjects in all; at most {} are resolved per request (server.max_subjects): split it",
                     self.max_subjects
                 ),
-                "SUBJECT_BUDGET_EXCEEDED",
+                ErrorCode::SubjectBudgetExceeded.as_str(),
             )]);
         }
         request.set_parsed_query(document.clone());
@@ -186,7 +187,7 @@ fn syntax_error(error: &async_graphql::parser::Error) -> async_graphql::ServerEr
         ParseError::MissingOperation => "the document has no operation".to_owned(),
         _ => "the query could not be parsed".to_owned(),
     };
-    let mut server_error = coded_error(message, "GRAPHQL_PARSE_FAILED");
+    let mut server_error = coded_error(message, ErrorCode::GraphqlParseFailed.as_str());
     server_error.locations = error.positions().take(1).collect();
     server_error
 }
@@ -198,7 +199,7 @@ fn cap_errors(errors: &mut Vec<async_graphql::ServerError>) {
         errors.truncate(MAX_ERRORS);
         errors.push(coded_error(
             format!("{dropped} more errors are not shown"),
-            "TOO_MANY_ERRORS",
+            ErrorCode::TooManyErrors.as_str(),
         ));
     }
 }

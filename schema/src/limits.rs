@@ -9,6 +9,7 @@
 //! with every spread expanded.
 
 use std::collections::HashMap;
+use subject_connectors::codes::ErrorCode;
 
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 
@@ -69,11 +70,11 @@ impl CostError {
     /// The stable `extensions.code` of this refusal.
     pub fn code(&self) -> &'static str {
         match self {
-            CostError::TooComplex { .. } => "QUERY_TOO_COMPLEX",
-            CostError::TooDeep { .. } => "QUERY_TOO_DEEP",
-            CostError::TooManyAliases { .. } => "TOO_MANY_ALIASES",
-            CostError::TooManyDirectives { .. } => "TOO_MANY_DIRECTIVES",
-            CostError::FragmentCycle => "FRAGMENT_CYCLE",
+            CostError::TooComplex { .. } => ErrorCode::QueryTooComplex.as_str(),
+            CostError::TooDeep { .. } => ErrorCode::QueryTooDeep.as_str(),
+            CostError::TooManyAliases { .. } => ErrorCode::TooManyAliases.as_str(),
+            CostError::TooManyDirectives { .. } => ErrorCode::TooManyDirectives.as_str(),
+            CostError::FragmentCycle => ErrorCode::FragmentCycle.as_str(),
         }
     }
 }

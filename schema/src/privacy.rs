@@ -10,6 +10,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use subject_connectors::codes::ErrorCode;
 
 use async_graphql::dynamic::{
     Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext,
@@ -375,7 +376,7 @@ fn request_input(name: &str, extra: impl FnOnce(InputObject) -> InputObject) -> 
 fn engine<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a Arc<dyn PrivacyRequests>> {
     ctx.data_opt::<Arc<dyn PrivacyRequests>>().ok_or_else(|| {
         Error::new("privacy requests are not configured")
-            .extend_with(|_, e| e.set("code", "REQUESTS_UNAVAILABLE"))
+            .extend_with(|_, e| e.set("code", ErrorCode::RequestsUnavailable.as_str()))
     })
 }
 

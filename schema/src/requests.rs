@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use subject_connectors::Identity;
+use subject_connectors::codes::ErrorCode;
 
 use crate::access::Caller;
 pub use crate::request_state::{RequestKind, RequestStatus, TaskAction, TaskStatus, UnknownValue};
@@ -64,10 +65,10 @@ pub enum RequestError {
 impl RequestError {
     pub fn code(&self) -> &'static str {
         match self {
-            RequestError::Invalid(_) => "INVALID_INPUT",
-            RequestError::NotFound(_) => "NOT_FOUND",
-            RequestError::Conflict(_) => "CONFLICT",
-            RequestError::Unavailable(_) => "REQUESTS_UNAVAILABLE",
+            RequestError::Invalid(_) => ErrorCode::InvalidInput.as_str(),
+            RequestError::NotFound(_) => ErrorCode::NotFound.as_str(),
+            RequestError::Conflict(_) => ErrorCode::Conflict.as_str(),
+            RequestError::Unavailable(_) => ErrorCode::RequestsUnavailable.as_str(),
         }
     }
 }

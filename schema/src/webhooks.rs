@@ -6,6 +6,7 @@
 //! its typed rows.
 
 use std::sync::Arc;
+use subject_connectors::codes::ErrorCode;
 
 use async_graphql::dynamic::{
     Enum, EnumItem, Field, FieldFuture, FieldValue, InputValue, Object, ResolverContext, SchemaBuilder,
@@ -117,8 +118,8 @@ pub enum WebhookError {
 impl WebhookError {
     pub fn code(&self) -> &'static str {
         match self {
-            WebhookError::Invalid(_) => "INVALID_INPUT",
-            WebhookError::NotFound(_) => "NOT_FOUND",
+            WebhookError::Invalid(_) => ErrorCode::InvalidInput.as_str(),
+            WebhookError::NotFound(_) => ErrorCode::NotFound.as_str(),
             WebhookError::Unavailable(_) => "WEBHOOKS_UNAVAILABLE",
         }
     }

@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use subject_connectors::codes::ErrorCode;
 
 use async_trait::async_trait;
 use serde_json::Value as Json;
@@ -62,7 +63,8 @@ impl Driver for Erasure {
             .collect();
         (!over.is_empty()).then(|| {
             format!(
-                "SAFETY_LIMIT: nothing was changed: {}; check the plan and submit again with allowLargeMatches",
+                "{}: nothing was changed: {}; check the plan and submit again with allowLargeMatches",
+                ErrorCode::SafetyLimit,
                 over.join("; ")
             )
         })
@@ -120,7 +122,7 @@ impl PrivacyEngine {
                 row,
                 &mut task,
                 "the task's lookup is unreadable".into(),
-                "INVALID_TASK",
+                ErrorCode::InvalidTask.as_str(),
             )
             .await?;
             return Ok((task, TaskEnd::Failed));
@@ -249,7 +251,7 @@ impl PrivacyEngine {
                     row,
                     stored,
                     "the task's lookup is unreadable".into(),
-                    "INVALID_TASK",
+                    ErrorCode::InvalidTask.as_str(),
                 )
                 .await?;
                 return Ok((task, TaskEnd::Failed));
@@ -414,7 +416,7 @@ impl PrivacyEngine {
                             row,
                             &mut task,
                             format!("the store's job failed: {reason}"),
-                            "JOB_FAILED",
+                            ErrorCode::JobFailed.as_str(),
                         )
                         .await?;
                         return Ok((task, TaskEnd::Failed));
@@ -446,7 +448,7 @@ impl PrivacyEngine {
                     row,
                     &mut task,
                     "the store's job did not finish in time".into(),
-                    "JOB_TIMEOUT",
+                    ErrorCode::JobTimeout.as_str(),
                 )
                 .await?;
                 return Ok((task, TaskEnd::Failed));
@@ -479,7 +481,7 @@ impl PrivacyEngine {
                     &mut task,
                     "verification could not look the person up: the task's store, entity or lookup is no longer readable"
                         .into(),
-                    "VERIFICATION_FAILED",
+                    ErrorCode::VerificationFailed.as_str(),
                 )
                 .await?;
                 continue;
@@ -538,7 +540,7 @@ impl PrivacyEngine {
                 Some(message) => {
                     all = false;
                     task.verified = Some(false);
-                    self.task_failed(row, &mut task, message, "VERIFICATION_FAILED")
+                    self.task_failed(row, &mut task, message, ErrorCode::VerificationFailed.as_str())
                         .await?;
                 }
             }

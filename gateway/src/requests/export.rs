@@ -7,6 +7,7 @@
 //! name). It is written to the exports directory and deleted when its link expires.
 
 use std::io::Write;
+use subject_connectors::codes::ErrorCode;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -367,7 +368,7 @@ impl Driver for Export {
                 job.row,
                 &mut task,
                 "an export task is done when it is planned; this one is not".into(),
-                "INVALID_TASK",
+                ErrorCode::InvalidTask.as_str(),
             )
             .await?;
         Ok((task, TaskEnd::Failed))

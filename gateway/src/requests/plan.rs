@@ -3,6 +3,7 @@
 //! transaction (`plan_tasks`), children first within a connector so foreign keys hold.
 
 use std::time::Duration;
+use subject_connectors::codes::ErrorCode;
 
 use chrono::Utc;
 use subject_connectors::{ErasureAction, Identity, LookupRequest, Record, Value};
@@ -216,7 +217,8 @@ impl PrivacyEngine {
             .collect();
         (!blocked.is_empty()).then(|| {
             format!(
-                "ERASURE_BLOCKED: nothing was changed: {}; fix the declaration or the store and submit again",
+                "{}: nothing was changed: {}; fix the declaration or the store and submit again",
+                ErrorCode::ErasureBlocked,
                 blocked.join("; ")
             )
         })

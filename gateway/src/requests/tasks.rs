@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use subject_connectors::codes::ErrorCode;
 
 use futures::future::join_all;
 use subject_connectors::{ConnectorError, WriteOutcome};
@@ -130,7 +131,7 @@ impl PrivacyEngine {
             row,
             task,
             "the connector or entity is no longer registered".into(),
-            "UNKNOWN_ENTITY",
+            ErrorCode::UnknownEntity.as_str(),
         )
         .await?;
         Ok(None)
@@ -171,7 +172,7 @@ impl PrivacyEngine {
             Some(Ok(())) => task.verified = Some(true),
             Some(Err(problem)) => {
                 task.verified = Some(false);
-                self.task_failed(row, &mut task, problem, "VERIFICATION_FAILED")
+                self.task_failed(row, &mut task, problem, ErrorCode::VerificationFailed.as_str())
                     .await?;
                 return Ok((task, TaskEnd::Failed));
             }

@@ -205,7 +205,7 @@ async fn stores_serve_only_the_purposes_they_declare() -> anyhow::Result<()> {
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|e| e["extensions"]["code"] == "PURPOSE_NOT_ALLOWED")
+            .filter(|e| e["extensions"]["code"] == "PURPOSE_FORBIDDEN")
             .filter_map(|e| e["extensions"]["connector"].as_str())
             .collect();
         assert!(refused.contains(&"uploads"), "{purpose}: {refused:?}");

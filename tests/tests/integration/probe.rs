@@ -43,7 +43,7 @@ async fn found_identities_follow_categories_and_purposes() -> anyhow::Result<()>
     assert!(found.iter().all(|i| i["value"].is_string()));
 
     // An analyst (no `user.contact`) stating `analytics`: values from stores that do not serve
-    // analytics are withheld (PURPOSE_NOT_ALLOWED), found emails are withheld
+    // analytics are withheld (PURPOSE_FORBIDDEN), found emails are withheld
     // (CATEGORY_NOT_GRANTED) whatever the store; what the caller gave is shown back.
     let analyst = gateway.key("analyst").await?;
     let response = gateway
@@ -80,11 +80,11 @@ async fn found_identities_follow_categories_and_purposes() -> anyhow::Result<()>
         }
     }
     let codes = codes(&response);
-    assert!(codes.iter().any(|c| c == "PURPOSE_NOT_ALLOWED"), "{codes:?}");
+    assert!(codes.iter().any(|c| c == "PURPOSE_FORBIDDEN"), "{codes:?}");
     assert!(
         codes
             .iter()
-            .all(|c| c == "PURPOSE_NOT_ALLOWED" || c == "CATEGORY_NOT_GRANTED"),
+            .all(|c| c == "PURPOSE_FORBIDDEN" || c == "CATEGORY_NOT_GRANTED"),
         "{codes:?}"
     );
 
