@@ -167,6 +167,10 @@ async fn client(
         let bytes = response.into_body().collect().await?.to_bytes();
         let elapsed = started.elapsed();
         if !status.is_success() || bytes.windows(9).any(|w| w == b"\"errors\":") {
+            if errors == 0 && seed == 1 {
+                let text = String::from_utf8_lossy(&bytes);
+                eprintln!("first error answer ({status}): {}", text.chars().take(400).collect::<String>());
+            }
             errors += 1;
         }
         latencies.push(elapsed.as_micros().min(u32::MAX as u128) as u32);
