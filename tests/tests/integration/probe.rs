@@ -703,7 +703,10 @@ async fn oidc_tokens_need_iss_aud_exp_sub_and_honour_nbf() -> anyhow::Result<()>
         ("nbf in an hour", with(&full, "nbf", json!(now + 3600))),
         // A claim of the wrong type is refused, not skipped (jsonwebtoken 9 waved a string
         // nbf through: CVE-2026-25537, fixed in 10.3).
-        ("nbf as a string", with(&full, "nbf", json!((now + 3600).to_string()))),
+        (
+            "nbf as a string",
+            with(&full, "nbf", json!((now + 3600).to_string())),
+        ),
     ] {
         let response = ask(claims).await?;
         assert_eq!(codes(&response), ["INVALID_CREDENTIALS"], "{what}: {response}");
