@@ -9,6 +9,7 @@ pub mod category;
 pub mod codes;
 pub mod connector;
 pub mod declaration;
+pub mod dynamic_sql;
 pub mod identity;
 pub mod kinds;
 pub mod mask;

@@ -487,7 +487,7 @@ impl DbAuditLog {
             }
             sql.push(')');
         }
-        let mut insert = sqlx::query(&sql);
+        let mut insert = subject_connectors::dynamic_sql::dynamic_query(&sql);
         for row in &rows {
             insert = insert
                 .bind(row.0)

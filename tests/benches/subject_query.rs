@@ -25,7 +25,7 @@ fn bind_ids<'q>(
     sql: &'q str,
     ids: &[String],
 ) -> sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments> {
-    let mut q = sqlx::query(sql);
+    let mut q = subject_connectors::dynamic_sql::dynamic_query(sql);
     for id in ids {
         q = q.bind(id.clone());
     }
@@ -165,13 +165,18 @@ async fn direct(pg: &PgPool, my: &MySqlPool, others: &Others, email: &str) -> an
     let (users, customers, helpdesk_users, profiles) = tokio::try_join!(
         async {
             Ok::<_, anyhow::Error>(
-                sqlx::query(&users_sql)
+                subject_connectors::dynamic_sql::dynamic_query(&users_sql)
                     .bind(vec![email.clone()])
                     .fetch_all(pg)
                     .await?,
             )
         },
-        async { Ok(sqlx::query(&customers_sql).bind(&email).fetch_all(my).await?) },
+        async {
+            Ok(subject_connectors::dynamic_sql::dynamic_query(&customers_sql)
+                .bind(&email)
+                .fetch_all(my)
+                .await?)
+        },
         async {
             let body: serde_json::Value = others
                 .client
@@ -204,7 +209,7 @@ async fn direct(pg: &PgPool, my: &MySqlPool, others: &Others, email: &str) -> an
     let by_user_sql = format!("{CUSTOMERS}`user_id` IN {}", in_list(user_ids.len().max(1)));
     let invoices_sql = format!("{INVOICES}{}", in_list(customer_ids.len().max(1)));
     let methods_sql = format!("{METHODS}{}", in_list(customer_ids.len().max(1)));
-    let mut by_user = sqlx::query(&by_user_sql);
+    let mut by_user = subject_connectors::dynamic_sql::dynamic_query(&by_user_sql);
     for id in &user_ids {
         by_user = by_user.bind(*id);
     }

@@ -122,7 +122,9 @@ impl TestDatabase {
                     SqlDialect::Postgres => format!("CREATE DATABASE \"{name}\""),
                     _ => format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"),
                 };
-                sqlx::query(&create).execute(&admin).await?;
+                subject_connectors::dynamic_sql::dynamic_query(&create)
+                    .execute(&admin)
+                    .await?;
                 admin.close().await;
                 Ok(Self {
                     dialect,
@@ -179,11 +181,12 @@ impl TestDatabase {
             SqlDialect::Postgres => {
                 let pool = sqlx::PgPool::connect(&self.url).await?;
                 for table in tables {
-                    let (count, digest): (i64, Option<String>) = sqlx::query_as(&format!(
-                        "SELECT COUNT(*), md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"
-                    ))
-                    .fetch_one(&pool)
-                    .await?;
+                    let (count, digest): (i64, Option<String>) =
+                        subject_connectors::dynamic_sql::dynamic_query_as(format!(
+                            "SELECT COUNT(*), md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"
+                        ))
+                        .fetch_one(&pool)
+                        .await?;
                     out.push_str(&format!("{table}:{count}:{}\n", digest.unwrap_or_default()));
                 }
                 pool.close().await;
@@ -191,12 +194,16 @@ impl TestDatabase {
             SqlDialect::MySql => {
                 let pool = sqlx::MySqlPool::connect(&self.url).await?;
                 for table in tables {
-                    let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-                        .fetch_one(&pool)
-                        .await?;
-                    let row = sqlx::query(&format!("CHECKSUM TABLE {table} EXTENDED"))
-                        .fetch_one(&pool)
-                        .await?;
+                    let count: i64 = subject_connectors::dynamic_sql::dynamic_query_scalar(format!(
+                        "SELECT COUNT(*) FROM {table}"
+                    ))
+                    .fetch_one(&pool)
+                    .await?;
+                    let row = subject_connectors::dynamic_sql::dynamic_query(format!(
+                        "CHECKSUM TABLE {table} EXTENDED"
+                    ))
+                    .fetch_one(&pool)
+                    .await?;
                     let checksum: Option<u64> = sqlx::Row::try_get(&row, 1).ok();
                     out.push_str(&format!("{table}:{count}:{checksum:?}\n"));
                 }
@@ -205,7 +212,7 @@ impl TestDatabase {
             SqlDialect::Sqlite => {
                 let pool = sqlx::SqlitePool::connect(&self.url).await?;
                 for table in tables {
-                    let rows: Vec<String> = sqlx::query_scalar(&format!(
+                    let rows: Vec<String> = subject_connectors::dynamic_sql::dynamic_query_scalar(format!(
                         "SELECT quote(id) || ':' || count(*) OVER () FROM {table} ORDER BY 1"
                     ))
                     .fetch_all(&pool)
@@ -240,7 +247,9 @@ impl Drop for TestDatabase {
                     .connect(&admin_url(dialect))
                     .await
                 {
-                    let _ = sqlx::query(&statement).execute(&admin).await;
+                    let _ = subject_connectors::dynamic_sql::dynamic_query(&statement)
+                        .execute(&admin)
+                        .await;
                     admin.close().await;
                 }
             });

@@ -29,10 +29,11 @@ async fn sql_rows(
         SqlDialect::Postgres => {
             let pool = sqlx::PgPool::connect(&database.url).await?;
             for (table, key) in tables {
-                let rows: Vec<(String, String)> =
-                    sqlx::query_as(&format!("SELECT {key}::text, t::text FROM {table} t"))
-                        .fetch_all(&pool)
-                        .await?;
+                let rows: Vec<(String, String)> = subject_connectors::dynamic_sql::dynamic_query_as(format!(
+                    "SELECT {key}::text, t::text FROM {table} t"
+                ))
+                .fetch_all(&pool)
+                .await?;
                 for (k, row) in rows {
                     out.insert(format!("{prefix}/{table}/{k}"), digest(&row));
                 }
@@ -53,7 +54,7 @@ async fn sql_rows(
                     .iter()
                     .map(|c| format!("COALESCE(CAST(`{c}` AS CHAR), '<null>')"))
                     .collect();
-                let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+                let rows: Vec<(String, String)> = subject_connectors::dynamic_sql::dynamic_query_as(format!(
                     "SELECT CAST(`{key}` AS CHAR), CONCAT_WS('|', {}) FROM {table}",
                     values.join(", ")
                 ))

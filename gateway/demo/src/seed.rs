@@ -218,7 +218,7 @@ async fn insert(
             }
             sql.push(')');
         }
-        let mut query = sqlx::query(&sql);
+        let mut query = subject_connectors::dynamic_sql::dynamic_query(sql);
         for row in chunk {
             for cell in row {
                 query = match cell {
@@ -266,7 +266,9 @@ pub async fn create_schema(pool: &AnyPool, script: &str) -> Result<(), sqlx::Err
         .join("\n");
     for statement in without_comments.split(';') {
         if !statement.trim().is_empty() {
-            sqlx::query(statement).execute(pool).await?;
+            subject_connectors::dynamic_sql::dynamic_query(statement)
+                .execute(pool)
+                .await?;
         }
     }
     Ok(())

@@ -8,6 +8,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyTypeInfo, AnyValueRef};
 use sqlx::{Any, AnyPool};
+use subject_connectors::dynamic_sql::{dynamic_query, dynamic_query_as};
 
 pub use super::state::{RequestKind, RequestStatus, TaskAction, TaskStatus};
 
@@ -208,7 +209,7 @@ impl RequestStore {
     }
 
     async fn request_where(&self, clause: &str, value: &str) -> Result<Option<RequestRow>, StoreError> {
-        let row = sqlx::query_as::<_, RequestRow>(&format!(
+        let row = dynamic_query_as::<_, RequestRow>(&format!(
             "SELECT {REQUEST_COLUMNS} FROM privacy_requests WHERE {clause} = $1"
         ))
         .bind(value)
@@ -270,7 +271,7 @@ impl RequestStore {
             ));
         }
         sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", limit));
-        let mut query = sqlx::query_as::<_, RequestRow>(&sql);
+        let mut query = dynamic_query_as::<_, RequestRow>(&sql);
         for bind in &binds {
             query = query.bind(bind.as_str());
         }
@@ -435,7 +436,7 @@ impl RequestStore {
     }
 
     pub async fn tasks(&self, request_id: &str) -> Result<Vec<TaskRow>, StoreError> {
-        let rows = sqlx::query_as::<_, TaskRow>(&format!(
+        let rows = dynamic_query_as::<_, TaskRow>(&format!(
             "SELECT {TASK_COLUMNS} FROM privacy_tasks WHERE request_id = $1 ORDER BY position"
         ))
         .bind(request_id)
@@ -453,7 +454,7 @@ impl RequestStore {
             .execute(&mut *tx)
             .await?;
         for task in tasks {
-            sqlx::query(&format!(
+            dynamic_query(format!(
                 "INSERT INTO privacy_tasks ({TASK_COLUMNS}) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
             ))
@@ -593,7 +594,7 @@ impl RequestStore {
              WHERE kind = 'EXPORT' AND export IS NOT NULL AND subject_hash IN ({})",
             placeholders.join(", ")
         );
-        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+        let mut query = dynamic_query_as::<_, (String, String)>(&sql);
         for hash in subject_hashes {
             query = query.bind(hash);
         }

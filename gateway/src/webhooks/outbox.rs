@@ -7,6 +7,7 @@
 //! status this gateway does not know is an error, never mapped to another.
 
 use sqlx::{AnyConnection, AnyPool};
+use subject_connectors::dynamic_sql::dynamic_query_as;
 use subject_schema::webhooks::{Delivery, DeliveryStatus};
 
 use crate::requests::store::{StoreError, now};
@@ -199,7 +200,7 @@ impl Outbox {
              ORDER BY o.next_attempt_at, o.created_at LIMIT {limit}{lock}) \
              RETURNING id, endpoint, body, attempts, retry_until"
         );
-        Ok(sqlx::query_as::<_, Claimed>(&sql)
+        Ok(dynamic_query_as::<_, Claimed>(&sql)
             .bind(owner)
             .bind(lease_until)
             .bind(&at)
@@ -285,7 +286,7 @@ impl Outbox {
 
     pub async fn get(&self, id: &str) -> Result<Option<OutboxRow>, StoreError> {
         Ok(
-            sqlx::query_as::<_, OutboxRow>(&format!("SELECT {COLUMNS} FROM webhook_outbox WHERE id = $1"))
+            dynamic_query_as::<_, OutboxRow>(&format!("SELECT {COLUMNS} FROM webhook_outbox WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -320,7 +321,7 @@ impl Outbox {
             ));
         }
         sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {limit}"));
-        let mut query = sqlx::query_as::<_, OutboxRow>(&sql);
+        let mut query = dynamic_query_as::<_, OutboxRow>(&sql);
         for bind in &binds {
             query = query.bind(bind.as_str());
         }

@@ -301,7 +301,7 @@ async fn oidc_tokens_are_checked_against_a_rotating_key_set() -> anyhow::Result<
             "aud": audience,
             "exp": chrono::Utc::now().timestamp() + expires_in,
         });
-        encode(&header, &claims, &EncodingKey::from_secret(secret))
+        encode(&header, &claims, &EncodingKey::from_secret(secret)?)
     };
     let ask = |token: String| {
         let gateway = &gateway;
@@ -381,7 +381,7 @@ async fn the_key_set_can_come_from_a_url() -> anyhow::Result<()> {
         "roles": ["unknown-role", "dpo"],
         "exp": chrono::Utc::now().timestamp() + 300,
     });
-    let token = encode(&header, &claims, &EncodingKey::from_secret(secret))?;
+    let token = encode(&header, &claims, &EncodingKey::from_secret(secret)?)?;
     let response = gateway
         .graphql_as(
             &token,

@@ -687,7 +687,7 @@ async fn oidc_tokens_need_iss_aud_exp_sub_and_honour_nbf() -> anyhow::Result<()>
         async move {
             let mut header = Header::new(Algorithm::HS256);
             header.kid = Some("k1".into());
-            let token = encode(&header, &claims, &EncodingKey::from_secret(secret))?;
+            let token = encode(&header, &claims, &EncodingKey::from_secret(secret)?)?;
             gateway
                 .graphql_as(&token, "essential.service", "{ connectors { name } }", json!({}))
                 .await
@@ -701,6 +701,12 @@ async fn oidc_tokens_need_iss_aud_exp_sub_and_honour_nbf() -> anyhow::Result<()>
         ("no sub", without(&full, "sub")),
         ("empty sub", with(&full, "sub", json!(""))),
         ("nbf in an hour", with(&full, "nbf", json!(now + 3600))),
+        // A claim of the wrong type is refused, not skipped (jsonwebtoken 9 waved a string
+        // nbf through: CVE-2026-25537, fixed in 10.3).
+        (
+            "nbf as a string",
+            with(&full, "nbf", json!((now + 3600).to_string())),
+        ),
     ] {
         let response = ask(claims).await?;
         assert_eq!(codes(&response), ["INVALID_CREDENTIALS"], "{what}: {response}");
@@ -720,7 +726,7 @@ async fn oidc_tokens_need_iss_aud_exp_sub_and_honour_nbf() -> anyhow::Result<()>
     let short = encode(
         &header,
         &with(&full, "exp", json!(chrono::Utc::now().timestamp() + 2)),
-        &EncodingKey::from_secret(secret),
+        &EncodingKey::from_secret(secret)?,
     )?;
     let mut socket = open_socket(&gateway, &short, "essential.service").await?;
     let opened = Instant::now();

@@ -46,7 +46,7 @@ impl SqlConnector {
                 let mut transaction = $pool.begin().await.map_err(|e| self.store_error(e))?;
                 let mut changed = 0;
                 for Statement { sql, params } in statements {
-                    let mut q = sqlx::query::<$db>(&sql);
+                    let mut q = crate::dynamic_sql::dynamic_query::<$db>(sql);
                     for param in params {
                         q = match param {
                             Param::Text(text) => q.bind(text),

@@ -244,7 +244,7 @@ impl SqlConnector {
                     }
                     query.push_str(&format!("{} = ANY(${})", sql.lookups[*lookup].expression, n + 1));
                 }
-                let mut q = sqlx::query(&query);
+                let mut q = crate::dynamic_sql::dynamic_query(query);
                 for (_, values) in bound {
                     q = match values {
                         Bound::Text(v) => q.bind(v),
@@ -329,7 +329,7 @@ impl SqlConnector {
         }
         match &self.pool {
             Pool::MySql(pool) => {
-                let q = sqlx::query::<sqlx::MySql>(&query);
+                let q = crate::dynamic_sql::dynamic_query::<sqlx::MySql>(query.as_str());
                 let rows = bind_all!(q)
                     .fetch_all(pool)
                     .await
@@ -337,7 +337,7 @@ impl SqlConnector {
                 rows.iter().map(|row| decode_mysql(row, descriptor)).collect()
             }
             Pool::Sqlite(pool) => {
-                let q = sqlx::query::<sqlx::Sqlite>(&query);
+                let q = crate::dynamic_sql::dynamic_query::<sqlx::Sqlite>(query.as_str());
                 let rows = bind_all!(q)
                     .fetch_all(pool)
                     .await
