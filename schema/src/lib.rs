@@ -5,6 +5,7 @@
 //! the result.
 
 pub mod access;
+mod approval;
 pub mod audit;
 mod gql_audit;
 mod gql_connectors;
@@ -13,6 +14,7 @@ mod gql_subject;
 mod gql_support;
 pub mod graphql;
 pub mod limits;
+mod manual;
 mod me;
 pub mod plan;
 pub mod privacy;

@@ -104,11 +104,21 @@ impl PrivacyEngine {
             .set_status(&row.id, RequestStatus::InProgress, None)
             .await?;
         let driver_ref = &driver;
+        // manual systems: a store without an API gets manual tasks, whatever the kind.
         let completed = self
-            .run_tasks(row, job.lost, |task| driver_ref.act(self, job, task))
+            .run_tasks(row, job.lost, |task| async move {
+                match self.manual_system(&task) {
+                    Some(_) => self.manual_step(row, task).await,
+                    None => driver_ref.act(self, job, task).await,
+                }
+            })
             .await?;
         if job.lost() {
             return Ok(());
+        }
+        if !completed && self.waits_for_people(row).await? {
+            // Unclaimed until a person records an outcome (`completeManualTask` wakes it).
+            return self.store.set_status(&row.id, RequestStatus::Waiting, None).await;
         }
         if !completed || !driver.verify(self, job).await? {
             return self.fail_with_tasks(row).await;
