@@ -20,10 +20,11 @@ use crate::resolve::{Executor, IdentitySource, ResolvedIdentity};
 pub(crate) fn engine<'a>(
     ctx: &ResolverContext<'a>,
 ) -> async_graphql::Result<&'a Arc<dyn crate::requests::PrivacyRequests>> {
-    ctx.data_opt::<Arc<dyn crate::requests::PrivacyRequests>>().ok_or_else(|| {
-        Error::new("privacy requests are not configured")
-            .extend_with(|_, e| e.set("code", "REQUESTS_UNAVAILABLE"))
-    })
+    ctx.data_opt::<Arc<dyn crate::requests::PrivacyRequests>>()
+        .ok_or_else(|| {
+            Error::new("privacy requests are not configured")
+                .extend_with(|_, e| e.set("code", "REQUESTS_UNAVAILABLE"))
+        })
 }
 
 /// A request error with its code.

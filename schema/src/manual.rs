@@ -70,13 +70,23 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
             Field::new("tasks", TypeRef::named_nn_list_nn("ManualTask"), |ctx| {
                 FieldFuture::new(async move {
                     let page = ctx.parent_value.try_downcast_ref::<ManualTaskPage>()?;
-                    Ok(Some(FieldValue::list(page.tasks.iter().map(|t| FieldValue::borrowed_any(t)))))
+                    Ok(Some(FieldValue::list(
+                        page.tasks.iter().map(|t| FieldValue::borrowed_any(t)),
+                    )))
                 })
             })
             .description(""),
         )
-        .field(leaf::<ManualTaskPage>("endCursor", string(), |p| opt_string(p.end_cursor.as_deref())).description("Pass as `after` for the next page."))
-        .field(leaf::<ManualTaskPage>("hasNextPage", TypeRef::named_nn(TypeRef::BOOLEAN), |p| GqlValue::from(p.has_next_page)).description(""));
+        .field(
+            leaf::<ManualTaskPage>("endCursor", string(), |p| opt_string(p.end_cursor.as_deref()))
+                .description("Pass as `after` for the next page."),
+        )
+        .field(
+            leaf::<ManualTaskPage>("hasNextPage", TypeRef::named_nn(TypeRef::BOOLEAN), |p| {
+                GqlValue::from(p.has_next_page)
+            })
+            .description(""),
+        );
     let status = ManualOutcome::ALL.iter().fold(
         Enum::new("ManualTaskStatus").description("OPEN until a person records DONE, NOT_FOUND or FAILED; CANCELLED when its request was cancelled first."),
         |e, o| e.item(EnumItem::new(o.as_str())),
@@ -90,7 +100,11 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
             ),
             |e, o| e.item(EnumItem::new(o.as_str())),
         );
-    builder.register(task).register(page).register(status).register(outcome)
+    builder
+        .register(task)
+        .register(page)
+        .register(status)
+        .register(outcome)
 }
 
 /// `Query.manualTasks`.

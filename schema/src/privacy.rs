@@ -12,8 +12,8 @@ use std::any::Any;
 use std::sync::Arc;
 
 use async_graphql::dynamic::{
-    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object,
-    SchemaBuilder, Subscription, SubscriptionField, SubscriptionFieldFuture, TypeRef,
+    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, SchemaBuilder,
+    Subscription, SubscriptionField, SubscriptionFieldFuture, TypeRef,
 };
 use async_graphql::{Error, Value as GqlValue};
 use futures::StreamExt;
@@ -25,9 +25,7 @@ use crate::gql_support::{
 use crate::request_views::{
     DownloadView, EventView, PlanEntryView, PlanView, RequestPage, RequestView, TaskView,
 };
-use crate::requests::{
-    RequestFilter, RequestKind, RequestStatus, Submission, TaskStatus,
-};
+use crate::requests::{RequestFilter, RequestKind, RequestStatus, Submission, TaskStatus};
 use crate::resolve::Executor;
 
 /// Reads one field of a view as a GraphQL value.

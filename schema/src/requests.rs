@@ -13,8 +13,8 @@ use subject_connectors::Identity;
 use crate::access::Caller;
 pub use crate::request_state::{RequestKind, RequestStatus, TaskAction, TaskStatus, UnknownValue};
 pub use crate::request_views::{
-    DownloadView, EventView, ManualTaskPage, ManualTaskView, PlanEntryView, PlanView, RequestPage, RequestView,
-    TaskView,
+    DownloadView, EventView, ManualTaskPage, ManualTaskView, PlanEntryView, PlanView, RequestPage,
+    RequestView, TaskView,
 };
 
 /// A new request, as a mutation gives it.
@@ -172,8 +172,11 @@ pub trait PrivacyRequests: Send + Sync + 'static {
     async fn deny(&self, caller: &Caller, id: &str, reason: String) -> Result<RequestView, RequestError>;
 
     /// manual systems: the manual tasks, oldest first.
-    async fn manual_tasks(&self, caller: &Caller, filter: ManualTaskFilter)
-    -> Result<ManualTaskPage, RequestError>;
+    async fn manual_tasks(
+        &self,
+        caller: &Caller,
+        filter: ManualTaskFilter,
+    ) -> Result<ManualTaskPage, RequestError>;
 
     /// manual systems: records who did what for an open manual task; the request carries on.
     async fn complete_manual_task(

@@ -79,7 +79,11 @@ impl PrivacyEngine {
         Ok(())
     }
 
-    pub(super) async fn approve_request(&self, caller: &Caller, id: &str) -> Result<RequestView, RequestError> {
+    pub(super) async fn approve_request(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<RequestView, RequestError> {
         self.decidable(caller, id).await?;
         if !self
             .store

@@ -114,6 +114,21 @@ impl RequestStore {
         Ok(true)
     }
 
+    /// Marks the request's task MANUAL while its manual task is still open (an outcome
+    /// recorded meanwhile is never overwritten: the check and the write are one statement).
+    async fn mark_manual(&self, task: &TaskRow, manual_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE privacy_tasks SET status = 'MANUAL' WHERE request_id = $1 AND position = $2 \
+             AND EXISTS (SELECT 1 FROM manual_tasks WHERE id = $3 AND status = 'OPEN')",
+        )
+        .bind(&task.request_id)
+        .bind(task.position)
+        .bind(manual_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Records the outcome of an open manual task and puts the request's task back to PENDING
     /// (the worker applies the outcome), in one transaction; `false` when it was not open.
     async fn close_manual(
@@ -193,7 +208,11 @@ impl RequestStore {
             .await?)
     }
 
-    async fn list_manual(&self, filter: &ManualTaskFilter, limit: usize) -> Result<Vec<ListedRow>, StoreError> {
+    async fn list_manual(
+        &self,
+        filter: &ManualTaskFilter,
+        limit: usize,
+    ) -> Result<Vec<ListedRow>, StoreError> {
         let mut sql = LISTED.to_owned();
         let mut binds: Vec<String> = Vec::new();
         let next = |value: &str, binds: &mut Vec<String>| {
@@ -240,7 +259,10 @@ impl PrivacyEngine {
 
     /// Whether connector `c` is a manual system (planned even where nothing can be read).
     pub(super) fn is_manual(&self, c: usize) -> bool {
-        self.executor.registry().connectors[c].connector.manual().is_some()
+        self.executor.registry().connectors[c]
+            .connector
+            .manual()
+            .is_some()
     }
 
     /// Carries out one task of a manual store: opens its manual task (the request then waits),
@@ -292,8 +314,8 @@ impl PrivacyEngine {
         match outcome_of(&existing)? {
             ManualOutcome::Open => {
                 if task.status != TaskStatus::Manual {
+                    self.store.mark_manual(&task, &existing.id).await?;
                     task.status = TaskStatus::Manual;
-                    self.store.update_task(&task).await?;
                 }
                 Ok((task, TaskEnd::Waiting))
             }
@@ -317,15 +339,17 @@ impl PrivacyEngine {
         }
     }
 
-    /// Whether a request stopped only to wait for people: a task MANUAL and none failed.
-    pub(super) async fn waits_for_people(&self, row: &RequestRow) -> Result<bool, StoreError> {
+    /// Whether no task of the request failed: a run that met a manual task then only waits.
+    pub(super) async fn none_failed(&self, row: &RequestRow) -> Result<bool, StoreError> {
         let tasks = self.store.tasks(&row.id).await?;
-        Ok(tasks.iter().any(|t| t.status == TaskStatus::Manual)
-            && !tasks.iter().any(|t| t.status == TaskStatus::Failed))
+        Ok(!tasks.iter().any(|t| t.status == TaskStatus::Failed))
     }
 
     /// The manual outcomes of a request, per `connector.entity`, for its receipt and export.
-    pub(super) async fn manual_outcomes(&self, request_id: &str) -> Result<Vec<(String, String, Json)>, StoreError> {
+    pub(super) async fn manual_outcomes(
+        &self,
+        request_id: &str,
+    ) -> Result<Vec<(String, String, Json)>, StoreError> {
         Ok(self
             .store
             .manual_tasks_of(request_id)

@@ -200,7 +200,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("the exports directory could not be created: {0}")]
     ExportsDir(std::io::Error),
-    #[error("[requests.approval] required: `{0}` is not a request type (ERASURE, RECTIFICATION, EXPORT, OBJECTION)")]
+    #[error(
+        "[requests.approval] required: `{0}` is not a request type (ERASURE, RECTIFICATION, EXPORT, OBJECTION)"
+    )]
     ApprovalKind(String),
 }
 
