@@ -92,6 +92,7 @@ mod tests {
                     created_at: &long_ago,
                     due_at: &long_ago,
                     input: "{}",
+                    status: RequestStatus::Received,
                 })
                 .await
                 .unwrap();
