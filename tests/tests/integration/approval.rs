@@ -628,3 +628,23 @@ async fn a_gateway_restarted_while_a_request_waits_keeps_its_approval_and_manual
     assert_eq!(completed["status"], "COMPLETED", "{completed}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_manual_system_assigned_to_an_undeclared_role_stops_the_start() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(2).await?;
+    let copy = configured(false, true)?;
+    copy.edit(
+        "connectors/paper_archive.toml",
+        "role = \"archivist\"",
+        "role = \"archivists\"",
+    )?;
+    let refused = match gateway(&world, &copy).await {
+        Ok(_) => String::new(),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        refused.contains("`paper_archive` assigns its manual tasks to role `archivists`"),
+        "{refused}"
+    );
+    Ok(())
+}
