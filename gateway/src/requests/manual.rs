@@ -423,6 +423,16 @@ impl PrivacyEngine {
             .map(|r| self.manual_view(caller, r))
             .collect::<Result<Vec<_>, _>>()
             .map_err(unavailable)?;
+        // Identity values (whom to search for) are personal data: their read is audited.
+        let shown: Vec<&str> = tasks
+            .iter()
+            .filter(|t| !t.identities.is_empty() || !t.changes.is_empty())
+            .map(|t| t.id.as_str())
+            .collect();
+        if !shown.is_empty() {
+            self.audit_action(caller, "manual_tasks.read", None, json!({ "tasks": shown }))
+                .await;
+        }
         Ok(ManualTaskPage {
             tasks,
             end_cursor,

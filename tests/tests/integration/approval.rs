@@ -389,6 +389,19 @@ async fn manual_tasks_hold_the_erasure_until_the_archivist_records_them_and_the_
         );
         assert_eq!(task["overdue"], false);
     }
+    let read = gateway
+        .graphql(
+            "{ auditEvents(first: 10, action: \"manual_tasks.read\") { events { action } } }",
+            json!({}),
+        )
+        .await?;
+    assert_eq!(
+        at(&read, &["data", "auditEvents", "events"])
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "showing whom to search for is audited: {read}"
+    );
     let analyst = gateway.key("analyst").await?;
     let theirs = gateway
         .graphql_as(
