@@ -87,6 +87,8 @@ error_codes! {
     InvalidPurpose = "INVALID_PURPOSE", Access, false, "No purpose was stated (`X-Purpose`), or it is not a declared purpose.";
     PurposeForbidden = "PURPOSE_FORBIDDEN", Access, false, "The purpose may not be used here: the role may not state it, or the connector is not used for it.";
     Forbidden = "FORBIDDEN", Access, false, "The role does not grant the operation (read, erase, export, audit, …).";
+    FourEyes = "FOUR_EYES", Access, false, "The caller who submitted a request may not approve or deny it: another holder of `approve` must.";
+    NotAssigned = "NOT_ASSIGNED", Access, false, "The manual task is assigned to another role: only that role (or `manage_requests`) records its outcome.";
     CategoryNotGranted = "CATEGORY_NOT_GRANTED", Access, false, "The role does not grant the field's data category; the field is withheld.";
     // Limits.
     RateLimited = "RATE_LIMITED", Limit, true, "The caller sent more requests than its rate allows; retry after `Retry-After`.";
@@ -116,6 +118,7 @@ error_codes! {
     OperationUnsupported = "OPERATION_UNSUPPORTED", Store, false, "The connector does not support the operation (erasing a read-only store, …).";
     JobFailed = "JOB_FAILED", Store, false, "The store's deletion job reported failure.";
     JobTimeout = "JOB_TIMEOUT", Store, true, "The store's deletion job did not finish in time.";
+    ManualTaskFailed = "MANUAL_TASK_FAILED", Store, false, "A person recorded that a manual task (a store without an API) failed; the note says why.";
     // Privacy requests that cannot proceed as declared.
     ErasureBlocked = "ERASURE_BLOCKED", Declaration, false, "The erasure cannot be carried out as declared (a NOT NULL column masked to null, an unfindable lookup, missing file storage); nothing was changed.";
     VerificationFailed = "VERIFICATION_FAILED", Declaration, false, "After acting, the store still holds what was erased or rectified.";

@@ -350,6 +350,16 @@ pub enum WriteOutcome {
     Pending { records: u64, jobs: Vec<JobHandle> },
 }
 
+/// A store with no API (a paper archive, a vendor reached by email): people carry its privacy
+/// requests out by hand, as manual tasks assigned to a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManualSystem {
+    /// The role the tasks are assigned to (a role of gateway.toml's `[roles]`).
+    pub role: String,
+    /// Per entity (in declaration order): what to do, for whoever carries a task out.
+    pub instructions: Vec<String>,
+}
+
 /// One field change of a rectification.
 #[derive(Debug, Clone)]
 pub struct FieldChange {
@@ -438,6 +448,12 @@ pub trait Connector: Send + Sync + 'static {
     /// The state of an asynchronous job started by `erase` or `rectify`.
     async fn job_status(&self, _job: &JobHandle) -> Result<JobStatus, ConnectorError> {
         Err(ConnectorError::Unsupported("job_status"))
+    }
+
+    /// A store people work on by hand (`kind = "manual"`): the engine gives each of its tasks to
+    /// the role as a manual task, and never calls `erase`, `rectify` or `fetch` for it.
+    fn manual(&self) -> Option<&ManualSystem> {
+        None
     }
 }
 

@@ -309,6 +309,18 @@ impl Config {
         service: &SubjectService,
         audit: Arc<DbAuditLog>,
     ) -> anyhow::Result<Arc<PrivacyEngine>> {
+        // manual systems: their tasks go to a declared role, or nobody could complete them.
+        for registered in &service.executor.registry().connectors {
+            if let Some(manual) = registered.connector.manual()
+                && !self.roles.contains_key(&manual.role)
+            {
+                anyhow::bail!(
+                    "connector `{}` assigns its manual tasks to role `{}`, which [roles] does not declare",
+                    registered.connector.descriptor().name,
+                    manual.role
+                );
+            }
+        }
         let url = self.state_url(&env)?;
         let keys = KeyStore::open(&url).await?;
         let store = RequestStore::new(keys.pool().clone(), url.starts_with("postgres"));

@@ -315,6 +315,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut config = load(&path)?;
     demo::stand_in_for_mongodb(&config.path, &config.kinds, &mut config.connectors)
         .context("loading the demo's uploads stand-in")?;
+    demo::add_manual_systems(&config.path, &config.kinds, &mut config.connectors)
+        .context("loading the demo's paper archive")?;
+    config.requests.approval.required = demo::DEMO_APPROVAL.iter().map(|k| (*k).to_owned()).collect();
     let world = demo::prepare(&args.data_dir, args.people)
         .await
         .context("preparing the demo databases")?;
@@ -334,17 +337,28 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .authenticator(process_env)
         .await
         .context("setting up authentication")?;
-    let (_, key) = config
-        .key_store(process_env)
-        .await?
+    let keys = config.key_store(process_env).await?;
+    let (_, key) = keys
         .create("demo", demo::DEMO_ROLE)
         .await
         .context("creating the demo's API key")?;
+    let (_, approver_key) = keys
+        .create("demo-approver", demo::DEMO_APPROVER_ROLE)
+        .await
+        .context("creating the demo's approver key")?;
+    let (_, archivist_key) = keys
+        .create("demo-archivist", demo::DEMO_ARCHIVIST_ROLE)
+        .await
+        .context("creating the demo's archivist key")?;
     let audit = config
         .audit_log(process_env)
         .await
         .context("opening the audit trail")?;
     println!("{}", demo::examples(&world, &listen.to_string(), &key));
+    println!(
+        "{}",
+        demo::approval_examples(&listen.to_string(), &approver_key, &archivist_key)
+    );
     serve(service, auth, audit, &config, listen).await?;
     Ok(ExitCode::SUCCESS)
 }

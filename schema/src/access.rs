@@ -25,6 +25,8 @@ pub enum Operation {
     ReadAudit,
     /// List webhook deliveries and redeliver them.
     ManageWebhooks,
+    /// Approve or deny requests that need approval (never one's own: four eyes).
+    Approve,
 }
 
 impl Operation {
@@ -37,6 +39,7 @@ impl Operation {
             Operation::ManageRequests => "manage_requests",
             Operation::ReadAudit => "read_audit",
             Operation::ManageWebhooks => "manage_webhooks",
+            Operation::Approve => "approve",
         }
     }
 }

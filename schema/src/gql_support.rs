@@ -17,6 +17,23 @@ use crate::access::{Caller, Operation};
 use crate::resolve::{Executor, IdentitySource, ResolvedIdentity};
 
 /// The authenticated caller of this request.
+/// The privacy-request engine, or `REQUESTS_UNAVAILABLE`.
+pub(crate) fn engine<'a>(
+    ctx: &ResolverContext<'a>,
+) -> async_graphql::Result<&'a Arc<dyn crate::requests::PrivacyRequests>> {
+    ctx.data_opt::<Arc<dyn crate::requests::PrivacyRequests>>()
+        .ok_or_else(|| {
+            Error::new("privacy requests are not configured")
+                .extend_with(|_, e| e.set("code", "REQUESTS_UNAVAILABLE"))
+        })
+}
+
+/// A request error with its code.
+pub(crate) fn request_error(error: crate::requests::RequestError) -> Error {
+    let code = error.code();
+    Error::new(error.to_string()).extend_with(move |_, e| e.set("code", code))
+}
+
 pub(crate) fn caller<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a Caller> {
     ctx.data_opt::<Caller>().ok_or_else(|| {
         Error::new("not authenticated").extend_with(|_, e| e.set("code", ErrorCode::Unauthenticated.as_str()))

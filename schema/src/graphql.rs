@@ -93,7 +93,10 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
         .register(audit_event_type())
         .register(audit_event_page_type())
         // webhooks: `redeliverWebhook` joins the privacy mutations (schema/src/webhooks.rs).
-        .register(crate::webhooks::mutation_fields(crate::privacy::mutation()))
+        // approval and manual tasks (schema/src/approval.rs, manual.rs) join them too.
+        .register(crate::manual::mutation_fields(crate::approval::mutation_fields(
+            crate::webhooks::mutation_fields(crate::privacy::mutation()),
+        )))
         .register(introspection_types().0)
         .register(introspection_types().1)
         .register(introspection_types().2)
@@ -108,6 +111,8 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
     // webhooks: `webhookDeliveries` and its types (schema/src/webhooks.rs).
     let query = crate::webhooks::query_fields(query);
     let builder = crate::webhooks::register(builder);
+    let query = crate::manual::query_fields(query);
+    let builder = crate::manual::register(builder);
     crate::me::register(crate::privacy::register(builder))
         .register(query)
         .finish()

@@ -6,6 +6,7 @@
 
 use subject_connectors::codes::ErrorCode;
 pub mod access;
+mod approval;
 pub mod audit;
 mod gql_audit;
 mod gql_connectors;
@@ -14,6 +15,7 @@ mod gql_subject;
 mod gql_support;
 pub mod graphql;
 pub mod limits;
+mod manual;
 mod me;
 pub mod plan;
 pub mod privacy;

@@ -10,23 +10,22 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use subject_connectors::codes::ErrorCode;
 
 use async_graphql::dynamic::{
-    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext,
-    SchemaBuilder, Subscription, SubscriptionField, SubscriptionFieldFuture, TypeRef,
+    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, SchemaBuilder,
+    Subscription, SubscriptionField, SubscriptionFieldFuture, TypeRef,
 };
-use async_graphql::{Error, ErrorExtensions, Value as GqlValue};
+use async_graphql::{Error, Value as GqlValue};
 use futures::StreamExt;
 
 use crate::access::Operation;
-use crate::gql_support::{authorize, caller, enum_value, identity_error, leaf, parse_identity, ready};
+use crate::gql_support::{
+    authorize, caller, engine, enum_value, identity_error, leaf, parse_identity, ready, request_error,
+};
 use crate::request_views::{
     DownloadView, EventView, PlanEntryView, PlanView, RequestPage, RequestView, TaskView,
 };
-use crate::requests::{
-    PrivacyRequests, RequestError, RequestFilter, RequestKind, RequestStatus, Submission, TaskStatus,
-};
+use crate::requests::{RequestFilter, RequestKind, RequestStatus, Submission, TaskStatus};
 use crate::resolve::Executor;
 
 /// Reads one field of a view as a GraphQL value.
@@ -249,7 +248,7 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
 
 /// `PrivacyRequest`.
 fn request_type() -> Object {
-    view_object::<RequestView>(
+    let object = view_object::<RequestView>(
         "PrivacyRequest",
         "A privacy request: its state, its tasks per connector and entity, and (when done) its receipt.",
         &[
@@ -350,7 +349,9 @@ fn request_type() -> Object {
             )
         })
         .description("EXPORT: where to fetch the bundle."),
-    )
+    );
+    // approval: the decision and the erasure plan (schema/src/approval.rs).
+    crate::approval::request_fields(object)
 }
 
 /// An input with the fields every request takes, plus `extra`.
@@ -371,18 +372,6 @@ fn request_input(name: &str, extra: impl FnOnce(InputObject) -> InputObject) -> 
                 "A webhook endpoint configured in gateway.toml ([webhooks.NAME]), by name, told of this request's events. Never a URL.",
             )),
     )
-}
-
-fn engine<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a Arc<dyn PrivacyRequests>> {
-    ctx.data_opt::<Arc<dyn PrivacyRequests>>().ok_or_else(|| {
-        Error::new("privacy requests are not configured")
-            .extend_with(|_, e| e.set("code", ErrorCode::RequestsUnavailable.as_str()))
-    })
-}
-
-fn request_error(error: RequestError) -> Error {
-    let code = error.code();
-    Error::new(error.to_string()).extend_with(move |_, e| e.set("code", code))
 }
 
 /// An enum argument as the engine's enum.

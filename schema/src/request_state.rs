@@ -89,11 +89,15 @@ text_enum! {
     RequestStatus, "request status" {
         Received => "RECEIVED",
         InProgress => "IN_PROGRESS",
-        /// Waiting on asynchronous jobs in the stores.
+        /// Waiting on asynchronous jobs in the stores, or on manual tasks.
         Waiting => "WAITING",
         Completed => "COMPLETED",
         Failed => "FAILED",
         Cancelled => "CANCELLED",
+        /// approval: waits for a holder of `approve` other than the submitter; not worked on.
+        AwaitingApproval => "AWAITING_APPROVAL",
+        /// approval: denied, with the reason; nothing was done.
+        Denied => "DENIED",
     }
 }
 
@@ -110,9 +114,10 @@ impl RequestStatus {
         Self::OPEN.contains(&self)
     }
 
-    /// Not finished: open, or failed and waiting for a retry or a cancel (counts for overdue).
+    /// Not finished: open, awaiting approval, or failed and waiting for a retry or a cancel
+    /// (counts for overdue: the due date runs while a request waits for approval).
     pub fn is_unfinished(self) -> bool {
-        self.is_open() || self == RequestStatus::Failed
+        self.is_open() || matches!(self, RequestStatus::Failed | RequestStatus::AwaitingApproval)
     }
 }
 
@@ -126,6 +131,8 @@ text_enum! {
         Done => "DONE",
         Failed => "FAILED",
         Skipped => "SKIPPED",
+        /// A manual task (a store without an API) waits for a person to record its outcome.
+        Manual => "MANUAL",
     }
 }
 

@@ -32,6 +32,10 @@ pub struct RequestView {
     pub receipt: Option<serde_json::Value>,
     pub receipt_sha256: Option<String>,
     pub download: Option<DownloadView>,
+    /// approval: who approved or denied it, when, and (denied) why.
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    pub decision_reason: Option<String>,
 }
 
 /// One connector/entity task of a request: `PrivacyTask`.
@@ -117,4 +121,44 @@ pub struct EventView {
     pub message: String,
     /// The request's status after the event.
     pub status: RequestStatus,
+}
+
+/// A manual task: what a person does by hand in a store without an API, for one request and
+/// entity: `ManualTask`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManualTaskView {
+    pub id: String,
+    pub request_id: String,
+    /// ERASURE, EXPORT, RECTIFICATION.
+    pub request_type: RequestKind,
+    pub connector: String,
+    pub entity: String,
+    /// What to do there: DELETE, EXPORT, RECTIFY, …
+    pub action: TaskAction,
+    pub role: String,
+    pub instructions: String,
+    /// OPEN until an outcome is recorded: DONE, NOT_FOUND, FAILED.
+    pub status: String,
+    pub created_at: String,
+    /// The request's due date: the task is overdue after it.
+    pub due_at: String,
+    pub overdue: bool,
+    /// The identities to search by (`kind: value`), those whose category the caller's role
+    /// sees; cleared once the request finishes.
+    pub identities: Vec<String>,
+    /// Rectification: the corrections to make (`field: value`).
+    pub changes: Vec<String>,
+    pub completed_by: Option<String>,
+    pub completed_at: Option<String>,
+    pub note: Option<String>,
+}
+
+/// A page of manual tasks, oldest first: `ManualTaskPage`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManualTaskPage {
+    pub tasks: Vec<ManualTaskView>,
+    pub end_cursor: Option<String>,
+    pub has_next_page: bool,
 }

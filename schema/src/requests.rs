@@ -14,7 +14,8 @@ use subject_connectors::codes::ErrorCode;
 use crate::access::Caller;
 pub use crate::request_state::{RequestKind, RequestStatus, TaskAction, TaskStatus, UnknownValue};
 pub use crate::request_views::{
-    DownloadView, EventView, PlanEntryView, PlanView, RequestPage, RequestView, TaskView,
+    DownloadView, EventView, ManualTaskPage, ManualTaskView, PlanEntryView, PlanView, RequestPage,
+    RequestView, TaskView,
 };
 
 /// A new request, as a mutation gives it.
@@ -49,6 +50,57 @@ pub struct RequestFilter {
     pub after: Option<String>,
 }
 
+/// What `manualTasks` filters on.
+#[derive(Debug, Clone, Default)]
+pub struct ManualTaskFilter {
+    /// OPEN, DONE, NOT_FOUND, FAILED, CANCELLED.
+    pub status: Option<ManualOutcome>,
+    /// Only tasks assigned to this role (callers without `manage_requests`: always their own).
+    pub role: Option<String>,
+    /// Only open tasks past their request's due date (or only those that are not).
+    pub overdue: Option<bool>,
+    pub first: usize,
+    pub after: Option<String>,
+}
+
+/// Where a manual task is: open, or the outcome a person recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ManualOutcome {
+    Open,
+    /// Done as instructed.
+    Done,
+    /// The person is not in the store: nothing to do.
+    NotFound,
+    /// It could not be done: the request fails (the note says why) and may be retried.
+    Failed,
+    /// The request was cancelled (or denied) before it was done.
+    Cancelled,
+}
+
+impl ManualOutcome {
+    pub const ALL: &'static [ManualOutcome] = &[
+        ManualOutcome::Open,
+        ManualOutcome::Done,
+        ManualOutcome::NotFound,
+        ManualOutcome::Failed,
+        ManualOutcome::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManualOutcome::Open => "OPEN",
+            ManualOutcome::Done => "DONE",
+            ManualOutcome::NotFound => "NOT_FOUND",
+            ManualOutcome::Failed => "FAILED",
+            ManualOutcome::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|o| o.as_str() == text)
+    }
+}
+
 /// Why a request could not be submitted or read.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RequestError {
@@ -60,6 +112,10 @@ pub enum RequestError {
     Conflict(String),
     #[error("the privacy request store is unavailable: {0}")]
     Unavailable(String),
+    /// approval, manual tasks: the caller may not do this to this request or task (`FOUR_EYES`,
+    /// `NOT_ASSIGNED`).
+    #[error("{1}")]
+    Refused(&'static str, String),
 }
 
 impl RequestError {
@@ -69,6 +125,7 @@ impl RequestError {
             RequestError::NotFound(_) => ErrorCode::NotFound.as_str(),
             RequestError::Conflict(_) => ErrorCode::Conflict.as_str(),
             RequestError::Unavailable(_) => ErrorCode::RequestsUnavailable.as_str(),
+            RequestError::Refused(code, _) => code,
         }
     }
 }
@@ -103,4 +160,31 @@ pub trait PrivacyRequests: Send + Sync + 'static {
 
     /// The request's events from now on (and its current state first), until it finishes.
     async fn events(&self, id: &str) -> Result<BoxStream<'static, EventView>, RequestError>;
+
+    /// approval: what erasing the person of an open request would do now (`None` once the
+    /// request no longer holds its identity).
+    async fn request_plan(&self, id: &str) -> Result<Option<PlanView>, RequestError>;
+
+    /// approval: lets an AWAITING_APPROVAL request run; never by its submitter (`FOUR_EYES`).
+    async fn approve(&self, caller: &Caller, id: &str) -> Result<RequestView, RequestError>;
+
+    /// approval: ends an AWAITING_APPROVAL request as DENIED with the reason; never by its
+    /// submitter.
+    async fn deny(&self, caller: &Caller, id: &str, reason: String) -> Result<RequestView, RequestError>;
+
+    /// manual systems: the manual tasks, oldest first.
+    async fn manual_tasks(
+        &self,
+        caller: &Caller,
+        filter: ManualTaskFilter,
+    ) -> Result<ManualTaskPage, RequestError>;
+
+    /// manual systems: records who did what for an open manual task; the request carries on.
+    async fn complete_manual_task(
+        &self,
+        caller: &Caller,
+        id: &str,
+        outcome: ManualOutcome,
+        note: Option<String>,
+    ) -> Result<ManualTaskView, RequestError>;
 }

@@ -211,3 +211,47 @@ fn keys_of_another_kind_are_named_with_their_kind_and_unknown_keys_with_what_is_
         "{err}"
     );
 }
+
+const MANUAL: &str = r#"
+kind = "manual"
+role = "archivist"
+
+[entities.contracts]
+lookup = [{ kind = "email", field = "email" }]
+instructions = "Find the folder in cabinet C and shred it."
+
+[entities.contracts.fields]
+email = { type = "string", category = "user.contact.email" }
+"#;
+
+#[test]
+fn a_manual_system_declares_its_role_and_instructions_per_entity() {
+    let connector = validate(MANUAL).unwrap();
+    assert_eq!(connector.descriptor.entities[0].source, "manual: contracts");
+
+    let err = validate(&MANUAL.replace("role = \"archivist\"\n", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("accounts.toml:2:8") && err.contains("needs `role`"),
+        "{err}"
+    );
+    let err = validate(&MANUAL.replace(
+        "instructions = \"Find the folder in cabinet C and shred it.\"\n",
+        "",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("accounts.toml:5:11:") && err.contains("needs `instructions`"),
+        "{err}"
+    );
+    let err = validate(&MANUAL.replace("role = \"archivist\"", "role = \"archivist\"\nurl = \"${X}\""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`url` is only for"), "{err}");
+    let err = validate(&MANUAL.replace("lookup = [", "erasure = { action = \"mask\" }\nlookup = ["))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("accounts.toml:"), "{err}");
+}

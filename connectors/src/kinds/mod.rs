@@ -34,6 +34,7 @@ store_kinds! {
     sql::Sql,
     mongo::Mongo,
     http::Http,
+    manual::Manual,
 }
 
 /// A [`StoreKind`] as the registry holds it: its keys, and loading a file of its kind.

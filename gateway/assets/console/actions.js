@@ -4,20 +4,24 @@
  * function per action, each confirmed in a dialog before anything is sent. The server checks
  * the role again: hiding a button is a convenience, never the protection.
  *
- * Issue 13 adds approval and manual tasks: `approveRequest`, `denyRequest` and
- * `completeManualTask` below are the places they plug in (marked `PLUG-IN (issue 13)`).
+ * Approval (issue 13): `approveRequest` and `denyRequest`, offered on a request AWAITING_APPROVAL
+ * to a role holding `approve` that did not submit it. Manual tasks: `completeManualTask`, offered
+ * for each open manual task of the request (`request.manualTasks`, loaded by the detail page).
  * @module actions
  */
 
-import { gqlStrict, may } from './api.js';
+import { gqlStrict, may, me } from './api.js';
 import { h, field, confirmAction } from './ui.js';
 
 export const REQUEST_FIELDS = `id type status regulation reason subject requestedBy createdAt updatedAt dueAt overdue
-  extensionReason completedAt error receipt receiptSha256
+  extensionReason completedAt error receipt receiptSha256 decidedBy decidedAt decisionReason
   download { url expiresAt sha256 bytes }
   tasks { connector entity action status attempts records files legalBasis retainUntil verified error errorCode startedAt finishedAt }`;
 
-const FINISHED = ['COMPLETED', 'FAILED', 'CANCELLED'];
+const FINISHED = ['COMPLETED', 'FAILED', 'CANCELLED', 'DENIED'];
+
+/** What the detail page asks about a request's open manual tasks. */
+export const MANUAL_FIELDS = 'id requestId connector entity action role instructions status';
 
 /**
  * @typedef {{ id: string, label: string, run: (request: any) => Promise<any|null>, danger?: boolean }} Action
@@ -37,12 +41,19 @@ export function available(request) {
     actions.push({ id: 'extend', label: 'Extend due date…', run: extendRequest });
     actions.push({ id: 'cancel', label: 'Cancel request', run: cancelRequest, danger: true });
   }
-  // PLUG-IN (issue 13): when the API has approval, offer these for a request awaiting it, to a
-  // role holding `approve` that did not submit it (the server enforces four eyes):
-  //   if (request.status === 'AWAITING_APPROVAL' && may('approve') && request.requestedBy !== me()?.principal) {
-  //     actions.push({ id: 'approve', label: 'Approve', run: approveRequest });
-  //     actions.push({ id: 'deny', label: 'Deny…', run: denyRequest, danger: true });
-  //   }
+  // Four eyes: never offered to the submitter (and refused by the server with FOUR_EYES).
+  if (request.status === 'AWAITING_APPROVAL' && may('approve') && request.requestedBy !== me()?.principal) {
+    actions.push({ id: 'approve', label: 'Approve', run: approveRequest });
+    actions.push({ id: 'deny', label: 'Deny…', run: denyRequest, danger: true });
+  }
+  for (const task of request.manualTasks || []) {
+    if (task.status !== 'OPEN') continue;
+    actions.push({
+      id: `complete-${task.connector}-${task.entity}`,
+      label: `Complete ${task.connector}.${task.entity}…`,
+      run: () => completeManualTask(task),
+    });
+  }
   return actions;
 }
 
@@ -91,7 +102,7 @@ export async function extendRequest(request) {
 }
 
 /**
- * PLUG-IN (issue 13): `approvePrivacyRequest(id)`. Not in the API yet.
+ * `approvePrivacyRequest(id)`: the request runs.
  * @param {any} request
  */
 export async function approveRequest(request) {
@@ -102,7 +113,7 @@ export async function approveRequest(request) {
 }
 
 /**
- * PLUG-IN (issue 13): `denyPrivacyRequest(id, reason)`. Not in the API yet.
+ * `denyPrivacyRequest(id, reason)`: the request ends DENIED, nothing done.
  * @param {any} request
  */
 export async function denyRequest(request) {
@@ -120,17 +131,24 @@ export async function denyRequest(request) {
 }
 
 /**
- * PLUG-IN (issue 13): `completeManualTask(id, outcome, note)` with DONE / NOT_FOUND / FAILED. Not
- * in the API yet; the detail page will offer it on a manual task assigned to the caller's role.
- * @param {{ id: string }} task
+ * `completeManualTask(id, outcome, note)` with DONE / NOT_FOUND / FAILED (FAILED needs a note),
+ * on an open manual task of the request.
+ * @param {{ id: string, connector: string, entity: string, instructions?: string }} task
  */
 export async function completeManualTask(task) {
   const outcome = /** @type {HTMLSelectElement} */ (h('select', { id: 'manual-outcome' }, ['DONE', 'NOT_FOUND', 'FAILED'].map((o) => h('option', { value: o }, o))));
   const note = /** @type {HTMLTextAreaElement} */ (h('textarea', { id: 'manual-note', rows: '3' }));
-  const ok = await confirmAction('Complete the manual task', h('div', {}, field('Outcome', outcome), field('What was done', note)), { confirmLabel: 'Record outcome' });
+  const ok = await confirmAction(
+    'Complete the manual task',
+    h('div', {}, h('p', {}, `${task.connector}.${task.entity}: ${task.instructions || ''}`), field('Outcome', outcome), field('What was done', note)),
+    {
+      confirmLabel: 'Record outcome',
+      validate: () => (outcome.value === 'FAILED' && !note.value.trim() ? 'Say why it could not be done.' : null),
+    },
+  );
   if (!ok) return null;
   const data = await gqlStrict(
-    'mutation Complete($id: ID!, $outcome: String!, $note: String) { completeManualTask(id: $id, outcome: $outcome, note: $note) { id } }',
+    'mutation Complete($id: ID!, $outcome: ManualTaskOutcome!, $note: String) { completeManualTask(id: $id, outcome: $outcome, note: $note) { id status } }',
     { id: task.id, outcome: outcome.value, note: note.value.trim() || null },
   );
   return data.completeManualTask;

@@ -9,9 +9,9 @@
 
 import { gql } from './api.js';
 import { h, replace, badge, daysLeft, when, errorBox, show } from './ui.js';
-import { REQUEST_FIELDS, available } from './actions.js';
+import { MANUAL_FIELDS, REQUEST_FIELDS, available } from './actions.js';
 
-const FINISHED = ['COMPLETED', 'FAILED', 'CANCELLED'];
+const FINISHED = ['COMPLETED', 'FAILED', 'CANCELLED', 'DENIED'];
 const POLL_MS = 1500;
 
 /**
@@ -32,9 +32,13 @@ export async function render(el, [id]) {
 
   async function load() {
     timer = null;
-    const answer = await gql(`query Request($id: ID!) { privacyRequest(id: $id) { ${REQUEST_FIELDS} } }`, { id });
+    const answer = await gql(
+      `query Request($id: ID!) { privacyRequest(id: $id) { ${REQUEST_FIELDS} } manualTasks(status: OPEN, first: 500) { tasks { ${MANUAL_FIELDS} } } }`,
+      { id },
+    );
     if (stopped) return;
     const request = answer.data?.privacyRequest;
+    if (request) request.manualTasks = (answer.data?.manualTasks?.tasks || []).filter((/** @type {any} */ t) => t.requestId === id);
     if (!request) {
       replace(view, errorBox(answer.errors.length ? answer.errors.map((e) => e.message).join('; ') : `No request ${id}.`));
       return;
@@ -120,6 +124,9 @@ function header(r) {
       r.extensionReason ? [h('dt', {}, 'Extended because'), h('dd', {}, r.extensionReason)] : null,
       h('dt', {}, 'Requested by'), h('dd', {}, r.requestedBy),
       r.reason ? [h('dt', {}, 'Reason'), h('dd', {}, r.reason)] : null,
+      r.decidedBy
+        ? [h('dt', {}, r.status === 'DENIED' ? 'Denied by' : 'Approved by'), h('dd', { id: 'request-decision' }, r.decidedBy, r.decisionReason ? `: ${r.decisionReason}` : '')]
+        : null,
       r.error ? [h('dt', {}, 'Error'), h('dd', { class: 'error-text' }, r.error)] : null,
     ),
   );

@@ -10,9 +10,9 @@
 import { gql, gqlStrict } from './api.js';
 import { h, replace, badge, daysLeft, when, field, select, errorBox } from './ui.js';
 
-export const STATUSES = ['RECEIVED', 'IN_PROGRESS', 'WAITING', 'COMPLETED', 'FAILED', 'CANCELLED'];
+export const STATUSES = ['AWAITING_APPROVAL', 'RECEIVED', 'IN_PROGRESS', 'WAITING', 'COMPLETED', 'FAILED', 'CANCELLED', 'DENIED'];
 export const TYPES = ['ERASURE', 'EXPORT', 'RECTIFICATION', 'OBJECTION'];
-const FINISHED = ['COMPLETED', 'FAILED', 'CANCELLED'];
+const FINISHED = ['COMPLETED', 'FAILED', 'CANCELLED', 'DENIED'];
 const PAGE = 25;
 const COUNTED = 500;
 const POLL_MS = 3000;

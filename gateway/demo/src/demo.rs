@@ -171,7 +171,63 @@ const EMBEDDED_CONFIG: &[(&str, &str)] = &[
         "demo/uploads.toml",
         include_str!("../../../config/demo/uploads.toml"),
     ),
+    (
+        "manual/paper_archive.toml",
+        include_str!("../../../config/manual/paper_archive.toml"),
+    ),
 ];
+
+/// The manual systems the demo adds (`manual/*.toml` beside `gateway.toml`: the paper archive),
+/// and the request types it makes wait for approval: erasures.
+pub const DEMO_APPROVAL: &[&str] = &["ERASURE"];
+
+/// The role of the second key the demo creates, to approve what the first submits (four eyes).
+pub const DEMO_APPROVER_ROLE: &str = "dpo";
+
+/// The role the paper archive's manual tasks are assigned to.
+pub const DEMO_ARCHIVIST_ROLE: &str = "archivist";
+
+/// Adds the manual systems declared in `manual/` beside `gateway_toml` (the paper archive) to
+/// `connectors`.
+pub fn add_manual_systems(
+    gateway_toml: &Path,
+    kinds: &IdentityKinds,
+    connectors: &mut Vec<ValidatedConnector>,
+) -> anyhow::Result<()> {
+    let path = gateway_toml
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("manual/paper_archive.toml");
+    connectors.push(load_connector_file(&path, kinds)?);
+    Ok(())
+}
+
+/// The approval and manual-task walk-through printed at start: an erasure submitted with the
+/// demo's key waits for the approver's; the paper archive's task waits for the archivist.
+pub fn approval_examples(listen: &str, approver_key: &str, archivist_key: &str) -> String {
+    let post = |key: &str, query: &str| {
+        format!(
+            "  curl -s http://{listen}/graphql -H 'content-type: application/json' -H 'authorization: Bearer {key}' -H 'x-purpose: essential' -d '{{\"query\":\"{query}\"}}'\n"
+        )
+    };
+    let mut out = String::from(
+        "Erasures need approval here (four eyes), and the paper archive (a manual system) is searched by hand:\n\n  1. eraseSubject with the key above: the request waits AWAITING_APPROVAL, its erasurePlan shown.\n  2. Approve it with the approver's key (role dpo; the submitter's own key is refused with FOUR_EYES):\n",
+    );
+    out.push_str(&post(
+        approver_key,
+        "mutation { approvePrivacyRequest(id: \\\"pr_…\\\") { status decidedBy } }",
+    ));
+    out.push_str(
+        "  3. The request WAITS on the paper archive: the archivist lists and completes the task:\n",
+    );
+    out.push_str(&post(archivist_key, "{ manualTasks(status: OPEN) { tasks { id connector entity action instructions identities dueAt } } }"));
+    out.push_str(&post(
+        archivist_key,
+        "mutation { completeManualTask(id: \\\"mt_…\\\", outcome: DONE, note: \\\"folder shredded\\\") { status completedBy } }",
+    ));
+    out.push_str("  4. The erasure completes; its receipt lists the archive's outcome under `manual`.\n\n");
+    out
+}
 
 /// Writes the built-in reference declarations under `data_dir/config/` (each run, so they match
 /// the binary) and returns the path of their `gateway.toml`.

@@ -11,9 +11,10 @@ use subject_connectors::Identity;
 use subject_connectors::purpose::DataUse;
 use subject_schema::access::Caller;
 use subject_schema::audit::SubjectRef;
-use subject_schema::request_views::{EventView, PlanView, RequestView};
+use subject_schema::request_views::{EventView, ManualTaskPage, ManualTaskView, PlanView, RequestView};
 use subject_schema::requests::{
-    PrivacyRequests, RequestError, RequestFilter, RequestKind, RequestPage, Submission,
+    ManualOutcome, ManualTaskFilter, PrivacyRequests, RequestError, RequestFilter, RequestKind, RequestPage,
+    Submission,
 };
 
 use super::state::RequestStatus;
@@ -122,6 +123,7 @@ impl PrivacyRequests for PrivacyEngine {
         let open_key = matches!(submission.kind, RequestKind::Erasure | RequestKind::Export)
             .then(|| format!("{kind}:{subject_hash}"));
         let id = new_request_id();
+        let status = self.initial_status(kind);
         let created = Utc::now();
         let created_at = store::stamp(created);
         let due_at = store::stamp(deadline.after(created));
@@ -143,6 +145,7 @@ impl PrivacyRequests for PrivacyEngine {
                 created_at: &created_at,
                 due_at: &due_at,
                 input: &input_json,
+                status,
             })
             .await;
         if let (Err(_), Some((hooks, _))) = (&inserted, webhook) {
@@ -173,6 +176,15 @@ impl PrivacyRequests for PrivacyEngine {
             RequestStatus::Received,
         )
         .await;
+        if status == RequestStatus::AwaitingApproval {
+            self.event(
+                &id,
+                "awaiting_approval",
+                "waits for a holder of `approve` other than the submitter",
+                status,
+            )
+            .await;
+        }
         let subject = SubjectRef {
             kind: self.kind_name(identity.kind),
             value: identity.value.clone(),
@@ -235,6 +247,7 @@ impl PrivacyRequests for PrivacyEngine {
             ));
         }
         self.store.reopen(id).await.map_err(unavailable)?;
+        self.reopen_manual_tasks(id).await;
         self.event(
             id,
             "retried",
@@ -261,6 +274,7 @@ impl PrivacyRequests for PrivacyEngine {
         }
         self.event(id, "cancelled", "cancelled", RequestStatus::Cancelled)
             .await;
+        self.close_manual_tasks(id).await;
         self.audit_action(caller, "request.cancelled", None, json!({ "request": id }))
             .await;
         self.existing_view(id).await
@@ -308,6 +322,36 @@ impl PrivacyRequests for PrivacyEngine {
         )
         .await;
         self.existing_view(id).await
+    }
+
+    async fn request_plan(&self, id: &str) -> Result<Option<PlanView>, RequestError> {
+        self.plan_of_request(id).await
+    }
+
+    async fn approve(&self, caller: &Caller, id: &str) -> Result<RequestView, RequestError> {
+        self.approve_request(caller, id).await
+    }
+
+    async fn deny(&self, caller: &Caller, id: &str, reason: String) -> Result<RequestView, RequestError> {
+        self.deny_request(caller, id, reason).await
+    }
+
+    async fn manual_tasks(
+        &self,
+        caller: &Caller,
+        filter: ManualTaskFilter,
+    ) -> Result<ManualTaskPage, RequestError> {
+        self.list_manual_tasks(caller, filter).await
+    }
+
+    async fn complete_manual_task(
+        &self,
+        caller: &Caller,
+        id: &str,
+        outcome: ManualOutcome,
+        note: Option<String>,
+    ) -> Result<ManualTaskView, RequestError> {
+        self.record_manual_outcome(caller, id, outcome, note).await
     }
 
     async fn events(&self, id: &str) -> Result<BoxStream<'static, EventView>, RequestError> {

@@ -104,11 +104,27 @@ impl PrivacyEngine {
             .set_status(&row.id, RequestStatus::InProgress, None)
             .await?;
         let driver_ref = &driver;
+        // manual systems: a store without an API gets manual tasks, whatever the kind.
+        let waited = &AtomicBool::new(false);
         let completed = self
-            .run_tasks(row, job.lost, |task| driver_ref.act(self, job, task))
+            .run_tasks(row, job.lost, |task| async move {
+                if self.manual_system(&task).is_none() {
+                    return driver_ref.act(self, job, task).await;
+                }
+                let acted = self.manual_step(row, task).await;
+                if matches!(acted, Ok((_, TaskEnd::Waiting))) {
+                    waited.store(true, Ordering::SeqCst);
+                }
+                acted
+            })
             .await?;
         if job.lost() {
             return Ok(());
+        }
+        if !completed && waited.load(Ordering::SeqCst) && self.none_failed(row).await? {
+            // Not claimed while a task is MANUAL; an outcome recorded meanwhile made its task
+            // PENDING again, and the request is claimed again at once.
+            return self.store.set_status(&row.id, RequestStatus::Waiting, None).await;
         }
         if !completed || !driver.verify(self, job).await? {
             return self.fail_with_tasks(row).await;

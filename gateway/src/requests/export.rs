@@ -52,6 +52,8 @@ pub enum BundleError {
     Storage(#[from] subject_connectors::ConnectorError),
     #[error("a record could not be read: {0}")]
     Record(subject_connectors::ConnectorError),
+    #[error("the manual tasks could not be read: {0}")]
+    Manual(#[from] StoreError),
 }
 
 fn json_value(value: &Value) -> Json {
@@ -113,6 +115,8 @@ impl PrivacyEngine {
                 }
             }
         }
+        // manual systems: what the people who searched them recorded.
+        let manual = self.manual_outcomes(&row.id).await?;
         let article15: Vec<Json> = registry
             .connectors
             .iter()
@@ -134,6 +138,11 @@ impl PrivacyEngine {
                     "retention": d.disclosure.retention,
                     "source": d.disclosure.source,
                     "categories": categories,
+                    "manualTasks": manual
+                        .iter()
+                        .filter(|(c, _, _)| *c == d.name)
+                        .map(|(_, entity, outcome)| json!({ "entity": entity, "outcome": outcome }))
+                        .collect::<Vec<_>>(),
                 })
             })
             .collect();

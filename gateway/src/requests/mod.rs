@@ -24,14 +24,20 @@
 //! - `kept`: what a task keeps (records, lookups) and the plan of a request;
 //! - `stores`: access to the registered stores (locating a task, fetching records checked
 //!   against their declaration, the files they name);
-//! - `receipt`: receipts, finishing, and ending an erased person's exports.
+//! - `receipt`: receipts, finishing, and ending an erased person's exports;
+//! - `approval`: four eyes — requests of the configured types wait AWAITING_APPROVAL until
+//!   another holder of `approve` approves or denies them;
+//! - `manual`: manual tasks for stores without an API (`kind = "manual"`): created when a
+//!   request reaches such a store, the request waiting until a person records the outcome.
 
 mod api;
+mod approval;
 mod driver;
 mod erasure;
 pub mod export;
 mod kept;
 mod lease;
+mod manual;
 #[cfg(test)]
 mod narrow_tests;
 mod objection;
@@ -89,6 +95,17 @@ pub struct RequestSettings {
     pub exports_dir: PathBuf,
     /// How long an export's download link works (the bundle is deleted after), minutes.
     pub export_link_minutes: u64,
+    /// approval: `[requests.approval]`.
+    pub approval: ApprovalSettings,
+}
+
+/// `[requests.approval]`: the request types that wait for a holder of `approve` (other than
+/// the submitter) before anything is done.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalSettings {
+    /// `["ERASURE"]`, …: types as `PrivacyRequestType` spells them.
+    pub required: Vec<String>,
 }
 
 impl Default for RequestSettings {
@@ -107,6 +124,7 @@ impl Default for RequestSettings {
             concurrency: 8,
             exports_dir: PathBuf::from("subject-gateway-exports"),
             export_link_minutes: 60,
+            approval: ApprovalSettings::default(),
         }
     }
 }
@@ -165,6 +183,8 @@ pub struct PrivacyEngine {
     /// This gateway's name in leases.
     owner: String,
     wake: Notify,
+    /// approval: the request types that wait for approval.
+    approval_required: Vec<state::RequestKind>,
     /// webhooks: the endpoints told of requests' events (set once, by `attach_webhooks`).
     webhooks: std::sync::OnceLock<Arc<crate::webhooks::Webhooks>>,
 }
@@ -180,6 +200,10 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("the exports directory could not be created: {0}")]
     ExportsDir(std::io::Error),
+    #[error(
+        "[requests.approval] required: `{0}` is not a request type (ERASURE, RECTIFICATION, EXPORT, OBJECTION)"
+    )]
+    ApprovalKind(String),
 }
 
 fn unavailable(error: StoreError) -> RequestError {
@@ -227,6 +251,17 @@ impl PrivacyEngine {
                 store.secret("pseudonym_key").await?
             }
         };
+        let approval_required = settings
+            .approval
+            .required
+            .iter()
+            .map(|k| {
+                k.trim()
+                    .to_ascii_uppercase()
+                    .parse::<state::RequestKind>()
+                    .map_err(|_| EngineError::ApprovalKind(k.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let link_key = store.secret("export_link_key").await?.into_bytes();
         crate::private_fs::create_dir_all(&exports_dir).map_err(EngineError::ExportsDir)?;
         Ok(Arc::new(Self {
@@ -240,6 +275,7 @@ impl PrivacyEngine {
             exports_dir,
             owner: format!("gw-{}", uuid::Uuid::new_v4().simple()),
             wake: Notify::new(),
+            approval_required,
             webhooks: std::sync::OnceLock::new(),
         }))
     }

@@ -49,7 +49,9 @@ impl PrivacyEngine {
             let stages = stages(descriptor);
             for (e, entity) in descriptor.entities.iter().enumerate() {
                 let records = subject.records[c][e].clone();
-                if records.is_empty() {
+                // manual systems: nothing can be read there, so a person looks.
+                let manual = registered.connector.manual().is_some();
+                if records.is_empty() && !manual {
                     continue;
                 }
                 let by = entity
@@ -65,7 +67,10 @@ impl PrivacyEngine {
                             .collect();
                         (!values.is_empty()).then_some((l, values))
                     })
-                    .collect();
+                    .collect::<Vec<_>>();
+                if manual && by.is_empty() {
+                    continue;
+                }
                 entities.push(PlannedEntity {
                     connector: c,
                     entity: e,
@@ -255,6 +260,13 @@ impl PrivacyEngine {
                     Some("the stored files are deleted too".to_owned())
                 }
                 _ if !supported => Some("the connector cannot erase: declare how".to_owned()),
+                _ if registered.connector.manual().is_some() => registered.connector.manual().map(|m| {
+                    format!(
+                        "by hand: a manual task for role `{}`: {}",
+                        m.role,
+                        m.instructions.get(planned.entity).map_or("", String::as_str)
+                    )
+                }),
                 _ => None,
             };
             entries.push(PlanEntryView {
@@ -344,6 +356,13 @@ impl PrivacyEngine {
         let mut tasks = Vec::new();
         for planned in &plan.entities {
             if let Some(mut task) = driver.task(self, job, planned) {
+                if self.is_manual(planned.connector) {
+                    // Done by a person, whatever the kind planned (export: done when planned).
+                    task.status = TaskStatus::Pending;
+                    task.attempts = 0;
+                    (task.started_at, task.finished_at, task.records) = (None, None, None);
+                    task.lookup = Some(encode_lookup(&planned.lookup));
+                }
                 task.request_id = row.id.clone();
                 task.position = tasks.len() as i64;
                 tasks.push(task);

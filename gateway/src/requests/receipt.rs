@@ -15,9 +15,15 @@ impl PrivacyEngine {
     /// The receipt: what was done where, when, on which legal basis, and the verification.
     pub(super) async fn receipt(&self, row: &RequestRow, kind: RequestKind) -> Result<Json, StoreError> {
         let tasks = self.store.tasks(&row.id).await?;
+        let manual = self.manual_outcomes(&row.id).await?;
         let entries: Vec<Json> = tasks
             .iter()
             .map(|t| {
+                // manual systems: who did what, as they recorded it.
+                let by_hand = manual
+                    .iter()
+                    .find(|(c, e, _)| *c == t.connector && *e == t.entity)
+                    .map(|(_, _, outcome)| outcome.clone());
                 let records = t.records.unwrap_or(0);
                 let count = |action: &[TaskAction]| {
                     if action.contains(&t.action) { records } else { 0 }
@@ -39,9 +45,11 @@ impl PrivacyEngine {
                     "startedAt": t.started_at,
                     "finishedAt": t.finished_at,
                     "verified": t.verified,
+                    "manual": by_hand,
                 })
             })
             .collect();
+        let by_hand = manual.len();
         Ok(json!({
             "receipt": format!("subject-gateway/{}/v1", kind.as_str().to_ascii_lowercase()),
             "requestId": row.id,
@@ -56,6 +64,10 @@ impl PrivacyEngine {
             "verification": {
                 "result": if tasks.iter().all(|t| t.verified != Some(false)) { "PASSED" } else { "FAILED" },
                 "method": "a fresh lookup of every identity in every store after acting",
+                "manualTasks": by_hand,
+                "manualMethod": (by_hand > 0).then_some(
+                    "stores without an API (entries with `manual`) are not looked up: their outcome is as attested by the person who recorded it",
+                ),
             },
         }))
     }

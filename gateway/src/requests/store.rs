@@ -72,6 +72,10 @@ pub struct RequestRow {
     pub export: Option<String>,
     /// When the tasks were planned; `None` until a plan is stored (whatever the status).
     pub planned_at: Option<String>,
+    /// approval: who approved or denied it, when, and why it was denied.
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    pub decision_reason: Option<String>,
 }
 
 impl RequestRow {
@@ -156,7 +160,7 @@ pub struct RequestStore {
 
 const REQUEST_COLUMNS: &str = "id, kind, status, idempotency_key, subject_hash, regulation, reason, requested_by, \
      created_at, updated_at, due_at, extension_reason, completed_at, error, input, receipt, receipt_sha256, export, \
-     planned_at";
+     planned_at, decided_by, decided_at, decision_reason";
 
 const TASK_COLUMNS: &str = "request_id, position, connector, entity, action, stage, status, attempts, records, \
      files, legal_basis, retain_until, verified, error, error_code, started_at, finished_at, lookup, known, jobs";
@@ -174,6 +178,8 @@ pub struct NewRequest<'a> {
     pub created_at: &'a str,
     pub due_at: &'a str,
     pub input: &'a str,
+    /// RECEIVED, or AWAITING_APPROVAL when its type needs approval.
+    pub status: RequestStatus,
 }
 
 impl RequestStore {
@@ -193,7 +199,7 @@ impl RequestStore {
         )
         .bind(new.id)
         .bind(new.kind.as_str())
-        .bind(RequestStatus::Received.as_str())
+        .bind(new.status.as_str())
         .bind(new.idempotency_key)
         .bind(new.open_key)
         .bind(new.subject_hash)
@@ -255,11 +261,11 @@ impl RequestStore {
             let at = next(&now(), &mut binds);
             if overdue {
                 sql.push_str(&format!(
-                    " AND due_at < {at} AND status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED')"
+                    " AND due_at < {at} AND status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED', 'AWAITING_APPROVAL')"
                 ));
             } else {
                 sql.push_str(&format!(
-                    " AND (due_at >= {at} OR status NOT IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED'))"
+                    " AND (due_at >= {at} OR status NOT IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED', 'AWAITING_APPROVAL'))"
                 ));
             }
         }
@@ -278,18 +284,23 @@ impl RequestStore {
         Ok(query.fetch_all(&self.pool).await?)
     }
 
-    /// Takes the lease of one request that is open and not leased (or whose lease ran out).
+    /// Takes the lease of one request that is open and not leased (or whose lease ran out), and
+    /// not waiting for a person (a task MANUAL: completing it wakes the request).
     pub async fn claim(&self, owner: &str, lease_until: &str) -> Result<Option<String>, StoreError> {
         let at = now();
         let sql = if self.postgres {
             "UPDATE privacy_requests SET lease_owner = $1, lease_until = $2 WHERE id = (\
              SELECT id FROM privacy_requests WHERE status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING') \
-             AND lease_until < $3 ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
+             AND lease_until < $3 AND NOT EXISTS (SELECT 1 FROM privacy_tasks t \
+             WHERE t.request_id = privacy_requests.id AND t.status = 'MANUAL') \
+             ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
         } else {
             // SQLite runs one writer at a time: the statement is the lock.
             "UPDATE privacy_requests SET lease_owner = $1, lease_until = $2 WHERE id = (\
              SELECT id FROM privacy_requests WHERE status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING') \
-             AND lease_until < $3 ORDER BY created_at LIMIT 1) RETURNING id"
+             AND lease_until < $3 AND NOT EXISTS (SELECT 1 FROM privacy_tasks t \
+             WHERE t.request_id = privacy_requests.id AND t.status = 'MANUAL') \
+             ORDER BY created_at LIMIT 1) RETURNING id"
         };
         let id: Option<String> = sqlx::query_scalar(sql)
             .bind(owner)
@@ -382,7 +393,7 @@ impl RequestStore {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE privacy_requests SET status = 'CANCELLED', updated_at = $1, input = NULL, open_key = NULL \
-             WHERE id = $2 AND status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED')",
+             WHERE id = $2 AND status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED', 'AWAITING_APPROVAL')",
         )
         .bind(now())
         .bind(id)
@@ -694,6 +705,7 @@ mod tests {
                 created_at: &at,
                 due_at: &at,
                 input: "{}",
+                status: RequestStatus::Received,
             })
             .await
             .unwrap();

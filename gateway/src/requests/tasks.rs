@@ -20,6 +20,8 @@ pub(super) enum TaskEnd {
     Failed,
     /// The lease was lost: another gateway carries on.
     Abandoned,
+    /// manual systems: waits for a person (a manual task); the store's next tasks still run.
+    Waiting,
 }
 
 pub(super) fn jitter(base: Duration) -> Duration {
@@ -48,6 +50,7 @@ impl PrivacyEngine {
         let runs = by_connector.into_values().map(|mut tasks| {
             let act = act.clone();
             async move {
+                let mut waiting = false;
                 tasks.sort_by_key(|t| (t.stage, t.position));
                 for task in tasks {
                     if task.status.is_settled() {
@@ -58,11 +61,12 @@ impl PrivacyEngine {
                     }
                     match act(task).await? {
                         (_, TaskEnd::Done) => {}
+                        (_, TaskEnd::Waiting) => waiting = true,
                         (_, TaskEnd::Failed) => return Ok(false),
                         (_, TaskEnd::Abandoned) => return Ok(false),
                     }
                 }
-                Ok(true)
+                Ok(!waiting)
             }
         });
         let mut all = true;

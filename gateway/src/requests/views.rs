@@ -41,6 +41,9 @@ impl PrivacyEngine {
             receipt,
             receipt_sha256: row.receipt_sha256.clone(),
             download,
+            decided_by: row.decided_by.clone(),
+            decided_at: row.decided_at.clone(),
+            decision_reason: row.decision_reason.clone(),
         }
     }
 

@@ -23,6 +23,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "privacy_request.retried",
     "privacy_request.extended",
     "privacy_request.export.deleted",
+    "privacy_request.awaiting_approval",
+    "privacy_request.approved",
+    "privacy_request.denied",
+    "privacy_request.task.manual",
 ];
 
 /// The event type of an engine event kind (`completed` → `privacy_request.completed`). A kind the

@@ -274,7 +274,7 @@ impl Outbox {
     ) -> Result<Vec<(String, String, Option<String>, Option<String>)>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT r.id, r.status, r.error, r.receipt_sha256 FROM privacy_requests r \
-             WHERE r.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND r.updated_at >= $1 AND r.updated_at < $2 \
+             WHERE r.status IN ('COMPLETED', 'FAILED', 'CANCELLED', 'DENIED') AND r.updated_at >= $1 AND r.updated_at < $2 \
              AND COALESCE((SELECT e.status FROM privacy_events e WHERE e.request_id = r.id \
              ORDER BY e.at DESC, e.id DESC LIMIT 1), '') <> r.status LIMIT 100",
         )

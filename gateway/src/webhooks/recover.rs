@@ -50,6 +50,7 @@ impl Webhooks {
                     format!("{} (event recorded late)", error.as_deref().unwrap_or("failed")),
                 ),
                 RequestStatus::Cancelled => ("cancelled", "cancelled (event recorded late)".to_owned()),
+                RequestStatus::Denied => ("denied", "denied (event recorded late)".to_owned()),
                 _ => continue,
             };
             tracing::warn!(request = %id, status = %status, "a finished request had no event for its end; recorded now");
@@ -91,6 +92,7 @@ mod tests {
                     created_at: &long_ago,
                     due_at: &long_ago,
                     input: "{}",
+                    status: RequestStatus::Received,
                 })
                 .await
                 .unwrap();

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value as Json, json};
 use sha2::Digest;
-use subject_gateway_tests::{ReferenceWorld, TestGateway, config_dir};
+use subject_gateway::config::Config;
+use subject_gateway_tests::{ConfigCopy, ReferenceWorld, TestGateway, config_dir};
 
 /// How long a page may take to show what a test waits for (generous: a shared CI machine).
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -556,6 +557,99 @@ async fn a_role_without_erase_sees_no_erase_action_and_the_server_refuses_it_any
         requests["data"]["privacyRequests"]["requests"],
         json!([]),
         "{requests}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_erasure_is_approved_by_another_approver_and_its_manual_tasks_completed_in_the_console()
+-> anyhow::Result<()> {
+    let world = ReferenceWorld::create(3).await?;
+    let copy = ConfigCopy::new()?;
+    copy.edit(
+        "gateway.toml",
+        "# [requests.approval]\n# required = [\"ERASURE\"]",
+        "[requests.approval]\nrequired = [\"ERASURE\"]",
+    )?;
+    let archive = std::fs::read_to_string(config_dir().join("manual/paper_archive.toml"))?;
+    copy.write_connector("paper_archive.toml", &archive)?;
+    let gateway =
+        TestGateway::start_with(Config::load(&copy.gateway_toml())?, world.env(), Vec::new()).await?;
+    let person = world.people[0].clone();
+    let submitted = gateway
+        .graphql(
+            "mutation($i: EraseSubjectInput!) { eraseSubject(input: $i) { id status } }",
+            json!({ "i": { "identity": { "kind": "EMAIL", "value": person.email }, "idempotencyKey": "console-approval" } }),
+        )
+        .await?;
+    let id = submitted["data"]["eraseSubject"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        submitted["data"]["eraseSubject"]["status"], "AWAITING_APPROVAL",
+        "{submitted}"
+    );
+    let page = gateway.url(&format!("/console/#/request/{id}"));
+
+    // The submitter is not offered the decision (the server would refuse it: FOUR_EYES).
+    {
+        let browser = Browser::start().await?;
+        let headers = gateway.admin_headers()?;
+        let submitter = headers["authorization"]
+            .to_str()?
+            .trim_start_matches("Bearer ")
+            .to_owned();
+        browser.sign_in(&gateway, &submitter, "essential").await?;
+        browser.goto(&page).await?;
+        browser.text_with("#request-status", "AWAITING_APPROVAL").await?;
+        browser.find("#action-cancel").await?;
+        assert!(
+            browser
+                .client
+                .find(Locator::Css("#action-approve"))
+                .await
+                .is_err()
+        );
+    }
+
+    // Another approver approves; the erasure then waits on the paper archive, whose tasks are
+    // completed from the same page.
+    let browser = Browser::start().await?;
+    let dpo = gateway.key("dpo").await?;
+    browser.sign_in(&gateway, &dpo, "essential").await?;
+    browser.goto(&page).await?;
+    browser.click("#action-approve").await?;
+    browser.click("#confirm-ok").await?;
+    browser.text_with("#request-decision", "key:").await?;
+    for (entity, outcome) in [("contracts", "DONE"), ("letters", "NOT_FOUND")] {
+        browser
+            .click(&format!("#action-complete-paper_archive-{entity}"))
+            .await?;
+        browser.select("#manual-outcome", outcome).await?;
+        browser.type_into("#manual-note", "checked the cabinet").await?;
+        browser.click("#confirm-ok").await?;
+        browser.text_with("#request-notice", "done").await?;
+    }
+    browser.text_with("#request-status", "COMPLETED").await?;
+    let stored = gateway
+        .graphql(
+            "query($id: ID!) { privacyRequest(id: $id) { decidedBy receipt } }",
+            json!({ "id": id }),
+        )
+        .await?;
+    let entries = stored["data"]["privacyRequest"]["receipt"]["entries"].clone();
+    let outcomes: Vec<Json> = entries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["connector"] == "paper_archive")
+        .map(|e| e["manual"]["outcome"].clone())
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{stored}");
+    assert!(
+        outcomes.contains(&json!("DONE")) && outcomes.contains(&json!("NOT_FOUND")),
+        "{stored}"
     );
     Ok(())
 }

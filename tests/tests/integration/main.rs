@@ -3,6 +3,7 @@
 
 mod access;
 mod analytics;
+mod approval;
 mod audit;
 mod batching;
 mod check;
