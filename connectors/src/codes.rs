@@ -88,6 +88,7 @@ error_codes! {
     PurposeForbidden = "PURPOSE_FORBIDDEN", Access, false, "The purpose may not be used here: the role may not state it, or the connector is not used for it.";
     Forbidden = "FORBIDDEN", Access, false, "The role does not grant the operation (read, erase, export, audit, …).";
     CategoryNotGranted = "CATEGORY_NOT_GRANTED", Access, false, "The role does not grant the field's data category; the field is withheld.";
+    Objected = "OBJECTED", Access, false, "The person objected to the stated purpose (or one above it; GDPR Art. 21): they are withheld from reads for it, `null` with this error. Essential reads are never withheld.";
     // Limits.
     RateLimited = "RATE_LIMITED", Limit, true, "The caller sent more requests than its rate allows; retry after `Retry-After`.";
     CallerConcurrencyLimited = "CALLER_CONCURRENCY_LIMITED", Limit, true, "The caller has too many requests in flight.";

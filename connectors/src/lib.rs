@@ -19,7 +19,7 @@ pub mod value;
 pub use category::DataCategory;
 pub use connector::{
     Compare, Connector, ConnectorDescriptor, ConnectorError, Disclosure, EntityCheck, EntityDescriptor,
-    EntityErasure, ErasureAction, ErasureBlocker, ErasurePolicy, ErasureRequest, FailureClass, FieldChange,
+    AfterRetention, EntityErasure, ErasureAction, ErasureBlocker, ErasurePolicy, ErasureRequest, FailureClass, FieldChange,
     FieldDescriptor, FieldErasure, IdentityLink, JobHandle, JobStatus, LookupRequest, WriteOutcome,
 };
 pub use identity::{Identity, IdentityError, IdentityKindId, IdentityKinds, IdentityValue};

@@ -108,6 +108,9 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
     // webhooks: `webhookDeliveries` and its types (schema/src/webhooks.rs).
     let query = crate::webhooks::query_fields(query);
     let builder = crate::webhooks::register(builder);
+    // retention: `retentionSchedule` and its types (schema/src/retention.rs).
+    let query = crate::retention::query_fields(query);
+    let builder = crate::retention::register(builder);
     crate::me::register(crate::privacy::register(builder))
         .register(query)
         .finish()

@@ -22,6 +22,8 @@ pub mod request_state;
 pub mod request_views;
 pub mod requests;
 pub mod resolve;
+pub mod retention;
+pub mod objections;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -23,6 +23,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "privacy_request.retried",
     "privacy_request.extended",
     "privacy_request.export.deleted",
+    "privacy_request.retention.ended",
 ];
 
 /// The event type of an engine event kind (`completed` → `privacy_request.completed`). A kind the
