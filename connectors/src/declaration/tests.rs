@@ -181,11 +181,20 @@ fn after_retention_is_delete_or_pseudonymize_on_retained_entities_only_at_its_li
     let retained = GOOD.replace(
         "[entities.users.fields]",
         "[entities.users.erasure]\naction = \"retain\"\nlegal_basis = \"tax\"\nretention_days = 0\nafter_retention = \"pseudonymize\"\n\n[entities.users.fields]",
+    )
+    .replace(
+        "email = { type = \"string\", category = \"user.contact.email\" }",
+        "email = { type = \"string\", category = \"user.contact.email\", erasure = \"pseudonymize\" }",
     );
     let connector = validate(&retained).unwrap();
     let users = &connector.descriptor.entities[0];
     assert_eq!(users.erasure.after_retention, AfterRetention::Pseudonymize);
     assert_eq!(users.erasure.retention_days, Some(0));
+    // What is left after retention: the masked email and nothing else (the key stays).
+    assert_eq!(
+        users.pseudonymized_after_retention(),
+        vec![(1, FieldErasure::Pseudonymize)]
+    );
     let deleted = validate(&retained.replace("after_retention = \"pseudonymize\"\n", "")).unwrap();
     assert_eq!(
         deleted.descriptor.entities[0].erasure.after_retention,
