@@ -492,7 +492,11 @@ pub trait Connector: Send + Sync + 'static {
     /// Records of entity `entity` whose primary key is one of `keys`: the end of a retention
     /// finds retained records by the key the erasure kept, not by identities. Batched like
     /// `fetch`; a key matching nothing is no error.
-    async fn fetch_keys(&self, _entity: usize, _keys: &[crate::value::Value]) -> Result<Vec<Record>, ConnectorError> {
+    async fn fetch_keys(
+        &self,
+        _entity: usize,
+        _keys: &[crate::value::Value],
+    ) -> Result<Vec<Record>, ConnectorError> {
         Err(ConnectorError::Unsupported("fetch_keys"))
     }
 

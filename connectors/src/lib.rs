@@ -18,9 +18,10 @@ pub mod value;
 
 pub use category::DataCategory;
 pub use connector::{
-    Compare, Connector, ConnectorDescriptor, ConnectorError, Disclosure, EntityCheck, EntityDescriptor,
-    AfterRetention, EntityErasure, ErasureAction, ErasureBlocker, ErasurePolicy, ErasureRequest, FailureClass, FieldChange,
-    FieldDescriptor, FieldErasure, IdentityLink, JobHandle, JobStatus, LookupRequest, WriteOutcome,
+    AfterRetention, Compare, Connector, ConnectorDescriptor, ConnectorError, Disclosure, EntityCheck,
+    EntityDescriptor, EntityErasure, ErasureAction, ErasureBlocker, ErasurePolicy, ErasureRequest,
+    FailureClass, FieldChange, FieldDescriptor, FieldErasure, IdentityLink, JobHandle, JobStatus,
+    LookupRequest, WriteOutcome,
 };
 pub use identity::{Identity, IdentityError, IdentityKindId, IdentityKinds, IdentityValue};
 pub use kinds::kind::{BuildError, StoreDeclaration, StoreKind};

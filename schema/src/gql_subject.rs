@@ -18,11 +18,11 @@ use subject_connectors::{ConnectorError, FailureClass, FieldType, Identity, Valu
 use crate::access::Operation;
 use crate::gql_audit::audit_read;
 use crate::gql_files::files_field;
-use crate::objections::{objected_error, withheld};
 use crate::gql_support::{
     authorize, caller, category_error, enum_value, identity_error, identity_withheld, indexed, leaf,
     null_with_error, opt_string, parse_identity, purpose_error, ready,
 };
+use crate::objections::{objected_error, withheld};
 use crate::plan::EntityRef;
 use crate::registry::Registry;
 use crate::resolve::{BatchOutcome, Executor, IdentitySource, ResolvedIdentity, SourceState};

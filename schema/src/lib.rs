@@ -14,6 +14,7 @@ mod gql_support;
 pub mod graphql;
 pub mod limits;
 mod me;
+pub mod objections;
 pub mod plan;
 pub mod privacy;
 pub mod records;
@@ -23,7 +24,6 @@ pub mod request_views;
 pub mod requests;
 pub mod resolve;
 pub mod retention;
-pub mod objections;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -140,7 +140,8 @@ pub(crate) async fn withheld(
             }),
         };
         log.append(entry).await.map_err(|error| {
-            Error::new(error.to_string()).extend_with(|_, e| e.set("code", ErrorCode::AuditUnavailable.as_str()))
+            Error::new(error.to_string())
+                .extend_with(|_, e| e.set("code", ErrorCode::AuditUnavailable.as_str()))
         })?;
     }
     Ok(found)

@@ -141,30 +141,63 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
     let string_nn = || TypeRef::named_nn(TypeRef::STRING);
     let string = || TypeRef::named(TypeRef::STRING);
     let entry = Object::new("RetentionEntry")
-        .description("A record an erasure retained for a legal obligation, and when its retention ends. No values.")
+        .description(
+            "A record an erasure retained for a legal obligation, and when its retention ends. No values.",
+        )
         .field(leaf("id", TypeRef::named_nn(TypeRef::ID), "", |r| text(&r.id)))
-        .field(leaf("requestId", TypeRef::named_nn(TypeRef::ID), "The erasure that retained it; its receipt gets the outcome as an amendment.", |r| text(&r.request_id)))
+        .field(leaf(
+            "requestId",
+            TypeRef::named_nn(TypeRef::ID),
+            "The erasure that retained it; its receipt gets the outcome as an amendment.",
+            |r| text(&r.request_id),
+        ))
         .field(leaf("connector", string_nn(), "", |r| text(&r.connector)))
         .field(leaf("entity", string_nn(), "", |r| text(&r.entity)))
-        .field(leaf("legalBasis", string(), "", |r| opt_text(r.legal_basis.as_deref())))
-        .field(leaf("retainUntil", string_nn(), "When the retention ends.", |r| text(&r.retain_until)))
-        .field(leaf("afterRetention", string_nn(), "What happens then, as declared: DELETE or PSEUDONYMIZE.", |r| text(&r.after_retention)))
+        .field(leaf("legalBasis", string(), "", |r| {
+            opt_text(r.legal_basis.as_deref())
+        }))
+        .field(leaf(
+            "retainUntil",
+            string_nn(),
+            "When the retention ends.",
+            |r| text(&r.retain_until),
+        ))
+        .field(leaf(
+            "afterRetention",
+            string_nn(),
+            "What happens then, as declared: DELETE or PSEUDONYMIZE.",
+            |r| text(&r.after_retention),
+        ))
         .field(leaf("status", TypeRef::named_nn("RetentionStatus"), "", |r| {
             GqlValue::Enum(Name::new(r.status.as_str()))
         }))
-        .field(leaf("attempts", TypeRef::named_nn(TypeRef::INT), "Runs that tried to end it.", |r| GqlValue::from(r.attempts)))
+        .field(leaf(
+            "attempts",
+            TypeRef::named_nn(TypeRef::INT),
+            "Runs that tried to end it.",
+            |r| GqlValue::from(r.attempts),
+        ))
         .field(leaf("endedAt", string(), "", |r| opt_text(r.ended_at.as_deref())))
-        .field(leaf("lastError", string(), "Why the last run did not end it; it is tried again.", |r| {
-            opt_text(r.last_error.as_deref())
-        }));
+        .field(leaf(
+            "lastError",
+            string(),
+            "Why the last run did not end it; it is tried again.",
+            |r| opt_text(r.last_error.as_deref()),
+        ));
     let page = Object::new("RetentionPage")
         .description("A page of the retention schedule, soonest end first.")
-        .field(Field::new("entries", TypeRef::named_nn_list_nn("RetentionEntry"), |ctx| {
-            let value = ctx.parent_value.try_downcast_ref::<RetentionPage>().map(|page| {
-                Some(FieldValue::list(page.entries.iter().map(|e| FieldValue::borrowed_any(e))))
-            });
-            FieldFuture::new(async move { value })
-        }))
+        .field(Field::new(
+            "entries",
+            TypeRef::named_nn_list_nn("RetentionEntry"),
+            |ctx| {
+                let value = ctx.parent_value.try_downcast_ref::<RetentionPage>().map(|page| {
+                    Some(FieldValue::list(
+                        page.entries.iter().map(|e| FieldValue::borrowed_any(e)),
+                    ))
+                });
+                FieldFuture::new(async move { value })
+            },
+        ))
         .field(
             Field::new("endCursor", TypeRef::named(TypeRef::STRING), |ctx| {
                 let value = ctx
@@ -175,13 +208,17 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
             })
             .description("Pass as `after` for the next page."),
         )
-        .field(Field::new("hasNextPage", TypeRef::named_nn(TypeRef::BOOLEAN), |ctx| {
-            let value = ctx
-                .parent_value
-                .try_downcast_ref::<RetentionPage>()
-                .map(|page| Some(FieldValue::value(GqlValue::Boolean(page.has_next_page))));
-            FieldFuture::new(async move { value })
-        }));
+        .field(Field::new(
+            "hasNextPage",
+            TypeRef::named_nn(TypeRef::BOOLEAN),
+            |ctx| {
+                let value = ctx
+                    .parent_value
+                    .try_downcast_ref::<RetentionPage>()
+                    .map(|page| Some(FieldValue::value(GqlValue::Boolean(page.has_next_page))));
+                FieldFuture::new(async move { value })
+            },
+        ));
     let status = RetentionStatus::ALL.into_iter().fold(
         Enum::new("RetentionStatus").description(
             "SCHEDULED: kept until retainUntil (or due and to be tried again). RUNNING: a gateway is ending it now. ENDED: erased as declared, verified, amended to the receipt.",

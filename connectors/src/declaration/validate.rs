@@ -10,10 +10,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::category::DataCategory;
+use crate::connector::{AfterRetention, ErasureAction, ErasurePolicy, IdentityLink};
 use crate::connector::{
     Compare, ConnectorDescriptor, Disclosure, EntityDescriptor, FieldDescriptor, FilesRef,
 };
-use crate::connector::{AfterRetention, ErasureAction, ErasurePolicy, IdentityLink};
 use crate::declaration::keys::{
     ConnectorDecl, EntityDecl, FieldDecl, FieldErasureDecl, Level, LinkDecl, UnknownKey,
 };

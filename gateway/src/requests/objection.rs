@@ -10,7 +10,7 @@ use subject_connectors::LookupRequest;
 use subject_connectors::purpose::DataUse;
 
 use subject_schema::audit::SubjectRef;
-use subject_schema::objections::{ObjectionError, Objected, Objections, objectable};
+use subject_schema::objections::{Objected, ObjectionError, Objections, objectable};
 
 use super::PrivacyEngine;
 use super::driver::{Acted, Completion, Driver, Job};
@@ -143,7 +143,10 @@ impl PrivacyEngine {
 impl RequestStore {
     /// The objections on record for any of these subjects (hashed identities):
     /// `(subject_hash, purpose, request_id)`. One query: `subject_hash IN ($1, …)`.
-    pub async fn objections_of(&self, subject_hashes: &[String]) -> Result<Vec<(String, String, String)>, StoreError> {
+    pub async fn objections_of(
+        &self,
+        subject_hashes: &[String],
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
         let mut found = Vec::new();
         for chunk in subject_hashes.chunks(500) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();

@@ -20,7 +20,9 @@ use serde_json::json;
 use subject_connectors::mask::Pseudonymizer;
 use subject_connectors::{AfterRetention, EntityErasure, Value, WriteOutcome};
 use subject_schema::audit::{AuditEntry, AuditLog};
-use subject_schema::retention::{RetentionEntry, RetentionError, RetentionPage, RetentionSchedule, RetentionStatus};
+use subject_schema::retention::{
+    RetentionEntry, RetentionError, RetentionPage, RetentionSchedule, RetentionStatus,
+};
 
 use super::PrivacyEngine;
 use super::kept::{StoredValue, decode_records};
@@ -93,7 +95,10 @@ impl PrivacyEngine {
     async fn end_due_retentions(&self) -> Result<usize, StoreError> {
         let lease = store::stamp(Utc::now() + self.lease_length());
         let due = store::stamp(self.retention_now());
-        let rows = self.store.claim_retained(&self.owner, &lease, &due, CLAIM).await?;
+        let rows = self
+            .store
+            .claim_retained(&self.owner, &lease, &due, CLAIM)
+            .await?;
         let mut groups: BTreeMap<(String, String, String, String), Vec<RetainedRow>> = BTreeMap::new();
         for row in rows {
             let key = (
@@ -184,7 +189,10 @@ impl PrivacyEngine {
                             ))
                         }
                     }
-                    Err(error) => Err(format!("{}: verification could not look again: {error}", error.code())),
+                    Err(error) => Err(format!(
+                        "{}: verification could not look again: {error}",
+                        error.code()
+                    )),
                 }
             }
             Err(error) => Err(format!("{}: {error}", error.code())),
@@ -201,7 +209,11 @@ impl PrivacyEngine {
                     .await;
             }
         };
-        let retained_until = rows.iter().map(|r| r.retain_until.as_str()).max().unwrap_or_default();
+        let retained_until = rows
+            .iter()
+            .map(|r| r.retain_until.as_str())
+            .max()
+            .unwrap_or_default();
         let amendment = json!({
             "type": "retention.ended",
             "at": store::now(),
@@ -235,8 +247,13 @@ impl PrivacyEngine {
                 AfterRetention::Pseudonymize => "pseudonymized",
             }
         );
-        self.event(&first.request_id, "retention.ended", &message, RequestStatus::Completed)
-            .await;
+        self.event(
+            &first.request_id,
+            "retention.ended",
+            &message,
+            RequestStatus::Completed,
+        )
+        .await;
         let entry = AuditEntry {
             actor: "gateway".into(),
             role: "system".into(),
@@ -266,13 +283,13 @@ impl PrivacyEngine {
 #[async_trait]
 impl RetentionSchedule for PrivacyEngine {
     async fn schedule(&self, first: usize, after: Option<String>) -> Result<RetentionPage, RetentionError> {
-        let cursor = match after.as_deref() {
-            None => None,
-            Some(text) => Some(
-                text.split_once('|')
-                    .ok_or_else(|| RetentionError::Invalid("after: not a cursor of retentionSchedule".into()))?,
-            ),
-        };
+        let cursor =
+            match after.as_deref() {
+                None => None,
+                Some(text) => Some(text.split_once('|').ok_or_else(|| {
+                    RetentionError::Invalid("after: not a cursor of retentionSchedule".into())
+                })?),
+            };
         let mut rows = self
             .store
             .retained_page(cursor, first + 1)

@@ -97,7 +97,11 @@ impl RequestStore {
         due: &str,
         limit: usize,
     ) -> Result<Vec<RetainedRow>, StoreError> {
-        let lock = if self.is_postgres() { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let lock = if self.is_postgres() {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
         let sql = format!(
             "UPDATE retain_until SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (\
              SELECT id FROM retain_until WHERE status = 'SCHEDULED' AND retain_until <= $3 AND lease_until < $4 \
@@ -174,11 +178,12 @@ impl RequestStore {
                 return Ok(Ended::LeaseLost);
             }
         }
-        let receipt: Option<String> = sqlx::query_scalar("SELECT receipt FROM privacy_requests WHERE id = $1")
-            .bind(&request_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .flatten();
+        let receipt: Option<String> =
+            sqlx::query_scalar("SELECT receipt FROM privacy_requests WHERE id = $1")
+                .bind(&request_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .flatten();
         let mut receipt: Json = receipt
             .as_deref()
             .and_then(|text| serde_json::from_str(text).ok())

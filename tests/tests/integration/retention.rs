@@ -69,8 +69,7 @@ async fn retained_records_end_as_declared_by_themselves_and_the_receipt_is_amend
     // The schedule: one entry per retained record, no values; all end (they are due).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let entries = loop {
-        let entries =
-            schedule_of(async |vars| gateway.graphql(SCHEDULE, vars).await).await?;
+        let entries = schedule_of(async |vars| gateway.graphql(SCHEDULE, vars).await).await?;
         if entries.len() == expected_entries(&person) && entries.iter().all(|e| e["status"] == "ENDED") {
             break entries;
         }
@@ -82,31 +81,58 @@ async fn retained_records_end_as_declared_by_themselves_and_the_receipt_is_amend
     };
     for entry in &entries {
         assert_eq!(entry["requestId"], id.as_str());
-        assert!(entry["legalBasis"].as_str().is_some_and(|b| b.contains("Tax")), "{entry}");
+        assert!(
+            entry["legalBasis"].as_str().is_some_and(|b| b.contains("Tax")),
+            "{entry}"
+        );
         let text = entry.to_string();
-        assert!(!text.contains(&customer.id) && !text.contains(&person.email), "no values: {text}");
+        assert!(
+            !text.contains(&customer.id) && !text.contains(&person.email),
+            "no values: {text}"
+        );
     }
     let of = |entity: &str| entries.iter().filter(|e| e["entity"] == entity).count();
     assert_eq!(of("invoices"), customer.invoices.len());
     assert_eq!(of("customers"), 1);
     assert!(entries.iter().all(|e| {
-        e["afterRetention"] == if e["entity"] == "invoices" { "DELETE" } else { "PSEUDONYMIZE" }
+        e["afterRetention"]
+            == if e["entity"] == "invoices" {
+                "DELETE"
+            } else {
+                "PSEUDONYMIZE"
+            }
     }));
 
     // The original receipt is amended once per entity; its new digest is audited.
     let request = gateway.graphql(REQUEST, json!({ "id": id })).await?;
     let request = &request["data"]["privacyRequest"];
-    let amendments = request["receipt"]["amendments"].as_array().cloned().unwrap_or_default();
+    let amendments = request["receipt"]["amendments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(amendments.len(), 2, "{amendments:?}");
-    let amendment = |entity: &str| amendments.iter().find(|a| a["entity"] == entity).cloned().unwrap_or_default();
+    let amendment = |entity: &str| {
+        amendments
+            .iter()
+            .find(|a| a["entity"] == entity)
+            .cloned()
+            .unwrap_or_default()
+    };
     assert_eq!(amendment("invoices")["action"], "DELETE");
     assert_eq!(amendment("invoices")["records"], customer.invoices.len());
     assert_eq!(amendment("customers")["action"], "PSEUDONYMIZE");
     assert_eq!(amendment("customers")["records"], 1);
-    assert!(amendments.iter().all(|a| a["verified"] == true && a["type"] == "retention.ended"));
+    assert!(
+        amendments
+            .iter()
+            .all(|a| a["verified"] == true && a["type"] == "retention.ended")
+    );
     let digest = request["receiptSha256"].as_str().unwrap_or_default();
     let completed = gateway
-        .graphql("{ auditEvents(action: \"erasure.completed\") { events { detail } } }", json!({}))
+        .graphql(
+            "{ auditEvents(action: \"erasure.completed\") { events { detail } } }",
+            json!({}),
+        )
         .await?;
     let completed_digest = &completed["data"]["auditEvents"]["events"][0]["detail"]["receiptSha256"];
     assert!(completed_digest.is_string(), "{completed}");
@@ -117,16 +143,26 @@ async fn retained_records_end_as_declared_by_themselves_and_the_receipt_is_amend
             json!({}),
         )
         .await?;
-    let events = at(&audit, &["data", "auditEvents", "events"]).as_array().cloned().unwrap_or_default();
+    let events = at(&audit, &["data", "auditEvents", "events"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(events.len(), 2, "{audit}");
-    assert!(events.iter().any(|e| e["detail"]["receiptSha256"] == digest), "{audit}");
+    assert!(
+        events.iter().any(|e| e["detail"]["receiptSha256"] == digest),
+        "{audit}"
+    );
 
     // In the stores: the invoices are gone, the customer is kept with nothing of the person left;
     // nobody else changed.
     let after = snapshot::take(&world).await?;
     only_theirs_changed(&theirs, &before, &after);
     for invoice in &customer.invoices {
-        assert!(!after.contains_key(&format!("billing/invoices/{}", invoice.id)), "{}", invoice.id);
+        assert!(
+            !after.contains_key(&format!("billing/invoices/{}", invoice.id)),
+            "{}",
+            invoice.id
+        );
     }
     assert!(after.contains_key(&format!("billing/customers/{}", customer.id)));
     let billing = world.billing.pool().await?;
@@ -142,7 +178,8 @@ async fn retained_records_end_as_declared_by_themselves_and_the_receipt_is_amend
 }
 
 #[tokio::test]
-async fn a_gateway_killed_in_the_middle_of_a_retention_run_ends_it_once_after_restart() -> anyhow::Result<()> {
+async fn a_gateway_killed_in_the_middle_of_a_retention_run_ends_it_once_after_restart() -> anyhow::Result<()>
+{
     let world = ReferenceWorld::create_on(12, SqlDialect::Postgres, SqlDialect::Postgres).await?;
     let copy = ConfigCopy::new()?;
     let state = copy.dir.path().join("state.db");
@@ -182,7 +219,10 @@ async fn a_gateway_killed_in_the_middle_of_a_retention_run_ends_it_once_after_re
         if status == "COMPLETED" {
             break;
         }
-        anyhow::ensure!(status != "FAILED" && std::time::Instant::now() < deadline, "{request}");
+        anyhow::ensure!(
+            status != "FAILED" && std::time::Instant::now() < deadline,
+            "{request}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let scheduled = schedule_of(async |vars| first.graphql(SCHEDULE, vars).await).await?;
@@ -191,7 +231,10 @@ async fn a_gateway_killed_in_the_middle_of_a_retention_run_ends_it_once_after_re
     for entry in &scheduled {
         assert_eq!(entry["status"], "SCHEDULED", "{entry}");
         let until = chrono::DateTime::parse_from_rfc3339(entry["retainUntil"].as_str().unwrap_or_default())?;
-        assert!(until > now + chrono::Duration::days(365), "ends years from now: {entry}");
+        assert!(
+            until > now + chrono::Duration::days(365),
+            "ends years from now: {entry}"
+        );
     }
     first.kill()?;
 
@@ -236,17 +279,29 @@ async fn a_gateway_killed_in_the_middle_of_a_retention_run_ends_it_once_after_re
         if entries.iter().all(|e| e["status"] == "ENDED") {
             break entries;
         }
-        anyhow::ensure!(std::time::Instant::now() < deadline, "not ended after restart: {entries:?}");
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "not ended after restart: {entries:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(ended.len(), expected_entries(&person));
-    assert!(ended.iter().all(|e| e["attempts"].as_i64().is_some_and(|a| a >= 2)), "{ended:?}");
+    assert!(
+        ended
+            .iter()
+            .all(|e| e["attempts"].as_i64().is_some_and(|a| a >= 2)),
+        "{ended:?}"
+    );
     let request = third.graphql(REQUEST, json!({ "id": id })).await?;
     let amendments = request["data"]["privacyRequest"]["receipt"]["amendments"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(amendments.len(), 2, "one amendment per entity, not two: {amendments:?}");
+    assert_eq!(
+        amendments.len(),
+        2,
+        "one amendment per entity, not two: {amendments:?}"
+    );
     let after = snapshot::take(&world).await?;
     for invoice in &customer.invoices {
         assert!(!after.contains_key(&format!("billing/invoices/{}", invoice.id)));
