@@ -70,8 +70,8 @@ pub(crate) fn objected_error(objected: &Objected, purpose: &DataUse, index: Opti
 
 /// Per subject of `batch`, the objection withholding it from this read (`None`: served). Asks the
 /// engine only for an objectable purpose; appends one `subject.withheld` audit event per withheld
-/// person before anything is served. With no engine in the request's data there is no state
-/// database and so no objection on record.
+/// person before anything is served. With no [`Objections`] in the request's data an objectable
+/// read is refused.
 pub(crate) async fn withheld(
     ctx: &ResolverContext<'_>,
     executor: &Executor,
@@ -83,9 +83,14 @@ pub(crate) async fn withheld(
     if !objectable(&caller.purpose) {
         return Ok(none);
     }
-    let Some(objections) = ctx.data_opt::<Arc<dyn Objections>>() else {
-        return Ok(none);
-    };
+    // No objections to ask: an objectable read is refused, never served unchecked.
+    let objections = ctx.data_opt::<Arc<dyn Objections>>().ok_or_else(|| {
+        Error::new(format!(
+            "objections cannot be checked here, so nothing is served for `{}` (essential reads are)",
+            caller.purpose
+        ))
+        .extend_with(|_, e| e.set("code", ErrorCode::RequestsUnavailable.as_str()))
+    })?;
     let registry = executor.registry();
     let people: Vec<Vec<SubjectRef>> = batch
         .subjects

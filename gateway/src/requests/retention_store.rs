@@ -89,7 +89,8 @@ impl RequestStore {
     }
 
     /// Takes the lease of up to `limit` records whose retention ended by `due` (SCHEDULED, not
-    /// leased or their lease ran out), soonest first; counts the attempt.
+    /// leased or their lease ran out, their erasure COMPLETED: its receipt is what is amended),
+    /// soonest first; counts the attempt.
     pub async fn claim_retained(
         &self,
         owner: &str,
@@ -105,6 +106,8 @@ impl RequestStore {
         let sql = format!(
             "UPDATE retain_until SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (\
              SELECT id FROM retain_until WHERE status = 'SCHEDULED' AND retain_until <= $3 AND lease_until < $4 \
+             AND EXISTS (SELECT 1 FROM privacy_requests r WHERE r.id = retain_until.request_id \
+             AND r.status = 'COMPLETED') \
              ORDER BY retain_until, id LIMIT {limit}{lock}) RETURNING {COLUMNS}"
         );
         Ok(sqlx::query_as::<_, RetainedRow>(&sql)
