@@ -309,3 +309,94 @@ async fn a_gateway_killed_in_the_middle_of_a_retention_run_ends_it_once_after_re
     assert!(after.contains_key(&format!("billing/customers/{}", customer.id)));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_retained_mongodb_collection_ends_by_its_kept_object_ids() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(12).await?;
+    let person = everywhere(&world).clone();
+    let contracts = world
+        .uploads
+        .database
+        .collection::<mongodb::bson::Document>("contracts");
+    contracts
+        .insert_many([
+            mongodb::bson::doc! { "owner_id": person.user_id, "signer": "Their Name" },
+            mongodb::bson::doc! { "owner_id": person.user_id, "signer": "Their Name" },
+            mongodb::bson::doc! { "owner_id": 424_242_i64, "signer": "Someone Else" },
+        ])
+        .await?;
+    let copy = ConfigCopy::new()?;
+    copy.write_connector(
+        "contracts.toml",
+        r#"kind = "mongodb"
+url = "${CONTRACTS_MONGODB_URL}"
+
+[entities.contracts]
+primary_key = "id"
+lookup = [{ kind = "user_id", field = "owner_id" }]
+
+[entities.contracts.erasure]
+action = "retain"
+legal_basis = "Contract law: signed contracts are kept 6 years"
+retention_days = 2190
+after_retention = "delete"
+
+[entities.contracts.fields]
+id = { type = "string", category = "system.operations", path = "_id" }
+owner_id = { type = "bigint", category = "user.unique_id" }
+signer = { type = "string", category = "user.name", erasure = "pseudonymize" }
+"#,
+    )?;
+    let mut config = Config::load(&copy.gateway_toml())?;
+    config.requests.retention_clock_skew_days = 4000;
+    let base = world.env();
+    let url = world.uploads.url.clone();
+    let env = move |name: &str| {
+        if name == "CONTRACTS_MONGODB_URL" {
+            Some(url.clone())
+        } else {
+            base(name)
+        }
+    };
+    let gateway = TestGateway::start_with(config, env, Vec::new()).await?;
+    let request = submit(
+        &gateway,
+        "eraseSubject",
+        json!({ "identity": { "kind": "EMAIL", "value": person.email }, "idempotencyKey": "contracts" }),
+    )
+    .await?;
+    let id = request["id"].as_str().unwrap_or_default().to_owned();
+    let done = wait_for(&gateway, &id, &["COMPLETED", "FAILED"]).await?;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let entries = schedule_of(async |vars| gateway.graphql(SCHEDULE, vars).await).await?;
+        let mine: Vec<&Json> = entries.iter().filter(|e| e["connector"] == "contracts").collect();
+        if mine.len() == 2 && mine.iter().all(|e| e["status"] == "ENDED") {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the contracts' retention did not end: {entries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left: Vec<mongodb::bson::Document> =
+        futures::TryStreamExt::try_collect(contracts.find(mongodb::bson::doc! {}).await?).await?;
+    assert_eq!(left.len(), 1, "only someone else's contract is left: {left:?}");
+    assert_eq!(left[0].get_str("signer")?, "Someone Else");
+    let request = gateway.graphql(REQUEST, json!({ "id": id })).await?;
+    let amendments = request["data"]["privacyRequest"]["receipt"]["amendments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let contract = amendments
+        .iter()
+        .find(|a| a["connector"] == "contracts")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(contract["records"], 2, "{amendments:?}");
+    assert_eq!(contract["action"], "DELETE");
+    Ok(())
+}
