@@ -90,6 +90,7 @@ error_codes! {
     FourEyes = "FOUR_EYES", Access, false, "The caller who submitted a request may not approve or deny it: another holder of `approve` must.";
     NotAssigned = "NOT_ASSIGNED", Access, false, "The manual task is assigned to another role: only that role (or `manage_requests`) records its outcome.";
     CategoryNotGranted = "CATEGORY_NOT_GRANTED", Access, false, "The role does not grant the field's data category; the field is withheld.";
+    Objected = "OBJECTED", Access, false, "The person objected to the stated purpose (or one above it; GDPR Art. 21): they are withheld from reads for it, `null` with this error. Essential reads are never withheld.";
     // Limits.
     RateLimited = "RATE_LIMITED", Limit, true, "The caller sent more requests than its rate allows; retry after `Retry-After`.";
     CallerConcurrencyLimited = "CALLER_CONCURRENCY_LIMITED", Limit, true, "The caller has too many requests in flight.";

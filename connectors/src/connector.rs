@@ -79,6 +79,37 @@ pub struct ErasurePolicy {
     pub retain_from: Option<usize>,
     /// Refuse to erase (before acting) when one person matches more records than this.
     pub max_records: Option<u64>,
+    /// What happens to retained records when their retention ends (`after_retention`).
+    pub after_retention: AfterRetention,
+}
+
+/// What the gateway does, unasked, to a retained record when its retention ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AfterRetention {
+    /// Delete the record (the default).
+    #[default]
+    Delete,
+    /// Keep the record with what is left of the person pseudonymized: every field of a `user`
+    /// data category not masked already (but the primary key) becomes a keyed pseudonym (text)
+    /// or null (other types).
+    Pseudonymize,
+}
+
+impl AfterRetention {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AfterRetention::Delete => "DELETE",
+            AfterRetention::Pseudonymize => "PSEUDONYMIZE",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "DELETE" => Some(AfterRetention::Delete),
+            "PSEUDONYMIZE" => Some(AfterRetention::Pseudonymize),
+            _ => None,
+        }
+    }
 }
 
 /// The declared erasure action of an entity.
@@ -108,6 +139,30 @@ impl ErasureAction {
 }
 
 impl EntityDescriptor {
+    /// The fields the end of a retention rewrites with [`AfterRetention::Pseudonymize`]: those
+    /// erasure masks, and every other field of a `user` category but the primary key — text
+    /// pseudonymized, other types nulled.
+    pub fn pseudonymized_after_retention(&self) -> Vec<(usize, FieldErasure)> {
+        let user = crate::category::DataCategory::parse("user").ok();
+        self.fields
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != self.primary_key)
+            .filter_map(|(i, f)| match &f.erasure {
+                Some(erasure) if *erasure != FieldErasure::Keep => Some((i, erasure.clone())),
+                _ if user.as_ref().is_some_and(|u| f.category.is_within(u)) => Some((
+                    i,
+                    if f.field_type == FieldType::String {
+                        FieldErasure::Pseudonymize
+                    } else {
+                        FieldErasure::Null
+                    },
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The fields erasure rewrites (mask and retain), with what it does to each.
     pub fn masked_fields(&self) -> Vec<(usize, FieldErasure)> {
         self.fields
@@ -443,6 +498,30 @@ pub trait Connector: Send + Sync + 'static {
     /// objection, withdrawn consent: an analytics opt-out). Must be safe to repeat.
     async fn suppress(&self, _lookup: &LookupRequest) -> Result<WriteOutcome, ConnectorError> {
         Err(ConnectorError::Unsupported("suppress"))
+    }
+
+    /// Records of entity `entity` whose primary key is one of `keys`: the end of a retention
+    /// finds retained records by the key the erasure kept, not by identities. Batched like
+    /// `fetch`; a key matching nothing is no error.
+    async fn fetch_keys(
+        &self,
+        _entity: usize,
+        _keys: &[crate::value::Value],
+    ) -> Result<Vec<Record>, ConnectorError> {
+        Err(ConnectorError::Unsupported("fetch_keys"))
+    }
+
+    /// Erases the records of entity `entity` whose primary key is one of `keys` (the end of a
+    /// retention): delete them, or rewrite `Mask`'s fields. All or nothing where the store can;
+    /// must be safe to repeat (a key gone, a value masked already, changes nothing).
+    async fn erase_keys(
+        &self,
+        _entity: usize,
+        _keys: &[crate::value::Value],
+        _action: &EntityErasure,
+        _pseudonyms: &std::sync::Arc<crate::mask::Pseudonymizer>,
+    ) -> Result<WriteOutcome, ConnectorError> {
+        Err(ConnectorError::Unsupported("erase_keys"))
     }
 
     /// The state of an asynchronous job started by `erase` or `rectify`.

@@ -356,6 +356,10 @@ async fn graphql(
     if let Some(webhooks) = state.requests.webhooks() {
         request = request.data(webhooks);
     }
+    // objections bind reads; retention's schedule (issue 13): both kept by the engine.
+    let objections: Arc<dyn subject_schema::objections::Objections> = state.requests.clone();
+    let retention: Arc<dyn subject_schema::retention::RetentionSchedule> = state.requests.clone();
+    request = request.data(objections).data(retention);
     let service = state.service.clone();
     let mut task = AbortOnDrop(tokio::spawn(
         async move { service.execute(request).await }.instrument(span.clone()),

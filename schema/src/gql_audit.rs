@@ -15,14 +15,18 @@ use crate::gql_support::{
 };
 use crate::resolve::{BatchOutcome, Executor, IdentitySource, SourceState};
 
-/// Appends the read to the audit trail; the data is only returned once it is recorded.
+/// Appends the read to the audit trail; the data is only returned once it is recorded. Subjects
+/// `withheld` (objections: `crate::objections`, audited on their own) are not part of what it
+/// served.
 pub(crate) async fn audit_read(
     ctx: &ResolverContext<'_>,
     executor: &Executor,
     action: &str,
     inputs: &[Vec<Identity>],
     batch: &BatchOutcome,
+    withheld: &[bool],
 ) -> async_graphql::Result<()> {
+    let served = |index: &usize| !withheld.get(*index).copied().unwrap_or(false);
     let caller = caller(ctx)?;
     let log = ctx.data_opt::<Arc<dyn AuditLog>>().ok_or_else(|| {
         Error::new("the audit log is not configured: no data is served without it")
@@ -31,7 +35,7 @@ pub(crate) async fn audit_read(
     let registry = executor.registry();
     let mut connectors = std::collections::BTreeSet::new();
     let mut categories = std::collections::BTreeSet::new();
-    for subject in &batch.subjects {
+    for (_, subject) in batch.subjects.iter().enumerate().filter(|(i, _)| served(i)) {
         for (c, per_entity) in subject.records.iter().enumerate() {
             let descriptor = registry.connectors[c].connector.descriptor();
             if !caller.purpose_served_by(descriptor.purposes.as_deref()) {
@@ -52,7 +56,7 @@ pub(crate) async fn audit_read(
     }
     // Found identities are data too: their kinds' categories, where the caller may see them.
     let mut identity_categories = std::collections::BTreeSet::new();
-    for subject in &batch.subjects {
+    for (_, subject) in batch.subjects.iter().enumerate().filter(|(i, _)| served(i)) {
         for resolved in &subject.identities {
             if matches!(resolved.source, IdentitySource::Entity(_))
                 && identity_withheld(executor, caller, resolved).is_none()
@@ -75,7 +79,9 @@ pub(crate) async fn audit_read(
         action: action.to_owned(),
         subjects: inputs
             .iter()
-            .flatten()
+            .enumerate()
+            .filter(|(i, _)| served(i))
+            .flat_map(|(_, identities)| identities)
             .map(|identity| SubjectRef {
                 kind: registry.kinds.get(identity.kind).name.clone(),
                 value: identity.value.clone(),
@@ -87,6 +93,7 @@ pub(crate) async fn audit_read(
             "identityCategories": identity_categories,
             "outcome": outcome,
             "subjects": batch.subjects.len(),
+            "withheld": withheld.iter().filter(|w| **w).count(),
         }),
     };
     log.append(entry).await.map_err(|error| {

@@ -23,6 +23,7 @@ use crate::gql_support::{
     authorize, caller, category_error, enum_value, identity_error, identity_withheld, indexed, leaf,
     null_with_error, opt_string, parse_identity, purpose_error, ready,
 };
+use crate::objections::{objected_error, withheld};
 use crate::plan::EntityRef;
 use crate::registry::Registry;
 use crate::resolve::{BatchOutcome, Executor, IdentitySource, ResolvedIdentity, SourceState};
@@ -272,15 +273,21 @@ pub(crate) fn query_fields(query: Object, max_batch: usize) -> Object {
                     }
                     let inputs = vec![vec![identity]];
                     let batch = resolve(&executor, inputs.clone(), &ctx, "subject").await;
-                    audit_read(&ctx, &executor, "subject.read", &inputs, &batch).await?;
+                    // Objections bind at read time: a withheld person is null + OBJECTED.
+                    let objected = withheld(&ctx, &executor, &inputs, &batch).await?;
+                    if let Some(Some(objection)) = objected.first() {
+                        let purpose = &caller(&ctx)?.purpose;
+                        return Ok(null_with_error(&ctx, objected_error(objection, purpose, None)));
+                    }
+                    audit_read(&ctx, &executor, "subject.read", &inputs, &batch, &[]).await?;
                     Ok(Some(FieldValue::owned_any(SubjectView { batch, index: 0 })))
                 })
             })
             .argument(InputValue::new("identity", TypeRef::named_nn("IdentityInput")))
-            .description("Everything held about one person, found from one identity. A person with no data is an empty subject, not an error."),
+            .description("Everything held about one person, found from one identity. A person with no data is an empty subject, not an error; a person who objected to the request's purpose is null with an `OBJECTED` error."),
         )
         .field(
-            Field::new("subjects", TypeRef::named_nn_list_nn("Subject"), move |ctx| {
+            Field::new("subjects", TypeRef::named_nn_list("Subject"), move |ctx| {
                 FieldFuture::new(async move {
                     authorize(&ctx, Operation::ReadSubject)?;
                     let executor = ctx.data::<Arc<Executor>>()?.clone();
@@ -300,14 +307,29 @@ pub(crate) fn query_fields(query: Object, max_batch: usize) -> Object {
                     let count = inputs.len();
                     take_subjects(&ctx, count)?;
                     let batch = resolve(&executor, inputs.clone(), &ctx, "subjects").await;
-                    audit_read(&ctx, &executor, "subjects.read", &inputs, &batch).await?;
-                    Ok(Some(FieldValue::list((0..count).map(|index| {
-                        FieldValue::owned_any(SubjectView { batch: batch.clone(), index })
-                    }))))
+                    // Objections bind at read time: each withheld person is null + OBJECTED at
+                    // their index; the others are served.
+                    let objected = withheld(&ctx, &executor, &inputs, &batch).await?;
+                    let flags: Vec<bool> = objected.iter().map(Option::is_some).collect();
+                    audit_read(&ctx, &executor, "subjects.read", &inputs, &batch, &flags).await?;
+                    let purpose = caller(&ctx)?.purpose.clone();
+                    let items: Vec<FieldValue<'_>> = (0..count)
+                        .map(|index| match objected.get(index) {
+                            Some(Some(objection)) => {
+                                let error = objected_error(objection, &purpose, Some(index));
+                                let mut server = ctx.set_error_path(error.into_server_error(ctx.item.pos));
+                                server.path.push(async_graphql::PathSegment::Index(index));
+                                ctx.add_error(server);
+                                FieldValue::NULL
+                            }
+                            _ => FieldValue::owned_any(SubjectView { batch: batch.clone(), index }),
+                        })
+                        .collect();
+                    Ok(Some(FieldValue::list(items)))
                 })
             })
             .argument(InputValue::new("identities", TypeRef::named_nn_list_nn("IdentityInput")))
-            .description("Many people at once, one per identity, in the order given. Costs the same number of store round trips per stage as one."),
+            .description("Many people at once, one per identity, in the order given. Costs the same number of store round trips per stage as one. A person who objected to the request's purpose is null (with an `OBJECTED` error at their index); the others are served."),
         )
 }
 

@@ -113,6 +113,9 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
     let builder = crate::webhooks::register(builder);
     let query = crate::manual::query_fields(query);
     let builder = crate::manual::register(builder);
+    // retention: `retentionSchedule` and its types (schema/src/retention.rs).
+    let query = crate::retention::query_fields(query);
+    let builder = crate::retention::register(builder);
     crate::me::register(crate::privacy::register(builder))
         .register(query)
         .finish()

@@ -17,6 +17,7 @@ pub mod graphql;
 pub mod limits;
 mod manual;
 mod me;
+pub mod objections;
 pub mod plan;
 pub mod privacy;
 pub mod records;
@@ -25,6 +26,7 @@ pub mod request_state;
 pub mod request_views;
 pub mod requests;
 pub mod resolve;
+pub mod retention;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -169,7 +169,10 @@ async fn client(
         if !status.is_success() || bytes.windows(9).any(|w| w == b"\"errors\":") {
             if errors == 0 && seed == 1 {
                 let text = String::from_utf8_lossy(&bytes);
-                eprintln!("first error answer ({status}): {}", text.chars().take(400).collect::<String>());
+                eprintln!(
+                    "first error answer ({status}): {}",
+                    text.chars().take(400).collect::<String>()
+                );
             }
             errors += 1;
         }

@@ -131,6 +131,8 @@ pub struct ErasureDecl {
     pub retention_days: Option<u32>,
     /// The timestamp or date field retention counts from (default: the erasure).
     pub retain_from: Option<Spanned<String>>,
+    /// What happens when the retention ends: `delete` (default) or `pseudonymize`; `retain` only.
+    pub after_retention: Option<Spanned<String>>,
     /// Most records one person may match before an erasure stops and asks for an override.
     pub max_records: Option<u64>,
     /// The entity whose erasure removes these records (`cascade`).

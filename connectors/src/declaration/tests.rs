@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 use toml::Spanned;
 
 use super::*;
-use crate::connector::ErasureAction;
+use crate::connector::{AfterRetention, ErasureAction};
 use crate::identity::IdentityKinds;
 use crate::kinds::load_connector;
 use crate::mask::FieldErasure;
@@ -173,6 +173,52 @@ fn erasure_declarations_are_checked() {
     for (text, expected) in cases {
         let err = validate(&text).unwrap_err().to_string();
         assert!(err.contains(expected), "{expected}: {err}");
+    }
+}
+
+#[test]
+fn after_retention_is_delete_or_pseudonymize_on_retained_entities_only_at_its_line() {
+    let retained = GOOD.replace(
+        "[entities.users.fields]",
+        "[entities.users.erasure]\naction = \"retain\"\nlegal_basis = \"tax\"\nretention_days = 0\nafter_retention = \"pseudonymize\"\n\n[entities.users.fields]",
+    )
+    .replace(
+        "email = { type = \"string\", category = \"user.contact.email\" }",
+        "email = { type = \"string\", category = \"user.contact.email\", erasure = \"pseudonymize\" }",
+    );
+    let connector = validate(&retained).unwrap();
+    let users = &connector.descriptor.entities[0];
+    assert_eq!(users.erasure.after_retention, AfterRetention::Pseudonymize);
+    assert_eq!(users.erasure.retention_days, Some(0));
+    // What is left after retention: the masked email and nothing else (the key stays).
+    assert_eq!(
+        users.pseudonymized_after_retention(),
+        vec![(1, FieldErasure::Pseudonymize)]
+    );
+    let deleted = validate(&retained.replace("after_retention = \"pseudonymize\"\n", "")).unwrap();
+    assert_eq!(
+        deleted.descriptor.entities[0].erasure.after_retention,
+        AfterRetention::Delete
+    );
+    let line = retained
+        .lines()
+        .position(|l| l.starts_with("after_retention"))
+        .map(|i| i + 1)
+        .unwrap();
+    let cases = [
+        (
+            retained.replace("\"pseudonymize\"", "\"shred\""),
+            "unknown after_retention `shred`: expected delete or pseudonymize",
+        ),
+        (
+            retained.replace("action = \"retain\"", "action = \"mask\""),
+            "it goes with action = \"retain\" only",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = validate(&text).unwrap_err().to_string();
+        assert!(err.contains(expected), "{expected}: {err}");
+        assert!(err.contains(&format!(":{line}:")), "line {line}: {err}");
     }
 }
 

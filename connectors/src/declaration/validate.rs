@@ -10,10 +10,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::category::DataCategory;
+use crate::connector::{AfterRetention, ErasureAction, ErasurePolicy, IdentityLink};
 use crate::connector::{
     Compare, ConnectorDescriptor, Disclosure, EntityDescriptor, FieldDescriptor, FilesRef,
 };
-use crate::connector::{ErasureAction, ErasurePolicy, IdentityLink};
 use crate::declaration::keys::{
     ConnectorDecl, EntityDecl, FieldDecl, FieldErasureDecl, Level, LinkDecl, UnknownKey,
 };
@@ -464,8 +464,30 @@ fn erasure_policy<K: StoreKind>(
             }
         }
     });
+    let after_retention = match &decl.after_retention {
+        None => AfterRetention::Delete,
+        Some(text) if action != ErasureAction::Retain => {
+            errors.push(file.error(
+                text.span(),
+                "after_retention says what happens when a retention ends: it goes with action = \"retain\" only",
+            ));
+            AfterRetention::Delete
+        }
+        Some(text) => match text.get_ref().as_str() {
+            "delete" => AfterRetention::Delete,
+            "pseudonymize" => AfterRetention::Pseudonymize,
+            other => {
+                errors.push(file.error(
+                    text.span(),
+                    format!("unknown after_retention `{other}`: expected delete or pseudonymize"),
+                ));
+                AfterRetention::Delete
+            }
+        },
+    };
     ErasurePolicy {
         action,
+        after_retention,
         legal_basis: decl.legal_basis.clone(),
         retention_days: decl.retention_days,
         retain_from,

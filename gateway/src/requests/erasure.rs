@@ -96,6 +96,8 @@ impl Driver for Erasure {
         _: &mut Json,
     ) -> Completion {
         self.person = engine.person_hashes(job.row).await?;
+        // retention: every retained record's end is scheduled before the kept records are forgotten.
+        engine.schedule_retention(job.row).await?;
         Ok(Ok(None))
     }
 

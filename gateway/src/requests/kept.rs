@@ -57,6 +57,8 @@ pub(super) struct PlannedEntity {
 /// What resolving a person for a request found.
 pub(super) struct SubjectPlan {
     pub identities: usize,
+    /// Every identity resolution found the person by (objections are recorded for each).
+    pub found: Vec<subject_connectors::Identity>,
     pub entities: Vec<PlannedEntity>,
     /// Connectors whose lookups failed: `(connector, message)`.
     pub failures: Vec<(String, String)>,

@@ -70,7 +70,7 @@ fn outcome_of(row: &ManualRow) -> Result<ManualOutcome, StoreError> {
 impl RequestStore {
     async fn manual_where(&self, clause: &str, binds: &[&str]) -> Result<Option<ManualRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM manual_tasks m WHERE {clause}");
-        let mut query = sqlx::query_as::<_, ManualRow>(&sql);
+        let mut query = subject_connectors::dynamic_sql::dynamic_query_as::<_, ManualRow>(&sql);
         for bind in binds {
             query = query.bind(*bind);
         }
@@ -174,12 +174,14 @@ impl RequestStore {
 
     /// Every manual task of a request, in creation order.
     pub(super) async fn manual_tasks_of(&self, request_id: &str) -> Result<Vec<ManualRow>, StoreError> {
-        Ok(sqlx::query_as::<_, ManualRow>(&format!(
-            "SELECT {COLUMNS} FROM manual_tasks m WHERE m.request_id = $1 ORDER BY m.created_at, m.id"
-        ))
-        .bind(request_id)
-        .fetch_all(self.pool())
-        .await?)
+        Ok(
+            subject_connectors::dynamic_sql::dynamic_query_as::<_, ManualRow>(&format!(
+                "SELECT {COLUMNS} FROM manual_tasks m WHERE m.request_id = $1 ORDER BY m.created_at, m.id"
+            ))
+            .bind(request_id)
+            .fetch_all(self.pool())
+            .await?,
+        )
     }
 
     /// Sets the request's manual tasks in `from` to `to` (retry: FAILED → OPEN; cancel:
@@ -202,10 +204,14 @@ impl RequestStore {
 
     /// One manual task as listed.
     async fn list_manual_one(&self, id: &str) -> Result<Option<ListedRow>, StoreError> {
-        Ok(sqlx::query_as::<_, ListedRow>(&format!("{LISTED} AND m.id = $1"))
+        Ok(
+            subject_connectors::dynamic_sql::dynamic_query_as::<_, ListedRow>(&format!(
+                "{LISTED} AND m.id = $1"
+            ))
             .bind(id)
             .fetch_optional(self.pool())
-            .await?)
+            .await?,
+        )
     }
 
     async fn list_manual(
@@ -241,7 +247,7 @@ impl RequestStore {
             ));
         }
         sql.push_str(&format!(" ORDER BY m.created_at, m.id LIMIT {limit}"));
-        let mut query = sqlx::query_as::<_, ListedRow>(&sql);
+        let mut query = subject_connectors::dynamic_sql::dynamic_query_as::<_, ListedRow>(&sql);
         for bind in &binds {
             query = query.bind(bind.as_str());
         }

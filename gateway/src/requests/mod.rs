@@ -29,6 +29,9 @@
 //!   another holder of `approve` approves or denies them;
 //! - `manual`: manual tasks for stores without an API (`kind = "manual"`): created when a
 //!   request reaches such a store, the request waiting until a person records the outcome.
+//! - `retention`: retention that ends — the schedule written when an erasure completes, the run
+//!   that erases retained records when their retention ends and amends the receipt, and
+//!   `retentionSchedule`; [`retention_store`]: its table.
 
 mod api;
 mod approval;
@@ -44,6 +47,8 @@ mod objection;
 mod plan;
 mod receipt;
 mod rectification;
+mod retention;
+pub mod retention_store;
 pub mod state;
 pub mod store;
 mod stores;
@@ -95,6 +100,9 @@ pub struct RequestSettings {
     pub exports_dir: PathBuf,
     /// How long an export's download link works (the bundle is deleted after), minutes.
     pub export_link_minutes: u64,
+    /// Tests and drills only: the retention run acts as if it were this many days later (a
+    /// retention declared for 10 years ends now with 3651). Never set it in production.
+    pub retention_clock_skew_days: i64,
     /// approval: `[requests.approval]`.
     pub approval: ApprovalSettings,
 }
@@ -125,6 +133,7 @@ impl Default for RequestSettings {
             exports_dir: PathBuf::from("subject-gateway-exports"),
             export_link_minutes: 60,
             approval: ApprovalSettings::default(),
+            retention_clock_skew_days: 0,
         }
     }
 }
@@ -301,11 +310,15 @@ impl PrivacyEngine {
     /// ends; with webhooks, their deliverer runs in the same task (stopping it stops both).
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
+        // retention: the run that ends retentions shares the task (stopping it stops all).
+        let retention = self.clone();
         match self.webhooks.get().cloned() {
             Some(hooks) => tokio::spawn(async move {
-                tokio::join!(engine.work_loop(), hooks.run());
+                tokio::join!(engine.work_loop(), hooks.run(), retention.retention_loop());
             }),
-            None => tokio::spawn(async move { engine.work_loop().await }),
+            None => tokio::spawn(async move {
+                tokio::join!(engine.work_loop(), retention.retention_loop());
+            }),
         }
     }
 

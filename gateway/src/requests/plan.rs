@@ -39,6 +39,7 @@ impl PrivacyEngine {
         let Some(subject) = outcome.subjects.first() else {
             return SubjectPlan {
                 identities: 0,
+                found: Vec::new(),
                 entities: Vec::new(),
                 failures,
             };
@@ -82,6 +83,7 @@ impl PrivacyEngine {
         }
         SubjectPlan {
             identities: subject.identities.len(),
+            found: subject.identities.iter().map(|r| r.identity.clone()).collect(),
             entities,
             failures,
         }

@@ -191,6 +191,10 @@ impl RequestStore {
         &self.pool
     }
 
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
     pub async fn insert(&self, new: &NewRequest<'_>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO privacy_requests (id, kind, status, idempotency_key, open_key, subject_hash, regulation, \

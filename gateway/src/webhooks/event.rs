@@ -27,6 +27,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "privacy_request.approved",
     "privacy_request.denied",
     "privacy_request.task.manual",
+    "privacy_request.retention.ended",
 ];
 
 /// The event type of an engine event kind (`completed` → `privacy_request.completed`). A kind the

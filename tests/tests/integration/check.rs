@@ -163,7 +163,7 @@ async fn a_not_null_column_masked_to_null_blocks_check_the_plan_and_the_erasure(
         customers
             .details
             .iter()
-            .any(|d| d.starts_with("column `company`") && d.ends_with("(at billing.toml:40:1)")),
+            .any(|d| d.starts_with("column `company`") && d.ends_with("(at billing.toml:41:1)")),
         "{}",
         report.table()
     );

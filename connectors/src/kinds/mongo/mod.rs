@@ -26,6 +26,7 @@ pub mod decl;
 
 pub use decl::{Mongo, MongoStore};
 use crate::identity::IdentityValue;
+use crate::mask::Pseudonymizer;
 use crate::value::{FieldType, Record, Value};
 
 /// Why a MongoDB connector could not be built.
@@ -114,6 +115,84 @@ impl MongoConnector {
         self.database
             .collection::<Document>(&entity.source)
             .find(filter)
+            .await
+            .map_err(|e| self.store_error(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.store_error(e))
+    }
+
+    /// Deletes `documents` of entity `e` by `_id`, or `$set`s their masked fields one document
+    /// at a time (a value masked already is left alone).
+    async fn erase_documents(
+        &self,
+        e: usize,
+        documents: &[Document],
+        action: &EntityErasure,
+        pseudonyms: &Pseudonymizer,
+    ) -> Result<(), ConnectorError> {
+        let entity = &self.descriptor.entities[e];
+        let collection = self.database.collection::<Document>(&entity.source);
+        match action {
+            EntityErasure::Delete => {
+                let ids: Vec<Bson> = documents.iter().filter_map(|d| d.get("_id").cloned()).collect();
+                if !ids.is_empty() {
+                    collection
+                        .delete_many(doc! { "_id": { "$in": ids } })
+                        .await
+                        .map_err(|e| self.store_error(e))?;
+                }
+            }
+            EntityErasure::Mask(fields) => {
+                let paths = &self.paths[e];
+                for document in documents {
+                    let record = self.record(e, document)?;
+                    let mut set = Document::new();
+                    for (field, erasure) in fields {
+                        if let Some(new) = record
+                            .get(*field)
+                            .and_then(|value| pseudonyms.masked(erasure, value))
+                        {
+                            set.insert(paths[*field].join("."), to_bson(&new));
+                        }
+                    }
+                    if let (false, Some(id)) = (set.is_empty(), document.get("_id")) {
+                        collection
+                            .update_one(doc! { "_id": id.clone() }, doc! { "$set": set })
+                            .await
+                            .map_err(|e| self.store_error(e))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The documents of entity `e` whose primary key is one of `keys`, as stored (the end of a
+    /// retention finds retained records by the key the erasure kept).
+    async fn by_key(&self, e: usize, keys: &[Value]) -> Result<Vec<Document>, ConnectorError> {
+        let entity = self
+            .descriptor
+            .entities
+            .get(e)
+            .ok_or_else(|| ConnectorError::Other(format!("no entity #{e}")))?;
+        let pk = entity.primary_key.ok_or(ConnectorError::Unsupported("fetch_keys"))?;
+        let path = &self.paths[e][pk];
+        let texts: Vec<String> = keys
+            .iter()
+            .filter_map(|key| match key {
+                Value::String(text) => Some(text.clone()),
+                Value::Int(number) => Some(number.to_string()),
+                _ => None,
+            })
+            .collect();
+        let values = bson_texts(texts.iter().map(String::as_str), entity.fields[pk].field_type, path);
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.database
+            .collection::<Document>(&entity.source)
+            .find(doc! { path.join("."): { "$in": values } })
             .await
             .map_err(|e| self.store_error(e))?
             .try_collect()
@@ -380,9 +459,13 @@ fn at_path<'a>(document: &'a Document, path: &[String]) -> Option<&'a Bson> {
 
 /// Identity values as BSON of the field's type (a value that cannot be one matches nothing).
 fn bson_values(values: &[IdentityValue], field_type: FieldType, path: &[String]) -> Vec<Bson> {
-    let mut out = Vec::with_capacity(values.len());
-    for value in values {
-        let text = value.expose();
+    bson_texts(values.iter().map(IdentityValue::expose), field_type, path)
+}
+
+/// Texts as BSON of the field's type: an `_id` that reads as an ObjectId is asked for as one too.
+fn bson_texts<'a>(texts: impl Iterator<Item = &'a str>, field_type: FieldType, path: &[String]) -> Vec<Bson> {
+    let mut out = Vec::new();
+    for text in texts {
         match field_type {
             FieldType::Int | FieldType::Bigint => {
                 if let Ok(n) = text.parse::<i64>() {
@@ -502,40 +585,27 @@ impl Connector for MongoConnector {
                 limit: request.max_records,
             });
         }
-        let entity = &self.descriptor.entities[request.lookup.entity];
-        let collection = self.database.collection::<Document>(&entity.source);
-        match &request.action {
-            EntityErasure::Delete => {
-                let ids: Vec<Bson> = documents.iter().filter_map(|d| d.get("_id").cloned()).collect();
-                if !ids.is_empty() {
-                    collection
-                        .delete_many(doc! { "_id": { "$in": ids } })
-                        .await
-                        .map_err(|e| self.store_error(e))?;
-                }
-            }
-            EntityErasure::Mask(fields) => {
-                let paths = &self.paths[request.lookup.entity];
-                for document in &documents {
-                    let record = self.record(request.lookup.entity, document)?;
-                    let mut set = Document::new();
-                    for (field, erasure) in fields {
-                        if let Some(new) = record
-                            .get(*field)
-                            .and_then(|value| request.pseudonyms.masked(erasure, value))
-                        {
-                            set.insert(paths[*field].join("."), to_bson(&new));
-                        }
-                    }
-                    if let (false, Some(id)) = (set.is_empty(), document.get("_id")) {
-                        collection
-                            .update_one(doc! { "_id": id.clone() }, doc! { "$set": set })
-                            .await
-                            .map_err(|e| self.store_error(e))?;
-                    }
-                }
-            }
-        }
+        self.erase_documents(request.lookup.entity, &documents, &request.action, &request.pseudonyms)
+            .await?;
+        Ok(WriteOutcome::Done {
+            records: documents.len() as u64,
+        })
+    }
+
+    async fn fetch_keys(&self, entity: usize, keys: &[Value]) -> Result<Vec<Record>, ConnectorError> {
+        let documents = self.by_key(entity, keys).await?;
+        documents.iter().map(|d| self.record(entity, d)).collect()
+    }
+
+    async fn erase_keys(
+        &self,
+        entity: usize,
+        keys: &[Value],
+        action: &EntityErasure,
+        pseudonyms: &Arc<Pseudonymizer>,
+    ) -> Result<WriteOutcome, ConnectorError> {
+        let documents = self.by_key(entity, keys).await?;
+        self.erase_documents(entity, &documents, action, pseudonyms).await?;
         Ok(WriteOutcome::Done {
             records: documents.len() as u64,
         })

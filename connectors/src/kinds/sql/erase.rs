@@ -155,10 +155,25 @@ impl SqlConnector {
         let (records, pk) = self
             .matched(&request.lookup, request.max_records, "erase")
             .await?;
-        let entity = &self.descriptor.entities[request.lookup.entity];
+        let statements =
+            self.statements_for(request.lookup.entity, pk, &records, &request.action, &request.pseudonyms)?;
+        Ok((statements, records.len() as u64))
+    }
+
+    /// The statements that delete `records` of entity `e` by primary key, or rewrite their
+    /// masked fields one record at a time (records masked already get none).
+    fn statements_for(
+        &self,
+        e: usize,
+        pk: usize,
+        records: &[Record],
+        action: &EntityErasure,
+        pseudonyms: &crate::mask::Pseudonymizer,
+    ) -> Result<Vec<Statement>, ConnectorError> {
+        let entity = &self.descriptor.entities[e];
         let pk_field = &entity.fields[pk];
         let mut statements = Vec::new();
-        match &request.action {
+        match action {
             EntityErasure::Delete => {
                 for chunk in records.chunks(KEYS_PER_STATEMENT) {
                     let params: Vec<Param> = chunk
@@ -181,13 +196,13 @@ impl SqlConnector {
                 }
             }
             EntityErasure::Mask(fields) => {
-                for record in &records {
+                for record in records {
                     let mut sets: Vec<(usize, Option<Param>)> = Vec::new();
                     for (field, erasure) in fields {
                         let value = record
                             .get(*field)
                             .ok_or_else(|| decode_error(&entity.fields[*field].name, "a declared field"))?;
-                        if let Some(new) = request.pseudonyms.masked(erasure, value) {
+                        if let Some(new) = pseudonyms.masked(erasure, value) {
                             sets.push((*field, Self::param(&new)));
                         }
                     }
@@ -200,7 +215,75 @@ impl SqlConnector {
                 }
             }
         }
-        Ok((statements, records.len() as u64))
+        Ok(statements)
+    }
+
+    /// Records of entity `e` whose primary key is one of `keys`: `pk IN (…)`, in chunks.
+    pub(super) async fn records_by_key(&self, e: usize, keys: &[Value]) -> Result<Vec<Record>, ConnectorError> {
+        let entity = self
+            .descriptor
+            .entities
+            .get(e)
+            .ok_or_else(|| ConnectorError::Other(format!("no entity #{e}")))?;
+        let pk = entity.primary_key.ok_or(ConnectorError::Unsupported("fetch_keys"))?;
+        let pk_field = &entity.fields[pk];
+        let mut records = Vec::new();
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            let params: Vec<Param> = chunk.iter().filter_map(Self::param).collect();
+            if params.is_empty() {
+                continue;
+            }
+            let list: Vec<String> = (1..=params.len())
+                .map(|n| self.placeholder(n, pk_field.field_type))
+                .collect();
+            let sql = format!(
+                "{}{} IN ({})",
+                self.entities[e].select_prefix,
+                quote(self.dialect, &pk_field.name),
+                list.join(", ")
+            );
+            macro_rules! fetch {
+                ($pool:expr, $db:ty, $decode:path) => {{
+                    let mut q = crate::dynamic_sql::dynamic_query::<$db>(sql.clone());
+                    for param in params {
+                        q = match param {
+                            Param::Text(text) => q.bind(text),
+                            Param::Int(int) => q.bind(int),
+                        };
+                    }
+                    let rows = q.fetch_all($pool).await.map_err(|e| self.store_error(e))?;
+                    for row in &rows {
+                        records.push($decode(row, entity)?);
+                    }
+                }};
+            }
+            match &self.pool {
+                Pool::Postgres(pool) => fetch!(pool, sqlx::Postgres, super::decode::decode_pg),
+                Pool::MySql(pool) => fetch!(pool, sqlx::MySql, super::decode::decode_mysql),
+                Pool::Sqlite(pool) => fetch!(pool, sqlx::Sqlite, super::decode::decode_sqlite),
+            }
+        }
+        Ok(records)
+    }
+
+    /// Erases the records of entity `e` with these primary keys (the end of a retention), in one
+    /// transaction; keys gone and values masked already change nothing.
+    pub(super) async fn erase_by_key(
+        &self,
+        e: usize,
+        keys: &[Value],
+        action: &EntityErasure,
+        pseudonyms: &crate::mask::Pseudonymizer,
+    ) -> Result<WriteOutcome, ConnectorError> {
+        let records = self.records_by_key(e, keys).await?;
+        let pk = self.descriptor.entities[e]
+            .primary_key
+            .ok_or(ConnectorError::Unsupported("erase_keys"))?;
+        let statements = self.statements_for(e, pk, &records, action, pseudonyms)?;
+        self.execute_all(statements).await?;
+        Ok(WriteOutcome::Done {
+            records: records.len() as u64,
+        })
     }
 
     /// Writes corrected values into the records a lookup matches, by primary key.

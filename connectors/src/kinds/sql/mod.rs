@@ -23,7 +23,9 @@ use crate::connector::{
 use crate::declaration::source::{DeclarationError, Location};
 use crate::kinds::kind::{BuildError, Env, StoreDeclaration, built_now};
 use crate::identity::IdentityValue;
-use crate::value::{FieldType, Record};
+use crate::connector::EntityErasure;
+use crate::mask::Pseudonymizer;
+use crate::value::{FieldType, Record, Value};
 
 mod check;
 pub mod decl;
@@ -718,6 +720,20 @@ impl Connector for SqlConnector {
         changes: &[FieldChange],
     ) -> Result<WriteOutcome, ConnectorError> {
         self.rectify_records(lookup, changes).await
+    }
+
+    async fn fetch_keys(&self, entity: usize, keys: &[Value]) -> Result<Vec<Record>, ConnectorError> {
+        self.records_by_key(entity, keys).await
+    }
+
+    async fn erase_keys(
+        &self,
+        entity: usize,
+        keys: &[Value],
+        action: &EntityErasure,
+        pseudonyms: &Arc<Pseudonymizer>,
+    ) -> Result<WriteOutcome, ConnectorError> {
+        self.erase_by_key(entity, keys, action, pseudonyms).await
     }
 }
 
