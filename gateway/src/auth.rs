@@ -37,6 +37,59 @@ pub struct OidcSettings {
     /// trigger (rotation is picked up this fast; default 30).
     #[serde(default = "default_refresh")]
     pub min_refresh_seconds: u64,
+    /// `[auth.oidc.console]`: the console's sign-in with the provider (authorization code + PKCE,
+    /// a public client). Unset: the console offers API keys only.
+    pub console: Option<ConsoleOidc>,
+}
+
+/// The console as a public OIDC client. The provider's endpoints are given (discovery is not
+/// implemented); the token endpoint must answer the browser (CORS), as providers do for
+/// single-page apps. The token it returns must pass the checks above (`jwks`, `issuer`,
+/// `audience`, `roles_claim`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleOidc {
+    /// The client id registered at the provider for the console (redirect URI:
+    /// `https://GATEWAY/console/`).
+    pub client_id: String,
+    /// The provider's `authorization_endpoint` (`https://…/authorize`).
+    pub authorization_endpoint: String,
+    /// The provider's `token_endpoint` (`https://…/token`); the console's CSP lets the page
+    /// connect to its origin.
+    pub token_endpoint: String,
+    /// Scopes asked for (default `openid`).
+    #[serde(default = "default_scope")]
+    pub scope: String,
+}
+
+fn default_scope() -> String {
+    "openid".into()
+}
+
+impl ConsoleOidc {
+    /// `scheme://host[:port]` of the token endpoint, for the CSP's `connect-src`; an error for a
+    /// URL that is not http(s).
+    pub fn token_origin(&self) -> Result<String, String> {
+        origin(&self.token_endpoint)
+    }
+
+    /// Both endpoints are http(s) URLs.
+    pub fn validate(&self) -> Result<(), String> {
+        origin(&self.authorization_endpoint)?;
+        origin(&self.token_endpoint)?;
+        if self.client_id.trim().is_empty() {
+            return Err("`client_id` is empty".into());
+        }
+        Ok(())
+    }
+}
+
+fn origin(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!("`{url}` is not an http(s) URL"));
+    }
+    Ok(parsed.origin().ascii_serialization())
 }
 
 fn default_refresh() -> u64 {
@@ -338,6 +391,11 @@ impl Authenticator {
             let now = jsonwebtoken::get_current_timestamp();
             matches!(self.check_token(credential).await, Ok((_, _, exp)) if exp > now)
         }
+    }
+
+    /// `[auth.oidc.console]`, when the console offers sign-in with the provider.
+    pub fn console_oidc(&self) -> Option<&ConsoleOidc> {
+        self.jwks.as_ref()?.settings.console.as_ref()
     }
 
     /// Re-reads the active API keys now.

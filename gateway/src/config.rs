@@ -250,6 +250,14 @@ impl Config {
                 Err(DeclarationErrors(mut found)) => errors.append(&mut found),
             }
         }
+        if let Some(console) = gateway.auth.oidc.as_ref().and_then(|o| o.console.as_ref())
+            && let Err(problem) = console.validate()
+        {
+            errors.push(DeclarationError {
+                location: Location::file(path),
+                message: format!("[auth.oidc.console]: {problem}"),
+            });
+        }
         if files.is_empty() {
             errors.push(DeclarationError {
                 location: Location::file(&dir),

@@ -6,11 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use subject_connectors::codes::ErrorCode;
 
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLWebSocket};
+use async_graphql_axum::GraphQLRequest;
 use axum::Json;
 use axum::Router;
-use axum::extract::WebSocketUpgrade;
 use axum::extract::{FromRequest, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
@@ -83,12 +81,14 @@ pub async fn serve_tls(
 }
 
 #[derive(Clone)]
-struct AppState {
-    service: Arc<SubjectService>,
-    auth: Arc<Authenticator>,
-    audit: Arc<dyn AuditLog>,
-    requests: Arc<PrivacyEngine>,
-    limiter: Arc<CallerLimiter>,
+pub(crate) struct AppState {
+    pub(crate) service: Arc<SubjectService>,
+    pub(crate) auth: Arc<Authenticator>,
+    pub(crate) audit: Arc<dyn AuditLog>,
+    pub(crate) requests: Arc<PrivacyEngine>,
+    pub(crate) limiter: Arc<CallerLimiter>,
+    /// console: the last connector check and the audit chain's verification.
+    pub(crate) checks: Arc<dyn subject_schema::ops::GatewayChecks>,
     request_timeout: Duration,
     max_response_bytes: usize,
 }
@@ -106,7 +106,7 @@ pub fn router(
     let engine = requests.clone();
     let mut router = Router::new()
         .route("/graphql", get(graphiql_or_405).post(graphql))
-        .route("/graphql/ws", get(graphql_ws))
+        .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route(
             "/exports/{id}",
             get(move |path, query| crate::requests::export::download(State(engine.clone()), path, query)),
@@ -138,6 +138,7 @@ pub fn router(
             Duration::from_millis(settings.request_timeout_ms.saturating_add(1000)),
         ))
         .with_state(AppState {
+            checks: Arc::new(crate::ops::Checks::new(service.clone(), requests.audit_log())),
             service,
             auth,
             audit,
@@ -150,135 +151,6 @@ pub fn router(
             request_timeout: Duration::from_millis(settings.request_timeout_ms),
             max_response_bytes: settings.max_response_bytes,
         })
-}
-
-/// How often an open websocket's credentials are checked again (a revoked or expired key or
-/// token closes it within this and one lookup).
-const WS_RECHECK: Duration = Duration::from_secs(2);
-
-/// Subscriptions over a websocket (`graphql-transport-ws` or the older `graphql-ws`), for callers
-/// the headers of the upgrade request authenticate. Only subscriptions: queries and mutations go
-/// to `POST /graphql` with its limits; every operation re-checks the credentials and the same
-/// cost limits; the socket is closed soon after its key is revoked or its token expires.
-async fn graphql_ws(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let caller = match state.auth.authenticate(&headers).await {
-        Ok(caller) => caller,
-        Err(error) => return (error.status(), error.to_string()).into_response(),
-    };
-    // Opening a socket counts against the caller's rate like a request.
-    if let Err(refusal) = state.limiter.admit(&caller.principal) {
-        return too_many(refusal);
-    }
-    let mut data = async_graphql::Data::default();
-    data.insert(caller);
-    data.insert(state.audit.clone());
-    let requests: Arc<dyn PrivacyRequests> = state.requests.clone();
-    data.insert(requests);
-    let executor = SubscriptionsOnly {
-        service: state.service.clone(),
-        auth: state.auth.clone(),
-        headers: Arc::new(headers.clone()),
-    };
-    let auth = state.auth.clone();
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| async move {
-            let serve = GraphQLWebSocket::new(stream, executor, protocol)
-                .with_data(data)
-                .serve();
-            let watch = async {
-                loop {
-                    tokio::time::sleep(WS_RECHECK).await;
-                    if !auth.still_valid(&headers).await {
-                        tracing::info!("closing a websocket whose credentials are no longer valid");
-                        break;
-                    }
-                }
-            };
-            tokio::select! {
-                () = serve => {}
-                () = watch => {}
-            }
-        })
-}
-
-/// The executor behind `/graphql/ws`: subscriptions only, each checked like a POST.
-#[derive(Clone)]
-struct SubscriptionsOnly {
-    service: Arc<SubjectService>,
-    auth: Arc<Authenticator>,
-    headers: Arc<HeaderMap>,
-}
-
-fn ws_refusal(message: &str, code: &'static str) -> async_graphql::Response {
-    async_graphql::Response::from_errors(vec![subject_schema::coded_error(message.to_owned(), code)])
-}
-
-impl async_graphql::Executor for SubscriptionsOnly {
-    async fn execute(&self, _request: async_graphql::Request) -> async_graphql::Response {
-        ws_refusal(
-            "the websocket carries subscriptions only; send queries and mutations to POST /graphql",
-            ErrorCode::SubscriptionsOnly.as_str(),
-        )
-    }
-
-    fn execute_stream(
-        &self,
-        mut request: async_graphql::Request,
-        session_data: Option<Arc<async_graphql::Data>>,
-    ) -> futures::stream::BoxStream<'static, async_graphql::Response> {
-        use futures::StreamExt;
-        let this = self.clone();
-        futures::stream::once(async move {
-            let refuse = |message: &str, code| {
-                futures::stream::once(std::future::ready(ws_refusal(message, code))).boxed()
-            };
-            if !this.auth.still_valid(&this.headers).await {
-                return refuse(
-                    "the credentials are no longer valid",
-                    ErrorCode::InvalidCredentials.as_str(),
-                );
-            }
-            let prepared = match this.service.prepare(&request.query) {
-                Ok(prepared) => prepared,
-                Err(error) => {
-                    return futures::stream::once(std::future::ready(async_graphql::Response::from_errors(
-                        vec![error],
-                    )))
-                    .boxed();
-                }
-            };
-            use async_graphql::parser::types::{DocumentOperations, OperationType};
-            let document = &prepared.0;
-            let ty = match (&document.operations, request.operation_name.as_deref()) {
-                (DocumentOperations::Single(operation), _) => Some(operation.node.ty),
-                (DocumentOperations::Multiple(operations), Some(name)) => {
-                    operations.get(name).map(|operation| operation.node.ty)
-                }
-                (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
-                    operations.values().next().map(|operation| operation.node.ty)
-                }
-                _ => None,
-            };
-            if ty != Some(OperationType::Subscription) {
-                return refuse(
-                    "the websocket carries subscriptions only; send queries and mutations to POST /graphql",
-                    ErrorCode::SubscriptionsOnly.as_str(),
-                );
-            }
-            request.set_parsed_query(document.clone());
-            this.service
-                .schema
-                .execute_stream_with_session_data(request, session_data.unwrap_or_default())
-        })
-        .flatten()
-        .boxed()
-    }
 }
 
 /// An error answer in GraphQL's shape, with a stable code.
@@ -294,7 +166,7 @@ fn error_response(status: StatusCode, message: &str, code: &str) -> Response {
 }
 
 /// `429` with `Retry-After` for a caller over its limits.
-fn too_many(refusal: crate::limiter::Refusal) -> Response {
+pub(crate) fn too_many(refusal: crate::limiter::Refusal) -> Response {
     metrics::counter!("subject_gateway_rate_limited_total", "code" => refusal.code()).increment(1);
     let mut response = error_response(
         StatusCode::TOO_MANY_REQUESTS,
@@ -359,7 +231,10 @@ async fn graphql(
     // objections bind reads; retention's schedule (issue 13): both kept by the engine.
     let objections: Arc<dyn subject_schema::objections::Objections> = state.requests.clone();
     let retention: Arc<dyn subject_schema::retention::RetentionSchedule> = state.requests.clone();
-    request = request.data(objections).data(retention);
+    request = request
+        .data(objections)
+        .data(retention)
+        .data(state.checks.clone());
     let service = state.service.clone();
     let mut task = AbortOnDrop(tokio::spawn(
         async move { service.execute(request).await }.instrument(span.clone()),

@@ -94,8 +94,8 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
         .register(audit_event_page_type())
         // webhooks: `redeliverWebhook` joins the privacy mutations (schema/src/webhooks.rs).
         // approval and manual tasks (schema/src/approval.rs, manual.rs) join them too.
-        .register(crate::manual::mutation_fields(crate::approval::mutation_fields(
-            crate::webhooks::mutation_fields(crate::privacy::mutation()),
+        .register(crate::ops::mutation_fields(crate::manual::mutation_fields(
+            crate::approval::mutation_fields(crate::webhooks::mutation_fields(crate::privacy::mutation())),
         )))
         .register(introspection_types().0)
         .register(introspection_types().1)
@@ -116,6 +116,12 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
     // retention: `retentionSchedule` and its types (schema/src/retention.rs).
     let query = crate::retention::query_fields(query);
     let builder = crate::retention::register(builder);
+    // console: `privacyRequestCounts` (schema/src/console_api.rs).
+    let query = crate::console_api::query_fields(query);
+    let builder = crate::console_api::register(builder);
+    // console: `connectorCheck`, `checkConnectors`, `auditVerification` (schema/src/ops.rs).
+    let query = crate::ops::query_fields(query);
+    let builder = crate::ops::register(builder);
     crate::me::register(crate::privacy::register(builder))
         .register(query)
         .finish()

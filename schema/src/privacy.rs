@@ -234,14 +234,18 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
                         SubscriptionFieldFuture::new(async move {
                             authorize(&ctx, Operation::ManageRequests)?;
                             let engine = engine(&ctx)?;
-                            let id = ctx.args.try_get("id")?.string()?.to_owned();
-                            let stream = engine.events(&id).await.map_err(request_error)?;
+                            let id = ctx.args.get("id").filter(|v| !v.is_null());
+                            let stream = match id {
+                                Some(id) => engine.events(id.string()?).await,
+                                None => engine.all_events().await,
+                            }
+                            .map_err(request_error)?;
                             Ok(stream.map(|event| Ok(FieldValue::owned_any(event))))
                         })
                     },
                 )
-                .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
-                .description("Progress of one request, from its current state until it finishes. Needs `manage_requests`."),
+                .argument(InputValue::new("id", TypeRef::named(TypeRef::ID)))
+                .description("Progress of one request (`id`), from its current state until it finishes; without `id`, the events of every request from now on (the console's queue follows these). Needs `manage_requests`."),
             ),
         )
 }
@@ -350,8 +354,8 @@ fn request_type() -> Object {
         })
         .description("EXPORT: where to fetch the bundle."),
     );
-    // approval: the decision and the erasure plan (schema/src/approval.rs).
-    crate::approval::request_fields(object)
+    // approval: the decision and the erasure plan (schema/src/approval.rs); console: `events`.
+    crate::console_api::request_fields(crate::approval::request_fields(object))
 }
 
 /// An input with the fields every request takes, plus `extra`.

@@ -161,6 +161,20 @@ pub trait PrivacyRequests: Send + Sync + 'static {
     /// The request's events from now on (and its current state first), until it finishes.
     async fn events(&self, id: &str) -> Result<BoxStream<'static, EventView>, RequestError>;
 
+    /// console: the events of every request from now on, as they are recorded (never ends).
+    async fn all_events(&self) -> Result<BoxStream<'static, EventView>, RequestError>;
+
+    /// console: every event recorded for one request, oldest first.
+    async fn request_events(&self, id: &str) -> Result<Vec<EventView>, RequestError>;
+
+    /// console: how many requests are in each status, with the `privacyRequests` filters of type
+    /// and overdue (statuses with none are left out).
+    async fn counts(
+        &self,
+        kind: Option<RequestKind>,
+        overdue: Option<bool>,
+    ) -> Result<Vec<(RequestStatus, u64)>, RequestError>;
+
     /// approval: what erasing the person of an open request would do now (`None` once the
     /// request no longer holds its identity).
     async fn request_plan(&self, id: &str) -> Result<Option<PlanView>, RequestError>;

@@ -16,7 +16,8 @@ import { h, field, confirmAction } from './ui.js';
 export const REQUEST_FIELDS = `id type status regulation reason subject requestedBy createdAt updatedAt dueAt overdue
   extensionReason completedAt error receipt receiptSha256 decidedBy decidedAt decisionReason
   download { url expiresAt sha256 bytes }
-  tasks { connector entity action status attempts records files legalBasis retainUntil verified error errorCode startedAt finishedAt }`;
+  tasks { connector entity action status attempts records files legalBasis retainUntil verified error errorCode startedAt finishedAt }
+  events { at kind message status }`;
 
 const FINISHED = ['COMPLETED', 'FAILED', 'CANCELLED', 'DENIED'];
 

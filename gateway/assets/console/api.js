@@ -41,6 +41,16 @@ export function me() {
   }
 }
 
+/**
+ * The signed-in key and purpose, for the live connection (`live.js`), which cannot use `gql`.
+ * @returns {{ key: string, purpose: string }|null}
+ */
+export function credentials() {
+  const key = sessionStorage.getItem(KEY);
+  const purpose = sessionStorage.getItem(PURPOSE);
+  return key && purpose ? { key, purpose } : null;
+}
+
 /** @param {string} operation */
 export function may(operation) {
   return Boolean(me()?.operations.includes(operation));

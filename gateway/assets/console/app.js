@@ -1,7 +1,7 @@
 // @ts-check
 /**
  * The console's entry point: a hash router (`#/queue`, `#/request/pr_…`, `#/new`, `#/person`,
- * `#/connectors`, `#/audit`), the navigation fitted to the role, and sign-in/out. Each page module
+ * `#/connectors`, `#/audit`, `#/webhooks`, `#/retention`), the navigation fitted to the role, and sign-in/out. Each page module
  * exports `render(main, params)` and may return a function that stops its polling.
  * @module app
  */
@@ -9,12 +9,15 @@
 import * as api from './api.js';
 import { h, main, replace } from './ui.js';
 import * as signin from './signin.js';
+import * as oidc from './oidc.js';
 import * as queue from './queue.js';
 import * as detail from './detail.js';
 import * as newRequest from './new.js';
 import * as person from './person.js';
 import * as connectors from './connectors.js';
 import * as audit from './audit.js';
+import * as webhooks from './webhooks.js';
+import * as retention from './retention.js';
 
 /** @type {Record<string, { render: (el: HTMLElement, params: string[]) => (void|(() => void)|Promise<void|(() => void)>), title: string }>} */
 const PAGES = {
@@ -24,6 +27,8 @@ const PAGES = {
   person: { render: person.render, title: 'Person lookup' },
   connectors: { render: connectors.render, title: 'Connectors' },
   audit: { render: audit.render, title: 'Audit trail' },
+  webhooks: { render: webhooks.render, title: 'Webhook deliveries' },
+  retention: { render: retention.render, title: 'Retention schedule' },
 };
 
 /** @type {(() => void) | null} */
@@ -55,7 +60,18 @@ function updateChrome() {
   }
 }
 
+/** The identity provider's redirect back (OIDC sign-in), taken once at load. */
+let callback = oidc.takeCallback();
+
 async function route() {
+  const back = callback ? await callback.catch((error) => ({ error: String(error) })) : null;
+  callback = null;
+  if (back && 'token' in back) {
+    api.signOut();
+    signin.prefill(back.token, null);
+  } else if (back) {
+    signin.problem(back.error);
+  }
   // A one-click sign-in link (`subject-gateway demo` prints one) carries the key in the fragment:
   // taken once, removed from the address bar and history, then signed in like a typed key. It
   // can arrive with a fresh load or as a fragment change of an open console.

@@ -1,13 +1,14 @@
 // @ts-check
 /**
- * The audit trail: filters by action, actor and person (an identity, matched by its keyed hash),
- * cursor paging. The chain's verification is not offered over the API; the page says how to run
- * it (`subject-gateway audit verify`) rather than show a state it cannot know.
+ * The audit trail: filters by action, actor and person (an identity, matched by its keyed hash
+ * on the server: the value goes in the query's variables, never in a URL), cursor paging, and
+ * the chain's verification state (`auditVerification`: walked on the server at most once a
+ * minute; the page shows when).
  * @module audit
  */
 
 import { gql } from './api.js';
-import { h, replace, field, select, errorBox, when } from './ui.js';
+import { h, replace, field, select, errorBox, when, badge } from './ui.js';
 import { identityKinds } from './new.js';
 
 const PAGE = 50;
@@ -20,6 +21,8 @@ export async function render(el) {
   const idKind = /** @type {HTMLSelectElement} */ (select(kinds, { id: 'audit-person-kind' }));
   const idValue = /** @type {HTMLInputElement} */ (h('input', { id: 'audit-person-value', autocomplete: 'off' }));
   const list = h('div', { id: 'audit', 'aria-live': 'polite' });
+  const chain = h('div', { class: 'card', id: 'audit-chain' }, h('p', { class: 'muted' }, 'Verifying the chain…'));
+  verification(chain);
   const pager = h('div', { class: 'buttons' });
   /** @type {(string|null)[]} */
   let cursors = [];
@@ -28,7 +31,7 @@ export async function render(el) {
   replace(
     el,
     h('h1', {}, 'Audit trail'),
-    h('p', { class: 'muted', id: 'audit-chain' }, 'Chain verification: not offered over the API. Run `subject-gateway audit verify --anchor FILE` on a host with the state database.'),
+    chain,
     h(
       'form',
       { class: 'filters', id: 'audit-form', onsubmit: (/** @type {Event} */ e) => { e.preventDefault(); cursors = []; after = null; load(); } },
@@ -90,4 +93,36 @@ export async function render(el) {
     );
   }
   await load();
+}
+
+/** Fills `el` with the chain's verification state. @param {HTMLElement} el */
+async function verification(el) {
+  try {
+    const answer = await gql('{ auditVerification { at intact events head unkeyed keyed problem } }');
+    const v = answer.data?.auditVerification;
+    if (!v) {
+      replace(el, errorBox(`Chain not verified: ${answer.errors.map((e) => e.message).join('; ') || 'no answer'}`));
+      return;
+    }
+    replace(
+      el,
+      h(
+        'p',
+        {},
+        'Chain: ',
+        badge(v.intact ? 'INTACT' : 'BROKEN'),
+        v.intact ? ` ${v.events} events, head ` : ' ',
+        v.intact ? h('code', {}, `${String(v.head).slice(0, 16)}…`) : h('strong', { class: 'error-text' }, v.problem || 'not intact'),
+        ` (verified ${when(v.at)})`,
+      ),
+      v.keyed
+        ? v.unkeyed
+          ? h('p', { class: 'muted small' }, `${v.unkeyed} events from before the chain key was set.`)
+          : null
+        : h('p', { class: 'small error-text' }, 'No chain key is set: whoever can write the state database could recompute the chain.'),
+      h('p', { class: 'muted small' }, 'Against the anchors kept outside the database: `subject-gateway audit verify --anchor FILE`.'),
+    );
+  } catch (error) {
+    replace(el, errorBox(`Chain not verified: ${error instanceof Error ? error.message : error}`));
+  }
 }

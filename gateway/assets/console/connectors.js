@@ -1,18 +1,21 @@
 // @ts-check
 /**
- * Connectors: each store's health (asked now), timeout, entities with the identities they look up
- * and yield, and every field with its data category. The API exposes neither a connector's
- * declared purposes nor its last `check` result yet; the page says so rather than guess.
+ * Connectors: each store's health (asked now), timeout, the purposes its data may serve,
+ * entities with the identities they look up and yield, every field with its data category, and
+ * the last `check` of the declarations against the live stores (`connectorCheck`, with its
+ * time), which "Check now" (`checkConnectors`) renews.
  * @module connectors
  */
 
-import { gql } from './api.js';
-import { h, replace, errorBox, badge } from './ui.js';
+import { gql, gqlStrict } from './api.js';
+import { h, replace, errorBox, badge, when } from './ui.js';
+
+const CHECK_FIELDS = 'at ok findings { connector entity ok location details }';
 
 /** @param {HTMLElement} el */
 export async function render(el) {
   replace(el, h('h1', {}, 'Connectors'), h('p', { class: 'muted' }, 'Asking every store…'));
-  const answer = await gql(`{ connectors { name kind description timeoutMs
+  const answer = await gql(`{ connectorCheck { ${CHECK_FIELDS} } connectors { name kind description timeoutMs purposes
     health { status latencyMs error }
     entities { name source description graphqlField lookups { kind field } yields { kind field }
       fields { name type category categoryName description } } } }`);
@@ -28,7 +31,7 @@ export async function render(el) {
     h(
       'table',
       { class: 'list', id: 'connector-health' },
-      h('thead', {}, h('tr', {}, ['Connector', 'Kind', 'Health', 'Latency', 'Timeout', 'Entities'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('thead', {}, h('tr', {}, ['Connector', 'Kind', 'Health', 'Latency', 'Timeout', 'Purposes', 'Entities'].map((t) => h('th', { scope: 'col' }, t)))),
       h(
         'tbody',
         {},
@@ -41,12 +44,13 @@ export async function render(el) {
             h('td', {}, c.health ? badge(c.health.status) : '—', c.health?.error ? h('div', { class: 'error-text small' }, c.health.error) : null),
             h('td', {}, c.health ? `${c.health.latencyMs.toFixed(1)} ms` : '—'),
             h('td', {}, `${c.timeoutMs} ms`),
+            h('td', {}, c.purposes ? c.purposes.join(', ') : h('span', { class: 'muted' }, 'any')),
             h('td', {}, String(c.entities.length)),
           ),
         ),
       ),
     ),
-    h('p', { class: 'muted small' }, 'Purposes each store serves and the last `subject-gateway check` result are not offered by the API yet: run `subject-gateway check` for the latter.'),
+    checkSection(answer.data?.connectorCheck ?? null),
     list.map((/** @type {any} */ c) =>
       h(
         'section',
@@ -70,4 +74,60 @@ export async function render(el) {
       ),
     ),
   );
+}
+
+/**
+ * The last check (or none yet) and a button that runs one now.
+ * @param {any} initial
+ */
+function checkSection(initial) {
+  const body = h('div', { id: 'connector-check', 'aria-live': 'polite' });
+  const status = h('div', { 'aria-live': 'polite' });
+  const button = /** @type {HTMLButtonElement} */ (h('button', { type: 'button', id: 'check-now' }, 'Check now'));
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    replace(status, h('p', { class: 'muted' }, 'Checking every store…'));
+    try {
+      const data = await gqlStrict(`mutation Check { checkConnectors { ${CHECK_FIELDS} } }`);
+      replace(status);
+      show(data.checkConnectors);
+    } catch (error) {
+      replace(status, errorBox(`Check failed: ${error instanceof Error ? error.message : error}`));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  /** @param {any} check */
+  function show(check) {
+    if (!check) {
+      replace(body, h('p', { class: 'muted' }, 'No check since the gateway started.'));
+      return;
+    }
+    replace(
+      body,
+      h('p', {}, badge(check.ok ? 'OK' : 'FAILED'), ` checked ${when(check.at)}: `, `${check.findings.filter((/** @type {any} */ f) => !f.ok).length} of ${check.findings.length} findings failed.`),
+      h(
+        'table',
+        { class: 'list', id: 'check-findings' },
+        h('thead', {}, h('tr', {}, ['Connector', 'Entity', 'Result', 'Declared at', 'Details'].map((t) => h('th', { scope: 'col' }, t)))),
+        h(
+          'tbody',
+          {},
+          check.findings.map((/** @type {any} */ f) =>
+            h(
+              'tr',
+              { class: f.ok ? '' : 'row-overdue' },
+              h('td', {}, f.connector),
+              h('td', {}, f.entity),
+              h('td', {}, badge(f.ok ? 'OK' : 'FAILED')),
+              h('td', {}, h('code', { class: 'small' }, f.location)),
+              h('td', { class: f.ok ? 'small' : 'small error-text' }, f.details.join('; ') || '—'),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+  show(initial);
+  return h('section', { class: 'store' }, h('h2', {}, 'Last check against the stores'), h('div', { class: 'buttons' }, button), status, body);
 }

@@ -2,17 +2,20 @@
 /**
  * One privacy request: its state and due date, a timeline, the tasks per connector and entity
  * (attempts, errors), the receipt rendered and downloadable as its JSON, and the actions that fit
- * its state and the caller's role. Follows the request live by polling (every 1.5 s until it
- * finishes); see `queue.js` for why not the subscription.
+ * its state and the caller's role. Follows the request live from the `privacyRequestEvents`
+ * subscription (each event reloads it once); polls every 1.5 s until it finishes only when the
+ * live connection fails.
  * @module detail
  */
 
 import { gql } from './api.js';
 import { h, replace, badge, daysLeft, when, errorBox, show } from './ui.js';
 import { MANUAL_FIELDS, REQUEST_FIELDS, available } from './actions.js';
+import { subscribe } from './live.js';
 
 const FINISHED = ['COMPLETED', 'FAILED', 'CANCELLED', 'DENIED'];
 const POLL_MS = 1500;
+const EVENTS = 'subscription Request($id: ID!) { privacyRequestEvents(id: $id) { kind status at } }';
 
 /**
  * @param {HTMLElement} el
@@ -29,6 +32,30 @@ export async function render(el, [id]) {
   /** @type {ReturnType<typeof setTimeout>|null} */
   let timer = null;
   let stopped = false;
+  /** Whether the subscription is up: then events, not a timer, reload the request. */
+  let live = false;
+  let loading = false;
+  let again = false;
+
+  /** Reloads once; a reload asked for while one runs runs after it. */
+  async function reload() {
+    if (loading) {
+      again = true;
+      return;
+    }
+    loading = true;
+    try {
+      await load();
+    } catch (error) {
+      fail(error);
+    } finally {
+      loading = false;
+      if (again && !stopped) {
+        again = false;
+        reload();
+      }
+    }
+  }
 
   async function load() {
     timer = null;
@@ -44,14 +71,14 @@ export async function render(el, [id]) {
       return;
     }
     show_(request, answer.errors);
-    if (!FINISHED.includes(request.status)) timer = setTimeout(() => load().catch(fail), POLL_MS);
+    if (!live && !FINISHED.includes(request.status) && !timer) timer = setTimeout(reload, POLL_MS);
   }
 
   /** @param {unknown} error */
   function fail(error) {
     if (stopped) return;
     replace(notice, errorBox(`Could not refresh: ${error instanceof Error ? error.message : error}`));
-    timer = setTimeout(() => load().catch(fail), POLL_MS * 2);
+    if (!live && !timer) timer = setTimeout(reload, POLL_MS * 2);
   }
 
   /** @param {any} request @param {any[]} errors */
@@ -88,8 +115,9 @@ export async function render(el, [id]) {
                 const updated = await action.run(request);
                 if (updated) {
                   replace(notice, h('p', { class: 'ok', role: 'status' }, `${action.label.replace(/…$/, '')}: done.`));
-                  if (timer) clearTimeout(timer);
-                  await load();
+                  await reload();
+                  // A retried request runs again: follow it live anew.
+                  if (!FINISHED.includes(updated.status) && !live) follow();
                 }
               } catch (error) {
                 replace(notice, errorBox(`${action.label.replace(/…$/, '')} refused: ${error instanceof Error ? error.message : error}`));
@@ -102,9 +130,36 @@ export async function render(el, [id]) {
     );
   }
 
+  /** @type {() => void} */
+  let unsubscribe = () => {};
+  /** Follows the request's events until it finishes; polls instead when that fails. */
+  function follow() {
+    unsubscribe();
+    unsubscribe = subscribe(EVENTS, { id }, {
+      onReady: () => {
+        live = true;
+        view.dataset.live = 'subscription';
+        if (timer) clearTimeout(timer);
+        timer = null;
+      },
+      onNext: () => reload(),
+      onComplete: () => {
+        live = false;
+        reload();
+      },
+      onFail: () => {
+        live = false;
+        view.dataset.live = 'polling';
+        if (!stopped && !timer) timer = setTimeout(reload, POLL_MS);
+      },
+    });
+  }
+
   await load();
+  follow();
   return () => {
     stopped = true;
+    unsubscribe();
     if (timer) clearTimeout(timer);
   };
 }
@@ -133,28 +188,28 @@ function header(r) {
 }
 
 /**
- * The timeline, from what the request records: received, each task's start and end, extension,
- * the end. (The API keeps no event list per request; the subscription streams them live only.)
+ * The timeline: every event the request recorded (`PrivacyRequest.events`), oldest first.
  * @param {any} r
  */
 function timeline(r) {
-  /** @type {{ at: string, text: string, cls?: string }[]} */
-  const events = [{ at: r.createdAt, text: `received from ${r.requestedBy}` }];
-  for (const t of r.tasks) {
-    if (t.startedAt) events.push({ at: t.startedAt, text: `${t.connector}.${t.entity}: ${t.action} started` });
-    if (t.finishedAt) {
-      events.push({
-        at: t.finishedAt,
-        text: `${t.connector}.${t.entity}: ${t.status.toLowerCase()}${t.attempts > 1 ? ` after ${t.attempts} attempts` : ''}${t.error ? ` — ${t.error}` : ''}`,
-        cls: t.status === 'FAILED' ? 'error-text' : '',
-      });
-    }
-  }
-  if (r.extensionReason) events.push({ at: r.updatedAt, text: `due date extended: ${r.extensionReason}` });
-  if (r.completedAt) events.push({ at: r.completedAt, text: `${r.status.toLowerCase()}${r.receiptSha256 ? ', receipt issued' : ''}` });
-  else if (r.status === 'FAILED' || r.status === 'CANCELLED') events.push({ at: r.updatedAt, text: r.status.toLowerCase(), cls: 'error-text' });
-  events.sort((a, b) => a.at.localeCompare(b.at));
-  return h('ol', { class: 'timeline', id: 'timeline' }, events.map((e) => h('li', { class: e.cls || '' }, h('time', {}, when(e.at)), ' ', e.text)));
+  const events = Array.isArray(r.events) ? r.events : [];
+  if (!events.length) return h('p', { class: 'muted', id: 'timeline' }, 'No events recorded.');
+  const failed = ['failed', 'task.failed', 'denied', 'cancelled'];
+  return h(
+    'ol',
+    { class: 'timeline', id: 'timeline' },
+    events.map((/** @type {any} */ e) =>
+      h(
+        'li',
+        { class: failed.includes(e.kind) ? 'error-text' : '', 'data-kind': e.kind },
+        h('time', { datetime: e.at }, when(e.at)),
+        ' ',
+        h('span', { class: 'kind' }, e.kind),
+        ' ',
+        e.kind === 'received' ? `${e.message} from ${r.requestedBy}` : e.message,
+      ),
+    ),
+  );
 }
 
 /** @param {any[]} list */

@@ -1,25 +1,28 @@
 // @ts-check
 /**
- * The requests queue: counts per status, filters (status, type, overdue), newest first with
- * cursor paging, days left with overdue highlighted. Live by polling every 3 s: the
- * `privacyRequestEvents` subscription follows one request, not a list, and its websocket
- * authenticates by the upgrade's headers, which a browser cannot set.
+ * The requests queue: counts per status (`privacyRequestCounts`, shown as filter chips),
+ * filters (status, type, overdue), newest first with cursor paging, days left with overdue
+ * highlighted. Live from the `privacyRequestEvents` subscription without an id (every request's
+ * events): each event refreshes the page once. Polls every 3 s only while the live connection
+ * is down (retried every 15 s).
  * @module queue
  */
 
 import { gql, gqlStrict } from './api.js';
 import { h, replace, badge, daysLeft, when, field, select, errorBox } from './ui.js';
+import { subscribe } from './live.js';
 
 export const STATUSES = ['AWAITING_APPROVAL', 'RECEIVED', 'IN_PROGRESS', 'WAITING', 'COMPLETED', 'FAILED', 'CANCELLED', 'DENIED'];
 export const TYPES = ['ERASURE', 'EXPORT', 'RECTIFICATION', 'OBJECTION'];
 const FINISHED = ['COMPLETED', 'FAILED', 'CANCELLED', 'DENIED'];
 const PAGE = 25;
-const COUNTED = 500;
 const POLL_MS = 3000;
+const RETRY_LIVE_MS = 15000;
 
-const COUNTS = `query Counts {${STATUSES.map(
-  (s) => ` ${s.toLowerCase()}: privacyRequests(status: ${s}, first: ${COUNTED}) { requests { id } hasNextPage }`,
-).join('')} }`;
+const COUNTS = `query Counts($type: PrivacyRequestType, $overdue: Boolean) {
+  privacyRequestCounts(type: $type, overdue: $overdue) { status count }
+}`;
+const EVENTS = 'subscription Queue { privacyRequestEvents { requestId status } }';
 
 const LIST = `query Queue($status: PrivacyRequestStatus, $type: PrivacyRequestType, $overdue: Boolean, $first: Int, $after: String) {
   privacyRequests(status: $status, type: $type, overdue: $overdue, first: $first, after: $after) {
@@ -74,28 +77,20 @@ export async function render(el) {
   );
 
   let busy = false;
+  let again = false;
   async function refresh() {
-    if (busy) return;
+    if (busy) {
+      again = true;
+      return;
+    }
     busy = true;
     try {
+      const variables = { type: filter.type || null, overdue: filter.overdue ? true : null };
       const [countData, list] = await Promise.all([
-        gqlStrict(COUNTS),
-        gql(LIST, {
-          status: filter.status || null,
-          type: filter.type || null,
-          overdue: filter.overdue ? true : null,
-          first: PAGE,
-          after,
-        }),
+        gqlStrict(COUNTS, variables),
+        gql(LIST, { ...variables, status: filter.status || null, first: PAGE, after }),
       ]);
-      replace(
-        counts,
-        STATUSES.map((s) => {
-          const page = countData[s.toLowerCase()];
-          const n = `${page.requests.length}${page.hasNextPage ? '+' : ''}`;
-          return h('li', { 'data-status': s }, badge(s), ' ', h('span', { class: 'count' }, n));
-        }),
-      );
+      replace(counts, chips(countData.privacyRequestCounts));
       if (!list.data?.privacyRequests) {
         replace(table, errorBox(list.errors.map((e) => e.message).join('; ') || 'no answer'));
         return;
@@ -111,17 +106,83 @@ export async function render(el) {
           ? h('button', { type: 'button', id: 'next-page', onclick: () => { cursors.push(after); after = page.endCursor; refresh(); } }, 'Older →')
           : null,
       );
-      updated.textContent = `Updated ${when(new Date().toISOString())}; refreshes every ${POLL_MS / 1000} s.`;
+      updated.textContent = `Updated ${when(new Date().toISOString())}; ${live ? 'live' : `refreshes every ${POLL_MS / 1000} s (live updates unavailable)`}.`;
     } catch (error) {
       replace(table, errorBox(`Could not load the requests: ${error instanceof Error ? error.message : error}`));
     } finally {
       busy = false;
+      if (again) {
+        again = false;
+        refresh();
+      }
     }
   }
 
+  /** The status counts as chips: each one filters the queue to its status (again: all). @param {{status: string, count: number}[]} rows */
+  function chips(rows) {
+    return rows.map((row) =>
+      h(
+        'li',
+        { 'data-status': row.status },
+        h(
+          'button',
+          {
+            type: 'button',
+            class: 'chip',
+            'aria-pressed': filter.status === row.status ? 'true' : 'false',
+            title: filter.status === row.status ? 'Show every status' : `Show ${row.status} only`,
+            onclick: () => {
+              status.value = filter.status === row.status ? '' : row.status;
+              onFilter();
+            },
+          },
+          badge(row.status),
+          ' ',
+          h('span', { class: 'count' }, String(row.count)),
+        ),
+      ),
+    );
+  }
+
+  // Live: every event refreshes once (events arriving together make one refresh).
+  let live = false;
+  let closed = false;
+  /** @type {ReturnType<typeof setInterval>|null} */
+  let poller = null;
+  /** @type {ReturnType<typeof setTimeout>|null} */
+  let retry = null;
+  /** @type {() => void} */
+  let unsubscribe = () => {};
+  function connect() {
+    retry = null;
+    unsubscribe = subscribe(EVENTS, {}, {
+      onReady: () => {
+        live = true;
+        table.dataset.live = 'subscription';
+        if (poller) clearInterval(poller);
+        poller = null;
+        // What happened while the connection was down (or opening).
+        refresh();
+      },
+      onNext: () => refresh(),
+      onFail: () => {
+        live = false;
+        table.dataset.live = 'polling';
+        if (closed) return;
+        if (!poller) poller = setInterval(refresh, POLL_MS);
+        retry = setTimeout(connect, RETRY_LIVE_MS);
+      },
+    });
+  }
+
   await refresh();
-  const timer = setInterval(refresh, POLL_MS);
-  return () => clearInterval(timer);
+  connect();
+  return () => {
+    closed = true;
+    unsubscribe();
+    if (poller) clearInterval(poller);
+    if (retry) clearTimeout(retry);
+  };
 }
 
 /** @param {any[]} requests */

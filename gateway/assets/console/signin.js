@@ -1,15 +1,24 @@
 // @ts-check
 /**
- * Sign-in: an API key (kept in sessionStorage only), then one of the purposes its role may
- * state; the GraphQL API checks both before anything is kept.
+ * Sign-in: an API key (kept in sessionStorage only) or, where configured, the identity
+ * provider (`oidc.js`: its token then stands in for the key), then one of the purposes the
+ * role may state; the GraphQL API checks both before anything is kept.
  * @module signin
  */
 
 import * as api from './api.js';
+import * as oidc from './oidc.js';
 import { h, replace, field, errorBox } from './ui.js';
 
 /** @type {{ key: string, purpose: string|null } | null} */
 let pending = null;
+/** @type {string|null} why the last sign-in with the provider failed */
+let failed = null;
+
+/** Shows `message` on the sign-in page once (a failed sign-in with the provider). */
+export function problem(/** @type {string} */ message) {
+  failed = message;
+}
 
 /** Pre-fills the form from a one-click link (and signs in at once when it names a purpose). */
 export function prefill(/** @type {string} */ key, /** @type {string|null} */ purpose) {
@@ -39,6 +48,21 @@ export function render(el, done) {
   );
   replace(el, form);
   key.focus();
+  if (failed) {
+    replace(message, errorBox(`Refused: ${failed}`));
+    failed = null;
+  }
+  // Sign-in with the provider, where offered (not while a key or token is being checked).
+  if (!pending) {
+    oidc.offer().then((offer) => {
+      if (!offer || !form.isConnected) return;
+      const button = h('button', { type: 'button', id: 'signin-oidc' }, 'Sign in with the identity provider');
+      button.addEventListener('click', () => {
+        oidc.start(offer).catch((error) => replace(message, errorBox(`Refused: ${error instanceof Error ? error.message : error}`)));
+      });
+      form.append(h('div', { class: 'buttons oidc' }, h('span', { class: 'muted' }, 'or'), button));
+    });
+  }
 
   async function check() {
     replace(message);
@@ -86,6 +110,7 @@ export function render(el, done) {
       replace(message, errorBox(`Refused: ${error instanceof Error ? error.message : error}`));
       return;
     }
+    pending = null;
     done();
   }
 

@@ -354,6 +354,22 @@ impl PrivacyRequests for PrivacyEngine {
         self.record_manual_outcome(caller, id, outcome, note).await
     }
 
+    async fn all_events(&self) -> Result<BoxStream<'static, EventView>, RequestError> {
+        self.every_event().await
+    }
+
+    async fn request_events(&self, id: &str) -> Result<Vec<EventView>, RequestError> {
+        self.recorded_events(id).await
+    }
+
+    async fn counts(
+        &self,
+        kind: Option<RequestKind>,
+        overdue: Option<bool>,
+    ) -> Result<Vec<(RequestStatus, u64)>, RequestError> {
+        self.status_counts(kind, overdue).await
+    }
+
     async fn events(&self, id: &str) -> Result<BoxStream<'static, EventView>, RequestError> {
         let row = self.existing_row(id).await?;
         let store = self.store.clone();

@@ -35,6 +35,7 @@
 
 mod api;
 mod approval;
+mod console;
 mod driver;
 mod erasure;
 pub mod export;
@@ -297,6 +298,11 @@ impl PrivacyEngine {
     /// (before `start`; a second call changes nothing).
     pub fn attach_webhooks(&self, webhooks: Arc<crate::webhooks::Webhooks>) {
         let _ = self.webhooks.set(webhooks);
+    }
+
+    /// The audit trail the engine records to (the console's `auditVerification` walks it).
+    pub fn audit_log(&self) -> Arc<DbAuditLog> {
+        self.audit.clone()
     }
 
     /// webhooks: the outbox, for `webhookDeliveries` and `redeliverWebhook`.

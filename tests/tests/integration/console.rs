@@ -16,18 +16,18 @@ use subject_gateway::config::Config;
 use subject_gateway_tests::{ConfigCopy, ReferenceWorld, TestGateway, config_dir};
 
 /// How long a page may take to show what a test waits for (generous: a shared CI machine).
-const PATIENCE: Duration = Duration::from_secs(60);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A headless Chromium behind its own chromedriver; both stop on drop.
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     downloads: tempfile::TempDir,
     _profile: tempfile::TempDir,
     _driver: tokio::process::Child,
 }
 
 impl Browser {
-    async fn start() -> anyhow::Result<Self> {
+    pub(crate) async fn start() -> anyhow::Result<Self> {
         let chromium = std::env::var("SUBJECT_GATEWAY_CHROMIUM").unwrap_or_else(|_| "chromium".into());
         let driver = std::env::var("SUBJECT_GATEWAY_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         for program in [&chromium, &driver] {
@@ -56,7 +56,7 @@ impl Browser {
                 "--disable-gpu",
                 "--disable-dev-shm-usage",
                 "--no-first-run",
-                "--window-size=1440,1000",
+                "--window-size=1366,768",
                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
                 format!("--user-data-dir={}", profile.path().display()),
             ],
@@ -96,12 +96,12 @@ impl Browser {
         })
     }
 
-    async fn goto(&self, url: &str) -> anyhow::Result<()> {
+    pub(crate) async fn goto(&self, url: &str) -> anyhow::Result<()> {
         Ok(self.client.goto(url).await?)
     }
 
     /// The first element matching `css`, once there.
-    async fn find(&self, css: &str) -> anyhow::Result<fantoccini::elements::Element> {
+    pub(crate) async fn find(&self, css: &str) -> anyhow::Result<fantoccini::elements::Element> {
         Ok(self
             .client
             .wait()
@@ -110,22 +110,22 @@ impl Browser {
             .await?)
     }
 
-    async fn click(&self, css: &str) -> anyhow::Result<()> {
+    pub(crate) async fn click(&self, css: &str) -> anyhow::Result<()> {
         Ok(self.find(css).await?.click().await?)
     }
 
-    async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
         let input = self.find(css).await?;
         input.clear().await?;
         Ok(input.send_keys(text).await?)
     }
 
-    async fn select(&self, css: &str, value: &str) -> anyhow::Result<()> {
+    pub(crate) async fn select(&self, css: &str, value: &str) -> anyhow::Result<()> {
         Ok(self.find(css).await?.select_by_value(value).await?)
     }
 
     /// Waits until the text of `css` contains `needle`; returns the text.
-    async fn text_with(&self, css: &str, needle: &str) -> anyhow::Result<String> {
+    pub(crate) async fn text_with(&self, css: &str, needle: &str) -> anyhow::Result<String> {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let text = match self.client.find(Locator::Css(css)).await {
@@ -146,19 +146,19 @@ impl Browser {
         }
     }
 
-    async fn body_text(&self) -> String {
+    pub(crate) async fn body_text(&self) -> String {
         match self.client.find(Locator::Css("body")).await {
             Ok(body) => body.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         }
     }
 
-    async fn js(&self, script: &str) -> anyhow::Result<Json> {
+    pub(crate) async fn js(&self, script: &str) -> anyhow::Result<Json> {
         Ok(self.client.execute(script, Vec::new()).await?)
     }
 
     /// Signs in with `key` and `purpose` through the sign-in page.
-    async fn sign_in(&self, gateway: &TestGateway, key: &str, purpose: &str) -> anyhow::Result<()> {
+    pub(crate) async fn sign_in(&self, gateway: &TestGateway, key: &str, purpose: &str) -> anyhow::Result<()> {
         self.goto(&gateway.url("/console/")).await?;
         self.type_into("input[name=key]", key).await?;
         self.click("#signin-next").await?;
@@ -169,7 +169,7 @@ impl Browser {
     }
 
     /// With `CONSOLE_SCREENSHOTS` set, the page as it is now, to `docs/console/{name}.png`.
-    async fn screenshot(&self, name: &str) -> anyhow::Result<()> {
+    pub(crate) async fn screenshot(&self, name: &str) -> anyhow::Result<()> {
         if std::env::var_os("CONSOLE_SCREENSHOTS").is_none() {
             return Ok(());
         }
@@ -181,7 +181,7 @@ impl Browser {
     }
 
     /// Waits for a finished download named `name` in the download directory.
-    async fn downloaded(&self, name: &str) -> anyhow::Result<Vec<u8>> {
+    pub(crate) async fn downloaded(&self, name: &str) -> anyhow::Result<Vec<u8>> {
         let path = self.downloads.path().join(name);
         let deadline = Instant::now() + PATIENCE;
         loop {
@@ -415,7 +415,6 @@ async fn a_person_is_looked_up_with_fields_withheld_from_a_narrow_role() -> anyh
     browser.click("a[href='#/connectors']").await?;
     let health = browser.text_with("#connector-health", "helpdesk").await?;
     assert!(!health.contains("DOWN"), "{health}");
-    browser.screenshot("connectors").await?;
     browser.click("a[href='#/audit']").await?;
     browser.text_with("#audit-events", "subject.read").await?;
     browser.type_into("#audit-action", "subject.read").await?;
@@ -423,7 +422,6 @@ async fn a_person_is_looked_up_with_fields_withheld_from_a_narrow_role() -> anyh
     browser.type_into("#audit-person-value", &person.email).await?;
     browser.click("#audit-submit").await?;
     browser.text_with("#audit-events", "subject.read").await?;
-    browser.screenshot("audit").await?;
 
     // A support agent sees the person but not their IP addresses: withheld, with the reason.
     let support = gateway.key("support").await?;
@@ -487,7 +485,12 @@ async fn an_erasure_is_previewed_submitted_followed_to_completed_and_its_receipt
     browser.text_with("#receipt-verification", "PASSED").await?;
     browser.text_with("#receipt-check", "hashes to it").await?;
     let timeline = browser.text_with("#timeline", "completed").await?;
-    assert!(timeline.contains("received from key:"), "{timeline}");
+    assert!(timeline.contains("request received from key:"), "{timeline}");
+    // Followed by the subscription, not by polling.
+    assert_eq!(
+        browser.find("#request").await?.attr("data-live").await?.as_deref(),
+        Some("subscription")
+    );
     browser.screenshot("request").await?;
 
     // The downloaded receipt is the one the API holds, byte for byte by its SHA-256.
@@ -515,7 +518,6 @@ async fn an_erasure_is_previewed_submitted_followed_to_completed_and_its_receipt
         .await?;
     assert!(row.contains("ERASURE") && row.contains("done"), "{row}");
     browser.text_with("#counts [data-status=COMPLETED]", "1").await?;
-    browser.screenshot("queue").await?;
     Ok(())
 }
 

@@ -8,6 +8,8 @@ mod audit;
 mod batching;
 mod check;
 mod console;
+mod console_live;
+mod console_oidc;
 mod declarations;
 mod demo;
 mod durability;
