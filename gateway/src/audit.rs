@@ -278,18 +278,23 @@ impl DbAuditLog {
     }
 
     /// Walks the whole trail and, with an anchor file, checks it against every anchor in it.
+    /// The head is read before the events: a group appended in between (the head and its events
+    /// commit together) is walked too and must chain on from the head read, so a trail in use is
+    /// not reported broken.
     pub async fn verify_against(&self, anchors: Option<&std::path::Path>) -> Result<Verified, ChainError> {
+        let (head_seq, head_hash): (i64, String) =
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|_| ChainError::Unreadable)?;
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT seq, at, actor, role, purpose, action, subjects, detail, prev_hash, hash, keyed FROM audit_events ORDER BY seq",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(|_| ChainError::Unreadable)?;
-        let (head_seq, head_hash): (i64, String) =
-            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|_| ChainError::Unreadable)?;
+        // The hash of the event the head read names (the genesis for an empty head).
+        let mut at_head = (head_seq == 0).then(|| GENESIS.to_owned());
         let (mut previous, mut previous_hash) = (0_i64, GENESIS.to_owned());
         let (mut unkeyed, mut seen_keyed) = (0_i64, false);
         for row in &rows {
@@ -324,6 +329,9 @@ impl DbAuditLog {
             }
             previous = seq;
             previous_hash = row.9.clone();
+            if seq == head_seq {
+                at_head = Some(previous_hash.clone());
+            }
         }
         let mut anchored = None;
         if let Some(path) = anchors {
@@ -356,7 +364,7 @@ impl DbAuditLog {
                 anchored = Some(anchor.seq);
             }
         }
-        if head_seq != previous || head_hash != previous_hash {
+        if head_seq > previous || at_head.as_deref() != Some(head_hash.as_str()) {
             return Err(ChainError::Truncated {
                 head_seq,
                 last_seq: previous,

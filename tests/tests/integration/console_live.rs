@@ -52,6 +52,13 @@ async fn next(socket: &mut Socket) -> anyhow::Result<Result<Json, (u16, String)>
     }
 }
 
+/// The next text message; a close fails the test.
+async fn message(socket: &mut Socket) -> anyhow::Result<Json> {
+    next(socket)
+        .await?
+        .map_err(|(code, reason)| anyhow::anyhow!("closed {code}: {reason}"))
+}
+
 async fn erase(gateway: &TestGateway, email: &str, key: &str) -> anyhow::Result<String> {
     let answer = gateway
         .graphql(
@@ -100,7 +107,7 @@ async fn a_browser_websocket_authenticates_in_connection_init_and_a_wrong_key_is
     // arrive on it.
     let init = json!({ "authorization": format!("Bearer {key}"), "purpose": "essential" });
     let mut socket = browser_socket(&gateway, init.clone()).await?;
-    assert_eq!(next(&mut socket).await??["type"], "connection_ack");
+    assert_eq!(message(&mut socket).await?["type"], "connection_ack");
     socket
         .send(Message::text(
             json!({ "id": "all", "type": "subscribe", "payload": {
@@ -114,7 +121,7 @@ async fn a_browser_websocket_authenticates_in_connection_init_and_a_wrong_key_is
     let id = erase(&gateway, &person.email, "live-1").await?;
     let mut seen = Vec::new();
     while !seen.contains(&json!("COMPLETED")) {
-        let message = next(&mut socket).await?.map_err(|c| anyhow::anyhow!("closed: {c:?}"))?;
+        let message = message(&mut socket).await?;
         assert_eq!(message["type"], "next", "{message}");
         let event = &message["payload"]["data"]["privacyRequestEvents"];
         assert_eq!(event["requestId"], json!(id), "{event}");
@@ -131,10 +138,10 @@ async fn a_browser_websocket_authenticates_in_connection_init_and_a_wrong_key_is
             .to_string(),
         ))
         .await?;
-    let first = next(&mut socket).await?.map_err(|c| anyhow::anyhow!("closed: {c:?}"))?;
+    let first = message(&mut socket).await?;
     assert_eq!(first["id"], "one", "{first}");
     assert_eq!(first["payload"]["data"]["privacyRequestEvents"]["status"], "COMPLETED");
-    assert_eq!(next(&mut socket).await??["type"], "complete");
+    assert_eq!(message(&mut socket).await?["type"], "complete");
 
     // A role without manage_requests is let in but refused the subscription.
     let support = gateway.key("support").await?;
@@ -143,7 +150,7 @@ async fn a_browser_websocket_authenticates_in_connection_init_and_a_wrong_key_is
         json!({ "apiKey": support, "purpose": "essential.service" }),
     )
     .await?;
-    assert_eq!(next(&mut socket).await??["type"], "connection_ack");
+    assert_eq!(message(&mut socket).await?["type"], "connection_ack");
     socket
         .send(Message::text(
             json!({ "id": "1", "type": "subscribe", "payload": {
@@ -151,7 +158,7 @@ async fn a_browser_websocket_authenticates_in_connection_init_and_a_wrong_key_is
             .to_string(),
         ))
         .await?;
-    let refused = next(&mut socket).await??;
+    let refused = message(&mut socket).await?;
     assert_eq!(
         refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
         "{refused}"
