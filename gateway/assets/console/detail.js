@@ -36,6 +36,8 @@ export async function render(el, [id]) {
   let live = false;
   let loading = false;
   let again = false;
+  /** What the page shows now, to skip re-rendering the same. */
+  let last = '';
 
   /** Reloads once; a reload asked for while one runs runs after it. */
   async function reload() {
@@ -70,7 +72,12 @@ export async function render(el, [id]) {
       replace(view, errorBox(answer.errors.length ? answer.errors.map((e) => e.message).join('; ') : `No request ${id}.`));
       return;
     }
-    show_(request, answer.errors);
+    // Unchanged (an event that changed nothing shown): the page stays as it is, focus and all.
+    const shown = JSON.stringify([request, answer.errors]);
+    if (shown !== last) {
+      last = shown;
+      show_(request, answer.errors);
+    }
     if (!live && !FINISHED.includes(request.status) && !timer) timer = setTimeout(reload, POLL_MS);
   }
 

@@ -110,8 +110,18 @@ impl Browser {
             .await?)
     }
 
+    /// Clicks `css`; found again when a live page replaced it between finding and clicking.
     pub(crate) async fn click(&self, css: &str) -> anyhow::Result<()> {
-        Ok(self.find(css).await?.click().await?)
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.find(css).await?.click().await {
+                Ok(_) => return Ok(()),
+                Err(fantoccini::error::CmdError::Standard(error))
+                    if error.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && Instant::now() < deadline => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     pub(crate) async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
