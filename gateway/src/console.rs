@@ -55,11 +55,7 @@ const ASSETS: &[(&str, &[u8], &str)] = &[
     ("actions.js", include_bytes!("../assets/console/actions.js"), JS),
     ("live.js", include_bytes!("../assets/console/live.js"), JS),
     ("oidc.js", include_bytes!("../assets/console/oidc.js"), JS),
-    (
-        "webhooks.js",
-        include_bytes!("../assets/console/webhooks.js"),
-        JS,
-    ),
+    ("webhooks.js", include_bytes!("../assets/console/webhooks.js"), JS),
     (
         "retention.js",
         include_bytes!("../assets/console/retention.js"),

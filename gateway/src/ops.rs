@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use subject_schema::SubjectService;
-use subject_schema::ops::{
-    CheckFinding, CheckSnapshot, ChecksUnavailable, GatewayChecks, Verification,
-};
+use subject_schema::ops::{CheckFinding, CheckSnapshot, ChecksUnavailable, GatewayChecks, Verification};
 
 use crate::audit::{ChainError, DbAuditLog};
 

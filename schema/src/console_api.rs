@@ -2,9 +2,7 @@
 //! (how many requests per status, one grouped query) and `PrivacyRequest.events` (the request's
 //! recorded timeline). Both need `manage_requests`, like `privacyRequests`.
 
-use async_graphql::dynamic::{
-    Field, FieldFuture, FieldValue, InputValue, Object, SchemaBuilder, TypeRef,
-};
+use async_graphql::dynamic::{Field, FieldFuture, FieldValue, InputValue, Object, SchemaBuilder, TypeRef};
 use async_graphql::{Error, Value as GqlValue};
 
 use crate::access::Operation;
@@ -28,9 +26,11 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
                 TypeRef::named_nn("PrivacyRequestStatus"),
                 |c| enum_value(c.status.as_str()),
             ))
-            .field(leaf::<StatusCount>("count", TypeRef::named_nn(TypeRef::INT), |c| {
-                GqlValue::from(c.count.min(i32::MAX as u64) as i32)
-            })),
+            .field(leaf::<StatusCount>(
+                "count",
+                TypeRef::named_nn(TypeRef::INT),
+                |c| GqlValue::from(c.count.min(i32::MAX as u64) as i32),
+            )),
     )
 }
 
@@ -52,17 +52,11 @@ pub(crate) fn query_fields(query: Object) -> Object {
                         })
                         .transpose()?;
                     let overdue = arg("overdue").map(|v| v.boolean()).transpose()?;
-                    let counts = engine(&ctx)?
-                        .counts(kind, overdue)
-                        .await
-                        .map_err(request_error)?;
+                    let counts = engine(&ctx)?.counts(kind, overdue).await.map_err(request_error)?;
                     // Every status, in the enum's order; those with no request count 0.
                     let rows = RequestStatus::ALL.iter().map(|status| StatusCount {
                         status: *status,
-                        count: counts
-                            .iter()
-                            .find(|(s, _)| s == status)
-                            .map_or(0, |(_, n)| *n),
+                        count: counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n),
                     });
                     Ok(Some(FieldValue::list(rows.map(FieldValue::owned_any))))
                 })
@@ -91,7 +85,9 @@ pub(crate) fn request_fields(object: Object) -> Object {
                         .request_events(&request.id)
                         .await
                         .map_err(request_error)?;
-                    Ok(Some(FieldValue::list(events.into_iter().map(FieldValue::owned_any))))
+                    Ok(Some(FieldValue::list(
+                        events.into_iter().map(FieldValue::owned_any),
+                    )))
                 })
             },
         )

@@ -64,16 +64,14 @@ pub(crate) fn introspection_types() -> (Object, Object, Object, Object, Object) 
             |c| opt_string(c.connector.descriptor().description.as_deref()),
         ))
         .field(
-            leaf::<RegisteredConnector>(
-                "purposes",
-                TypeRef::named_list(TypeRef::STRING),
-                |c| match &c.connector.descriptor().purposes {
-                    Some(purposes) => GqlValue::List(
-                        purposes.iter().map(|p| GqlValue::String(p.to_string())).collect(),
-                    ),
+            leaf::<RegisteredConnector>("purposes", TypeRef::named_list(TypeRef::STRING), |c| {
+                match &c.connector.descriptor().purposes {
+                    Some(purposes) => {
+                        GqlValue::List(purposes.iter().map(|p| GqlValue::String(p.to_string())).collect())
+                    }
                     None => GqlValue::Null,
-                },
-            )
+                }
+            })
             .description("The purposes (fideslang data uses) its data may serve; null: not restricted."),
         )
         .field(leaf::<RegisteredConnector>(

@@ -9,9 +9,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::dynamic::{
-    Field, FieldFuture, FieldValue, Object, SchemaBuilder, TypeRef,
-};
+use async_graphql::dynamic::{Field, FieldFuture, FieldValue, Object, SchemaBuilder, TypeRef};
 use async_graphql::{Error, ErrorExtensions, Value as GqlValue};
 use async_trait::async_trait;
 use subject_connectors::codes::ErrorCode;

@@ -90,9 +90,9 @@ impl PrivacyEngine {
         rows.into_iter()
             .map(|(status, count)| {
                 // A status this gateway does not know is an error, never dropped from the counts.
-                let status = status.parse::<RequestStatus>().map_err(|_| {
-                    unavailable(StoreError::Unreadable("privacy_requests.status".into()))
-                })?;
+                let status = status
+                    .parse::<RequestStatus>()
+                    .map_err(|_| unavailable(StoreError::Unreadable("privacy_requests.status".into())))?;
                 Ok((status, u64::try_from(count).unwrap_or(0)))
             })
             .collect()

@@ -168,7 +168,12 @@ impl Browser {
     }
 
     /// Signs in with `key` and `purpose` through the sign-in page.
-    pub(crate) async fn sign_in(&self, gateway: &TestGateway, key: &str, purpose: &str) -> anyhow::Result<()> {
+    pub(crate) async fn sign_in(
+        &self,
+        gateway: &TestGateway,
+        key: &str,
+        purpose: &str,
+    ) -> anyhow::Result<()> {
         self.goto(&gateway.url("/console/")).await?;
         self.type_into("input[name=key]", key).await?;
         self.click("#signin-next").await?;
@@ -498,7 +503,12 @@ async fn an_erasure_is_previewed_submitted_followed_to_completed_and_its_receipt
     assert!(timeline.contains("request received from key:"), "{timeline}");
     // Followed by the subscription, not by polling.
     assert_eq!(
-        browser.find("#request").await?.attr("data-live").await?.as_deref(),
+        browser
+            .find("#request")
+            .await?
+            .attr("data-live")
+            .await?
+            .as_deref(),
         Some("subscription")
     );
     browser.screenshot("request").await?;

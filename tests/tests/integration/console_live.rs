@@ -15,8 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::console::Browser;
 use crate::requests::wait_for;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A websocket as a browser opens one: no credentials on the upgrade; `init` is the
 /// `connection_init` payload.
@@ -140,7 +139,10 @@ async fn a_browser_websocket_authenticates_in_connection_init_and_a_wrong_key_is
         .await?;
     let first = message(&mut socket).await?;
     assert_eq!(first["id"], "one", "{first}");
-    assert_eq!(first["payload"]["data"]["privacyRequestEvents"]["status"], "COMPLETED");
+    assert_eq!(
+        first["payload"]["data"]["privacyRequestEvents"]["status"],
+        "COMPLETED"
+    );
     assert_eq!(message(&mut socket).await?["type"], "complete");
 
     // A role without manage_requests is let in but refused the subscription.
@@ -216,10 +218,7 @@ async fn counts_per_status_are_one_grouped_query_behind_manage_requests() -> any
             json!({ "t": "ERASURE", "o": false }),
         )
         .await?;
-    assert!(
-        counts(&erasures).contains(&("COMPLETED".into(), 2)),
-        "{erasures}"
-    );
+    assert!(counts(&erasures).contains(&("COMPLETED".into(), 2)), "{erasures}");
     let overdue = gateway
         .graphql(
             "{ privacyRequestCounts(overdue: true) { status count } }",
@@ -260,8 +259,7 @@ async fn counts_per_status_are_one_grouped_query_behind_manage_requests() -> any
 }
 
 #[tokio::test]
-async fn the_queue_counts_and_lists_a_new_request_live_and_filters_by_a_count_chip()
--> anyhow::Result<()> {
+async fn the_queue_counts_and_lists_a_new_request_live_and_filters_by_a_count_chip() -> anyhow::Result<()> {
     let world = ReferenceWorld::create(2).await?;
     let gateway = world.gateway().await?;
     let browser = Browser::start().await?;
@@ -275,9 +273,7 @@ async fn the_queue_counts_and_lists_a_new_request_live_and_filters_by_a_count_ch
     browser
         .text_with(&format!("tr[data-id='{id}']"), "COMPLETED")
         .await?;
-    browser
-        .text_with("#counts [data-status=COMPLETED]", "1")
-        .await?;
+    browser.text_with("#counts [data-status=COMPLETED]", "1").await?;
     assert_eq!(
         browser.js("return window.__stillThisPage === true").await?,
         json!(true)
@@ -298,8 +294,7 @@ async fn the_queue_counts_and_lists_a_new_request_live_and_filters_by_a_count_ch
 }
 
 #[tokio::test]
-async fn connectors_show_purposes_and_a_check_and_the_audit_page_its_chain_verified()
--> anyhow::Result<()> {
+async fn connectors_show_purposes_and_a_check_and_the_audit_page_its_chain_verified() -> anyhow::Result<()> {
     let world = ReferenceWorld::create(1).await?;
     let gateway = world.gateway().await?;
     let browser = Browser::start().await?;
@@ -316,7 +311,10 @@ async fn connectors_show_purposes_and_a_check_and_the_audit_page_its_chain_verif
     browser.screenshot("connectors").await?;
     // The check is kept: the API returns it with its time.
     let last = gateway
-        .graphql("{ connectorCheck { at ok findings { connector ok } } }", json!({}))
+        .graphql(
+            "{ connectorCheck { at ok findings { connector ok } } }",
+            json!({}),
+        )
         .await?;
     assert!(last["data"]["connectorCheck"]["at"].is_string(), "{last}");
 
@@ -353,8 +351,7 @@ async fn connectors_show_purposes_and_a_check_and_the_audit_page_its_chain_verif
 const FEED_SECRET: &str = "whsec_a2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=";
 
 #[tokio::test]
-async fn webhook_and_retention_pages_show_only_to_roles_holding_their_operation()
--> anyhow::Result<()> {
+async fn webhook_and_retention_pages_show_only_to_roles_holding_their_operation() -> anyhow::Result<()> {
     let world = ReferenceWorld::create(3).await?;
     // Every request's events to an endpoint that refuses connections: deliveries with errors.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
@@ -399,20 +396,12 @@ async fn webhook_and_retention_pages_show_only_to_roles_holding_their_operation(
             .is_displayed()
             .await?
     );
-    assert!(
-        !browser
-            .find("a[href='#/webhooks']")
-            .await?
-            .is_displayed()
-            .await?
-    );
+    assert!(!browser.find("a[href='#/webhooks']").await?.is_displayed().await?);
     for query in [
         "{ webhookDeliveries { deliveries { id } } }",
         "mutation { redeliverWebhook(id: \"msg_x\") { id } }",
     ] {
-        let refused = gateway
-            .graphql_as(&dpo, "essential", query, json!({}))
-            .await?;
+        let refused = gateway.graphql_as(&dpo, "essential", query, json!({})).await?;
         assert_eq!(
             refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
             "{query}: {refused}"

@@ -34,7 +34,8 @@ struct Provider {
 
 async fn authorize(State(provider): State<Provider>, Query(q): Query<HashMap<String, String>>) -> Response {
     let get = |name: &str| q.get(name).cloned().unwrap_or_default();
-    if get("response_type") != "code" || get("code_challenge_method") != "S256" || get("client_id") != CLIENT {
+    if get("response_type") != "code" || get("code_challenge_method") != "S256" || get("client_id") != CLIENT
+    {
         return (StatusCode::BAD_REQUEST, "unsupported authorization request").into_response();
     }
     let code = format!("code-{}", uuid::Uuid::new_v4().simple());
@@ -42,11 +43,16 @@ async fn authorize(State(provider): State<Provider>, Query(q): Query<HashMap<Str
         .codes
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(code.clone(), (get("code_challenge"), get("client_id"), get("redirect_uri")));
+        .insert(
+            code.clone(),
+            (get("code_challenge"), get("client_id"), get("redirect_uri")),
+        );
     let Ok(mut back) = reqwest::Url::parse(&get("redirect_uri")) else {
         return (StatusCode::BAD_REQUEST, "redirect_uri is not a URL").into_response();
     };
-    back.query_pairs_mut().append_pair("code", &code).append_pair("state", &get("state"));
+    back.query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", &get("state"));
     Redirect::to(back.as_str()).into_response()
 }
 
@@ -79,7 +85,12 @@ async fn token(State(provider): State<Provider>, Form(form): Form<HashMap<String
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(why.to_owned());
-        return (StatusCode::BAD_REQUEST, cors, axum::Json(json!({ "error": "invalid_grant", "error_description": why }))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            cors,
+            axum::Json(json!({ "error": "invalid_grant", "error_description": why })),
+        )
+            .into_response();
     }
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("console-k1".into());
@@ -91,7 +102,11 @@ async fn token(State(provider): State<Provider>, Form(form): Form<HashMap<String
         "exp": chrono::Utc::now().timestamp() + 300,
     });
     match EncodingKey::from_secret(SECRET).and_then(|key| encode(&header, &claims, &key)) {
-        Ok(jwt) => (cors, axum::Json(json!({ "access_token": jwt, "token_type": "Bearer", "expires_in": 300 }))).into_response(),
+        Ok(jwt) => (
+            cors,
+            axum::Json(json!({ "access_token": jwt, "token_type": "Bearer", "expires_in": 300 })),
+        )
+            .into_response(),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     }
 }
@@ -129,7 +144,8 @@ async fn the_console_signs_in_with_the_identity_provider_by_code_and_pkce() -> a
             jwks.display()
         ),
     )?;
-    let gateway = TestGateway::start_with(Config::load(&copy.gateway_toml())?, world.env(), Vec::new()).await?;
+    let gateway =
+        TestGateway::start_with(Config::load(&copy.gateway_toml())?, world.env(), Vec::new()).await?;
 
     // The session endpoint offers it, and the CSP lets the page reach the token endpoint only.
     let session = reqwest::get(gateway.url("/console/session")).await?;
@@ -140,7 +156,10 @@ async fn the_console_signs_in_with_the_identity_provider_by_code_and_pkce() -> a
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    assert!(csp.contains(&format!("connect-src 'self' http://{idp};")), "{csp}");
+    assert!(
+        csp.contains(&format!("connect-src 'self' http://{idp};")),
+        "{csp}"
+    );
     let body: serde_json::Value = session.json().await?;
     assert_eq!(body["oidc"]["clientId"], CLIENT, "{body}");
 
