@@ -64,7 +64,7 @@ export async function render(el) {
     return h(
       'table',
       { class: 'list', id: 'webhook-deliveries' },
-      h('thead', {}, h('tr', {}, ['Message', 'Endpoint', 'Request', 'Event', 'Status', 'Attempts', 'Last attempt', 'Next / delivered', 'Last error', ''].map((t) => h('th', { scope: 'col' }, t)))),
+      h('thead', {}, h('tr', {}, ['Message', 'Endpoint', 'Request', 'Event', 'Status', 'Tries', 'Last attempt', 'Next / delivered', 'Last error', ''].map((t) => h('th', { scope: 'col' }, t)))),
       h(
         'tbody',
         {},
@@ -72,14 +72,14 @@ export async function render(el) {
           h(
             'tr',
             { 'data-id': d.id },
-            h('td', {}, h('code', { class: 'small' }, d.id)),
+            h('td', {}, h('code', { class: 'small', title: d.id }, `${d.id.slice(0, 12)}…`)),
             h('td', {}, d.endpoint),
-            h('td', {}, h('a', { href: `#/request/${encodeURIComponent(d.requestId)}` }, d.requestId)),
+            h('td', {}, h('a', { href: `#/request/${encodeURIComponent(d.requestId)}`, title: d.requestId }, `${d.requestId.slice(0, 11)}…`)),
             h('td', {}, `${d.eventType} (#${d.sequence})`),
             h('td', {}, badge(d.status)),
             h('td', {}, String(d.attempts)),
-            h('td', {}, when(d.lastAttemptAt), d.lastStatusCode ? ` → ${d.lastStatusCode}` : ''),
-            h('td', {}, d.deliveredAt ? when(d.deliveredAt) : d.status === 'PENDING' ? `next ${when(d.nextAttemptAt)}` : `gave up ${when(d.retryUntil)}`),
+            h('td', { class: 'small' }, when(d.lastAttemptAt), d.lastStatusCode ? ` → ${d.lastStatusCode}` : ''),
+            h('td', { class: 'small' }, d.deliveredAt ? when(d.deliveredAt) : d.status === 'PENDING' ? `next ${when(d.nextAttemptAt)}` : `gave up ${when(d.retryUntil)}`),
             h('td', { class: 'error-text small' }, d.lastError || ''),
             h('td', {}, h('button', { type: 'button', id: `redeliver-${d.id}`, onclick: () => redeliver(d) }, 'Redeliver…')),
           ),

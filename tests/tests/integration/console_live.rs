@@ -380,8 +380,11 @@ async fn webhook_and_retention_pages_show_only_to_roles_holding_their_operation(
     assert!(retained.contains("invoices"), "{retained}");
     browser.screenshot("retention").await?;
     browser.click("a[href='#/webhooks']").await?;
-    let deliveries = browser.text_with("#webhook-deliveries", &id).await?;
-    assert!(deliveries.contains("feed"), "{deliveries}");
+    browser
+        .find(&format!("#webhook-deliveries a[href='#/request/{id}']"))
+        .await?;
+    let deliveries = browser.text_with("#webhook-deliveries", "feed").await?;
+    assert!(deliveries.contains("privacy_request."), "{deliveries}");
     browser.screenshot("webhooks").await?;
 
     // The DPO holds manage_requests but not manage_webhooks: no Webhooks page, and the server
