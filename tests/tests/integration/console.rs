@@ -110,8 +110,19 @@ impl Browser {
             .await?)
     }
 
+    /// Clicks the element matching `css`. The page re-renders a part when the request it shows
+    /// changes, so an element found a moment ago can be gone by the click: then it is found again.
     async fn click(&self, css: &str) -> anyhow::Result<()> {
-        Ok(self.find(css).await?.click().await?)
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.find(css).await?.click().await {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_stale_element_reference() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
