@@ -11,6 +11,7 @@ pub mod conn;
 pub mod console;
 pub mod keys;
 pub mod limiter;
+pub mod listing;
 pub mod logging;
 pub mod ops;
 pub mod private_fs;

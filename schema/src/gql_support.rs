@@ -9,7 +9,7 @@ use std::any::Any;
 use std::sync::Arc;
 use subject_connectors::codes::ErrorCode;
 
-use async_graphql::dynamic::{Field, FieldFuture, FieldValue, ResolverContext, TypeRef};
+use async_graphql::dynamic::{Field, FieldFuture, FieldValue, Object, ResolverContext, TypeRef};
 use async_graphql::{Error, ErrorExtensions, Name, Value as GqlValue};
 use subject_connectors::{Identity, IdentityError};
 
@@ -24,7 +24,7 @@ pub(crate) fn engine<'a>(
     ctx.data_opt::<Arc<dyn crate::requests::PrivacyRequests>>()
         .ok_or_else(|| {
             Error::new("privacy requests are not configured")
-                .extend_with(|_, e| e.set("code", "REQUESTS_UNAVAILABLE"))
+                .extend_with(|_, e| e.set("code", ErrorCode::RequestsUnavailable.as_str()))
         })
 }
 
@@ -171,6 +171,59 @@ pub(crate) fn leaf<T: Any + Send + Sync>(
     })
 }
 
+/// [`leaf`] with a description (none when `description` is empty).
+pub(crate) fn described_leaf<T: Any + Send + Sync>(
+    name: &str,
+    ty: TypeRef,
+    description: &str,
+    get: impl Fn(&T) -> GqlValue + Send + Sync + 'static,
+) -> Field {
+    let field = leaf(name, ty, get);
+    if description.is_empty() {
+        field
+    } else {
+        field.description(description)
+    }
+}
+
+/// A page's items, end cursor and whether a next page exists.
+pub(crate) type PageParts<P, U> = for<'a> fn(&'a P) -> (&'a [U], Option<&'a str>, bool);
+
+/// A cursor page object `P` with its list of `U` views under `items_name`, `endCursor` and
+/// `hasNextPage` — the shape every paged listing of the schema shares.
+pub(crate) fn page_object<P: Any + Send + Sync, U: Any + Send + Sync>(
+    name: &str,
+    description: &str,
+    items_name: &str,
+    item_type: &str,
+    page: PageParts<P, U>,
+) -> Object {
+    Object::new(name)
+        .description(description)
+        .field(Field::new(
+            items_name,
+            TypeRef::named_nn_list_nn(item_type),
+            move |ctx| {
+                ready(ctx.parent_value.try_downcast_ref::<P>().map(|parent| {
+                    Some(FieldValue::list(
+                        page(parent).0.iter().map(|item| FieldValue::borrowed_any(item)),
+                    ))
+                }))
+            },
+        ))
+        .field(
+            leaf("endCursor", TypeRef::named(TypeRef::STRING), move |parent: &P| {
+                opt_string(page(parent).1)
+            })
+            .description("Pass as `after` for the next page."),
+        )
+        .field(leaf(
+            "hasNextPage",
+            TypeRef::named_nn(TypeRef::BOOLEAN),
+            move |parent: &P| GqlValue::Boolean(page(parent).2),
+        ))
+}
+
 /// A field of an executor-indexed parent (`EntityAt`, `FieldAt`, …) that needs the registry.
 pub(crate) fn indexed<T: Any + Send + Sync>(
     name: &str,
@@ -188,6 +241,10 @@ pub(crate) fn indexed<T: Any + Send + Sync>(
 
 pub(crate) fn enum_value(name: &str) -> GqlValue {
     GqlValue::Enum(Name::new(name))
+}
+
+pub(crate) fn text(value: &str) -> GqlValue {
+    GqlValue::String(value.to_owned())
 }
 
 pub(crate) fn opt_string(value: Option<&str>) -> GqlValue {

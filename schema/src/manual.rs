@@ -12,13 +12,9 @@ use async_graphql::dynamic::{
 };
 use async_graphql::{Error, Value as GqlValue};
 
-use crate::gql_support::{caller, engine, enum_value, leaf, opt_string, request_error};
+use crate::gql_support::{caller, engine, enum_value, leaf, opt_string, request_error, text};
 use crate::request_views::{ManualTaskPage, ManualTaskView};
 use crate::requests::{ManualOutcome, ManualTaskFilter};
-
-fn text(value: &str) -> GqlValue {
-    GqlValue::String(value.to_owned())
-}
 
 /// `ManualTask`, `ManualTaskPage` and their enums.
 pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {

@@ -20,7 +20,7 @@ use futures::StreamExt;
 
 use crate::access::Operation;
 use crate::gql_support::{
-    authorize, caller, engine, enum_value, identity_error, leaf, parse_identity, ready, request_error,
+    authorize, caller, engine, enum_value, identity_error, leaf, parse_identity, ready, request_error, text,
 };
 use crate::request_views::{
     DownloadView, EventView, PlanEntryView, PlanView, RequestPage, RequestView, TaskView,
@@ -60,10 +60,6 @@ fn view_list<T: Any + Send + Sync, U: Any + Send + Sync>(
         }))
     })
     .description(description)
-}
-
-fn text(value: &str) -> GqlValue {
-    GqlValue::String(value.to_owned())
 }
 
 fn opt_text(value: &Option<String>) -> GqlValue {

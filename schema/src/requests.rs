@@ -115,7 +115,7 @@ pub enum RequestError {
     /// approval, manual tasks: the caller may not do this to this request or task (`FOUR_EYES`,
     /// `NOT_ASSIGNED`).
     #[error("{1}")]
-    Refused(&'static str, String),
+    Refused(ErrorCode, String),
 }
 
 impl RequestError {
@@ -125,7 +125,7 @@ impl RequestError {
             RequestError::NotFound(_) => ErrorCode::NotFound.as_str(),
             RequestError::Conflict(_) => ErrorCode::Conflict.as_str(),
             RequestError::Unavailable(_) => ErrorCode::RequestsUnavailable.as_str(),
-            RequestError::Refused(code, _) => code,
+            RequestError::Refused(code, _) => code.as_str(),
         }
     }
 }

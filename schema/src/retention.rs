@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use subject_connectors::codes::ErrorCode;
 
 use crate::access::Operation;
-use crate::gql_support::authorize;
+use crate::gql_support::{authorize, described_leaf, opt_string, page_object, text};
 
 /// Where a retained record is in its schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,34 +108,6 @@ fn schedule_of<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a Arc<d
     })
 }
 
-fn leaf(
-    name: &str,
-    ty: TypeRef,
-    description: &str,
-    get: impl Fn(&RetentionEntry) -> GqlValue + Send + Sync + 'static,
-) -> Field {
-    let field = Field::new(name, ty, move |ctx| {
-        let value = ctx
-            .parent_value
-            .try_downcast_ref::<RetentionEntry>()
-            .map(|entry| Some(FieldValue::value(get(entry))));
-        FieldFuture::new(async move { value })
-    });
-    if description.is_empty() {
-        field
-    } else {
-        field.description(description)
-    }
-}
-
-fn text(value: &str) -> GqlValue {
-    GqlValue::String(value.to_owned())
-}
-
-fn opt_text(value: Option<&str>) -> GqlValue {
-    value.map_or(GqlValue::Null, text)
-}
-
 /// Registers `RetentionStatus`, `RetentionEntry` and `RetentionPage`.
 pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
     let string_nn = || TypeRef::named_nn(TypeRef::STRING);
@@ -144,81 +116,73 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
         .description(
             "A record an erasure retained for a legal obligation, and when its retention ends. No values.",
         )
-        .field(leaf("id", TypeRef::named_nn(TypeRef::ID), "", |r| text(&r.id)))
-        .field(leaf(
+        .field(described_leaf::<RetentionEntry>(
+            "id",
+            TypeRef::named_nn(TypeRef::ID),
+            "",
+            |r| text(&r.id),
+        ))
+        .field(described_leaf::<RetentionEntry>(
             "requestId",
             TypeRef::named_nn(TypeRef::ID),
             "The erasure that retained it; its receipt gets the outcome as an amendment.",
             |r| text(&r.request_id),
         ))
-        .field(leaf("connector", string_nn(), "", |r| text(&r.connector)))
-        .field(leaf("entity", string_nn(), "", |r| text(&r.entity)))
-        .field(leaf("legalBasis", string(), "", |r| {
-            opt_text(r.legal_basis.as_deref())
+        .field(described_leaf::<RetentionEntry>(
+            "connector",
+            string_nn(),
+            "",
+            |r| text(&r.connector),
+        ))
+        .field(described_leaf::<RetentionEntry>("entity", string_nn(), "", |r| {
+            text(&r.entity)
         }))
-        .field(leaf(
+        .field(described_leaf::<RetentionEntry>(
+            "legalBasis",
+            string(),
+            "",
+            |r| opt_string(r.legal_basis.as_deref()),
+        ))
+        .field(described_leaf::<RetentionEntry>(
             "retainUntil",
             string_nn(),
             "When the retention ends.",
             |r| text(&r.retain_until),
         ))
-        .field(leaf(
+        .field(described_leaf::<RetentionEntry>(
             "afterRetention",
             string_nn(),
             "What happens then, as declared: DELETE or PSEUDONYMIZE.",
             |r| text(&r.after_retention),
         ))
-        .field(leaf("status", TypeRef::named_nn("RetentionStatus"), "", |r| {
-            GqlValue::Enum(Name::new(r.status.as_str()))
-        }))
-        .field(leaf(
+        .field(described_leaf::<RetentionEntry>(
+            "status",
+            TypeRef::named_nn("RetentionStatus"),
+            "",
+            |r| GqlValue::Enum(Name::new(r.status.as_str())),
+        ))
+        .field(described_leaf::<RetentionEntry>(
             "attempts",
             TypeRef::named_nn(TypeRef::INT),
             "Runs that tried to end it.",
             |r| GqlValue::from(r.attempts),
         ))
-        .field(leaf("endedAt", string(), "", |r| opt_text(r.ended_at.as_deref())))
-        .field(leaf(
+        .field(described_leaf::<RetentionEntry>("endedAt", string(), "", |r| {
+            opt_string(r.ended_at.as_deref())
+        }))
+        .field(described_leaf::<RetentionEntry>(
             "lastError",
             string(),
             "Why the last run did not end it; it is tried again.",
-            |r| opt_text(r.last_error.as_deref()),
+            |r| opt_string(r.last_error.as_deref()),
         ));
-    let page = Object::new("RetentionPage")
-        .description("A page of the retention schedule, soonest end first.")
-        .field(Field::new(
-            "entries",
-            TypeRef::named_nn_list_nn("RetentionEntry"),
-            |ctx| {
-                let value = ctx.parent_value.try_downcast_ref::<RetentionPage>().map(|page| {
-                    Some(FieldValue::list(
-                        page.entries.iter().map(|e| FieldValue::borrowed_any(e)),
-                    ))
-                });
-                FieldFuture::new(async move { value })
-            },
-        ))
-        .field(
-            Field::new("endCursor", TypeRef::named(TypeRef::STRING), |ctx| {
-                let value = ctx
-                    .parent_value
-                    .try_downcast_ref::<RetentionPage>()
-                    .map(|page| Some(FieldValue::value(opt_text(page.end_cursor.as_deref()))));
-                FieldFuture::new(async move { value })
-            })
-            .description("Pass as `after` for the next page."),
-        )
-        .field(Field::new(
-            "hasNextPage",
-            TypeRef::named_nn(TypeRef::BOOLEAN),
-            |ctx| {
-                let value = ctx
-                    .parent_value
-                    .try_downcast_ref::<RetentionPage>()
-                    .map(|page| Some(FieldValue::value(GqlValue::Boolean(page.has_next_page))));
-                FieldFuture::new(async move { value })
-            },
-        ));
+    let page = page_object(
+        "RetentionPage",
+        "A page of the retention schedule, soonest end first.",
+        "entries",
+        "RetentionEntry",
+        |page: &RetentionPage| (&page.entries, page.end_cursor.as_deref(), page.has_next_page),
+    );
     let status = RetentionStatus::ALL.into_iter().fold(
         Enum::new("RetentionStatus").description(
             "SCHEDULED: kept until retainUntil (or due and to be tried again). RUNNING: a gateway is ending it now. ENDED: erased as declared, verified, amended to the receipt.",

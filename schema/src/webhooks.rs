@@ -16,7 +16,7 @@ use async_graphql::{Error, ErrorExtensions, Name, Value as GqlValue};
 use async_trait::async_trait;
 
 use crate::access::{Caller, Operation};
-use crate::gql_support::{authorize, caller};
+use crate::gql_support::{authorize, caller, described_leaf, opt_string, page_object, text};
 
 /// Where a delivery is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,34 +146,6 @@ fn webhook_error(error: WebhookError) -> Error {
     Error::new(error.to_string()).extend_with(move |_, e| e.set("code", code))
 }
 
-fn delivery_leaf(
-    name: &str,
-    ty: TypeRef,
-    description: &str,
-    get: impl Fn(&Delivery) -> GqlValue + Send + Sync + 'static,
-) -> Field {
-    let field = Field::new(name, ty, move |ctx| {
-        let value = ctx
-            .parent_value
-            .try_downcast_ref::<Delivery>()
-            .map(|delivery| Some(FieldValue::value(get(delivery))));
-        FieldFuture::new(async move { value })
-    });
-    if description.is_empty() {
-        field
-    } else {
-        field.description(description)
-    }
-}
-
-fn text(value: &str) -> GqlValue {
-    GqlValue::String(value.to_owned())
-}
-
-fn opt_text(value: Option<&str>) -> GqlValue {
-    value.map_or(GqlValue::Null, text)
-}
-
 /// Registers `WebhookDeliveryStatus`, `WebhookDelivery` and `WebhookDeliveryPage`.
 pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
     let string_nn = || TypeRef::named_nn(TypeRef::STRING);
@@ -182,63 +154,35 @@ pub(crate) fn register(builder: SchemaBuilder) -> SchemaBuilder {
         .description(
             "One event of a privacy request to one configured endpoint (Standard Webhooks: signed, delivered at least once, in order per request).",
         )
-        .field(delivery_leaf("id", TypeRef::named_nn(TypeRef::ID), "The message id, sent as `webhook-id` on every attempt.", |d| text(&d.id)))
-        .field(delivery_leaf("endpoint", string_nn(), "The endpoint's name in gateway.toml.", |d| text(&d.endpoint)))
-        .field(delivery_leaf("requestId", TypeRef::named_nn(TypeRef::ID), "The privacy request the event is about.", |d| text(&d.request_id)))
-        .field(delivery_leaf("eventType", string_nn(), "`privacy_request.completed`, `privacy_request.task.done`, …", |d| text(&d.event_type)))
-        .field(delivery_leaf("sequence", TypeRef::named_nn(TypeRef::INT), "Its place among the request's messages to this endpoint; a later one waits for the earlier.", |d| GqlValue::from(d.sequence)))
-        .field(delivery_leaf("status", TypeRef::named_nn("WebhookDeliveryStatus"), "", |d| {
+        .field(described_leaf::<Delivery>("id", TypeRef::named_nn(TypeRef::ID), "The message id, sent as `webhook-id` on every attempt.", |d| text(&d.id)))
+        .field(described_leaf::<Delivery>("endpoint", string_nn(), "The endpoint's name in gateway.toml.", |d| text(&d.endpoint)))
+        .field(described_leaf::<Delivery>("requestId", TypeRef::named_nn(TypeRef::ID), "The privacy request the event is about.", |d| text(&d.request_id)))
+        .field(described_leaf::<Delivery>("eventType", string_nn(), "`privacy_request.completed`, `privacy_request.task.done`, …", |d| text(&d.event_type)))
+        .field(described_leaf::<Delivery>("sequence", TypeRef::named_nn(TypeRef::INT), "Its place among the request's messages to this endpoint; a later one waits for the earlier.", |d| GqlValue::from(d.sequence)))
+        .field(described_leaf::<Delivery>("status", TypeRef::named_nn("WebhookDeliveryStatus"), "", |d| {
             GqlValue::Enum(Name::new(d.status.as_str()))
         }))
-        .field(delivery_leaf("attempts", TypeRef::named_nn(TypeRef::INT), "Times it was sent.", |d| GqlValue::from(d.attempts)))
-        .field(delivery_leaf("createdAt", string_nn(), "", |d| text(&d.created_at)))
-        .field(delivery_leaf("lastAttemptAt", string(), "", |d| opt_text(d.last_attempt_at.as_deref())))
-        .field(delivery_leaf("nextAttemptAt", string(), "When a PENDING delivery is sent next (at the earliest).", |d| {
-            opt_text(d.next_attempt_at.as_deref())
+        .field(described_leaf::<Delivery>("attempts", TypeRef::named_nn(TypeRef::INT), "Times it was sent.", |d| GqlValue::from(d.attempts)))
+        .field(described_leaf::<Delivery>("createdAt", string_nn(), "", |d| text(&d.created_at)))
+        .field(described_leaf::<Delivery>("lastAttemptAt", string(), "", |d| opt_string(d.last_attempt_at.as_deref())))
+        .field(described_leaf::<Delivery>("nextAttemptAt", string(), "When a PENDING delivery is sent next (at the earliest).", |d| {
+            opt_string(d.next_attempt_at.as_deref())
         }))
-        .field(delivery_leaf("deliveredAt", string(), "", |d| opt_text(d.delivered_at.as_deref())))
-        .field(delivery_leaf("retryUntil", string_nn(), "Failed attempts are retried (exponential backoff with jitter) until then; then DEAD.", |d| {
+        .field(described_leaf::<Delivery>("deliveredAt", string(), "", |d| opt_string(d.delivered_at.as_deref())))
+        .field(described_leaf::<Delivery>("retryUntil", string_nn(), "Failed attempts are retried (exponential backoff with jitter) until then; then DEAD.", |d| {
             text(&d.retry_until)
         }))
-        .field(delivery_leaf("lastStatusCode", TypeRef::named(TypeRef::INT), "The HTTP status of the last attempt, if one came.", |d| {
+        .field(described_leaf::<Delivery>("lastStatusCode", TypeRef::named(TypeRef::INT), "The HTTP status of the last attempt, if one came.", |d| {
             d.last_status_code.map_or(GqlValue::Null, GqlValue::from)
         }))
-        .field(delivery_leaf("lastError", string(), "Why the last attempt failed.", |d| opt_text(d.last_error.as_deref())));
-    let page = Object::new("WebhookDeliveryPage")
-        .description("A page of webhook deliveries, newest first.")
-        .field(Field::new(
-            "deliveries",
-            TypeRef::named_nn_list_nn("WebhookDelivery"),
-            |ctx| {
-                let value = ctx.parent_value.try_downcast_ref::<DeliveryPage>().map(|page| {
-                    Some(FieldValue::list(
-                        page.deliveries.iter().map(|d| FieldValue::borrowed_any(d)),
-                    ))
-                });
-                FieldFuture::new(async move { value })
-            },
-        ))
-        .field(
-            Field::new("endCursor", TypeRef::named(TypeRef::STRING), |ctx| {
-                let value = ctx
-                    .parent_value
-                    .try_downcast_ref::<DeliveryPage>()
-                    .map(|page| Some(FieldValue::value(opt_text(page.end_cursor.as_deref()))));
-                FieldFuture::new(async move { value })
-            })
-            .description("Pass as `after` for the next page."),
-        )
-        .field(Field::new(
-            "hasNextPage",
-            TypeRef::named_nn(TypeRef::BOOLEAN),
-            |ctx| {
-                let value = ctx
-                    .parent_value
-                    .try_downcast_ref::<DeliveryPage>()
-                    .map(|page| Some(FieldValue::value(GqlValue::Boolean(page.has_next_page))));
-                FieldFuture::new(async move { value })
-            },
-        ));
+        .field(described_leaf::<Delivery>("lastError", string(), "Why the last attempt failed.", |d| opt_string(d.last_error.as_deref())));
+    let page = page_object(
+        "WebhookDeliveryPage",
+        "A page of webhook deliveries, newest first.",
+        "deliveries",
+        "WebhookDelivery",
+        |page: &DeliveryPage| (&page.deliveries, page.end_cursor.as_deref(), page.has_next_page),
+    );
     let status = ["PENDING", "DELIVERED", "DEAD"].into_iter().fold(
         Enum::new("WebhookDeliveryStatus").description(
             "PENDING: not delivered yet (due, backing off, or behind an earlier event of its request). DELIVERED: answered 2xx. DEAD: its retry window ended.",

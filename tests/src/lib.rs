@@ -79,6 +79,26 @@ impl ConfigCopy {
         self.dir.path().join("gateway.toml")
     }
 
+    /// A copy for tests that kill a gateway process: its state database is a file in the copy
+    /// (so a restarted process finds the work) and leases last 2 s (so the killed process's work
+    /// is taken over soon).
+    pub fn for_killed_gateways() -> anyhow::Result<Self> {
+        let copy = Self::new()?;
+        let state = copy.state_file();
+        copy.edit(
+            "gateway.toml",
+            "state_url = \"sqlite://subject-gateway-state.db\"",
+            &format!("state_url = \"sqlite://{}\"", state.display()),
+        )?;
+        copy.edit("gateway.toml", "lease_seconds = 30", "lease_seconds = 2")?;
+        Ok(copy)
+    }
+
+    /// Where [`ConfigCopy::for_killed_gateways`] keeps the state database.
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.path().join("state.db")
+    }
+
     /// Writes `connectors/NAME` with `text`.
     pub fn write_connector(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
         let path = self.dir.path().join("connectors").join(name);

@@ -103,6 +103,33 @@ impl GatewayProcess {
     }
 
     /// The process's peak resident memory (VmHWM), in KiB.
+    /// Submits `eraseSubject` for the person with `email` (and `extra` input keys, e.g. a
+    /// webhook) and returns the request's id.
+    pub async fn submit_erasure(
+        &self,
+        email: &str,
+        idempotency_key: &str,
+        extra: Json,
+    ) -> anyhow::Result<String> {
+        let mut input = serde_json::json!({
+            "identity": { "kind": "EMAIL", "value": email },
+            "idempotencyKey": idempotency_key,
+        });
+        if let (Some(input), Json::Object(extra)) = (input.as_object_mut(), extra) {
+            input.extend(extra);
+        }
+        let response = self
+            .graphql(
+                "mutation($input: EraseSubjectInput!) { eraseSubject(input: $input) { id } }",
+                serde_json::json!({ "input": input }),
+            )
+            .await?;
+        response["data"]["eraseSubject"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no request: {response}"))
+    }
+
     pub fn peak_memory_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         status

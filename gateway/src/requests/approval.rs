@@ -5,6 +5,7 @@
 //! (`approved`, `denied`), so webhooks tell them.
 
 use serde_json::json;
+use subject_connectors::codes::ErrorCode;
 use subject_schema::access::Caller;
 use subject_schema::request_views::{PlanView, RequestView};
 use subject_schema::requests::RequestError;
@@ -71,7 +72,7 @@ impl PrivacyEngine {
         }
         if row.requested_by == caller.principal {
             return Err(RequestError::Refused(
-                "FOUR_EYES",
+                ErrorCode::FourEyes,
                 "four eyes: the caller who submitted a request may not approve or deny it; another holder of `approve` must"
                     .into(),
             ));

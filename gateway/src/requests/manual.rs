@@ -9,9 +9,11 @@
 //! The runner hands every task of a manual store here instead of to the kind's driver
 //! (`driver.rs`); nothing is ever read from or written to such a store by the gateway.
 
+use crate::listing::Listing;
 use chrono::{DateTime, Utc};
 use serde_json::{Value as Json, json};
 use subject_connectors::ManualSystem;
+use subject_connectors::codes::ErrorCode;
 use subject_schema::access::{Caller, Operation};
 use subject_schema::request_views::{ManualTaskPage, ManualTaskView};
 use subject_schema::requests::{ManualOutcome, ManualTaskFilter, RequestError};
@@ -163,11 +165,17 @@ impl RequestStore {
         .bind(&manual.entity)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE privacy_requests SET updated_at = $1, lease_until = $1 WHERE id = $2")
-            .bind(&at)
-            .bind(&manual.request_id)
-            .execute(&mut *tx)
-            .await?;
+        // Claimable at once, unless a gateway holds it right now: shortening a held lease would
+        // let a second worker run the request beside the first (the holder's release makes it
+        // claimable again soon after).
+        sqlx::query(
+            "UPDATE privacy_requests SET updated_at = $1, \
+             lease_until = CASE WHEN lease_owner IS NULL THEN $1 ELSE lease_until END WHERE id = $2",
+        )
+        .bind(&at)
+        .bind(&manual.request_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -219,39 +227,25 @@ impl RequestStore {
         filter: &ManualTaskFilter,
         limit: usize,
     ) -> Result<Vec<ListedRow>, StoreError> {
-        let mut sql = LISTED.to_owned();
-        let mut binds: Vec<String> = Vec::new();
-        let next = |value: &str, binds: &mut Vec<String>| {
-            binds.push(value.to_owned());
-            format!("${}", binds.len())
-        };
+        let mut listing = Listing::new(LISTED);
         if let Some(status) = filter.status {
-            sql.push_str(&format!(" AND m.status = {}", next(status.as_str(), &mut binds)));
+            listing.equals("m.status", status.as_str());
         }
         if let Some(role) = &filter.role {
-            sql.push_str(&format!(" AND m.role = {}", next(role, &mut binds)));
+            listing.equals("m.role", role);
         }
         if let Some(overdue) = filter.overdue {
-            let at = next(&store::now(), &mut binds);
-            if overdue {
-                sql.push_str(&format!(" AND m.status = 'OPEN' AND r.due_at < {at}"));
+            let at = listing.bind(&store::now());
+            listing.and(&if overdue {
+                format!("m.status = 'OPEN' AND r.due_at < {at}")
             } else {
-                sql.push_str(&format!(" AND (m.status <> 'OPEN' OR r.due_at >= {at})"));
-            }
+                format!("(m.status <> 'OPEN' OR r.due_at >= {at})")
+            });
         }
-        if let Some((created, id)) = filter.after.as_deref().and_then(|a| a.split_once('/')) {
-            let created = next(created, &mut binds);
-            let id = next(id, &mut binds);
-            sql.push_str(&format!(
-                " AND (m.created_at > {created} OR (m.created_at = {created} AND m.id > {id}))"
-            ));
+        if let Some(cursor) = filter.after.as_deref().and_then(|a| a.split_once('/')) {
+            listing.after("m.", cursor, false);
         }
-        sql.push_str(&format!(" ORDER BY m.created_at, m.id LIMIT {limit}"));
-        let mut query = subject_connectors::dynamic_sql::dynamic_query_as::<_, ListedRow>(&sql);
-        for bind in &binds {
-            query = query.bind(bind.as_str());
-        }
-        Ok(query.fetch_all(self.pool()).await?)
+        Ok(listing.fetch(self.pool(), "m.", false, limit).await?)
     }
 }
 
@@ -399,7 +393,7 @@ impl PrivacyEngine {
             match &filter.role {
                 Some(role) if *role != caller.role.name => {
                     return Err(RequestError::Refused(
-                        "NOT_ASSIGNED",
+                        ErrorCode::NotAssigned,
                         format!(
                             "role `{}` sees only the manual tasks assigned to it (`manage_requests` sees every role's)",
                             caller.role.name
@@ -470,7 +464,7 @@ impl PrivacyEngine {
             .ok_or_else(|| RequestError::NotFound(id.to_owned()))?;
         if manual.role != caller.role.name && !caller.role.may(Operation::ManageRequests) {
             return Err(RequestError::Refused(
-                "NOT_ASSIGNED",
+                ErrorCode::NotAssigned,
                 format!(
                     "the manual task is assigned to role `{}`, not `{}`",
                     manual.role, caller.role.name

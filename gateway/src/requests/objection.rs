@@ -6,7 +6,6 @@
 
 use async_trait::async_trait;
 use serde_json::{Value as Json, json};
-use subject_connectors::LookupRequest;
 use subject_connectors::purpose::DataUse;
 
 use subject_schema::audit::SubjectRef;
@@ -51,22 +50,15 @@ impl Driver for Objection {
     }
 
     async fn act(&self, engine: &PrivacyEngine, job: &Job<'_>, task: TaskRow) -> Acted {
-        let stored = task.lookup.clone();
         engine
             .write_task(
                 job.row,
                 task,
-                |c, e| {
-                    let lookup = engine
-                        .decode_lookup(c, e, stored.as_deref())
-                        .unwrap_or(LookupRequest {
-                            entity: e,
-                            by: Vec::new(),
-                        });
+                |c, _, lookup| {
                     let connector = &engine.executor.registry().connectors[c].connector;
                     async move { connector.suppress(&lookup).await }
                 },
-                |_, _| async { None },
+                |_, _, _| async { None },
             )
             .await
     }

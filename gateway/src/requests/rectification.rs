@@ -31,23 +31,23 @@ impl Driver for Rectification {
 
     async fn act(&self, engine: &PrivacyEngine, job: &Job<'_>, task: TaskRow) -> Acted {
         let changes = &job.input.changes;
-        let stored = task.lookup.clone();
-        let lookup = |c, e| engine.rectified_lookup(c, e, stored.as_deref(), changes);
         let connector = |c: usize| &engine.executor.registry().connectors[c].connector;
         engine
             .write_task(
                 job.row,
                 task,
-                |c, e| {
-                    let (lookup, changes) = (lookup(c, e), engine.changes_for(c, e, changes));
+                |c, e, stored| {
+                    let lookup = engine.rectified_lookup(c, stored, changes);
+                    let changes = engine.changes_for(c, e, changes);
                     async move { connector(c).rectify(&lookup, &changes).await }
                 },
-                |c, e| async move {
+                |c, e, stored| async move {
                     // The records found now hold the corrected values.
-                    let changes = engine.changes_for(c, e, changes);
-                    let corrected = match engine.fetch(c, &lookup(c, e)).await {
+                    let lookup = engine.rectified_lookup(c, stored, changes);
+                    let field_changes = engine.changes_for(c, e, changes);
+                    let corrected = match engine.fetch(c, &lookup).await {
                         Ok(records) => records.iter().all(|r| {
-                            changes
+                            field_changes
                                 .iter()
                                 .all(|change| r.get(change.field) == Some(&change.value))
                         }),
@@ -96,16 +96,11 @@ impl PrivacyEngine {
     pub(super) fn rectified_lookup(
         &self,
         c: usize,
-        e: usize,
-        stored: Option<&str>,
+        mut lookup: LookupRequest,
         changes: &[(String, String)],
     ) -> LookupRequest {
         let registry = self.executor.registry();
-        let mut lookup = self.decode_lookup(c, e, stored).unwrap_or(LookupRequest {
-            entity: e,
-            by: Vec::new(),
-        });
-        let descriptor = &registry.connectors[c].connector.descriptor().entities[e];
+        let descriptor = &registry.connectors[c].connector.descriptor().entities[lookup.entity];
         for (l, link) in descriptor.lookups.iter().enumerate() {
             let spec = registry.kinds.get(link.kind);
             let Some((_, value)) = changes.iter().find(|(name, _)| *name == spec.name) else {

@@ -5,6 +5,7 @@
 //! placeholders, text timestamps of one fixed width); only the claim differs, to use
 //! `FOR UPDATE SKIP LOCKED` on PostgreSQL.
 
+use crate::listing::Listing;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyTypeInfo, AnyValueRef};
 use sqlx::{Any, AnyPool};
@@ -249,43 +250,27 @@ impl RequestStore {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<RequestRow>, StoreError> {
-        let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM privacy_requests WHERE 1 = 1");
-        let mut binds: Vec<String> = Vec::new();
-        let next = |value: &str, binds: &mut Vec<String>| {
-            binds.push(value.to_owned());
-            format!("${}", binds.len())
-        };
+        let mut listing = Listing::new(format!(
+            "SELECT {REQUEST_COLUMNS} FROM privacy_requests WHERE 1 = 1"
+        ));
         if let Some(status) = status {
-            sql.push_str(&format!(" AND status = {}", next(status.as_str(), &mut binds)));
+            listing.equals("status", status.as_str());
         }
         if let Some(kind) = kind {
-            sql.push_str(&format!(" AND kind = {}", next(kind.as_str(), &mut binds)));
+            listing.equals("kind", kind.as_str());
         }
         if let Some(overdue) = overdue {
-            let at = next(&now(), &mut binds);
-            if overdue {
-                sql.push_str(&format!(
-                    " AND due_at < {at} AND status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED', 'AWAITING_APPROVAL')"
-                ));
+            let at = listing.bind(&now());
+            listing.and(&if overdue {
+                format!("due_at < {at} AND status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED', 'AWAITING_APPROVAL')")
             } else {
-                sql.push_str(&format!(
-                    " AND (due_at >= {at} OR status NOT IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED', 'AWAITING_APPROVAL'))"
-                ));
-            }
+                format!("(due_at >= {at} OR status NOT IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED', 'AWAITING_APPROVAL'))")
+            });
         }
-        if let Some((created, id)) = after {
-            let created = next(created, &mut binds);
-            let id = next(id, &mut binds);
-            sql.push_str(&format!(
-                " AND (created_at < {created} OR (created_at = {created} AND id < {id}))"
-            ));
+        if let Some(cursor) = after {
+            listing.after("", cursor, true);
         }
-        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", limit));
-        let mut query = dynamic_query_as::<_, RequestRow>(&sql);
-        for bind in &binds {
-            query = query.bind(bind.as_str());
-        }
-        Ok(query.fetch_all(&self.pool).await?)
+        Ok(listing.fetch(&self.pool, "", true, limit).await?)
     }
 
     /// Takes the lease of one request that is open and not leased (or whose lease ran out), and
@@ -418,7 +403,8 @@ impl RequestStore {
     pub async fn reopen(&self, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE privacy_requests SET status = 'IN_PROGRESS', error = NULL, updated_at = $1, lease_until = $1 \
+            "UPDATE privacy_requests SET status = 'IN_PROGRESS', error = NULL, updated_at = $1, \
+             lease_until = CASE WHEN lease_owner IS NULL THEN $1 ELSE lease_until END \
              WHERE id = $2 AND status = 'FAILED'",
         )
         .bind(now())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use subject_connectors::codes::ErrorCode;
 
 use futures::future::join_all;
-use subject_connectors::{ConnectorError, WriteOutcome};
+use subject_connectors::{ConnectorError, LookupRequest, WriteOutcome};
 
 use super::PrivacyEngine;
 use super::state::{RequestStatus, TaskStatus};
@@ -141,10 +141,12 @@ impl PrivacyEngine {
         Ok(None)
     }
 
-    /// Carries out a task that writes once per attempt (rectify, suppress): `write` is attempted
-    /// (again while the store fails transiently), the records it acted on are recorded, then
-    /// `verify` looks again — `None`: nothing to check; `Some(Err(problem))` fails the task
-    /// (`VERIFICATION_FAILED`) — and the task is done.
+    /// Carries out a task that writes once per attempt (rectify, suppress) through the lookup
+    /// stored with it: `write` is attempted (again while the store fails transiently), the
+    /// records it acted on are recorded, then `verify` looks again — `None`: nothing to check;
+    /// `Some(Err(problem))` fails the task (`VERIFICATION_FAILED`) — and the task is done. A
+    /// stored lookup that cannot be read fails the task (`INVALID_TASK`): writing through an
+    /// empty lookup would reach nobody and report it done.
     pub(super) async fn write_task<W, WF, V, VF>(
         &self,
         row: &RequestRow,
@@ -153,15 +155,27 @@ impl PrivacyEngine {
         verify: V,
     ) -> Result<(TaskRow, TaskEnd), StoreError>
     where
-        W: Fn(usize, usize) -> WF,
+        W: Fn(usize, usize, LookupRequest) -> WF,
         WF: std::future::Future<Output = Result<WriteOutcome, ConnectorError>>,
-        V: FnOnce(usize, usize) -> VF,
+        V: FnOnce(usize, usize, LookupRequest) -> VF,
         VF: std::future::Future<Output = Option<Result<(), String>>>,
     {
         let Some((c, e)) = self.located(row, &mut task).await? else {
             return Ok((task, TaskEnd::Failed));
         };
-        let (mut task, result) = self.attempt_task(row, task, || write(c, e)).await?;
+        let Some(lookup) = self.decode_lookup(c, e, task.lookup.as_deref()) else {
+            self.task_failed(
+                row,
+                &mut task,
+                "the task's lookup is unreadable".into(),
+                ErrorCode::InvalidTask.as_str(),
+            )
+            .await?;
+            return Ok((task, TaskEnd::Failed));
+        };
+        let (mut task, result) = self
+            .attempt_task(row, task, || write(c, e, lookup.clone()))
+            .await?;
         let records = match result {
             Ok(WriteOutcome::Done { records } | WriteOutcome::Pending { records, .. }) => records,
             Err(error) => {
@@ -171,7 +185,7 @@ impl PrivacyEngine {
             }
         };
         task.records = Some(records as i64);
-        match verify(c, e).await {
+        match verify(c, e, lookup).await {
             None => {}
             Some(Ok(())) => task.verified = Some(true),
             Some(Err(problem)) => {

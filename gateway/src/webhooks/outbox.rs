@@ -6,6 +6,7 @@
 //! differs, to use `FOR UPDATE SKIP LOCKED` on PostgreSQL. Rows are read by `sqlx::FromRow`; a
 //! status this gateway does not know is an error, never mapped to another.
 
+use crate::listing::Listing;
 use sqlx::{AnyConnection, AnyPool};
 use subject_connectors::dynamic_sql::dynamic_query_as;
 use subject_schema::webhooks::{Delivery, DeliveryStatus};
@@ -301,30 +302,16 @@ impl Outbox {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut sql = format!("SELECT {COLUMNS} FROM webhook_outbox WHERE 1 = 1");
-        let mut binds: Vec<String> = Vec::new();
-        let next = |value: &str, binds: &mut Vec<String>| {
-            binds.push(value.to_owned());
-            format!("${}", binds.len())
-        };
+        let mut listing = Listing::new(format!("SELECT {COLUMNS} FROM webhook_outbox WHERE 1 = 1"));
         if let Some(status) = status {
-            sql.push_str(&format!(" AND status = {}", next(status.as_str(), &mut binds)));
+            listing.equals("status", status.as_str());
         }
         if let Some(request_id) = request_id {
-            sql.push_str(&format!(" AND request_id = {}", next(request_id, &mut binds)));
+            listing.equals("request_id", request_id);
         }
-        if let Some((created, id)) = after {
-            let created = next(created, &mut binds);
-            let id = next(id, &mut binds);
-            sql.push_str(&format!(
-                " AND (created_at < {created} OR (created_at = {created} AND id < {id}))"
-            ));
+        if let Some(cursor) = after {
+            listing.after("", cursor, true);
         }
-        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {limit}"));
-        let mut query = dynamic_query_as::<_, OutboxRow>(&sql);
-        for bind in &binds {
-            query = query.bind(bind.as_str());
-        }
-        Ok(query.fetch_all(&self.pool).await?)
+        Ok(listing.fetch(&self.pool, "", true, limit).await?)
     }
 }

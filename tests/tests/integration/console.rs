@@ -110,15 +110,16 @@ impl Browser {
             .await?)
     }
 
-    /// Clicks `css`; found again when a live page replaced it between finding and clicking.
+    /// Clicks the element matching `css`. The page re-renders a part when the request it shows
+    /// changes, so an element found a moment ago can be gone by the click: then it is found again.
     pub(crate) async fn click(&self, css: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + PATIENCE;
         loop {
             match self.find(css).await?.click().await {
-                Ok(_) => return Ok(()),
-                Err(fantoccini::error::CmdError::Standard(error))
-                    if error.error == fantoccini::error::ErrorStatus::StaleElementReference
-                        && Instant::now() < deadline => {}
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_stale_element_reference() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 Err(error) => return Err(error.into()),
             }
         }

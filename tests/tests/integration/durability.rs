@@ -23,15 +23,7 @@ async fn status_of(gateway: &GatewayProcess, id: &str) -> anyhow::Result<Json> {
 #[tokio::test]
 async fn a_gateway_killed_in_the_middle_of_an_erasure_finishes_it_after_restart() -> anyhow::Result<()> {
     let world = ReferenceWorld::create(24).await?;
-    let copy = ConfigCopy::new()?;
-    let state = copy.dir.path().join("state.db");
-    copy.edit(
-        "gateway.toml",
-        "state_url = \"sqlite://subject-gateway-state.db\"",
-        &format!("state_url = \"sqlite://{}\"", state.display()),
-    )?;
-    // The killed gateway's lease runs out after 2 s; then the restarted one takes over.
-    copy.edit("gateway.toml", "lease_seconds = 30", "lease_seconds = 2")?;
+    let copy = ConfigCopy::for_killed_gateways()?;
     let config = Config::load(&copy.gateway_toml())?;
     let (_, key) = config
         .key_store(world.env())
@@ -45,16 +37,7 @@ async fn a_gateway_killed_in_the_middle_of_an_erasure_finishes_it_after_restart(
     let theirs = snapshot::keys_of(&world, &person, &before);
 
     let first = GatewayProcess::start(&copy.gateway_toml(), &vars, &key, &log).await?;
-    let response = first
-        .graphql(
-            "mutation($input: EraseSubjectInput!) { eraseSubject(input: $input) { id } }",
-            json!({ "input": { "identity": { "kind": "EMAIL", "value": person.email }, "idempotencyKey": "killed" } }),
-        )
-        .await?;
-    let id = response["data"]["eraseSubject"]["id"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("no request: {response}"))?
-        .to_owned();
+    let id = first.submit_erasure(&person.email, "killed", json!({})).await?;
     // Kill it while the analytics deletion job is pending: some stores are done, some not.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let at_kill = loop {

@@ -181,14 +181,7 @@ async fn retained_records_end_as_declared_by_themselves_and_the_receipt_is_amend
 async fn a_gateway_killed_in_the_middle_of_a_retention_run_ends_it_once_after_restart() -> anyhow::Result<()>
 {
     let world = ReferenceWorld::create_on(12, SqlDialect::Postgres, SqlDialect::Postgres).await?;
-    let copy = ConfigCopy::new()?;
-    let state = copy.dir.path().join("state.db");
-    copy.edit(
-        "gateway.toml",
-        "state_url = \"sqlite://subject-gateway-state.db\"",
-        &format!("state_url = \"sqlite://{}\"", state.display()),
-    )?;
-    copy.edit("gateway.toml", "lease_seconds = 30", "lease_seconds = 2")?;
+    let copy = ConfigCopy::for_killed_gateways()?;
     let config = Config::load(&copy.gateway_toml())?;
     let (_, key) = config
         .key_store(world.env())
@@ -202,16 +195,9 @@ async fn a_gateway_killed_in_the_middle_of_a_retention_run_ends_it_once_after_re
 
     // Today: the erasure completes and its retained records are scheduled, ten years out.
     let first = GatewayProcess::start(&copy.gateway_toml(), &vars, &key, &log).await?;
-    let response = first
-        .graphql(
-            "mutation($input: EraseSubjectInput!) { eraseSubject(input: $input) { id } }",
-            json!({ "input": { "identity": { "kind": "EMAIL", "value": person.email }, "idempotencyKey": "retain-kill" } }),
-        )
+    let id = first
+        .submit_erasure(&person.email, "retain-kill", json!({}))
         .await?;
-    let id = response["data"]["eraseSubject"]["id"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("no request: {response}"))?
-        .to_owned();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let request = first.graphql(REQUEST, json!({ "id": id })).await?;

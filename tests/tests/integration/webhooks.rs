@@ -417,14 +417,7 @@ async fn a_gateway_killed_while_a_message_is_in_flight_delivers_it_and_the_rest_
     let (automation, automation_at) =
         Receiver::start(&automation_secret, &[Answer::Ok, Answer::Ok, Answer::Hold]).await?;
     let (_feed, feed_at) = Receiver::start(&feed_secret, &[]).await?;
-    let copy = ConfigCopy::new()?;
-    let state = copy.dir.path().join("state.db");
-    copy.edit(
-        "gateway.toml",
-        "state_url = \"sqlite://subject-gateway-state.db\"",
-        &format!("state_url = \"sqlite://{}\"", state.display()),
-    )?;
-    copy.edit("gateway.toml", "lease_seconds = 30", "lease_seconds = 2")?;
+    let copy = ConfigCopy::for_killed_gateways()?;
     // A message in flight is the killed gateway's for 5 s, then the restarted one sends it.
     append(&copy, &webhooks_toml(automation_at, feed_at, 4000, 5))?;
     let config = Config::load(&copy.gateway_toml())?;
@@ -440,16 +433,9 @@ async fn a_gateway_killed_while_a_message_is_in_flight_delivers_it_and_the_rest_
     let person = without_analytics(&world);
 
     let first = GatewayProcess::start(&copy.gateway_toml(), &vars, &key, &log).await?;
-    let response = first
-        .graphql(
-            "mutation($input: EraseSubjectInput!) { eraseSubject(input: $input) { id } }",
-            json!({ "input": { "identity": { "kind": "EMAIL", "value": person.email }, "idempotencyKey": "killed", "webhook": "automation" } }),
-        )
+    let id = first
+        .submit_erasure(&person.email, "killed", json!({ "webhook": "automation" }))
         .await?;
-    let id = response["data"]["eraseSubject"]["id"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("no request: {response}"))?
-        .to_owned();
     automation
         .wait_until("the held message", |r| r.iter().any(|m| m.answer == Answer::Hold))
         .await?;
@@ -460,7 +446,7 @@ async fn a_gateway_killed_while_a_message_is_in_flight_delivers_it_and_the_rest_
         .find(|m| m.answer == Answer::Hold)
         .ok_or_else(|| anyhow::anyhow!("no held message"))?;
     // Killed in flight: the attempt was counted and leased, its outcome never recorded.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", state.display())).await?;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", copy.state_file().display())).await?;
     let (status, attempts, owner, error): (String, i64, Option<String>, Option<String>) =
         sqlx::query_as("SELECT status, attempts, lease_owner, last_error FROM webhook_outbox WHERE id = $1")
             .bind(&held.id)

@@ -28,6 +28,22 @@ struct Column {
     max_length: Option<i64>,
 }
 
+impl Column {
+    /// From an `information_schema.columns` row: name, data type, `is_nullable` (`YES`/`NO`),
+    /// collation, character maximum length.
+    fn from_information_schema(
+        (name, data_type, nullable, collation, max_length): (String, String, String, Option<String>, Option<i64>),
+    ) -> Self {
+        Column {
+            name,
+            data_type,
+            nullable: nullable.eq_ignore_ascii_case("yes"),
+            collation,
+            max_length,
+        }
+    }
+}
+
 /// A foreign key from another table onto the checked one.
 struct Reference {
     /// The referencing table.
@@ -35,6 +51,17 @@ struct Reference {
     /// The constraint's name (SQLite: `#id`).
     constraint: String,
     on_delete: OnDelete,
+}
+
+impl Reference {
+    /// From `(referencing table, constraint, delete rule)` as the catalogue lists it.
+    fn from_catalogue((table, constraint, rule): (String, String, String)) -> Self {
+        Reference {
+            table,
+            constraint,
+            on_delete: OnDelete::parse(&rule),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,24 +167,13 @@ impl SqlConnector {
                 Ok(TableFacts {
                     columns: columns
                         .into_iter()
-                        .map(|(name, data_type, nullable, max_length)| Column {
-                            name,
-                            data_type,
-                            nullable: nullable.eq_ignore_ascii_case("yes"),
-                            collation: None,
-                            max_length,
+                        .map(|(name, data_type, nullable, max_length)| {
+                            Column::from_information_schema((name, data_type, nullable, None, max_length))
                         })
                         .collect(),
                     index_keys: defs.iter().filter_map(|def| first_index_key(def)).collect(),
                     unique_keys: unique.iter().map(|k| split_key(k)).collect(),
-                    references: references
-                        .into_iter()
-                        .map(|(table, constraint, rule)| Reference {
-                            table,
-                            constraint,
-                            on_delete: OnDelete::parse(&rule),
-                        })
-                        .collect(),
+                    references: references.into_iter().map(Reference::from_catalogue).collect(),
                 })
             }
             Pool::MySql(pool) => {
@@ -206,24 +222,11 @@ impl SqlConnector {
                 Ok(TableFacts {
                     columns: columns
                         .into_iter()
-                        .map(|(name, data_type, nullable, collation, max_length)| Column {
-                            name,
-                            data_type,
-                            nullable: nullable.eq_ignore_ascii_case("yes"),
-                            collation,
-                            max_length,
-                        })
+                        .map(Column::from_information_schema)
                         .collect(),
                     index_keys: keys.iter().map(|k| normalise_key(k)).collect(),
                     unique_keys: unique.iter().map(|k| split_key(k)).collect(),
-                    references: references
-                        .into_iter()
-                        .map(|(table, constraint, rule)| Reference {
-                            table,
-                            constraint,
-                            on_delete: OnDelete::parse(&rule),
-                        })
-                        .collect(),
+                    references: references.into_iter().map(Reference::from_catalogue).collect(),
                 })
             }
             Pool::Sqlite(pool) => {
