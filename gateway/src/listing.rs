@@ -50,6 +50,20 @@ impl Listing {
         ));
     }
 
+    /// Ends with `suffix` (fixed text: a `GROUP BY`) instead of paging, and runs it.
+    pub async fn fetch_grouped<R>(mut self, pool: &AnyPool, suffix: &str) -> Result<Vec<R>, sqlx::Error>
+    where
+        R: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        self.sql.push(' ');
+        self.sql.push_str(suffix);
+        let mut query = dynamic_query_as::<_, R>(self.sql.as_str());
+        for bind in &self.binds {
+            query = query.bind(bind.as_str());
+        }
+        query.fetch_all(pool).await
+    }
+
     /// Ends with `ORDER BY … LIMIT limit` on the cursor's columns, and runs it.
     pub async fn fetch<R>(
         mut self,

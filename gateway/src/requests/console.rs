@@ -1,7 +1,7 @@
 //! What the operations console reads besides the request API: counts per status (one grouped,
-//! parameterized query), a request's recorded events, and the events of every request as they
-//! are recorded (read from the database after a cursor, like the per-request stream, so events
-//! from any replica arrive; `migrations/0010_…` indexes them by time).
+//! parameterized query, narrowed like `store::list`), a request's recorded events, and the events
+//! of every request as they are recorded (read from the database after a cursor, like the
+//! per-request stream, so events from any replica arrive; `migrations/0010_…` indexes them).
 //!
 //! Statements are written once for SQLite and PostgreSQL, as in [`super::store`].
 
@@ -9,14 +9,12 @@ use std::collections::VecDeque;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use subject_connectors::dynamic_sql::dynamic_query_as;
 use subject_schema::requests::{EventView, RequestError, RequestKind, RequestStatus};
 
-use super::store::{EventRow, RequestStore, StoreError, now};
-use super::{PrivacyEngine, unavailable};
+use crate::listing::Listing;
 
-/// Statuses a request can be overdue in (not finished), as `store::list` reads them.
-const OPEN: &str = "('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED', 'AWAITING_APPROVAL')";
+use super::store::{EventRow, RequestStore, StoreError, narrow_overdue, now};
+use super::{PrivacyEngine, unavailable};
 
 /// Most events one read of `all_events` takes; the next read continues after them.
 const EVENTS_PER_READ: i64 = 500;
@@ -28,27 +26,14 @@ impl RequestStore {
         kind: Option<RequestKind>,
         overdue: Option<bool>,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut sql = String::from("SELECT status, COUNT(*) FROM privacy_requests WHERE 1 = 1");
-        let mut binds: Vec<String> = Vec::new();
+        let mut listing = Listing::new("SELECT status, COUNT(*) FROM privacy_requests WHERE 1 = 1");
         if let Some(kind) = kind {
-            binds.push(kind.as_str().to_owned());
-            sql.push_str(&format!(" AND kind = ${}", binds.len()));
+            listing.equals("kind", kind.as_str());
         }
         if let Some(overdue) = overdue {
-            binds.push(now());
-            let at = format!("${}", binds.len());
-            if overdue {
-                sql.push_str(&format!(" AND due_at < {at} AND status IN {OPEN}"));
-            } else {
-                sql.push_str(&format!(" AND (due_at >= {at} OR status NOT IN {OPEN})"));
-            }
+            narrow_overdue(&mut listing, overdue);
         }
-        sql.push_str(" GROUP BY status");
-        let mut query = dynamic_query_as::<_, (String, i64)>(&sql);
-        for bind in &binds {
-            query = query.bind(bind.as_str());
-        }
-        Ok(query.fetch_all(self.pool()).await?)
+        Ok(listing.fetch_grouped(self.pool(), "GROUP BY status").await?)
     }
 
     /// Events of every request after `(at, id)`, oldest first, at most `limit`.

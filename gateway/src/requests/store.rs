@@ -260,12 +260,7 @@ impl RequestStore {
             listing.equals("kind", kind.as_str());
         }
         if let Some(overdue) = overdue {
-            let at = listing.bind(&now());
-            listing.and(&if overdue {
-                format!("due_at < {at} AND status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED', 'AWAITING_APPROVAL')")
-            } else {
-                format!("(due_at >= {at} OR status NOT IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED', 'AWAITING_APPROVAL'))")
-            });
+            narrow_overdue(&mut listing, overdue);
         }
         if let Some(cursor) = after {
             listing.after("", cursor, true);
@@ -658,6 +653,16 @@ pub async fn insert_event(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Narrows `listing` to requests past their due date and not finished (or to the others).
+pub(super) fn narrow_overdue(listing: &mut Listing, overdue: bool) {
+    let at = listing.bind(&now());
+    listing.and(&if overdue {
+        format!("due_at < {at} AND status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED', 'AWAITING_APPROVAL')")
+    } else {
+        format!("(due_at >= {at} OR status NOT IN ('RECEIVED', 'IN_PROGRESS', 'WAITING', 'FAILED', 'AWAITING_APPROVAL'))")
+    });
 }
 
 #[cfg(test)]
