@@ -129,9 +129,11 @@ impl SubjectService {
             )]);
         }
         request.set_parsed_query(document.clone());
-        if let Some(key) =
-            validated::ValidationKey::new(entry.clone(), request.operation_name.as_deref(), &request.variables)
-        {
+        if let Some(key) = validated::ValidationKey::new(
+            entry.clone(),
+            request.operation_name.as_deref(),
+            &request.variables,
+        ) {
             request = request.data(key);
         }
         let request = request.data(graphql::SubjectBudget::new(self.max_subjects));

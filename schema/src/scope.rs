@@ -40,13 +40,19 @@ impl Scope {
             }
         }
         while let Some(entity) = queue.pop() {
-            let descriptor = &registry.connectors[entity.connector].connector.descriptor().entities[entity.entity];
+            let descriptor = &registry.connectors[entity.connector]
+                .connector
+                .descriptor()
+                .entities[entity.entity];
             for lookup in &descriptor.lookups {
                 for (c, registered) in registry.connectors.iter().enumerate() {
                     for (e, other) in registered.connector.descriptor().entities.iter().enumerate() {
                         if !scope.entities[c][e] && other.yields.iter().any(|y| y.kind == lookup.kind) {
                             scope.entities[c][e] = true;
-                            queue.push(EntityRef { connector: c, entity: e });
+                            queue.push(EntityRef {
+                                connector: c,
+                                entity: e,
+                            });
                         }
                     }
                 }

@@ -40,10 +40,7 @@ impl Verdicts {
 
     fn keep(&self, operation: Option<String>, signature: String, verdict: ValidationResult) {
         let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept.len() < KEPT_PER_DOCUMENT
-            && !kept
-                .iter()
-                .any(|(o, s, _)| *o == operation && *s == signature)
+        if kept.len() < KEPT_PER_DOCUMENT && !kept.iter().any(|(o, s, _)| *o == operation && *s == signature)
         {
             kept.push((operation, signature, verdict));
         }
@@ -101,8 +98,7 @@ fn signature(operation: &OperationDefinition, variables: &Variables) -> Option<S
         let _ = write!(signature, "{}=", name.as_str());
         match variables.get(name) {
             None => signature.push('-'),
-            Some(Value::String(_))
-                if matches!(&declared.base, BaseType::Named(named) if named == "String" || named == "ID") =>
+            Some(Value::String(_)) if matches!(&declared.base, BaseType::Named(named) if named == "String" || named == "ID") =>
             {
                 signature.push('s');
             }
@@ -163,8 +159,14 @@ mod tests {
     #[test]
     fn strings_of_string_variables_are_one_signature_everything_else_is_kept_whole() {
         let query = "query($id: String!, $kind: IdentityKind!, $n: Int) { a }";
-        let one = signature_of(query, serde_json::json!({"id": "1001", "kind": "USER_ID", "n": 3}));
-        let two = signature_of(query, serde_json::json!({"id": "2002", "kind": "USER_ID", "n": 3}));
+        let one = signature_of(
+            query,
+            serde_json::json!({"id": "1001", "kind": "USER_ID", "n": 3}),
+        );
+        let two = signature_of(
+            query,
+            serde_json::json!({"id": "2002", "kind": "USER_ID", "n": 3}),
+        );
         assert_eq!(one, two);
         assert_ne!(
             one,
@@ -172,7 +174,10 @@ mod tests {
         );
         assert_ne!(
             one,
-            signature_of(query, serde_json::json!({"id": "1001", "kind": "USER_ID", "n": 4}))
+            signature_of(
+                query,
+                serde_json::json!({"id": "1001", "kind": "USER_ID", "n": 4})
+            )
         );
         // A number where a string is declared is not a string: validated on its own.
         assert_ne!(
@@ -182,7 +187,10 @@ mod tests {
         // Missing and null differ.
         assert_ne!(
             signature_of(query, serde_json::json!({"id": "1", "kind": "USER_ID"})),
-            signature_of(query, serde_json::json!({"id": "1", "kind": "USER_ID", "n": null}))
+            signature_of(
+                query,
+                serde_json::json!({"id": "1", "kind": "USER_ID", "n": null})
+            )
         );
     }
 

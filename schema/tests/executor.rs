@@ -372,7 +372,11 @@ async fn a_read_of_some_connectors_asks_only_them_and_what_leads_to_them_with_th
         .resolve_in(vec![vec![email(&kinds, 2)]], Some(&scope))
         .await;
     assert_eq!(only.subjects[0].records[0], full.subjects[0].records[0]);
-    assert_eq!(helpdesk.calls.load(Ordering::SeqCst), helpdesk_calls, "helpdesk not asked");
+    assert_eq!(
+        helpdesk.calls.load(Ordering::SeqCst),
+        helpdesk_calls,
+        "helpdesk not asked"
+    );
     assert!(only.subjects[0].records[1].iter().all(Vec::is_empty));
     assert_eq!(only.sources[1].round_trips, 0);
     // helpdesk alone still needs accounts (users yield the user ids tickets are found by).
@@ -399,7 +403,10 @@ async fn a_failure_inside_the_scope_still_marks_what_it_leads_to() {
         .await;
     for entity in 0..2 {
         assert!(
-            matches!(&outcome.entity_errors[1][entity], Some(ConnectorError::Unreached { .. })),
+            matches!(
+                &outcome.entity_errors[1][entity],
+                Some(ConnectorError::Unreached { .. })
+            ),
             "helpdesk entity {entity} is unknown, not empty"
         );
     }
