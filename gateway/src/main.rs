@@ -102,11 +102,14 @@ struct ConfigArgs {
     #[arg(
         long,
         global = true,
-        default_value = "config/gateway.toml",
+        default_value = DEFAULT_CONFIG,
         env = "SUBJECT_GATEWAY_CONFIG"
     )]
     config: PathBuf,
 }
+
+/// The configuration read when none is named.
+const DEFAULT_CONFIG: &str = "config/gateway.toml";
 
 #[derive(Args, Clone)]
 struct ServeArgs {
@@ -306,9 +309,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 #[cfg(feature = "demo")]
 async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     use subject_gateway_demo::demo;
-    // Outside a checkout (an installed binary), the reference declarations built in.
+    // Outside a checkout (an installed binary), the reference declarations built in; a
+    // configuration named with `--config` (or SUBJECT_GATEWAY_CONFIG) must exist: falling back
+    // to the built-in one would serve other settings than the ones asked for.
     let path = if args.config.config.exists() {
         args.config.config.clone()
+    } else if args.config.config != std::path::Path::new(DEFAULT_CONFIG) {
+        anyhow::bail!("{} not found", args.config.config.display());
     } else {
         demo::embedded_config(&args.data_dir).context("writing the built-in reference declarations")?
     };

@@ -237,7 +237,7 @@ impl async_graphql::Executor for SubscriptionsOnly {
                 }
             };
             use async_graphql::parser::types::{DocumentOperations, OperationType};
-            let document = &prepared.0;
+            let document = &prepared.document;
             let ty = match (&document.operations, request.operation_name.as_deref()) {
                 (DocumentOperations::Single(operation), _) => Some(operation.node.ty),
                 (DocumentOperations::Multiple(operations), Some(name)) => {

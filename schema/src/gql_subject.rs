@@ -27,6 +27,7 @@ use crate::objections::{objected_error, withheld};
 use crate::plan::EntityRef;
 use crate::registry::Registry;
 use crate::resolve::{BatchOutcome, Executor, IdentitySource, ResolvedIdentity, SourceState};
+use crate::scope::Scope;
 
 /// How many more subjects the current request may resolve; put in a request's data by
 /// [`crate::SubjectService::execute`]. A request without one (run in process) is not capped.
@@ -272,7 +273,8 @@ pub(crate) fn query_fields(query: Object, max_batch: usize) -> Object {
                         return Ok(null_with_error(&ctx, error));
                     }
                     let inputs = vec![vec![identity]];
-                    let batch = resolve(&executor, inputs.clone(), &ctx, "subject").await;
+                    let scope = scope(&ctx, &executor)?;
+                    let batch = resolve(&executor, inputs.clone(), scope.as_ref(), &ctx, "subject").await;
                     // Objections bind at read time: a withheld person is null + OBJECTED.
                     let objected = withheld(&ctx, &executor, &inputs, &batch).await?;
                     if let Some(Some(objection)) = objected.first() {
@@ -306,7 +308,8 @@ pub(crate) fn query_fields(query: Object, max_batch: usize) -> Object {
                     }
                     let count = inputs.len();
                     take_subjects(&ctx, count)?;
-                    let batch = resolve(&executor, inputs.clone(), &ctx, "subjects").await;
+                    let scope = scope(&ctx, &executor)?;
+                    let batch = resolve(&executor, inputs.clone(), scope.as_ref(), &ctx, "subjects").await;
                     // Objections bind at read time: each withheld person is null + OBJECTED at
                     // their index; the others are served.
                     let objected = withheld(&ctx, &executor, &inputs, &batch).await?;
@@ -333,15 +336,40 @@ pub(crate) fn query_fields(query: Object, max_batch: usize) -> Object {
         )
 }
 
-/// Runs a batch and reports resolution cut short by the depth limit.
+/// The entities a `subject(s)` field needs resolved: when it selects connectors only (and
+/// `__typename`), theirs and those that lead to them ([`crate::scope`]); `None` (everything)
+/// when it selects `identities` or `sources` (which show every store), or when the purpose is
+/// objectable (an objection binds by any identity of the person, so every one is found).
+fn scope(ctx: &ResolverContext<'_>, executor: &Executor) -> async_graphql::Result<Option<Scope>> {
+    if crate::objections::objectable(&caller(ctx)?.purpose) {
+        return Ok(None);
+    }
+    let registry = executor.registry();
+    let mut connectors = Vec::new();
+    for field in ctx.field().selection_set() {
+        let name = field.name();
+        if name == "__typename" {
+            continue;
+        }
+        match registry.connectors.iter().position(|c| c.field_name == name) {
+            Some(c) => connectors.push(c),
+            None => return Ok(None),
+        }
+    }
+    Ok(executor.scope_of(&connectors))
+}
+
+/// Runs a batch (over `scope`, or everything) and reports resolution cut short by the depth
+/// limit.
 async fn resolve(
     executor: &Executor,
     inputs: Vec<Vec<Identity>>,
+    scope: Option<&Scope>,
     ctx: &ResolverContext<'_>,
     operation: &'static str,
 ) -> Arc<BatchOutcome> {
     let started = Instant::now();
-    let batch = executor.resolve(inputs).await;
+    let batch = executor.resolve_in(inputs, scope).await;
     metrics::histogram!("subject_gateway_operation_seconds", "operation" => operation)
         .record(started.elapsed().as_secs_f64());
     tracing::info!(

@@ -60,7 +60,8 @@ pub fn build_schema(executor: Arc<Executor>, settings: SchemaSettings) -> Result
         .register(Scalar::new("JSON").description("A JSON document."));
     builder = builder
         .limit_depth(settings.max_depth)
-        .limit_complexity(settings.max_complexity);
+        .limit_complexity(settings.max_complexity)
+        .extension(crate::validated::CachedValidation);
     if !settings.introspection {
         builder = builder.disable_introspection();
     }

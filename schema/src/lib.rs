@@ -29,6 +29,8 @@ pub mod request_views;
 pub mod requests;
 pub mod resolve;
 pub mod retention;
+pub mod scope;
+pub mod validated;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -48,11 +50,12 @@ const PARSED_QUERIES_KEPT: usize = 1024;
 /// Longer query texts are parsed every time rather than kept.
 const LONGEST_KEPT_QUERY: usize = 16 * 1024;
 
-/// A parsed query document and what it costs.
-pub type PreparedQuery = (
-    async_graphql::parser::types::ExecutableDocument,
-    limits::QueryCost,
-);
+/// A parsed query document, what it costs, and the validations it passed.
+pub struct PreparedQuery {
+    pub document: async_graphql::parser::types::ExecutableDocument,
+    pub cost: limits::QueryCost,
+    validated: validated::Verdicts,
+}
 
 /// Most errors one answer carries; the rest are summed up in one last error.
 pub const MAX_ERRORS: usize = 100;
@@ -101,15 +104,15 @@ impl SubjectService {
     }
 
     /// Executes a GraphQL request: parses it (or reuses the parsed document of a query text seen
-    /// before; validation still runs on every request), refuses it before validation when its
-    /// cost with fragments expanded is over the limits, and caps the subjects it may resolve
-    /// and the errors it may answer with.
+    /// before, and the verdict of its validation with variables of the same types: see
+    /// [`validated`]), refuses it before validation when its cost with fragments expanded is over
+    /// the limits, and caps the subjects it may resolve and the errors it may answer with.
     pub async fn execute(&self, mut request: async_graphql::Request) -> async_graphql::Response {
         let entry = match self.prepare(&request.query) {
             Ok(entry) => entry,
             Err(error) => return async_graphql::Response::from_errors(vec![error]),
         };
-        let (document, _) = entry.as_ref();
+        let document = &entry.document;
         // Subjects the text asks for, refused before anything is resolved; the resolvers'
         // budget holds the rest.
         let asked = limits::count_subjects(
@@ -128,6 +131,13 @@ impl SubjectService {
             )]);
         }
         request.set_parsed_query(document.clone());
+        if let Some(key) = validated::ValidationKey::new(
+            entry.clone(),
+            request.operation_name.as_deref(),
+            &request.variables,
+        ) {
+            request = request.data(key);
+        }
         let request = request.data(graphql::SubjectBudget::new(self.max_subjects));
         let mut response = self.schema.execute(request).await;
         cap_errors(&mut response.errors);
@@ -150,7 +160,11 @@ impl SubjectService {
                 }
                 let document = async_graphql::parser::parse_query(query).map_err(|e| syntax_error(&e))?;
                 let cost = limits::measure(&document);
-                let entry = Arc::new((document, cost));
+                let entry = Arc::new(PreparedQuery {
+                    document,
+                    cost,
+                    validated: validated::Verdicts::default(),
+                });
                 if query.len() <= LONGEST_KEPT_QUERY {
                     self.parsed.insert(query.to_owned(), entry.clone());
                 }
@@ -158,7 +172,7 @@ impl SubjectService {
             }
         };
         self.limits
-            .check(entry.1)
+            .check(entry.cost)
             .map_err(|error| coded_error(error.to_string(), error.code()))?;
         Ok(entry)
     }

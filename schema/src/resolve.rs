@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use crate::plan::{EntityRef, ResolutionPlan};
 use crate::registry::Registry;
+use crate::scope::Scope;
 
 /// Where a resolved identity came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,8 @@ pub struct BatchOutcome {
 pub struct Executor {
     registry: Arc<Registry>,
     plan: Arc<ResolutionPlan>,
+    /// Per connector, its entities and those that can lead to them ([`Scope::of_connector`]).
+    scopes: Vec<Scope>,
 }
 
 /// Per-subject state during resolution.
@@ -104,7 +107,20 @@ struct SubjectState {
 
 impl Executor {
     pub fn new(registry: Arc<Registry>, plan: Arc<ResolutionPlan>) -> Self {
-        Self { registry, plan }
+        let scopes = (0..registry.connectors.len())
+            .map(|c| Scope::of_connector(&registry, c))
+            .collect();
+        Self {
+            registry,
+            plan,
+            scopes,
+        }
+    }
+
+    /// The entities to resolve for a read of `connectors` only (`None` when none is named:
+    /// resolve everything).
+    pub fn scope_of(&self, connectors: &[usize]) -> Option<Scope> {
+        Scope::union(connectors.iter().filter_map(|&c| self.scopes.get(c)))
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -117,6 +133,13 @@ impl Executor {
 
     /// Resolves each of `inputs` (one or more identities per subject) to a subject.
     pub async fn resolve(&self, inputs: Vec<Vec<Identity>>) -> BatchOutcome {
+        self.resolve_in(inputs, None).await
+    }
+
+    /// Resolves each of `inputs` asking only the entities of `scope` (every entity when
+    /// `None`): the records of the connectors it was made for are those of a full resolution;
+    /// the other entities are left empty, without errors, and their connectors unasked.
+    pub async fn resolve_in(&self, inputs: Vec<Vec<Identity>>, scope: Option<&Scope>) -> BatchOutcome {
         let registry = &self.registry;
         let shape: Vec<usize> = registry
             .connectors
@@ -160,6 +183,9 @@ impl Executor {
         while subjects.iter().any(|s| !s.pending.is_empty()) && rounds < self.plan.max_depth {
             rounds += 1;
             let mut requests = self.gather(&mut subjects);
+            if let Some(scope) = scope {
+                requests.retain(|entity, _| scope.contains(*entity));
+            }
             // A store that could not be reached (refused, timed out) in an earlier round is not
             // asked again within this resolution: its entities carry that round's error.
             requests.retain(|entity, _| match &sources[entity.connector].error {
@@ -212,7 +238,7 @@ impl Executor {
             }
         }
         let depth_exhausted = subjects.iter().any(|s| !s.pending.is_empty());
-        self.mark_unreached(&mut entity_errors, &mut sources);
+        self.mark_unreached(&mut entity_errors, &mut sources, scope);
         metrics::counter!("subject_gateway_subjects_resolved_total").increment(subjects.len() as u64);
         metrics::histogram!("subject_gateway_resolution_rounds").record(rounds as f64);
         BatchOutcome {
@@ -238,6 +264,7 @@ impl Executor {
         &self,
         entity_errors: &mut [Vec<Option<ConnectorError>>],
         sources: &mut [SourceReport],
+        scope: Option<&Scope>,
     ) {
         let registry = &self.registry;
         let name = |entity: EntityRef| {
@@ -262,6 +289,9 @@ impl Executor {
             for link in &descriptor.entities[failed.entity].yields {
                 for lookup in &self.plan.lookups_by_kind[link.kind.index()] {
                     let target = lookup.entity;
+                    if scope.is_some_and(|scope| !scope.contains(target)) {
+                        continue;
+                    }
                     let slot = &mut entity_errors[target.connector][target.entity];
                     if slot.is_some() {
                         continue;

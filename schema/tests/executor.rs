@@ -357,3 +357,58 @@ async fn a_record_narrower_than_its_declaration_is_an_error_never_a_panic_or_a_m
     assert_eq!(outcome.sources[0].state, SourceState::Error);
     assert!(outcome.subjects[0].records[0][0].is_empty());
 }
+
+#[tokio::test]
+async fn a_read_of_some_connectors_asks_only_them_and_what_leads_to_them_with_the_same_records() {
+    let (executor, accounts, helpdesk, kinds) = world(3);
+    let full = executor.resolve(vec![vec![email(&kinds, 2)]]).await;
+    let (accounts_calls, helpdesk_calls) = (
+        accounts.calls.load(Ordering::SeqCst),
+        helpdesk.calls.load(Ordering::SeqCst),
+    );
+    // accounts alone: helpdesk leads nowhere accounts is looked up by, so it is not asked.
+    let scope = executor.scope_of(&[0]).expect("a scope");
+    let only = executor
+        .resolve_in(vec![vec![email(&kinds, 2)]], Some(&scope))
+        .await;
+    assert_eq!(only.subjects[0].records[0], full.subjects[0].records[0]);
+    assert_eq!(
+        helpdesk.calls.load(Ordering::SeqCst),
+        helpdesk_calls,
+        "helpdesk not asked"
+    );
+    assert!(only.subjects[0].records[1].iter().all(Vec::is_empty));
+    assert_eq!(only.sources[1].round_trips, 0);
+    // helpdesk alone still needs accounts (users yield the user ids tickets are found by).
+    let scope = executor.scope_of(&[1]).expect("a scope");
+    let tickets = executor
+        .resolve_in(vec![vec![email(&kinds, 2)]], Some(&scope))
+        .await;
+    assert_eq!(tickets.subjects[0].records[1], full.subjects[0].records[1]);
+    assert!(accounts.calls.load(Ordering::SeqCst) > accounts_calls);
+    assert!(executor.scope_of(&[]).is_none(), "no connector named: everything");
+}
+
+#[tokio::test]
+async fn a_failure_inside_the_scope_still_marks_what_it_leads_to() {
+    let (executor, accounts, _, kinds) = world(3);
+    accounts
+        .failing
+        .lock()
+        .expect("lock")
+        .insert(0, ConnectorError::Unauthorized);
+    let scope = executor.scope_of(&[1]).expect("a scope");
+    let outcome = executor
+        .resolve_in(vec![vec![email(&kinds, 1)]], Some(&scope))
+        .await;
+    for entity in 0..2 {
+        assert!(
+            matches!(
+                &outcome.entity_errors[1][entity],
+                Some(ConnectorError::Unreached { .. })
+            ),
+            "helpdesk entity {entity} is unknown, not empty"
+        );
+    }
+    assert_eq!(outcome.sources[1].state, SourceState::Error);
+}

@@ -14,6 +14,7 @@
 //! `LOAD_BIN` (the server binary; default `target/release/subject-gateway`).
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,10 +68,55 @@ fn server_binary() -> anyhow::Result<std::path::PathBuf> {
     Ok(candidate)
 }
 
+/// Copies `from` (a directory) to `to`, recursively.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The reference configuration (`config/` of the checkout) copied under `dir`, with the
+/// per-caller limits lifted: the bench drives the server with one key from many clients, which
+/// the reference limits (32 in flight, 200/s) would answer with 429. Returns its `gateway.toml`,
+/// passed to `demo --config` (without it the demo reads `config/gateway.toml` of its working
+/// directory, or its built-in copy of the reference configuration, limits and all).
+fn bench_config(dir: &Path) -> anyhow::Result<PathBuf> {
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let root = dir.join("config");
+    copy_dir(&reference, &root).with_context(|| format!("copying {}", reference.display()))?;
+    let gateway_toml = root.join("gateway.toml");
+    let mut text = std::fs::read_to_string(&gateway_toml)?;
+    for (key, value) in [
+        ("per_caller_concurrency", "1000000"),
+        ("per_caller_rate", "1000000000"),
+        ("per_caller_burst", "1000000000"),
+    ] {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(&format!("{key} =")))
+            .with_context(|| format!("config/gateway.toml has no `{key} =` line"))?
+            .to_owned();
+        text = text.replace(&line, &format!("{key} = {value}"));
+    }
+    std::fs::write(&gateway_toml, text)?;
+    Ok(gateway_toml)
+}
+
 fn start_server(people: u64) -> anyhow::Result<(Server, String, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let listen = format!("127.0.0.1:{port}");
     let data = tempfile::tempdir()?;
+    let config = bench_config(data.path())?;
+    let data_dir = data.path().join("data");
+    std::fs::create_dir_all(&data_dir)?;
     let mut child = Command::new(server_binary()?)
         .args([
             "demo",
@@ -78,9 +124,11 @@ fn start_server(people: u64) -> anyhow::Result<(Server, String, String)> {
             &listen,
             "--people",
             &people.to_string(),
-            "--data-dir",
+            "--config",
         ])
-        .arg(data.path())
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data_dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
