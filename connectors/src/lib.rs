@@ -19,8 +19,8 @@ pub mod value;
 
 pub use category::DataCategory;
 pub use connector::{
-    AfterRetention, Compare, Connector, ConnectorDescriptor, ConnectorError, Disclosure, EntityCheck,
-    EntityDescriptor, EntityErasure, ErasureAction, ErasureBlocker, ErasurePolicy, ErasureRequest,
+    AfterRetention, BatchItems, Compare, Connector, ConnectorDescriptor, ConnectorError, Disclosure, EntityCheck,
+    EntityDescriptor, EntityErasure, ErasureAction, ErasureBlocker, EraseBatching, ErasurePolicy, ErasureRequest,
     FailureClass, FieldChange, FieldDescriptor, FieldErasure, IdentityLink, JobHandle, JobStatus,
     LookupRequest, ManualSystem, WriteOutcome,
 };

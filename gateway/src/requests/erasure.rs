@@ -159,6 +159,10 @@ impl PrivacyEngine {
             known: known.clone(),
             pseudonyms: self.pseudonyms.clone(),
         };
+        // batching: a batched entity's deletions go out with concurrent requests' (`batch.rs`).
+        if let (Some(batching), EntityErasure::Delete) = (registered.connector.erase_batching(e), &action) {
+            return self.batched_erase(row, task, c, request, batching).await;
+        }
         let files_deleted = std::sync::atomic::AtomicI64::new(0);
         let (mut task, result) = self
             .attempt_task(row, task, || async {

@@ -289,27 +289,30 @@ impl RequestStore {
     }
 
     /// Takes the lease of one request that is open and not leased (or whose lease ran out), and
-    /// not waiting for a person (a task MANUAL: completing it wakes the request).
+    /// not waiting for a person (a task MANUAL: completing it wakes the request) nor for a
+    /// batched erase (a member OPEN: the batch's end wakes it).
     pub async fn claim(&self, owner: &str, lease_until: &str) -> Result<Option<String>, StoreError> {
-        let at = now();
-        let sql = if self.postgres {
-            "UPDATE privacy_requests SET lease_owner = $1, lease_until = $2 WHERE id = (\
-             SELECT id FROM privacy_requests WHERE status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING') \
-             AND lease_until < $3 AND NOT EXISTS (SELECT 1 FROM privacy_tasks t \
-             WHERE t.request_id = privacy_requests.id AND t.status = 'MANUAL') \
-             ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
-        } else {
-            // SQLite runs one writer at a time: the statement is the lock.
-            "UPDATE privacy_requests SET lease_owner = $1, lease_until = $2 WHERE id = (\
-             SELECT id FROM privacy_requests WHERE status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING') \
-             AND lease_until < $3 AND NOT EXISTS (SELECT 1 FROM privacy_tasks t \
-             WHERE t.request_id = privacy_requests.id AND t.status = 'MANUAL') \
-             ORDER BY created_at LIMIT 1) RETURNING id"
-        };
+        macro_rules! claim {
+            ($lock:literal) => {
+                concat!(
+                    "UPDATE privacy_requests SET lease_owner = $1, lease_until = $2 WHERE id = (\
+                     SELECT id FROM privacy_requests WHERE status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING') \
+                     AND lease_until < $3 AND NOT EXISTS (SELECT 1 FROM privacy_tasks t \
+                     WHERE t.request_id = privacy_requests.id AND t.status = 'MANUAL') \
+                     AND NOT EXISTS (SELECT 1 FROM erase_batch_members b \
+                     WHERE b.request_id = privacy_requests.id AND b.status = 'OPEN') \
+                     ORDER BY created_at LIMIT 1",
+                    $lock,
+                    ") RETURNING id"
+                )
+            };
+        }
+        // SQLite runs one writer at a time: the statement is the lock.
+        let sql = if self.postgres { claim!(" FOR UPDATE SKIP LOCKED") } else { claim!("") };
         let id: Option<String> = sqlx::query_scalar(sql)
             .bind(owner)
             .bind(lease_until)
-            .bind(&at)
+            .bind(now())
             .fetch_optional(&self.pool)
             .await?;
         Ok(id)

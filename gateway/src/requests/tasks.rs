@@ -20,7 +20,8 @@ pub(super) enum TaskEnd {
     Failed,
     /// The lease was lost: another gateway carries on.
     Abandoned,
-    /// manual systems: waits for a person (a manual task); the store's next tasks still run.
+    /// Waits with the request unclaimed — for a person (a manual task) or for a batched erase
+    /// (its batch's job); the store's next tasks still run.
     Waiting,
 }
 

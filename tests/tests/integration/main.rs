@@ -11,6 +11,7 @@ mod console;
 mod declarations;
 mod demo;
 mod durability;
+mod erase_batches;
 mod failures;
 mod helpdesk;
 mod hostile;
