@@ -358,14 +358,17 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let receiver = subject_gateway_demo::receiver::start(std::sync::Arc::new(|line| println!("{line}")))
         .await
         .context("starting the demo's webhook receiver")?;
-    config.webhooks.endpoints.push(subject_gateway::webhooks::config::EndpointConfig {
-        name: subject_gateway_demo::receiver::ENDPOINT_NAME.into(),
-        url: receiver.url.parse().context("the demo receiver's URL")?,
-        secret_env: subject_gateway_demo::receiver::SECRET_ENV.into(),
-        events: None,
-        all_requests: true,
-        timeout: std::time::Duration::from_secs(5),
-    });
+    config
+        .webhooks
+        .endpoints
+        .push(subject_gateway::webhooks::config::EndpointConfig {
+            name: subject_gateway_demo::receiver::ENDPOINT_NAME.into(),
+            url: receiver.url.parse().context("the demo receiver's URL")?,
+            secret_env: subject_gateway_demo::receiver::SECRET_ENV.into(),
+            events: None,
+            all_requests: true,
+            timeout: std::time::Duration::from_secs(5),
+        });
     config.webhooks.delivery.poll_interval_ms = 200;
     let secret = receiver.secret.clone();
     let env = move |name: &str| {

@@ -40,7 +40,12 @@ async fn settled(gateway: &GatewayProcess, id: &str) -> anyhow::Result<String> {
 }
 
 /// Erases `people` through a gateway on the declarations of `copy`; prints the figures.
-async fn run(world: &ReferenceWorld, copy: &ConfigCopy, people: &[Person], label: &str) -> anyhow::Result<f64> {
+async fn run(
+    world: &ReferenceWorld,
+    copy: &ConfigCopy,
+    people: &[Person],
+    label: &str,
+) -> anyhow::Result<f64> {
     let state = copy.dir.path().join(format!("state-{label}.db"));
     copy.edit(
         "gateway.toml",
@@ -53,7 +58,11 @@ async fn run(world: &ReferenceWorld, copy: &ConfigCopy, people: &[Person], label
         "export_link_minutes = 60\nconcurrency = 32\npoll_interval_ms = 100",
     )?;
     let config = Config::load(&copy.gateway_toml())?;
-    let (_, key) = config.key_store(world.env()).await?.create("bench", "admin").await?;
+    let (_, key) = config
+        .key_store(world.env())
+        .await?
+        .create("bench", "admin")
+        .await?;
     let log = copy.dir.path().join(format!("gateway-{label}.log"));
     let gateway = Arc::new(GatewayProcess::start(&copy.gateway_toml(), &world.env_vars(), &key, &log).await?);
     let vendor = &world.analytics.state;
@@ -66,7 +75,8 @@ async fn run(world: &ReferenceWorld, copy: &ConfigCopy, people: &[Person], label
     let limit = Arc::new(tokio::sync::Semaphore::new(32));
     let mut submissions = tokio::task::JoinSet::new();
     for person in people {
-        let (gateway, person, limit, label) = (gateway.clone(), person.clone(), limit.clone(), label.to_owned());
+        let (gateway, person, limit, label) =
+            (gateway.clone(), person.clone(), limit.clone(), label.to_owned());
         submissions.spawn(async move {
             let _permit = limit.acquire().await?;
             let response = gateway
@@ -117,17 +127,45 @@ async fn main() -> anyhow::Result<()> {
         world.people.len(),
         started.elapsed().as_secs_f64()
     );
-    let profiled: Vec<Person> = world.people.iter().filter(|p| p.user_id % 3 != 0).cloned().collect();
-    anyhow::ensure!(profiled.len() >= batched + unbatched, "not enough people with a profile");
+    let profiled: Vec<Person> = world
+        .people
+        .iter()
+        .filter(|p| p.user_id % 3 != 0)
+        .cloned()
+        .collect();
+    anyhow::ensure!(
+        profiled.len() >= batched + unbatched,
+        "not enough people with a profile"
+    );
     let (first, rest) = profiled.split_at(batched);
 
     let copy = ConfigCopy::new()?;
-    let with = run(&world, &copy, first, "batched (max_batch = 2000, batch_window_ms = 500)").await?;
+    let with = run(
+        &world,
+        &copy,
+        first,
+        "batched (max_batch = 2000, batch_window_ms = 500)",
+    )
+    .await?;
 
     let copy = ConfigCopy::new()?;
-    copy.edit("connectors/analytics.toml", "max_batch = 2000, batch_window_ms = 500, ", "")?;
-    copy.edit("connectors/analytics.toml", "\"{distinct_id[]}\"", "[\"{distinct_id}\"]")?;
-    let without = run(&world, &copy, &rest[..unbatched], "unbatched (one call per person)").await?;
+    copy.edit(
+        "connectors/analytics.toml",
+        "max_batch = 2000, batch_window_ms = 500, ",
+        "",
+    )?;
+    copy.edit(
+        "connectors/analytics.toml",
+        "\"{distinct_id[]}\"",
+        "[\"{distinct_id}\"]",
+    )?;
+    let without = run(
+        &world,
+        &copy,
+        &rest[..unbatched],
+        "unbatched (one call per person)",
+    )
+    .await?;
     println!(
         "unbatched, {unbatched} took {without:.0} s: {:.1} s per erasure; {batched} would take about {:.0} min, against {:.1} min batched",
         without / unbatched as f64,

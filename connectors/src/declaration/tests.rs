@@ -324,12 +324,18 @@ fn a_batched_http_erase_takes_one_step_one_list_placeholder_and_a_job() {
     validate(BATCHED).unwrap();
     let refused = |from: &str, to: &str| validate(&BATCHED.replace(from, to)).unwrap_err().to_string();
     let err = refused("max_batch = 2000", "max_batch = 0");
-    assert!(err.contains("accounts.toml:9:23: max_batch is 1 to 10000"), "{err}");
+    assert!(
+        err.contains("accounts.toml:9:23: max_batch is 1 to 10000"),
+        "{err}"
+    );
     let err = refused("max_batch = 2000", "max_batch = 10001");
     assert!(err.contains("max_batch is 1 to 10000"), "{err}");
     let job = r#", job = { id = "$.task_id", status_path = "/deletions/{job}", status = "$.status", done = ["SUCCESS"], failed = ["FAILURE"] }"#;
     let err = refused(job, "");
-    assert!(err.contains("accounts.toml:9:23:") && err.contains("needs `job`"), "{err}");
+    assert!(
+        err.contains("accounts.toml:9:23:") && err.contains("needs `job`"),
+        "{err}"
+    );
     let err = refused(
         "], job",
         "  { method = \"DELETE\", path = \"/profiles/{distinct_id}\" },\n], job",
@@ -341,7 +347,10 @@ fn a_batched_http_erase_takes_one_step_one_list_placeholder_and_a_job() {
         "{err}"
     );
     let err = refused("compliance_type = \"GDPR\"", "compliance_type = \"{email}\"");
-    assert!(err.contains("exactly one placeholder") && err.contains("{email}"), "{err}");
+    assert!(
+        err.contains("exactly one placeholder") && err.contains("{email}"),
+        "{err}"
+    );
     let err = refused("\"{distinct_id[]}\"", "[\"{distinct_id[]}\"]");
     assert!(err.contains("as a whole string"), "{err}");
     let err = refused("{distinct_id[]}", "{nope[]}");

@@ -49,8 +49,10 @@ impl PrivacyEngine {
         request: ErasureRequest,
         batching: EraseBatching,
     ) -> Acted {
-        if task.status == TaskStatus::Waiting {
-            if let Some((member, batch)) = self.store.member(&row.id, task.position).await? {
+        if task.status == TaskStatus::Waiting
+            && let Some((member, batch)) = self.store.member(&row.id, task.position).await?
+        {
+            {
                 let job = batch.job_id.clone().unwrap_or_else(|| "(none)".into());
                 match member.status.as_str() {
                     "OPEN" => return Ok((task, TaskEnd::Waiting)),
@@ -68,7 +70,10 @@ impl PrivacyEngine {
                             batch.items.unwrap_or(batch.members),
                             batch.error.as_deref().unwrap_or("no reason given")
                         );
-                        let code = batch.error_code.clone().unwrap_or_else(|| ErrorCode::JobFailed.as_str().into());
+                        let code = batch
+                            .error_code
+                            .clone()
+                            .unwrap_or_else(|| ErrorCode::JobFailed.as_str().into());
                         self.task_failed(row, &mut task, message, &code).await?;
                         return Ok((task, TaskEnd::Failed));
                     }
@@ -84,7 +89,8 @@ impl PrivacyEngine {
         let found = match result {
             Ok(found) => found,
             Err(error) => {
-                self.task_failed(row, &mut task, error.to_string(), error.code()).await?;
+                self.task_failed(row, &mut task, error.to_string(), error.code())
+                    .await?;
                 return Ok((task, TaskEnd::Failed));
             }
         };
@@ -98,18 +104,31 @@ impl PrivacyEngine {
                 found: found.items.len() as u64,
                 limit: batching.max_batch as u64,
             };
-            self.task_failed(row, &mut task, format!("{error} (more than max_batch)"), error.code())
-                .await?;
+            self.task_failed(
+                row,
+                &mut task,
+                format!("{error} (more than max_batch)"),
+                error.code(),
+            )
+            .await?;
             return Ok((task, TaskEnd::Failed));
         }
         let items = serde_json::to_string(&found.items).map_err(|_| StoreError::Query)?;
         task.records = Some(found.records as i64);
         let batch = self
             .store
-            .join_batch(&task, batching, found.records as i64, &items, found.items.len() as i64)
+            .join_batch(
+                &task,
+                batching,
+                found.records as i64,
+                &items,
+                found.items.len() as i64,
+            )
             .await?;
         task.status = TaskStatus::Waiting;
-        self.store.set_status(&row.id, RequestStatus::Waiting, None).await?;
+        self.store
+            .set_status(&row.id, RequestStatus::Waiting, None)
+            .await?;
         self.event(
             &row.id,
             "task.waiting",
@@ -149,12 +168,23 @@ impl PrivacyEngine {
         let located = registry.connectors.iter().enumerate().find_map(|(c, r)| {
             let d = r.connector.descriptor();
             (d.name == batch.connector)
-                .then(|| d.entities.iter().position(|e| e.name == batch.entity).map(|e| (c, e)))
+                .then(|| {
+                    d.entities
+                        .iter()
+                        .position(|e| e.name == batch.entity)
+                        .map(|e| (c, e))
+                })
                 .flatten()
         });
         let Some((c, e)) = located else {
-            self.end_batch(&batch, Err(("the connector or entity is no longer registered".into(), ErrorCode::UnknownEntity.as_str())))
-                .await?;
+            self.end_batch(
+                &batch,
+                Err((
+                    "the connector or entity is no longer registered".into(),
+                    ErrorCode::UnknownEntity.as_str(),
+                )),
+            )
+            .await?;
             return Ok(true);
         };
         match batch.status.as_str() {
@@ -175,13 +205,22 @@ impl PrivacyEngine {
                 self.store.skip_member(&member).await?;
                 continue;
             }
-            let values: Vec<serde_json::Value> =
-                member.items.as_deref().and_then(|i| serde_json::from_str(i).ok()).unwrap_or_default();
+            let values: Vec<serde_json::Value> = member
+                .items
+                .as_deref()
+                .and_then(|i| serde_json::from_str(i).ok())
+                .unwrap_or_default();
             if values.is_empty() {
                 // Never a silent miss: a member whose values cannot be read fails with the batch
                 // rather than being left out of the call.
                 return self
-                    .end_batch(batch, Err(("a member's stored values are unreadable".into(), ErrorCode::InvalidTask.as_str())))
+                    .end_batch(
+                        batch,
+                        Err((
+                            "a member's stored values are unreadable".into(),
+                            ErrorCode::InvalidTask.as_str(),
+                        )),
+                    )
                     .await;
             }
             items.extend(values);
@@ -198,7 +237,11 @@ impl PrivacyEngine {
         renewer.abort();
         match sent {
             Ok(JobHandle(job)) => {
-                if !self.store.batch_sent(&batch.id, &self.owner, &job, items.len() as i64).await? {
+                if !self
+                    .store
+                    .batch_sent(&batch.id, &self.owner, &job, items.len() as i64)
+                    .await?
+                {
                     tracing::warn!(batch = %batch.id, "erase batch lease lost after its call; it is sent again");
                 }
                 tracing::info!(batch = %batch.id, connector = %batch.connector, entity = %batch.entity,
@@ -206,12 +249,21 @@ impl PrivacyEngine {
                 metrics::counter!("subject_gateway_erase_batches_sent_total").increment(1);
                 Ok(())
             }
-            Err(error) if error.is_transient() && batch.attempts + 1 < i64::from(self.settings.max_attempts) => {
+            Err(error)
+                if error.is_transient() && batch.attempts + 1 < i64::from(self.settings.max_attempts) =>
+            {
                 let wait = jitter(Duration::from_millis(200u64 << (batch.attempts + 1).clamp(0, 6)));
-                let until = store::stamp(Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()));
-                self.store.batch_later(&batch.id, &self.owner, &until, Some(&error.to_string())).await
+                let until = store::stamp(
+                    Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
+                );
+                self.store
+                    .batch_later(&batch.id, &self.owner, &until, Some(&error.to_string()))
+                    .await
             }
-            Err(error) => self.end_batch(batch, Err((error.to_string(), error.code()))).await,
+            Err(error) => {
+                self.end_batch(batch, Err((error.to_string(), error.code())))
+                    .await
+            }
         }
     }
 
@@ -226,37 +278,66 @@ impl PrivacyEngine {
             .map(|s| s.with_timezone(&Utc))
             .unwrap_or_else(Utc::now);
         let connector = &self.executor.registry().connectors[c].connector;
-        let next_poll = || store::stamp(Utc::now() + chrono::Duration::milliseconds(self.poll_interval().as_millis() as i64));
+        let next_poll = || {
+            store::stamp(Utc::now() + chrono::Duration::milliseconds(self.poll_interval().as_millis() as i64))
+        };
         match connector.job_status(&JobHandle(job)).await {
             Ok(JobStatus::Succeeded) => self.end_batch(batch, Ok(())).await,
             Ok(JobStatus::Failed(reason)) => {
-                self.end_batch(batch, Err((format!("the store's job failed: {reason}"), ErrorCode::JobFailed.as_str())))
-                    .await
+                self.end_batch(
+                    batch,
+                    Err((
+                        format!("the store's job failed: {reason}"),
+                        ErrorCode::JobFailed.as_str(),
+                    )),
+                )
+                .await
             }
             _ if Utc::now() - sent > chrono::Duration::seconds(self.settings.job_timeout_seconds as i64) => {
-                self.end_batch(batch, Err(("the store's job did not finish in time".into(), ErrorCode::JobTimeout.as_str())))
+                self.end_batch(
+                    batch,
+                    Err((
+                        "the store's job did not finish in time".into(),
+                        ErrorCode::JobTimeout.as_str(),
+                    )),
+                )
+                .await
+            }
+            Ok(JobStatus::Running) => {
+                self.store
+                    .batch_later(&batch.id, &self.owner, &next_poll(), None)
                     .await
             }
-            Ok(JobStatus::Running) => self.store.batch_later(&batch.id, &self.owner, &next_poll(), None).await,
             Err(error) if error.is_transient() => {
                 self.store
                     .batch_later(&batch.id, &self.owner, &next_poll(), Some(&error.to_string()))
                     .await
             }
             Err(error) => {
-                self.end_batch(batch, Err((format!("polling the job failed: {error}"), error.code())))
-                    .await
+                self.end_batch(
+                    batch,
+                    Err((format!("polling the job failed: {error}"), error.code())),
+                )
+                .await
             }
         }
     }
 
     /// Settles a batch and wakes its members' requests.
-    async fn end_batch(&self, batch: &BatchRow, outcome: Result<(), (String, &str)>) -> Result<(), StoreError> {
+    async fn end_batch(
+        &self,
+        batch: &BatchRow,
+        outcome: Result<(), (String, &str)>,
+    ) -> Result<(), StoreError> {
         let (status, error) = match &outcome {
             Ok(()) => ("SUCCEEDED", None),
             Err((message, code)) => ("FAILED", Some((message.as_str(), *code))),
         };
-        if self.store.settle_batch(&batch.id, &self.owner, status, error).await? {
+        if self
+            .store
+            .settle_batch(&batch.id, &self.owner, status, error)
+            .await?
+        {
             tracing::info!(batch = %batch.id, connector = %batch.connector, entity = %batch.entity, status, "erase batch ended");
             self.wake.notify_one();
         }

@@ -12,6 +12,24 @@ use subject_connectors::dynamic_sql::dynamic_query_as;
 
 use super::store::{RequestStore, StoreError, TaskRow, now, stamp};
 
+/// The claim's condition on a request (`RequestStore::claim`): not while it waits for a person (a
+/// task MANUAL: completing it wakes the request) or for a batch (a member OPEN: the batch's end
+/// wakes it) — but at once when a batch it was in ended and its task has yet to follow, even
+/// while a manual task is still open.
+pub(super) const NOT_WAITING: &str = "((NOT EXISTS (SELECT 1 FROM privacy_tasks t \
+     WHERE t.request_id = privacy_requests.id AND t.status = 'MANUAL') \
+     AND NOT EXISTS (SELECT 1 FROM erase_batch_members b \
+     WHERE b.request_id = privacy_requests.id AND b.status = 'OPEN')) \
+     OR EXISTS (SELECT 1 FROM erase_batch_members b JOIN privacy_tasks t \
+     ON t.request_id = b.request_id AND t.position = b.position \
+     WHERE b.request_id = privacy_requests.id AND b.status IN ('SUCCEEDED', 'FAILED') AND t.status = 'WAITING'))";
+
+/// A retry (`RequestStore::reopen`) also redoes a task still WAITING on a batch that failed
+/// after its request had failed for another reason: it joins a new batch.
+pub(super) const REOPEN_FAILED_MEMBERS: &str = "UPDATE privacy_tasks SET status = 'PENDING' \
+     WHERE request_id = $1 AND status = 'WAITING' AND EXISTS (SELECT 1 FROM erase_batch_members b \
+     WHERE b.request_id = privacy_tasks.request_id AND b.position = privacy_tasks.position AND b.status = 'FAILED')";
+
 /// One row of `erase_batches`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BatchRow {
@@ -72,11 +90,13 @@ impl RequestStore {
     ) -> Result<String, StoreError> {
         let at = now();
         let mut tx = self.pool().begin().await?;
-        sqlx::query("DELETE FROM erase_batch_members WHERE request_id = $1 AND position = $2 AND status <> 'OPEN'")
-            .bind(&task.request_id)
-            .bind(task.position)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM erase_batch_members WHERE request_id = $1 AND position = $2 AND status <> 'OPEN'",
+        )
+        .bind(&task.request_id)
+        .bind(task.position)
+        .execute(&mut *tx)
+        .await?;
         let joined: Option<String> = sqlx::query_scalar(
             "SELECT batch_id FROM erase_batch_members WHERE request_id = $1 AND position = $2",
         )
@@ -118,7 +138,8 @@ impl RequestStore {
                     Some(id) => id,
                     None => {
                         let id = format!("eb_{}", uuid::Uuid::new_v4().simple());
-                        let window = chrono::Duration::from_std(batching.window).unwrap_or(chrono::Duration::zero());
+                        let window =
+                            chrono::Duration::from_std(batching.window).unwrap_or(chrono::Duration::zero());
                         sqlx::query(
                             "INSERT INTO erase_batches (id, connector, entity, status, members, max_batch, opened_at, \
                              closes_at, attempts, lease_until) VALUES ($1, $2, $3, 'OPEN', $4, $5, $6, $7, 0, '')",
@@ -165,7 +186,11 @@ impl RequestStore {
     }
 
     /// A task's member row and its batch.
-    pub async fn member(&self, request_id: &str, position: i64) -> Result<Option<(MemberRow, BatchRow)>, StoreError> {
+    pub async fn member(
+        &self,
+        request_id: &str,
+        position: i64,
+    ) -> Result<Option<(MemberRow, BatchRow)>, StoreError> {
         let member = dynamic_query_as::<_, MemberRow>(&format!(
             "SELECT {MEMBER_COLUMNS} FROM erase_batch_members m JOIN privacy_requests r ON r.id = m.request_id \
              WHERE m.request_id = $1 AND m.position = $2"
@@ -175,17 +200,23 @@ impl RequestStore {
         .fetch_optional(self.pool())
         .await?;
         let Some(member) = member else { return Ok(None) };
-        let batch = dynamic_query_as::<_, BatchRow>(&format!("SELECT {BATCH_COLUMNS} FROM erase_batches WHERE id = $1"))
-            .bind(&member.batch_id)
-            .fetch_optional(self.pool())
-            .await?;
+        let batch = dynamic_query_as::<_, BatchRow>(&format!(
+            "SELECT {BATCH_COLUMNS} FROM erase_batches WHERE id = $1"
+        ))
+        .bind(&member.batch_id)
+        .fetch_optional(self.pool())
+        .await?;
         Ok(batch.map(|batch| (member, batch)))
     }
 
     /// Takes the lease of one batch with work due: OPEN and full or past its window (closed by
     /// this statement: SENDING), or SENDING/SENT with no live lease.
     pub async fn claim_batch(&self, owner: &str, lease_until: &str) -> Result<Option<BatchRow>, StoreError> {
-        let lock = if self.is_postgres() { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let lock = if self.is_postgres() {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
         let sql = format!(
             "UPDATE erase_batches SET lease_owner = $1, lease_until = $2, \
              status = CASE WHEN status = 'OPEN' THEN 'SENDING' ELSE status END WHERE id = (\
@@ -203,12 +234,13 @@ impl RequestStore {
 
     /// Extends a batch lease this owner holds; `false` when another has taken it.
     pub async fn renew_batch(&self, id: &str, owner: &str, lease_until: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE erase_batches SET lease_until = $1 WHERE id = $2 AND lease_owner = $3")
-            .bind(lease_until)
-            .bind(id)
-            .bind(owner)
-            .execute(self.pool())
-            .await?;
+        let done =
+            sqlx::query("UPDATE erase_batches SET lease_until = $1 WHERE id = $2 AND lease_owner = $3")
+                .bind(lease_until)
+                .bind(id)
+                .bind(owner)
+                .execute(self.pool())
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -403,14 +435,36 @@ mod tests {
 
         // The full batch is due (the other's window has not passed); claiming closes it.
         let claimed = store.claim_batch("gw", &lease).await.unwrap().unwrap();
-        assert_eq!((claimed.id.as_str(), claimed.status.as_str()), (batches[0].as_str(), "SENDING"));
+        assert_eq!(
+            (claimed.id.as_str(), claimed.status.as_str()),
+            (batches[0].as_str(), "SENDING")
+        );
         assert!(store.claim_batch("gw2", &lease).await.unwrap().is_none());
         assert_eq!(store.open_members(&claimed.id).await.unwrap().len(), 2);
         assert!(store.batch_sent(&claimed.id, "gw", "job-1", 2).await.unwrap());
-        assert!(!store.settle_batch(&claimed.id, "other", "FAILED", Some(("x", "JOB_FAILED"))).await.unwrap());
-        assert!(store.settle_batch(&claimed.id, "gw", "FAILED", Some(("the store reports the job FAILURE", "JOB_FAILED"))).await.unwrap());
+        assert!(
+            !store
+                .settle_batch(&claimed.id, "other", "FAILED", Some(("x", "JOB_FAILED")))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .settle_batch(
+                    &claimed.id,
+                    "gw",
+                    "FAILED",
+                    Some(("the store reports the job FAILURE", "JOB_FAILED"))
+                )
+                .await
+                .unwrap()
+        );
         let (member, batch) = store.member("r2", 0).await.unwrap().unwrap();
-        assert_eq!((member.status.as_str(), member.items), ("FAILED", None), "values forgotten");
+        assert_eq!(
+            (member.status.as_str(), member.items),
+            ("FAILED", None),
+            "values forgotten"
+        );
         assert_eq!(batch.job_id.as_deref(), Some("job-1"));
         // Its members' requests are claimable again; r3's is not (its batch is open).
         let mut claimed = Vec::new();
@@ -421,7 +475,10 @@ mod tests {
         assert_eq!(claimed, ["r1", "r2"]);
         // A retry joins afresh, in the open batch.
         let task = store.tasks("r1").await.unwrap().remove(0);
-        assert_eq!(store.join_batch(&task, batching, 1, "[\"u1\"]", 1).await.unwrap(), batches[2]);
+        assert_eq!(
+            store.join_batch(&task, batching, 1, "[\"u1\"]", 1).await.unwrap(),
+            batches[2]
+        );
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }

@@ -329,7 +329,11 @@ impl PrivacyEngine {
                 );
             }),
             None => tokio::spawn(async move {
-                tokio::join!(engine.work_loop(), retention.retention_loop(), batches.batch_loop());
+                tokio::join!(
+                    engine.work_loop(),
+                    retention.retention_loop(),
+                    batches.batch_loop()
+                );
             }),
         }
     }

@@ -8,7 +8,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyTypeInfo, AnyValueRef};
 use sqlx::{Any, AnyPool};
-use subject_connectors::dynamic_sql::{dynamic_query, dynamic_query_as};
+use subject_connectors::dynamic_sql::{dynamic_query, dynamic_query_as, dynamic_query_scalar};
 
 pub use super::state::{RequestKind, RequestStatus, TaskAction, TaskStatus};
 
@@ -289,33 +289,26 @@ impl RequestStore {
     }
 
     /// Takes the lease of one request that is open and not leased (or whose lease ran out), and
-    /// not waiting for a person (a task MANUAL: completing it wakes the request) nor for a
-    /// batched erase (a member OPEN: the batch's end wakes it).
+    /// not waiting for a person or a batch (`batch_store::NOT_WAITING`).
     pub async fn claim(&self, owner: &str, lease_until: &str) -> Result<Option<String>, StoreError> {
-        macro_rules! claim {
-            ($lock:literal) => {
-                concat!(
-                    "UPDATE privacy_requests SET lease_owner = $1, lease_until = $2 WHERE id = (\
-                     SELECT id FROM privacy_requests WHERE status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING') \
-                     AND lease_until < $3 AND NOT EXISTS (SELECT 1 FROM privacy_tasks t \
-                     WHERE t.request_id = privacy_requests.id AND t.status = 'MANUAL') \
-                     AND NOT EXISTS (SELECT 1 FROM erase_batch_members b \
-                     WHERE b.request_id = privacy_requests.id AND b.status = 'OPEN') \
-                     ORDER BY created_at LIMIT 1",
-                    $lock,
-                    ") RETURNING id"
-                )
-            };
-        }
         // SQLite runs one writer at a time: the statement is the lock.
-        let sql = if self.postgres { claim!(" FOR UPDATE SKIP LOCKED") } else { claim!("") };
-        let id: Option<String> = sqlx::query_scalar(sql)
+        let lock = if self.postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE privacy_requests SET lease_owner = $1, lease_until = $2 WHERE id = (\
+             SELECT id FROM privacy_requests WHERE status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING') \
+             AND lease_until < $3 AND {} ORDER BY created_at LIMIT 1{lock}) RETURNING id",
+            super::batch_store::NOT_WAITING
+        );
+        Ok(dynamic_query_scalar::<_, String>(sql)
             .bind(owner)
             .bind(lease_until)
             .bind(now())
             .fetch_optional(&self.pool)
-            .await?;
-        Ok(id)
+            .await?)
     }
 
     /// Extends a lease this owner holds; `false` when another has taken it.
@@ -435,6 +428,10 @@ impl RequestStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(super::batch_store::REOPEN_FAILED_MEMBERS)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }

@@ -88,14 +88,17 @@ async fn the_demo_webhook_receiver_prints_each_verified_event_of_an_erasure() ->
     .await?;
     let mut config = subject_gateway::config::Config::load(&config_dir().join("gateway.toml"))?;
     demo::stand_in_for_mongodb(&config.path, &config.kinds, &mut config.connectors)?;
-    config.webhooks.endpoints.push(subject_gateway::webhooks::config::EndpointConfig {
-        name: receiver::ENDPOINT_NAME.into(),
-        url: running.url.parse()?,
-        secret_env: receiver::SECRET_ENV.into(),
-        events: None,
-        all_requests: true,
-        timeout: std::time::Duration::from_secs(5),
-    });
+    config
+        .webhooks
+        .endpoints
+        .push(subject_gateway::webhooks::config::EndpointConfig {
+            name: receiver::ENDPOINT_NAME.into(),
+            url: running.url.parse()?,
+            secret_env: receiver::SECRET_ENV.into(),
+            events: None,
+            all_requests: true,
+            timeout: std::time::Duration::from_secs(5),
+        });
     config.webhooks.delivery.poll_interval_ms = 50;
     let world_env = world.env();
     let secret = running.secret.clone();
@@ -120,11 +123,22 @@ async fn the_demo_webhook_receiver_prints_each_verified_event_of_an_erasure() ->
     loop {
         let lines = printed.lock().map(|l| l.clone()).unwrap_or_default();
         if lines.iter().any(|l| l.contains(&expected)) {
-            assert!(lines.iter().all(|l| l.starts_with("webhook received (signature verified): ")), "{lines:?}");
-            assert!(!lines.iter().any(|l| l.contains(&person.email)), "no identity value printed");
+            assert!(
+                lines
+                    .iter()
+                    .all(|l| l.starts_with("webhook received (signature verified): ")),
+                "{lines:?}"
+            );
+            assert!(
+                !lines.iter().any(|l| l.contains(&person.email)),
+                "no identity value printed"
+            );
             break;
         }
-        anyhow::ensure!(std::time::Instant::now() < deadline, "no completed event printed: {lines:?}");
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no completed event printed: {lines:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     Ok(())

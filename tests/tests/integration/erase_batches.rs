@@ -85,9 +85,19 @@ async fn concurrent_erasures_share_one_deletion_call_and_each_is_verified() -> a
     let world = ReferenceWorld::create(18).await?;
     let people = in_analytics(&world, 5);
     // The batch closes when it holds all five: its window is longer than the test.
-    let copy = declarations(&format!("max_batch = {}, batch_window_ms = 600000", people.len()), false)?;
+    let copy = declarations(
+        &format!("max_batch = {}, batch_window_ms = 600000", people.len()),
+        false,
+    )?;
     let gateway = TestGateway::start(&copy.gateway_toml(), world.env(), Vec::new()).await?;
-    let others = world.analytics.state.data.lock().map(|d| d.profiles.len()).unwrap_or(0) - people.len();
+    let others = world
+        .analytics
+        .state
+        .data
+        .lock()
+        .map(|d| d.profiles.len())
+        .unwrap_or(0)
+        - people.len();
 
     let ids = erase_all(&gateway, &people, "shared").await?;
     let mut jobs = Vec::new();
@@ -97,7 +107,10 @@ async fn concurrent_erasures_share_one_deletion_call_and_each_is_verified() -> a
         let task = profiles_task(&done);
         assert_eq!(task["status"], "DONE", "{task}");
         assert_eq!(task["records"], 1, "{task}");
-        assert_eq!(task["verified"], true, "each request is verified on its own: {task}");
+        assert_eq!(
+            task["verified"], true,
+            "each request is verified on its own: {task}"
+        );
         // The receipt names the shared job, and counts only this request's own records.
         let entry = done["receipt"]["entries"]
             .as_array()
@@ -110,10 +123,21 @@ async fn concurrent_erasures_share_one_deletion_call_and_each_is_verified() -> a
         jobs.push(entry["sharedJob"].clone());
         assert!(!has_profile(&world, person), "the profile is gone");
     }
-    assert!(jobs.iter().all(|j| j.is_string() && *j == jobs[0]), "one shared job: {jobs:?}");
+    assert!(
+        jobs.iter().all(|j| j.is_string() && *j == jobs[0]),
+        "one shared job: {jobs:?}"
+    );
     let state = &world.analytics.state;
-    assert_eq!(state.deletion_calls.load(Ordering::SeqCst), 1, "one deletion call for five erasures");
-    assert_eq!(state.deleted_ids.load(Ordering::SeqCst), 5, "carrying all five distinct ids");
+    assert_eq!(
+        state.deletion_calls.load(Ordering::SeqCst),
+        1,
+        "one deletion call for five erasures"
+    );
+    assert_eq!(
+        state.deleted_ids.load(Ordering::SeqCst),
+        5,
+        "carrying all five distinct ids"
+    );
     let left = state.data.lock().map(|d| d.profiles.len()).unwrap_or(0);
     assert_eq!(left, others, "nobody else's profile was deleted");
     Ok(())
@@ -123,7 +147,10 @@ async fn concurrent_erasures_share_one_deletion_call_and_each_is_verified() -> a
 async fn a_failing_shared_job_fails_every_member_request_naming_the_job() -> anyhow::Result<()> {
     let world = ReferenceWorld::create(12).await?;
     let people = in_analytics(&world, 3);
-    let copy = declarations(&format!("max_batch = {}, batch_window_ms = 600000", people.len()), false)?;
+    let copy = declarations(
+        &format!("max_batch = {}, batch_window_ms = 600000", people.len()),
+        false,
+    )?;
     let gateway = TestGateway::start(&copy.gateway_toml(), world.env(), Vec::new()).await?;
     world.analytics.state.fail_deletions.store(true, Ordering::SeqCst);
 
@@ -160,7 +187,11 @@ async fn without_max_batch_each_erasure_makes_its_own_deletion_call() -> anyhow:
         assert!(!has_profile(&world, person));
     }
     let state = &world.analytics.state;
-    assert_eq!(state.deletion_calls.load(Ordering::SeqCst), 2, "one call per person");
+    assert_eq!(
+        state.deletion_calls.load(Ordering::SeqCst),
+        2,
+        "one call per person"
+    );
     assert_eq!(state.deleted_ids.load(Ordering::SeqCst), 2);
     Ok(())
 }
@@ -177,13 +208,17 @@ pub async fn batches(state: &std::path::Path) -> anyhow::Result<Vec<(String, Opt
 }
 
 #[tokio::test]
-async fn a_gateway_killed_before_storing_the_job_id_sends_the_batch_again_and_loses_no_one() -> anyhow::Result<()> {
+async fn a_gateway_killed_before_storing_the_job_id_sends_the_batch_again_and_loses_no_one()
+-> anyhow::Result<()> {
     use subject_gateway::config::Config;
     use subject_gateway_tests::process::GatewayProcess;
 
     let world = ReferenceWorld::create(12).await?;
     let people = in_analytics(&world, 2);
-    let copy = declarations(&format!("max_batch = {}, batch_window_ms = 600000", people.len()), false)?;
+    let copy = declarations(
+        &format!("max_batch = {}, batch_window_ms = 600000", people.len()),
+        false,
+    )?;
     let state = copy.dir.path().join("state.db");
     copy.edit(
         "gateway.toml",
@@ -192,7 +227,11 @@ async fn a_gateway_killed_before_storing_the_job_id_sends_the_batch_again_and_lo
     )?;
     copy.edit("gateway.toml", "lease_seconds = 30", "lease_seconds = 2")?;
     let config = Config::load(&copy.gateway_toml())?;
-    let (_, key) = config.key_store(world.env()).await?.create("kill test", "admin").await?;
+    let (_, key) = config
+        .key_store(world.env())
+        .await?
+        .create("kill test", "admin")
+        .await?;
     let log = copy.dir.path().join("gateway.log");
     let vars = world.env_vars();
 
@@ -223,9 +262,11 @@ async fn a_gateway_killed_before_storing_the_job_id_sends_the_batch_again_and_lo
     // … and put the state database back as a kill between the call and storing the job id leaves
     // it: the batch SENDING with no job, its lease run out.
     let pool = sqlx::AnyPool::connect(&format!("sqlite://{}", state.display())).await?;
-    sqlx::query("UPDATE erase_batches SET status = 'SENDING', job_id = NULL, sent_at = NULL, lease_until = ''")
-        .execute(&pool)
-        .await?;
+    sqlx::query(
+        "UPDATE erase_batches SET status = 'SENDING', job_id = NULL, sent_at = NULL, lease_until = ''",
+    )
+    .execute(&pool)
+    .await?;
     pool.close().await;
 
     let second = GatewayProcess::start(&copy.gateway_toml(), &vars, &key, &log).await?;
@@ -242,7 +283,10 @@ async fn a_gateway_killed_before_storing_the_job_id_sends_the_batch_again_and_lo
             if request["status"] == "COMPLETED" || request["status"] == "FAILED" {
                 break request;
             }
-            anyhow::ensure!(std::time::Instant::now() < deadline, "not finished after restart: {request}");
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "not finished after restart: {request}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         };
         assert_eq!(done["status"], "COMPLETED", "{done}");
@@ -266,10 +310,14 @@ async fn two_gateways_on_one_postgres_fill_and_send_batches_together() -> anyhow
     let world = ReferenceWorld::create(15).await?;
     let people = in_analytics(&world, 4);
     let state = TestDatabase::create(SqlDialect::Postgres).await?;
-    let copy = declarations(&format!("max_batch = {}, batch_window_ms = 600000", people.len()), false)?;
+    let copy = declarations(
+        &format!("max_batch = {}, batch_window_ms = 600000", people.len()),
+        false,
+    )?;
     let mut config = Config::load(&copy.gateway_toml())?;
     config.auth.state_url = state.url.clone();
-    let a = TestGateway::start_on_state(config.clone(), world.env(), Vec::new(), tempfile::tempdir()?).await?;
+    let a =
+        TestGateway::start_on_state(config.clone(), world.env(), Vec::new(), tempfile::tempdir()?).await?;
     let b = TestGateway::start_on_state(config, world.env(), Vec::new(), tempfile::tempdir()?).await?;
     let (half, other) = people.split_at(2);
     let mut ids = erase_all(&a, half, "replica").await?;
@@ -281,7 +329,11 @@ async fn two_gateways_on_one_postgres_fill_and_send_batches_together() -> anyhow
         assert!(!has_profile(&world, person));
     }
     let vendor = &world.analytics.state;
-    assert_eq!(vendor.deletion_calls.load(Ordering::SeqCst), 1, "one batch across both replicas");
+    assert_eq!(
+        vendor.deletion_calls.load(Ordering::SeqCst),
+        1,
+        "one batch across both replicas"
+    );
     assert_eq!(vendor.deleted_ids.load(Ordering::SeqCst), 4);
     Ok(())
 }

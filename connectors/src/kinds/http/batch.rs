@@ -104,7 +104,7 @@ pub(super) fn batch_decl(
         return None;
     };
     let placeholder = format!("{{{list}}}");
-    if !texts.iter().any(|t| *t == placeholder) {
+    if !texts.contains(&placeholder) {
         errors.push(file.error(
             step.path.span(),
             format!("write the list placeholder as a whole string: `key = \"{placeholder}\"`"),
