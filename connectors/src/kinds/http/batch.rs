@@ -41,6 +41,16 @@ fn strings(value: &Json, out: &mut Vec<String>) {
     }
 }
 
+/// Whether `placeholder` is written as an item of a list (it would become a list in a list).
+fn inside_array(value: &Json, placeholder: &str, in_array: bool) -> bool {
+    match value {
+        Json::String(s) => in_array && s == placeholder,
+        Json::Array(items) => items.iter().any(|v| inside_array(v, placeholder, true)),
+        Json::Object(map) => map.values().any(|v| inside_array(v, placeholder, false)),
+        _ => false,
+    }
+}
+
 /// Checks a batched erase: `max_batch` 1 to 10,000, one step, a job, no placeholder in the path,
 /// and exactly one placeholder in the body — a list `"{field[]}"` of a declared field, written as
 /// a whole string.
@@ -104,10 +114,15 @@ pub(super) fn batch_decl(
         return None;
     };
     let placeholder = format!("{{{list}}}");
-    if !texts.contains(&placeholder) {
+    let in_a_list = step
+        .body
+        .as_ref()
+        .and_then(|b| serde_json::to_value(b).ok())
+        .is_some_and(|b| inside_array(&b, &placeholder, false));
+    if !texts.contains(&placeholder) || in_a_list {
         errors.push(file.error(
             step.path.span(),
-            format!("write the list placeholder as a whole string: `key = \"{placeholder}\"`"),
+            format!("write the list placeholder as a whole string: `key = \"{placeholder}\"` (it becomes the list)"),
         ));
     }
     let name = list.trim_end_matches("[]");
