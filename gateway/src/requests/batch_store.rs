@@ -77,7 +77,9 @@ const MEMBER_COLUMNS: &str = "m.request_id, m.position, m.batch_id, m.status, m.
 
 impl RequestStore {
     /// Adds `task` (carrying `items`, a JSON list of `count` values for `records` records) to an
-    /// OPEN batch of its connector and entity with room for it, or opens one, and marks the task
+    /// OPEN batch of its connector and entity with room for it — one past its window too, until a
+    /// gateway claims it: while the vendor is busy with earlier batches, the next one grows — or
+    /// opens one, and marks the task
     /// WAITING, in one transaction; the batch's id. A member left from an earlier attempt (its
     /// batch ended) is replaced.
     pub async fn join_batch(
@@ -109,12 +111,11 @@ impl RequestStore {
             None => {
                 let open: Option<String> = sqlx::query_scalar(
                     "SELECT id FROM erase_batches WHERE connector = $1 AND entity = $2 AND status = 'OPEN' \
-                     AND members + $3 <= max_batch AND closes_at > $4 ORDER BY opened_at, id LIMIT 1",
+                     AND members + $3 <= max_batch ORDER BY opened_at, id LIMIT 1",
                 )
                 .bind(&task.connector)
                 .bind(&task.entity)
                 .bind(count)
-                .bind(&at)
                 .fetch_optional(&mut *tx)
                 .await?;
                 // The check and the count are one statement: a batch closed or filled meanwhile
