@@ -405,6 +405,24 @@ pub enum WriteOutcome {
     Pending { records: u64, jobs: Vec<JobHandle> },
 }
 
+/// How the erase of one entity is batched across requests (`max_batch` in its declaration):
+/// the deletions of concurrent requests are coalesced into one call and one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EraseBatching {
+    /// Most records one batched call carries.
+    pub max_batch: usize,
+    /// How long a batch stays open for more members after its first.
+    pub window: std::time::Duration,
+}
+
+/// What one person's part of a batched erase is: the records found, and the values the batched
+/// call carries for them (one per record, e.g. its `distinct_id`). Personal data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchItems {
+    pub records: u64,
+    pub items: Vec<serde_json::Value>,
+}
+
 /// A store with no API (a paper archive, a vendor reached by email): people carry its privacy
 /// requests out by hand, as manual tasks assigned to a role.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -522,6 +540,28 @@ pub trait Connector: Send + Sync + 'static {
         _pseudonyms: &std::sync::Arc<crate::mask::Pseudonymizer>,
     ) -> Result<WriteOutcome, ConnectorError> {
         Err(ConnectorError::Unsupported("erase_keys"))
+    }
+
+    /// Whether entity `entity`'s erase is batched across requests, and how.
+    fn erase_batching(&self, _entity: usize) -> Option<EraseBatching> {
+        None
+    }
+
+    /// A batched erase, first half: the records `request` matches (refused past its
+    /// `max_records`), as the items the batched call will carry. Changes nothing.
+    async fn batch_items(&self, _request: &ErasureRequest) -> Result<BatchItems, ConnectorError> {
+        Err(ConnectorError::Unsupported("batched erase"))
+    }
+
+    /// A batched erase, second half: the one call for a closed batch of entity `entity`,
+    /// carrying every member's items; the job it started. Must be safe to repeat (a batch
+    /// resent after a crash).
+    async fn erase_batch(
+        &self,
+        _entity: usize,
+        _items: &[serde_json::Value],
+    ) -> Result<JobHandle, ConnectorError> {
+        Err(ConnectorError::Unsupported("batched erase"))
     }
 
     /// The state of an asynchronous job started by `erase` or `rectify`.

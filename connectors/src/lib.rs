@@ -19,10 +19,10 @@ pub mod value;
 
 pub use category::DataCategory;
 pub use connector::{
-    AfterRetention, Compare, Connector, ConnectorDescriptor, ConnectorError, Disclosure, EntityCheck,
-    EntityDescriptor, EntityErasure, ErasureAction, ErasureBlocker, ErasurePolicy, ErasureRequest,
-    FailureClass, FieldChange, FieldDescriptor, FieldErasure, IdentityLink, JobHandle, JobStatus,
-    LookupRequest, ManualSystem, WriteOutcome,
+    AfterRetention, BatchItems, Compare, Connector, ConnectorDescriptor, ConnectorError, Disclosure,
+    EntityCheck, EntityDescriptor, EntityErasure, EraseBatching, ErasureAction, ErasureBlocker,
+    ErasurePolicy, ErasureRequest, FailureClass, FieldChange, FieldDescriptor, FieldErasure, IdentityLink,
+    JobHandle, JobStatus, LookupRequest, ManualSystem, WriteOutcome,
 };
 pub use identity::{Identity, IdentityError, IdentityKindId, IdentityKinds, IdentityValue};
 pub use kinds::kind::{BuildError, StoreDeclaration, StoreKind};

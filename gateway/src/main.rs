@@ -183,7 +183,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .audit_log(process_env)
                 .await
                 .context("opening the audit trail")?;
-            serve(service, auth, audit, &config, listen).await?;
+            serve(service, auth, audit, &config, listen, process_env).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo(args).await,
@@ -361,12 +361,40 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .audit_log(process_env)
         .await
         .context("opening the audit trail")?;
+    // A webhook receiver the demo prints every verified event of every request from.
+    let receiver = subject_gateway_demo::receiver::start(std::sync::Arc::new(|line| println!("{line}")))
+        .await
+        .context("starting the demo's webhook receiver")?;
+    config
+        .webhooks
+        .endpoints
+        .push(subject_gateway::webhooks::config::EndpointConfig {
+            name: subject_gateway_demo::receiver::ENDPOINT_NAME.into(),
+            url: receiver.url.parse().context("the demo receiver's URL")?,
+            secret_env: subject_gateway_demo::receiver::SECRET_ENV.into(),
+            events: None,
+            all_requests: true,
+            timeout: std::time::Duration::from_secs(5),
+        });
+    config.webhooks.delivery.poll_interval_ms = 200;
+    let secret = receiver.secret.clone();
+    let env = move |name: &str| {
+        if name == subject_gateway_demo::receiver::SECRET_ENV {
+            Some(secret.clone())
+        } else {
+            process_env(name)
+        }
+    };
     println!("{}", demo::examples(&world, &listen.to_string(), &key));
     println!(
         "{}",
         demo::approval_examples(&listen.to_string(), &approver_key, &archivist_key)
     );
-    serve(service, auth, audit, &config, listen).await?;
+    println!(
+        "A webhook receiver at {} gets every request's events (Standard Webhooks, signed); each verified one is printed here.\n",
+        receiver.url
+    );
+    serve(service, auth, audit, &config, listen, env).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -391,9 +419,10 @@ async fn serve(
     audit: Arc<subject_gateway::audit::DbAuditLog>,
     config: &Config,
     listen: SocketAddr,
+    env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<()> {
     let requests = config
-        .privacy_engine(process_env, &service, audit.clone())
+        .privacy_engine(env, &service, audit.clone())
         .await
         .context("setting up privacy requests")?;
     // Resumes what a previous run left unfinished, then takes new requests.

@@ -301,3 +301,65 @@ fn a_manual_system_declares_its_role_and_instructions_per_entity() {
         .to_string();
     assert!(err.contains("accounts.toml:"), "{err}");
 }
+
+const BATCHED: &str = r#"
+kind = "http"
+base_url = "${ANALYTICS_URL}"
+
+[entities.profiles]
+primary_key = "distinct_id"
+lookup = [{ kind = "email", field = "email" }]
+request = { path = "/engage", query = { email = "{value}" }, records = "$.results" }
+erase = { max_batch = 2000, batch_window_ms = 500, steps = [
+  { method = "POST", path = "/deletions", body = { distinct_ids = "{distinct_id[]}", compliance_type = "GDPR" } },
+], job = { id = "$.task_id", status_path = "/deletions/{job}", status = "$.status", done = ["SUCCESS"], failed = ["FAILURE"] } }
+
+[entities.profiles.fields]
+distinct_id = { type = "string", category = "user.unique_id" }
+email = { type = "string", category = "user.contact.email" }
+"#;
+
+#[test]
+fn a_batched_http_erase_takes_one_step_one_list_placeholder_and_a_job() {
+    validate(BATCHED).unwrap();
+    let refused = |from: &str, to: &str| validate(&BATCHED.replace(from, to)).unwrap_err().to_string();
+    let err = refused("max_batch = 2000", "max_batch = 0");
+    assert!(
+        err.contains("accounts.toml:9:23: max_batch is 1 to 10000"),
+        "{err}"
+    );
+    let err = refused("max_batch = 2000", "max_batch = 10001");
+    assert!(err.contains("max_batch is 1 to 10000"), "{err}");
+    let job = r#", job = { id = "$.task_id", status_path = "/deletions/{job}", status = "$.status", done = ["SUCCESS"], failed = ["FAILURE"] }"#;
+    let err = refused(job, "");
+    assert!(
+        err.contains("accounts.toml:9:23:") && err.contains("needs `job`"),
+        "{err}"
+    );
+    let err = refused(
+        "], job",
+        "  { method = \"DELETE\", path = \"/profiles/{distinct_id}\" },\n], job",
+    );
+    assert!(err.contains("exactly one step, not 2"), "{err}");
+    let err = refused("\"{distinct_id[]}\"", "[\"{distinct_id}\"]");
+    assert!(
+        err.contains("accounts.toml:10:") && err.contains("exactly one placeholder, a list"),
+        "{err}"
+    );
+    let err = refused("compliance_type = \"GDPR\"", "compliance_type = \"{email}\"");
+    assert!(
+        err.contains("exactly one placeholder") && err.contains("{email}"),
+        "{err}"
+    );
+    let err = refused("\"{distinct_id[]}\"", "[\"{distinct_id[]}\"]");
+    assert!(err.contains("as a whole string"), "{err}");
+    let err = refused("{distinct_id[]}", "{nope[]}");
+    assert!(err.contains("`{nope[]}` names no declared field"), "{err}");
+    let err = refused("path = \"/deletions\"", "path = \"/deletions/{distinct_id}\"");
+    assert!(err.contains("takes no placeholder"), "{err}");
+    let err = refused("max_batch = 2000, batch_window_ms = 500, ", "");
+    assert!(
+        err.contains("accounts.toml:10:") && err.contains("only for the step of a batched erase"),
+        "{err}"
+    );
+}

@@ -8,11 +8,13 @@
 //! - [`demo`] — the `demo` subcommand's world: SQLite databases, local files and the helpdesk and
 //!   analytics test servers in process, the reference declarations built in, and the examples it
 //!   prints.
+//! - [`receiver`] — the demo's webhook receiver: verifies each event's signature and prints it.
 //!
 //! The `subject-gateway` binary links this crate only with its `demo` cargo feature (on by
 //! default); `cargo build --release --no-default-features` builds a server without it.
 
 pub mod demo;
 mod people;
+pub mod receiver;
 mod seed;
 pub mod world;

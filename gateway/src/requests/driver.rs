@@ -108,10 +108,12 @@ impl PrivacyEngine {
         let waited = &AtomicBool::new(false);
         let completed = self
             .run_tasks(row, job.lost, |task| async move {
-                if self.manual_system(&task).is_none() {
-                    return driver_ref.act(self, job, task).await;
-                }
-                let acted = self.manual_step(row, task).await;
+                let acted = if self.manual_system(&task).is_none() {
+                    driver_ref.act(self, job, task).await
+                } else {
+                    self.manual_step(row, task).await
+                };
+                // manual tasks and batched erases wait with the request unclaimed.
                 if matches!(acted, Ok((_, TaskEnd::Waiting))) {
                     waited.store(true, Ordering::SeqCst);
                 }
@@ -122,8 +124,8 @@ impl PrivacyEngine {
             return Ok(());
         }
         if !completed && waited.load(Ordering::SeqCst) && self.none_failed(row).await? {
-            // Not claimed while a task is MANUAL; an outcome recorded meanwhile made its task
-            // PENDING again, and the request is claimed again at once.
+            // Not claimed while a task is MANUAL or in an open batch; an outcome recorded
+            // meanwhile (or the batch's end) wakes the request, and it is claimed again at once.
             return self.store.set_status(&row.id, RequestStatus::Waiting, None).await;
         }
         if !completed || !driver.verify(self, job).await? {

@@ -130,7 +130,12 @@ impl PrivacyEngine {
             return Ok((task, TaskEnd::Failed));
         };
         let known = decode_records(task.known.as_deref());
-        if task.status == TaskStatus::Waiting {
+        // batching: a batched task waits on its batch (`batch.rs`), not on jobs of its own.
+        let batching = registered
+            .connector
+            .erase_batching(e)
+            .filter(|_| entity.erasure.action == ErasureAction::Delete);
+        if task.status == TaskStatus::Waiting && batching.is_none() {
             return self.poll_jobs(row, task, c, lost).await;
         }
         let action = match &entity.erasure.action {
@@ -159,6 +164,10 @@ impl PrivacyEngine {
             known: known.clone(),
             pseudonyms: self.pseudonyms.clone(),
         };
+        // batching: a batched entity's deletions go out with concurrent requests' (`batch.rs`).
+        if let Some(batching) = batching {
+            return self.batched_erase(row, task, c, request, batching).await;
+        }
         let files_deleted = std::sync::atomic::AtomicI64::new(0);
         let (mut task, result) = self
             .attempt_task(row, task, || async {

@@ -29,12 +29,17 @@
 //!   another holder of `approve` approves or denies them;
 //! - `manual`: manual tasks for stores without an API (`kind = "manual"`): created when a
 //!   request reaches such a store, the request waiting until a person records the outcome.
+//! - `batch`: batched erases — the deletions of concurrent requests in an entity declared with
+//!   `max_batch` coalesced into one vendor call and one job, followed by every member;
+//!   [`batch_store`]: its tables.
 //! - `retention`: retention that ends — the schedule written when an erasure completes, the run
 //!   that erases retained records when their retention ends and amends the receipt, and
 //!   `retentionSchedule`; [`retention_store`]: its table.
 
 mod api;
 mod approval;
+mod batch;
+pub mod batch_store;
 mod console;
 mod driver;
 mod erasure;
@@ -318,12 +323,23 @@ impl PrivacyEngine {
         let engine = self.clone();
         // retention: the run that ends retentions shares the task (stopping it stops all).
         let retention = self.clone();
+        // batching: so does the loop that sends erase batches and follows their jobs.
+        let batches = self.clone();
         match self.webhooks.get().cloned() {
             Some(hooks) => tokio::spawn(async move {
-                tokio::join!(engine.work_loop(), hooks.run(), retention.retention_loop());
+                tokio::join!(
+                    engine.work_loop(),
+                    hooks.run(),
+                    retention.retention_loop(),
+                    batches.batch_loop()
+                );
             }),
             None => tokio::spawn(async move {
-                tokio::join!(engine.work_loop(), retention.retention_loop());
+                tokio::join!(
+                    engine.work_loop(),
+                    retention.retention_loop(),
+                    batches.batch_loop()
+                );
             }),
         }
     }

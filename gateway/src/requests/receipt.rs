@@ -28,7 +28,7 @@ impl PrivacyEngine {
                 let count = |action: &[TaskAction]| {
                     if action.contains(&t.action) { records } else { 0 }
                 };
-                json!({
+                let mut entry = json!({
                     "connector": t.connector,
                     "entity": t.entity,
                     "action": t.action,
@@ -46,7 +46,19 @@ impl PrivacyEngine {
                     "finishedAt": t.finished_at,
                     "verified": t.verified,
                     "manual": by_hand,
-                })
+                });
+                // batching: the vendor job its records were deleted in, shared with the other
+                // requests of its batch (what was proven for this request's own records is
+                // `deleted` and `verified`).
+                if let Some(job) = t
+                    .jobs
+                    .as_deref()
+                    .and_then(|j| serde_json::from_str::<Vec<String>>(j).ok())
+                    .and_then(|jobs| jobs.into_iter().next())
+                {
+                    entry["sharedJob"] = Json::String(job);
+                }
+                entry
             })
             .collect();
         let by_hand = manual.len();

@@ -9,7 +9,7 @@ use crate::listing::Listing;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyTypeInfo, AnyValueRef};
 use sqlx::{Any, AnyPool};
-use subject_connectors::dynamic_sql::{dynamic_query, dynamic_query_as};
+use subject_connectors::dynamic_sql::{dynamic_query, dynamic_query_as, dynamic_query_scalar};
 
 pub use super::state::{RequestKind, RequestStatus, TaskAction, TaskStatus};
 
@@ -269,30 +269,26 @@ impl RequestStore {
     }
 
     /// Takes the lease of one request that is open and not leased (or whose lease ran out), and
-    /// not waiting for a person (a task MANUAL: completing it wakes the request).
+    /// not waiting for a person or a batch (`batch_store::NOT_WAITING`).
     pub async fn claim(&self, owner: &str, lease_until: &str) -> Result<Option<String>, StoreError> {
-        let at = now();
-        let sql = if self.postgres {
-            "UPDATE privacy_requests SET lease_owner = $1, lease_until = $2 WHERE id = (\
-             SELECT id FROM privacy_requests WHERE status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING') \
-             AND lease_until < $3 AND NOT EXISTS (SELECT 1 FROM privacy_tasks t \
-             WHERE t.request_id = privacy_requests.id AND t.status = 'MANUAL') \
-             ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
+        // SQLite runs one writer at a time: the statement is the lock.
+        let lock = if self.postgres {
+            " FOR UPDATE SKIP LOCKED"
         } else {
-            // SQLite runs one writer at a time: the statement is the lock.
+            ""
+        };
+        let sql = format!(
             "UPDATE privacy_requests SET lease_owner = $1, lease_until = $2 WHERE id = (\
              SELECT id FROM privacy_requests WHERE status IN ('RECEIVED', 'IN_PROGRESS', 'WAITING') \
-             AND lease_until < $3 AND NOT EXISTS (SELECT 1 FROM privacy_tasks t \
-             WHERE t.request_id = privacy_requests.id AND t.status = 'MANUAL') \
-             ORDER BY created_at LIMIT 1) RETURNING id"
-        };
-        let id: Option<String> = sqlx::query_scalar(sql)
+             AND lease_until < $3 AND {} ORDER BY created_at LIMIT 1{lock}) RETURNING id",
+            super::batch_store::NOT_WAITING
+        );
+        Ok(dynamic_query_scalar::<_, String>(sql)
             .bind(owner)
             .bind(lease_until)
-            .bind(&at)
+            .bind(now())
             .fetch_optional(&self.pool)
-            .await?;
-        Ok(id)
+            .await?)
     }
 
     /// Extends a lease this owner holds; `false` when another has taken it.
@@ -413,6 +409,10 @@ impl RequestStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(super::batch_store::REOPEN_FAILED_MEMBERS)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }

@@ -20,7 +20,8 @@ pub(super) enum TaskEnd {
     Failed,
     /// The lease was lost: another gateway carries on.
     Abandoned,
-    /// manual systems: waits for a person (a manual task); the store's next tasks still run.
+    /// Waits with the request unclaimed — for a person (a manual task) or for a batched erase
+    /// (its batch's job); the store's next tasks still run.
     Waiting,
 }
 
@@ -78,14 +79,14 @@ impl PrivacyEngine {
 
     /// Calls `attempt` until it succeeds, fails for good, or runs out of attempts; records each
     /// attempt before it acts.
-    pub(super) async fn attempt_task<Fut>(
+    pub(super) async fn attempt_task<T, Fut>(
         &self,
         row: &RequestRow,
         mut task: TaskRow,
         attempt: impl Fn() -> Fut,
-    ) -> Result<(TaskRow, Result<WriteOutcome, ConnectorError>), StoreError>
+    ) -> Result<(TaskRow, Result<T, ConnectorError>), StoreError>
     where
-        Fut: std::future::Future<Output = Result<WriteOutcome, ConnectorError>>,
+        Fut: std::future::Future<Output = Result<T, ConnectorError>>,
     {
         loop {
             task.attempts += 1;

@@ -113,6 +113,9 @@ pub struct Analytics {
     pub deletion_interval_ms: AtomicU64,
     pub requests: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// Deletion tasks created (calls that were not refused), and the distinct ids they carried.
+    pub deletion_calls: AtomicU64,
+    pub deleted_ids: AtomicU64,
     last_deletion_call: Mutex<Option<Instant>>,
     next_task: AtomicU64,
 }
@@ -131,6 +134,8 @@ pub async fn start(data: Data, settings: Settings) -> std::io::Result<Running<Sh
         deletion_interval_ms: AtomicU64::new(DELETION_INTERVAL.as_millis() as u64),
         requests: AtomicU64::new(0),
         rate_limited: AtomicU64::new(0),
+        deletion_calls: AtomicU64::new(0),
+        deleted_ids: AtomicU64::new(0),
         last_deletion_call: Mutex::new(None),
         next_task: AtomicU64::new(1),
     });
@@ -288,6 +293,8 @@ async fn create_deletion(
     if ids.is_empty() || ids.len() > 2000 {
         return error(StatusCode::BAD_REQUEST, "distinct_ids: between 1 and 2000");
     }
+    state.deletion_calls.fetch_add(1, Ordering::SeqCst);
+    state.deleted_ids.fetch_add(ids.len() as u64, Ordering::SeqCst);
     let task_id = format!("task-{}", state.next_task.fetch_add(1, Ordering::SeqCst));
     let remaining = if state.fail_deletions.load(Ordering::SeqCst) {
         vec!["STARTED", "FAILURE"]

@@ -70,3 +70,76 @@ fn the_declarations_built_into_the_binary_are_the_reference_ones() -> anyhow::Re
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_demo_webhook_receiver_prints_each_verified_event_of_an_erasure() -> anyhow::Result<()> {
+    use std::sync::{Arc, Mutex};
+    use subject_gateway_demo::receiver;
+
+    let dir = tempfile::tempdir()?;
+    let world = demo::prepare(dir.path(), 12).await?;
+    let printed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let lines = printed.clone();
+    let running = receiver::start(Arc::new(move |line| {
+        if let Ok(mut lines) = lines.lock() {
+            lines.push(line);
+        }
+    }))
+    .await?;
+    let mut config = subject_gateway::config::Config::load(&config_dir().join("gateway.toml"))?;
+    demo::stand_in_for_mongodb(&config.path, &config.kinds, &mut config.connectors)?;
+    config
+        .webhooks
+        .endpoints
+        .push(subject_gateway::webhooks::config::EndpointConfig {
+            name: receiver::ENDPOINT_NAME.into(),
+            url: running.url.parse()?,
+            secret_env: receiver::SECRET_ENV.into(),
+            events: None,
+            all_requests: true,
+            timeout: std::time::Duration::from_secs(5),
+        });
+    config.webhooks.delivery.poll_interval_ms = 50;
+    let world_env = world.env();
+    let secret = running.secret.clone();
+    let env = move |name: &str| {
+        (name == receiver::SECRET_ENV)
+            .then(|| secret.clone())
+            .or_else(|| world_env(name))
+    };
+    let gateway = TestGateway::start_with(config, env, Vec::new()).await?;
+    let person = world.people[1].clone();
+    let request = crate::requests::submit(
+        &gateway,
+        "eraseSubject",
+        serde_json::json!({ "identity": { "kind": "EMAIL", "value": person.email }, "idempotencyKey": "demo-webhook" }),
+    )
+    .await?;
+    let id = request["id"].as_str().unwrap_or_default().to_owned();
+    let done = crate::requests::wait_for(&gateway, &id, &["COMPLETED", "FAILED"]).await?;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let expected = format!("privacy_request.completed request {id} status COMPLETED");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let lines = printed.lock().map(|l| l.clone()).unwrap_or_default();
+        if lines.iter().any(|l| l.contains(&expected)) {
+            assert!(
+                lines
+                    .iter()
+                    .all(|l| l.starts_with("webhook received (signature verified): ")),
+                "{lines:?}"
+            );
+            assert!(
+                !lines.iter().any(|l| l.contains(&person.email)),
+                "no identity value printed"
+            );
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no completed event printed: {lines:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
+}

@@ -42,7 +42,12 @@ async fn a_gateway_killed_in_the_middle_of_an_erasure_finishes_it_after_restart(
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let at_kill = loop {
         let request = status_of(&first, &id).await?;
-        if request["status"] == "WAITING" {
+        // batching: waiting, with the deletion batch's call made and its job id stored.
+        let sent = crate::erase_batches::batches(&copy.state_file())
+            .await?
+            .iter()
+            .any(|(status, _)| status == "SENT");
+        if request["status"] == "WAITING" && sent {
             break request;
         }
         anyhow::ensure!(

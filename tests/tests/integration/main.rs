@@ -13,6 +13,7 @@ mod console_oidc;
 mod declarations;
 mod demo;
 mod durability;
+mod erase_batches;
 mod failures;
 mod helpdesk;
 mod hostile;

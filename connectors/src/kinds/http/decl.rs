@@ -150,6 +150,12 @@ pub struct EraseDecl {
     pub steps: Vec<CallDecl>,
     /// When the last call starts an asynchronous job: how to follow it.
     pub job: Option<JobDecl>,
+    /// Batches the deletions of concurrent requests into one call and one job, of at most this
+    /// many records (1 to 10,000): the one step's body carries `"{field[]}"`, the list of every
+    /// member's values. Needs `job`.
+    pub max_batch: Option<Spanned<i64>>,
+    /// How long a batch waits for more members after its first (default 500).
+    pub batch_window_ms: Option<Spanned<u64>>,
 }
 
 /// `{ method = "DELETE", path = "/users/{id}" }`.
@@ -262,6 +268,8 @@ pub enum PageStyle {
 pub struct HttpErase {
     pub steps: Vec<HttpCall>,
     pub job: Option<HttpJob>,
+    /// Batched across requests (`max_batch`): then `steps` is the one batched call.
+    pub batch: Option<super::batch::HttpBatch>,
 }
 
 #[derive(Debug, Clone)]
@@ -482,7 +490,7 @@ fn validate_store(
             .and_then(|erase| erase_decl(file, erase, descriptor, errors));
         let single = |call: &Option<Spanned<CallDecl>>, errors: &mut Vec<DeclarationError>| {
             call.as_ref().and_then(|call| {
-                call_decls(file, std::slice::from_ref(call.get_ref()), descriptor, errors)
+                call_decls(file, std::slice::from_ref(call.get_ref()), descriptor, false, errors)
                     .into_iter()
                     .next()
             })
@@ -592,10 +600,13 @@ fn pagination(
 }
 
 /// Calls with their placeholders checked against the entity's fields.
-fn call_decls(
+/// A list placeholder (`{field[]}`) is left to the batched erase's own check (`lists`), refused
+/// elsewhere.
+pub(super) fn call_decls(
     file: &SourceFile,
     declared: &[CallDecl],
     entity: &EntityDescriptor,
+    lists: bool,
     errors: &mut Vec<DeclarationError>,
 ) -> Vec<HttpCall> {
     let mut calls = Vec::new();
@@ -608,6 +619,17 @@ fn call_decls(
         }
         for template in &templates {
             for placeholder in placeholders(template) {
+                if placeholder.ends_with("[]") {
+                    if !lists {
+                        errors.push(file.error(
+                            step.path.span(),
+                            format!(
+                                "the list placeholder `{{{placeholder}}}` is only for the step of a batched erase (declare max_batch)"
+                            ),
+                        ));
+                    }
+                    continue;
+                }
                 if !entity.fields.iter().any(|f| f.name == placeholder) {
                     errors.push(file.error(
                         step.path.span(),
@@ -640,7 +662,7 @@ fn erase_decl(
     if e.steps.is_empty() {
         errors.push(file.error(declared.span(), "erase needs at least one step"));
     }
-    let steps = call_decls(file, &e.steps, entity, errors);
+    let steps = call_decls(file, &e.steps, entity, e.max_batch.is_some(), errors);
     let job = match &e.job {
         None => None,
         Some(job) => {
@@ -667,5 +689,6 @@ fn erase_decl(
             }
         }
     };
-    Some(HttpErase { steps, job })
+    let batch = super::batch::batch_decl(file, declared, entity, e.job.is_some(), errors);
+    Some(HttpErase { steps, job, batch })
 }

@@ -6,6 +6,7 @@
 //! connection errors are retried with jittered exponential backoff; 404 is "nothing here", never
 //! an error. All connectors share one HTTP client (one connection pool).
 
+mod batch;
 pub mod decl;
 mod values;
 
@@ -25,7 +26,7 @@ use tokio::sync::Semaphore;
 
 
 use crate::connector::{
-    Capabilities, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityErasure, ErasureRequest,
+    BatchItems, Capabilities, EraseBatching, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityErasure, ErasureRequest,
     FieldChange, JobHandle, JobStatus, LookupRequest, WriteOutcome,
 };
 use crate::declaration::source::{DeclarationError, Location};
@@ -543,6 +544,18 @@ impl Connector for HttpConnector {
         if !matches!(request.action, EntityErasure::Delete) {
             return Err(ConnectorError::Unsupported("masking over HTTP"));
         }
+        if erase.batch.is_some() {
+            // A batch of one: the engine batches across requests through `batch_items`.
+            let found = self.items_of(request).await?;
+            if found.items.is_empty() {
+                return Ok(WriteOutcome::Done { records: 0 });
+            }
+            let job = self.send_batch(entity, &found.items).await?;
+            return Ok(WriteOutcome::Pending {
+                records: found.records,
+                jobs: vec![job],
+            });
+        }
         let descriptor = &self.descriptor.entities[entity];
         let mut records = self.fetch(&request.lookup).await?;
         for known in &request.known {
@@ -627,6 +640,18 @@ impl Connector for HttpConnector {
         Ok(WriteOutcome::Done {
             records: records.len() as u64,
         })
+    }
+
+    fn erase_batching(&self, entity: usize) -> Option<EraseBatching> {
+        self.batch_of(entity).map(|b| b.batching)
+    }
+
+    async fn batch_items(&self, request: &ErasureRequest) -> Result<BatchItems, ConnectorError> {
+        self.items_of(request).await
+    }
+
+    async fn erase_batch(&self, entity: usize, items: &[Json]) -> Result<JobHandle, ConnectorError> {
+        self.send_batch(entity, items).await
     }
 
     fn erases(&self, entity: usize) -> bool {
