@@ -237,9 +237,12 @@ impl PrivacyEngine {
         renewer.abort();
         match sent {
             Ok(JobHandle(job)) => {
+                let poll_at = store::stamp(
+                    Utc::now() + chrono::Duration::milliseconds(self.poll_interval().as_millis() as i64),
+                );
                 if !self
                     .store
-                    .batch_sent(&batch.id, &self.owner, &job, items.len() as i64)
+                    .batch_sent(&batch.id, &self.owner, &job, items.len() as i64, &poll_at)
                     .await?
                 {
                     tracing::warn!(batch = %batch.id, "erase batch lease lost after its call; it is sent again");

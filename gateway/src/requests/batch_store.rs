@@ -270,16 +270,26 @@ impl RequestStore {
     }
 
     /// Records the job a batch's call started (SENT), if this owner still holds it.
-    pub async fn batch_sent(&self, id: &str, owner: &str, job: &str, items: i64) -> Result<bool, StoreError> {
+    /// Records the job of a sent batch and gives the batch back until its first poll, `poll_at`
+    /// (held until its lease ran out, the job would be polled a whole lease later).
+    pub async fn batch_sent(
+        &self,
+        id: &str,
+        owner: &str,
+        job: &str,
+        items: i64,
+        poll_at: &str,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE erase_batches SET status = 'SENT', job_id = $1, items = $2, sent_at = $3, error = NULL \
-             WHERE id = $4 AND lease_owner = $5 AND status = 'SENDING'",
+            "UPDATE erase_batches SET status = 'SENT', job_id = $1, items = $2, sent_at = $3, error = NULL, \
+             lease_owner = NULL, lease_until = $6 WHERE id = $4 AND lease_owner = $5 AND status = 'SENDING'",
         )
         .bind(job)
         .bind(items)
         .bind(now())
         .bind(id)
         .bind(owner)
+        .bind(poll_at)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -445,7 +455,19 @@ mod tests {
         );
         assert!(store.claim_batch("gw2", &lease).await.unwrap().is_none());
         assert_eq!(store.open_members(&claimed.id).await.unwrap().len(), 2);
-        assert!(store.batch_sent(&claimed.id, "gw", "job-1", 2).await.unwrap());
+        // Sent, it is given back until its first poll; the poll claims it again.
+        let poll_at = crate::requests::store::stamp(chrono::Utc::now() - chrono::Duration::seconds(1));
+        assert!(
+            store
+                .batch_sent(&claimed.id, "gw", "job-1", 2, &poll_at)
+                .await
+                .unwrap()
+        );
+        let polled = store.claim_batch("gw", &lease).await.unwrap().unwrap();
+        assert_eq!(
+            (polled.id.as_str(), polled.status.as_str()),
+            (claimed.id.as_str(), "SENT")
+        );
         assert!(
             !store
                 .settle_batch(&claimed.id, "other", "FAILED", Some(("x", "JOB_FAILED")))
