@@ -16,17 +16,9 @@ use serde_json::json;
 use subject_gateway::config::Config;
 use subject_gateway_demo::world::Person;
 use subject_gateway_tests::process::GatewayProcess;
-use subject_gateway_tests::{ConfigCopy, ReferenceWorld};
+use subject_gateway_tests::{ConfigCopy, ReferenceWorld, env_number};
 
-const ERASE: &str = "mutation($input: EraseSubjectInput!) { eraseSubject(input: $input) { id } }";
 const STATUS: &str = "query($id: ID!) { privacyRequest(id: $id) { status error } }";
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The final status of request `id` (COMPLETED, FAILED or CANCELLED).
 async fn settled(gateway: &GatewayProcess, id: &str) -> anyhow::Result<String> {
@@ -79,16 +71,9 @@ async fn run(
             (gateway.clone(), person.clone(), limit.clone(), label.to_owned());
         submissions.spawn(async move {
             let _permit = limit.acquire().await?;
-            let response = gateway
-                .graphql(
-                    ERASE,
-                    json!({ "input": { "identity": { "kind": "EMAIL", "value": person.email }, "idempotencyKey": format!("{label}-{}", person.user_id) } }),
-                )
-                .await?;
-            response["data"]["eraseSubject"]["id"]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| anyhow::anyhow!("eraseSubject failed: {response}"))
+            gateway
+                .submit_erasure(&person.email, &format!("{label}-{}", person.user_id), json!({}))
+                .await
         });
     }
     let mut ids = Vec::new();

@@ -17,30 +17,13 @@ use serde_json::{Value as Json, json};
 use subject_gateway::config::Config;
 use subject_gateway_demo::world::Person;
 use subject_gateway_tests::process::GatewayProcess;
-use subject_gateway_tests::{ConfigCopy, ReferenceWorld};
+use subject_gateway_tests::{ConfigCopy, ReferenceWorld, env_number};
 
-const ERASE: &str = "mutation($input: EraseSubjectInput!) { eraseSubject(input: $input) { id } }";
 const STATUS: &str = "query($id: ID!) { privacyRequest(id: $id) { status error } }";
 const PLAN: &str = "query($identity: IdentityInput!) { erasurePlan(identity: $identity) { blocked entries { connector records } } }";
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 async fn submit(gateway: &GatewayProcess, person: &Person, key: &str) -> anyhow::Result<String> {
-    let response = gateway
-        .graphql(
-            ERASE,
-            json!({ "input": { "identity": { "kind": "EMAIL", "value": person.email }, "idempotencyKey": key } }),
-        )
-        .await?;
-    response["data"]["eraseSubject"]["id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("eraseSubject failed: {response}"))
+    gateway.submit_erasure(&person.email, key, json!({})).await
 }
 
 async fn wait_completed(gateway: &GatewayProcess, id: &str, poll: Duration) -> anyhow::Result<()> {

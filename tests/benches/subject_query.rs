@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use sqlx::{MySqlPool, PgPool, Row};
 use subject_gateway_demo::world::Person;
-use subject_gateway_tests::{ANALYTICS_ACCOUNT, FULL_SELECTION, HELPDESK_TOKEN, ReferenceWorld};
+use subject_gateway_tests::{ANALYTICS_ACCOUNT, FULL_SELECTION, HELPDESK_TOKEN, ReferenceWorld, env_number};
 
 const USERS: &str = "SELECT \"id\", \"email\"::text, \"full_name\"::text, \"company\"::text, \"country\"::text, \"date_of_birth\", \"marketing_opt_in\", \"created_at\" FROM \"users\" WHERE ";
 const SESSIONS: &str = "SELECT \"id\", \"user_id\", \"ip_address\"::text, \"user_agent\"::text, \"started_at\", \"last_seen_at\" FROM \"sessions\" WHERE \"user_id\" = ANY($1)";
@@ -347,17 +347,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let people_count = env_usize("BENCH_PEOPLE", 10_000);
-    let iterations = env_usize("BENCH_ITERATIONS", 2_000);
+    let people_count = env_number("BENCH_PEOPLE", 10_000);
+    let iterations = env_number("BENCH_ITERATIONS", 2_000);
     let started = Instant::now();
     let world = ReferenceWorld::create(people_count).await?;
     println!(

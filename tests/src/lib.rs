@@ -56,6 +56,14 @@ fn admin_url(dialect: SqlDialect) -> String {
     }
 }
 
+/// A benchmark's knob: the environment variable `name` as a number, else `default`.
+pub fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A copy of the repository's `config/` in a temporary directory, for tests that change it.
 pub struct ConfigCopy {
     pub dir: tempfile::TempDir,

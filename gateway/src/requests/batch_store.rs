@@ -371,7 +371,7 @@ impl RequestStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::requests::store::{NewRequest, RequestKind, RequestStatus, TaskAction, TaskStatus};
+    use crate::requests::store::{TaskAction, TaskStatus};
 
     async fn store() -> (RequestStore, std::path::PathBuf) {
         let path = std::env::temp_dir().join(format!("batch-store-{}.db", uuid::Uuid::new_v4().simple()));
@@ -384,24 +384,7 @@ mod tests {
 
     /// A request `id` planned with one task of analytics.profiles.
     async fn planned(store: &RequestStore, id: &str) -> TaskRow {
-        let at = now();
-        store
-            .insert(&NewRequest {
-                id,
-                kind: RequestKind::Erasure,
-                idempotency_key: id,
-                open_key: None,
-                subject_hash: "hash",
-                regulation: "GDPR",
-                reason: None,
-                requested_by: "test",
-                created_at: &at,
-                due_at: &at,
-                input: "{}",
-                status: RequestStatus::Received,
-            })
-            .await
-            .unwrap();
+        crate::requests::store::tests::insert(store, id).await;
         let task = TaskRow {
             request_id: id.into(),
             position: 0,

@@ -666,7 +666,7 @@ pub(super) fn narrow_overdue(listing: &mut Listing, overdue: bool) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A fresh SQLite state database in a temporary file, migrated.
@@ -685,7 +685,8 @@ mod tests {
         }
     }
 
-    async fn insert(store: &RequestStore, id: &str) {
+    /// Inserts a RECEIVED erasure `id` with placeholder values.
+    pub(in crate::requests) async fn insert(store: &RequestStore, id: &str) {
         let at = now();
         store
             .insert(&NewRequest {
