@@ -371,6 +371,22 @@ pub fn fingerprint(bytes: &[u8]) -> String {
     hex::encode(&digest[..8])
 }
 
+impl IdentityValue {
+    /// A value made up by `check` to probe a store with (one no record holds); never an
+    /// identity anybody gave.
+    pub fn probe(text: &str) -> Option<Self> {
+        (!text.is_empty()).then(|| IdentityValue(Arc::from(text)))
+    }
+}
+
+#[cfg(test)]
+impl IdentityValue {
+    /// A value as given, for the crate's own unit tests.
+    pub(crate) fn test_value(text: &str) -> Self {
+        IdentityValue(Arc::from(text))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

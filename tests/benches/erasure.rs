@@ -20,6 +20,7 @@ use subject_gateway_tests::process::GatewayProcess;
 use subject_gateway_tests::{ConfigCopy, ReferenceWorld, env_number};
 
 const STATUS: &str = "query($id: ID!) { privacyRequest(id: $id) { status error } }";
+const TIMELINE: &str = "query($id: ID!) { privacyRequest(id: $id) { events { at kind } } }";
 const PLAN: &str = "query($identity: IdentityInput!) { erasurePlan(identity: $identity) { blocked entries { connector records } } }";
 
 async fn submit(gateway: &GatewayProcess, person: &Person, key: &str) -> anyhow::Result<String> {
@@ -38,8 +39,29 @@ async fn wait_completed(gateway: &GatewayProcess, id: &str, poll: Duration) -> a
     }
 }
 
-/// Plan and erasure of one person, in milliseconds.
-async fn erase_one(gateway: &GatewayProcess, person: &Person, key: &str) -> anyhow::Result<(f64, f64)> {
+/// Milliseconds between the request's first `from` event and its first `to` event, as the
+/// gateway recorded them (its own clock: no polling, no client in it).
+async fn recorded_ms(gateway: &GatewayProcess, id: &str, from: &str, to: &str) -> anyhow::Result<f64> {
+    let response = gateway.graphql(TIMELINE, json!({ "id": id })).await?;
+    let events = response["data"]["privacyRequest"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let at = |kind: &str| -> anyhow::Result<chrono::DateTime<chrono::FixedOffset>> {
+        let event = events
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .ok_or_else(|| anyhow::anyhow!("no `{kind}` event in {response}"))?;
+        Ok(chrono::DateTime::parse_from_rfc3339(
+            event["at"].as_str().unwrap_or_default(),
+        )?)
+    };
+    Ok((at(to)? - at(from)?).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+}
+
+/// Plan and erasure of one person, in milliseconds: `erasurePlan` over HTTP, `eraseSubject`
+/// until COMPLETED as the client saw it, and received -> completed as the gateway recorded it.
+async fn erase_one(gateway: &GatewayProcess, person: &Person, key: &str) -> anyhow::Result<(f64, f64, f64)> {
     let started = Instant::now();
     let plan = gateway
         .graphql(
@@ -55,7 +77,9 @@ async fn erase_one(gateway: &GatewayProcess, person: &Person, key: &str) -> anyh
     let started = Instant::now();
     let id = submit(gateway, person, key).await?;
     wait_completed(gateway, &id, Duration::from_millis(5)).await?;
-    Ok((planned, started.elapsed().as_secs_f64() * 1000.0))
+    let client_side = started.elapsed().as_secs_f64() * 1000.0;
+    let server_side = recorded_ms(gateway, &id, "received", "completed").await?;
+    Ok((planned, client_side, server_side))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -119,9 +143,9 @@ async fn main() -> anyhow::Result<()> {
             .state
             .deletion_interval_ms
             .store(interval, Ordering::SeqCst);
-        let (mut plans, mut erasures) = (Vec::new(), Vec::new());
+        let (mut plans, mut erasures, mut recorded) = (Vec::new(), Vec::new(), Vec::new());
         for (n, person) in group.iter().enumerate() {
-            let (plan, erase) = erase_one(
+            let (plan, erase, server) = erase_one(
                 &gateway,
                 person,
                 &format!("single-{interval}-{n}-{}", person.user_id),
@@ -129,11 +153,13 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             plans.push(plan);
             erasures.push(erase);
+            recorded.push(server);
         }
         println!(
-            "one person {label}: erasurePlan median {:.1} ms; eraseSubject until COMPLETED median {:.0} ms (n={})",
+            "one person {label}: erasurePlan median {:.1} ms; eraseSubject until COMPLETED median {:.0} ms, received -> completed as recorded by the gateway {:.1} ms (n={})",
             median(plans),
             median(erasures),
+            median(recorded),
             group.len()
         );
     }

@@ -1,5 +1,6 @@
 //! An analytics API shaped like Mixpanel's: people profiles found by their `$email` property,
-//! events by `distinct_id` in numbered pages, and GDPR deletions as asynchronous tasks
+//! events by `distinct_id` in numbered pages or, for many people at once, by a JSON list of
+//! `distinct_ids` (the activity stream), and GDPR deletions as asynchronous tasks
 //! (`PENDING` -> `STARTED` -> `SUCCESS`, or `FAILURE` when told to fail) limited to about one
 //! request per second, opt-outs (a person's objection to tracking), behind HTTP basic
 //! authentication (a service account).
@@ -112,6 +113,8 @@ pub struct Analytics {
     /// vendor's; benchmarks lower it to measure the gateway rather than the limit).
     pub deletion_interval_ms: AtomicU64,
     pub requests: AtomicU64,
+    /// Calls to the activity stream (events of many people at once).
+    pub stream_calls: AtomicU64,
     pub rate_limited: AtomicU64,
     /// Deletion tasks created (calls that were not refused), and the distinct ids they carried.
     pub deletion_calls: AtomicU64,
@@ -133,6 +136,7 @@ pub async fn start(data: Data, settings: Settings) -> std::io::Result<Running<Sh
         fail_deletions: AtomicBool::new(false),
         deletion_interval_ms: AtomicU64::new(DELETION_INTERVAL.as_millis() as u64),
         requests: AtomicU64::new(0),
+        stream_calls: AtomicU64::new(0),
         rate_limited: AtomicU64::new(0),
         deletion_calls: AtomicU64::new(0),
         deleted_ids: AtomicU64::new(0),
@@ -142,6 +146,7 @@ pub async fn start(data: Data, settings: Settings) -> std::io::Result<Running<Sh
     let router = Router::new()
         .route("/api/query/engage", get(engage))
         .route("/api/query/events", get(events))
+        .route("/api/query/stream/query", get(stream))
         .route("/api/app/data-deletions/v3.0/", post(create_deletion))
         .route("/api/app/opt-outs", post(opt_out))
         .route("/api/app/data-deletions/v3.0/{task}", get(deletion_status))
@@ -261,21 +266,56 @@ async fn events(
         .iter()
         .skip(page * size)
         .take(size)
-        .map(|e| {
-            json!({
-                "event": e.event,
-                "properties": {
-                    "distinct_id": e.distinct_id,
-                    "time": e.time,
-                    "$device_id": e.device_id,
-                    "ip": e.ip,
-                    "$current_url": e.url,
-                }
-            })
-        })
+        .map(|e| event_json(e))
         .collect();
     Json(json!({ "status": "ok", "page": page, "page_size": size, "total": all.len(), "events": slice }))
         .into_response()
+}
+
+fn event_json(e: &Event) -> JsonValue {
+    json!({
+        "event": e.event,
+        "properties": {
+            "distinct_id": e.distinct_id,
+            "time": e.time,
+            "$device_id": e.device_id,
+            "ip": e.ip,
+            "$current_url": e.url,
+        }
+    })
+}
+
+/// The activity stream: every event of the people `distinct_ids` (a JSON array, 1 to 1,000)
+/// names, in one answer.
+async fn stream(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    if let Some(response) = unauthorised(&state, &headers) {
+        return response;
+    }
+    state.stream_calls.fetch_add(1, Ordering::SeqCst);
+    let ids: Option<Vec<String>> = params
+        .get("distinct_ids")
+        .and_then(|text| serde_json::from_str(text).ok());
+    let ids: std::collections::HashSet<String> = match ids {
+        Some(ids) if (1..=1000).contains(&ids.len()) => ids.into_iter().collect(),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "distinct_ids: a JSON array of 1 to 1000 ids",
+            );
+        }
+    };
+    let data = data(&state);
+    let events: Vec<JsonValue> = data
+        .events
+        .iter()
+        .filter(|e| ids.contains(&e.distinct_id))
+        .map(event_json)
+        .collect();
+    Json(json!({ "status": "ok", "results": { "events": events } })).into_response()
 }
 
 async fn create_deletion(

@@ -102,3 +102,117 @@ plan = { type = "string", category = "system.operations", path = "$['$properties
     assert_eq!(segments[0]["plan"], ["free", "pro"][person.user_id as usize % 2]);
     Ok(())
 }
+
+const EVENTS_OF_MANY: &str = "query($ids: [IdentityInput!]!) { subjects(identities: $ids) { analytics { profiles { distinctId } events { distinctId event time ip url } } sources { connector status } } }";
+
+#[tokio::test]
+async fn events_of_many_people_come_in_one_call_per_hundred_and_match_one_call_per_person()
+-> anyhow::Result<()> {
+    let world = ReferenceWorld::create(30).await?;
+    let ids: Vec<serde_json::Value> = world
+        .people
+        .iter()
+        .map(|p| serde_json::json!({"kind": "EMAIL", "value": p.email}))
+        .collect();
+    let with_profiles = world.people.iter().filter(|p| p.user_id % 3 != 0).count();
+    let state = &world.analytics.state;
+
+    // The same API declared without its request for many values: one walk per distinct id.
+    let config = ConfigCopy::new()?;
+    config.edit("connectors/analytics.toml", "many = {", "# many = {")?;
+    let one_by_one = TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
+    let before = state.requests.load(Ordering::SeqCst);
+    let singly = one_by_one
+        .graphql(EVENTS_OF_MANY, serde_json::json!({ "ids": ids }))
+        .await?;
+    let single_requests = state.requests.load(Ordering::SeqCst) - before;
+    assert_eq!(state.stream_calls.load(Ordering::SeqCst), 0);
+
+    let gateway = world.gateway().await?;
+    let before = state.requests.load(Ordering::SeqCst);
+    let together = gateway
+        .graphql(EVENTS_OF_MANY, serde_json::json!({ "ids": ids }))
+        .await?;
+    let batched_requests = state.requests.load(Ordering::SeqCst) - before;
+
+    for response in [&singly, &together] {
+        assert!(response.get("errors").is_none(), "{response}");
+    }
+    // Same people, same events, each handed to the person it belongs to.
+    assert_eq!(together["data"], singly["data"]);
+    let subjects = together["data"]["subjects"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(subjects.len(), world.people.len());
+    let mut events = 0;
+    for subject in &subjects {
+        let profiles = at(subject, &["analytics", "profiles"]);
+        for event in at(subject, &["analytics", "events"])
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert_eq!(event["distinctId"], profiles[0]["distinctId"], "{subject}");
+            events += 1;
+        }
+    }
+    assert!(events > with_profiles, "the world has events: {events}");
+    // One profile lookup per person (by email, which the API takes one at a time), then the
+    // events of every distinct id in one call.
+    assert_eq!(state.stream_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(batched_requests as usize, world.people.len() + 1);
+    assert!(single_requests as usize >= world.people.len() + with_profiles);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_record_without_the_value_it_was_looked_up_by_is_an_error_never_dropped() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(12).await?;
+    let config = ConfigCopy::new()?;
+    // A misspelt path: every event would read as nobody's, and be dropped.
+    config.edit(
+        "connectors/analytics.toml",
+        "path = \"$.properties.distinct_id\"",
+        "path = \"$.properties.distinctid\"",
+    )?;
+    let gateway = TestGateway::start(&config.gateway_toml(), world.env(), Vec::new()).await?;
+    let person = world
+        .people
+        .iter()
+        .find(|p| p.user_id % 3 != 0)
+        .expect("someone with a profile");
+
+    let one = gateway
+        .subject(
+            "EMAIL",
+            &person.email,
+            "{ analytics { profiles { distinctId } events { event } } }",
+        )
+        .await?;
+    let ids: Vec<serde_json::Value> = world
+        .people
+        .iter()
+        .map(|p| serde_json::json!({"kind": "EMAIL", "value": p.email}))
+        .collect();
+    let many = gateway
+        .graphql(EVENTS_OF_MANY, serde_json::json!({ "ids": ids }))
+        .await?;
+    for response in [&one, &many] {
+        let errors = response["errors"].as_array().cloned().unwrap_or_default();
+        assert!(!errors.is_empty(), "{response}");
+        for error in &errors {
+            assert_eq!(error["extensions"]["code"], "STORE_DECODE_FAILED", "{error}");
+            assert_eq!(error["extensions"]["connector"], "analytics", "{error}");
+            let message = error["message"].as_str().unwrap_or_default();
+            assert!(message.contains("events.distinct_id"), "{message}");
+            assert!(!message.contains(&person.email), "{message}");
+        }
+    }
+    // The profiles (whose own lookup field is read) are still there.
+    assert!(
+        one["data"]["subject"]["analytics"]["profiles"][0]["distinctId"].is_string(),
+        "{one}"
+    );
+    Ok(())
+}

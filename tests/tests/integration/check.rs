@@ -830,3 +830,48 @@ async fn a_records_path_the_probe_answer_lacks_is_warned() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_request_for_many_values_the_api_refuses_fails_check() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(3).await?;
+    // As declared, the reference world's request for many events passes.
+    let service = service_with(&world, &config_dir().join("gateway.toml"), &[]).await?;
+    let report = check_all(&service).await;
+    assert!(row(&report, "analytics", "events").ok, "{}", report.table());
+
+    // A misspelt parameter: the API refuses the call.
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "connectors/analytics.toml",
+        "distinct_ids = \"{values:json}\"",
+        "distinct_id = \"{values:json}\"",
+    )?;
+    let service = service_with(&world, &config.gateway_toml(), &[]).await?;
+    let report = check_all(&service).await;
+    let events = row(&report, "analytics", "events");
+    assert!(!events.ok, "{}", report.table());
+    assert!(
+        mentions(events, "the request for many values of `events`"),
+        "{}",
+        report.table()
+    );
+    assert!(mentions(events, "HTTP 400"), "{}", report.table());
+
+    // A misspelt records path: a warning, as for the one-value request.
+    let config = ConfigCopy::new()?;
+    config.edit(
+        "connectors/analytics.toml",
+        "records = \"$.results.events\"",
+        "records = \"$.result.events\"",
+    )?;
+    let service = service_with(&world, &config.gateway_toml(), &[]).await?;
+    let report = check_all(&service).await;
+    let events = row(&report, "analytics", "events");
+    assert!(events.ok, "{}", report.table());
+    assert!(
+        mentions(events, "nothing at the records path `$.result.events`"),
+        "{}",
+        report.table()
+    );
+    Ok(())
+}

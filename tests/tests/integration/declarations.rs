@@ -346,6 +346,32 @@ fn bad_http_and_mongodb_declarations_name_file_line_and_problem() {
             "declares 2 lookups",
         ),
         (
+            HTTP_BASE.replace(
+                "records = \"$.things\" }",
+                "records = \"$.things\", many = { path = \"/things\", query = { owners = \"{value}\" }, records = \"$.things\" } }",
+            ),
+            "broken.toml:6:",
+            "only {values} (comma-separated) and {values:json}",
+        ),
+        (
+            HTTP_BASE
+                .replace(
+                    "records = \"$.things\" }",
+                    "records = \"$.things\", many = { path = \"/things\", query = { owners = \"{values}\" }, records = \"$.things\" } }",
+                )
+                .replace("category = \"user.contact.email\" }", "category = \"user.contact.email\", from = \"lookup\" }"),
+            "broken.toml:6:",
+            "an answer for many values cannot say which value each record was asked for",
+        ),
+        (
+            HTTP_BASE.replace(
+                "records = \"$.things\" }",
+                "records = \"$.things\", many = { path = \"/things\", query = { owners = \"{values:json}\" }, records = \"$.things\", max_values = 5000 } }",
+            ),
+            "broken.toml:6:",
+            "max_values is between 2 and 1000",
+        ),
+        (
             HTTP_BASE.replace("kind = \"http\"\nbase_url = \"${BROKEN_API_URL}\"", "kind = \"mongodb\"\nurl = \"${BROKEN_MONGODB_URL}\"")
                 .replace("request = { path = \"/things\", query = { owner = \"{value}\" }, records = \"$.things\" }\n", "")
                 .replace("erase = { steps = [{ method = \"DELETE\", path = \"/things/{id}\" }] }\n", "")

@@ -2,8 +2,9 @@
 //! entity a request template, a JSON path to the records, pagination, field paths, and the erase
 //! side (delete calls, two-step deletes, asynchronous jobs).
 //!
-//! Templates take `{value}` (the identity looked up) in requests, `{field}` (a declared field of
-//! the record) in erase calls and `{job}` (the job id) in job status paths.
+//! Templates take `{value}` (the identity looked up) in requests, `{values}` / `{values:json}`
+//! (many identities at once) in a request for many values, `{field}` (a declared field of the
+//! record) in erase calls and `{job}` (the job id) in job status paths.
 
 use std::sync::Arc;
 
@@ -117,6 +118,30 @@ pub struct RequestDecl {
     /// JSON path to the records in a response: `$.tickets` (an array) or `$.tickets[*]`.
     pub records: Spanned<String>,
     pub pagination: Option<Spanned<PaginationDecl>>,
+    /// A second request that asks for many identity values in one call, where the API has one
+    /// (Mixpanel's activity stream takes a JSON list of distinct_ids; Zendesk's `show_many`
+    /// a comma-separated list of ids).
+    pub many: Option<Spanned<ManyDecl>>,
+}
+
+/// `many = { path = "/stream", query = { ids = "{values:json}" }, records = "$.events", max_values = 100 }`:
+/// a request for many identity values at once. `{values}` is the values joined by commas,
+/// `{values:json}` a JSON array of them; a body string that is exactly `"{values}"` becomes the
+/// array itself. Nothing is taken from the one-value request: records and pagination are
+/// declared here (a batched answer the API pages must say so, or later pages would be missed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManyDecl {
+    /// `GET` (default) or `POST`.
+    pub method: Option<Spanned<String>>,
+    pub path: Spanned<String>,
+    #[serde(default)]
+    pub query: IndexMap<String, String>,
+    pub body: Option<toml::Value>,
+    pub records: Spanned<String>,
+    pub pagination: Option<Spanned<PaginationDecl>>,
+    /// Most values one call carries (2 to 1,000; default 100).
+    pub max_values: Option<Spanned<i64>>,
 }
 
 /// `pagination = { style = "cursor", … }`.
@@ -227,7 +252,29 @@ pub struct HttpRequest {
     pub body: Option<serde_json::Value>,
     pub records: JsonPath,
     pub pagination: Option<Pagination>,
+    /// The request for many values at once, when the API has one.
+    pub many: Option<HttpMany>,
 }
+
+/// A request that asks for many identity values in one call ([`ManyDecl`]).
+#[derive(Debug, Clone)]
+pub struct HttpMany {
+    pub method: reqwest::Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<serde_json::Value>,
+    pub records: JsonPath,
+    pub pagination: Option<Pagination>,
+    pub max_values: usize,
+    /// Whether a template joins the values with commas (`{values}`): a value holding a comma
+    /// is then asked for on its own, never split in two.
+    pub comma_joined: bool,
+}
+
+/// The values of a batched request, comma-joined.
+pub const VALUES: &str = "values";
+/// The values of a batched request, as a JSON array.
+pub const VALUES_JSON: &str = "values:json";
 
 /// Where a field's value comes from.
 #[derive(Debug, Clone)]
@@ -465,6 +512,10 @@ fn validate_store(
         }
         let records = json_path(file, r.records.get_ref(), r.records.span(), errors);
         let pagination = r.pagination.as_ref().and_then(|p| pagination(file, p, errors));
+        let many = r
+            .many
+            .as_ref()
+            .and_then(|many| many_decl(file, many, entity, descriptor, errors));
 
         let mut fields = Vec::new();
         for (field_name, field) in &entity.fields {
@@ -508,6 +559,7 @@ fn validate_store(
                     body,
                     records,
                     pagination,
+                    many,
                 },
                 fields,
                 erase,
@@ -536,6 +588,96 @@ fn validate_store(
         max_concurrency: max_concurrency.max(1),
         max_retries: keys.max_retries.unwrap_or(5),
         entities: http_entities,
+    })
+}
+
+/// Validates a request for many values at once. Its answer must say whose each record is, so
+/// every field is read from the record (none `from = "lookup"`): the executor hands a record to
+/// the people whose value its lookup field holds.
+fn many_decl(
+    file: &SourceFile,
+    declared: &Spanned<ManyDecl>,
+    entity: &EntityDecl<Http>,
+    descriptor: &EntityDescriptor,
+    errors: &mut Vec<DeclarationError>,
+) -> Option<HttpMany> {
+    let m = declared.get_ref();
+    let before = errors.len();
+    let method = m.method.as_ref().map_or(Some(reqwest::Method::GET), |text| {
+        method(file, text, &["GET", "POST"], errors)
+    });
+    let mut templates = vec![m.path.get_ref().clone()];
+    templates.extend(m.query.values().cloned());
+    let body = json_body(&m.body);
+    if let Some(body) = &body {
+        body_strings(body, &mut templates);
+    }
+    let mut uses_values = false;
+    let mut comma_joined = false;
+    for template in &templates {
+        for placeholder in placeholders(template) {
+            match placeholder {
+                VALUES => {
+                    uses_values = true;
+                    comma_joined = true;
+                }
+                VALUES_JSON => uses_values = true,
+                other => errors.push(file.error(
+                    declared.span(),
+                    format!(
+                        "unknown placeholder `{{{other}}}` in a request for many values: only {{values}} (comma-separated) and {{values:json}} (a JSON array) are known"
+                    ),
+                )),
+            }
+        }
+    }
+    if !uses_values {
+        errors.push(file.error(
+            declared.span(),
+            "a request for many values carries them: put {values} or {values:json} in its path, query or body",
+        ));
+    }
+    if !m.path.get_ref().starts_with('/') {
+        errors.push(file.error(m.path.span(), "a request path starts with `/` (it is joined to base_url)"));
+    }
+    if let Some((name, _)) = entity
+        .fields
+        .iter()
+        .find(|(_, f)| f.store.from.as_ref().is_some_and(|f| *f.get_ref() == FieldSource::Lookup))
+    {
+        errors.push(file.error(
+            declared.span(),
+            format!(
+                "field `{}` is `from = \"lookup\"`, but an answer for many values cannot say which value each record was asked for: read it from the record, or drop `many`",
+                name.get_ref()
+            ),
+        ));
+    }
+    if descriptor.lookups.is_empty() {
+        errors.push(file.error(declared.span(), "a request for many values needs the entity's lookup field"));
+    }
+    let max_values = match &m.max_values {
+        None => 100,
+        Some(n) if (2..=1000).contains(n.get_ref()) => *n.get_ref() as usize,
+        Some(n) => {
+            errors.push(file.error(n.span(), "max_values is between 2 and 1000"));
+            0
+        }
+    };
+    let records = json_path(file, m.records.get_ref(), m.records.span(), errors);
+    let pagination = m.pagination.as_ref().and_then(|p| pagination(file, p, errors));
+    if errors.len() != before {
+        return None;
+    }
+    Some(HttpMany {
+        method: method?,
+        path: m.path.get_ref().clone(),
+        query: m.query.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        body,
+        records: records?,
+        pagination,
+        max_values,
+        comma_joined,
     })
 }
 

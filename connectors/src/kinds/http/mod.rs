@@ -1,7 +1,9 @@
 //! The HTTP connector: a REST API declared, not coded.
 //!
 //! One `fetch` walks, for every identity value given, the entity's request and its pages
-//! (cursor, next link, page number or offset), concurrently up to `max_concurrency` requests.
+//! (cursor, next link, page number or offset), concurrently up to `max_concurrency` requests;
+//! where the API takes many values in one call (`many`), a walk carries up to `max_values` of
+//! them and every record it returns must say whose it is.
 //! 429 answers are waited out as `Retry-After` / `X-RateLimit-Reset` say; 5xx answers and
 //! connection errors are retried with jittered exponential backoff; 404 is "nothing here", never
 //! an error. All connectors share one HTTP client (one connection pool).
@@ -35,7 +37,10 @@ use crate::identity::IdentityValue;
 use crate::value::{FieldType, Record};
 pub use decl::{Http, HttpStoreDecl};
 use decl::{HttpAuth, HttpEntity, HttpField, PageStyle};
-use values::{convert, encode_segment, fill, fill_json, has_dot_segment, scalar_text, substitute, with_param};
+use serde_json_path::JsonPath;
+use values::{
+    ValueList, convert, encode_segment, fill, fill_json, has_dot_segment, scalar_text, substitute, with_param,
+};
 
 /// The longest single wait for a rate limit; the connector's timeout bounds the whole call anyway.
 const LONGEST_WAIT: Duration = Duration::from_secs(30);
@@ -77,6 +82,22 @@ fn shared_client() -> &'static reqwest::Client {
             .build()
             .unwrap_or_default()
     })
+}
+
+/// What a walk asks for: one identity value, or many through the request for many values.
+#[derive(Clone, Copy)]
+enum Asked<'a> {
+    One(&'a IdentityValue),
+    Many(&'a [&'a IdentityValue]),
+}
+
+/// The first call of a walk.
+struct FirstCall<'h> {
+    method: &'h reqwest::Method,
+    url: Url,
+    body: Option<Json>,
+    records: &'h JsonPath,
+    pagination: Option<&'h decl::Pagination>,
 }
 
 /// What one request came back with.
@@ -211,6 +232,54 @@ impl HttpConnector {
         }
     }
 
+    /// Sends an entity's request for many values, when it declares one, with two values that
+    /// match nobody: a refusal is a problem (a lookup of many people would fail), an answer
+    /// with nothing at the records path a warning (if misspelt, every batch reads as empty).
+    async fn probe_many(&self, entity: usize, check: &mut EntityCheck) {
+        let http = &self.store.entities[entity];
+        let Some(many) = &http.request.many else { return };
+        let descriptor = &self.descriptor.entities[entity];
+        let lookup_type = descriptor
+            .lookups
+            .first()
+            .map_or(FieldType::String, |l| descriptor.fields[l.field].field_type);
+        let texts = match lookup_type {
+            FieldType::Int | FieldType::Bigint => ["0", "-1"],
+            FieldType::Uuid => [
+                "00000000-0000-0000-0000-000000000000",
+                "00000000-0000-0000-0000-000000000001",
+            ],
+            _ => ["subject-gateway-check-1@probe.invalid", "subject-gateway-check-2@probe.invalid"],
+        };
+        let values: Vec<IdentityValue> = texts.iter().filter_map(|t| IdentityValue::probe(t)).collect();
+        let asked: Vec<&IdentityValue> = values.iter().collect();
+        let what = format!("the request for many values of `{}` ({} {})", descriptor.name, many.method, many.path);
+        let call = match self.first_call(http, lookup_type, Asked::Many(&asked)) {
+            Ok(call) => call,
+            Err(error) => {
+                check.problems.push(format!("{what} could not be formed: {error}"));
+                return;
+            }
+        };
+        match self.send(call.method, call.url, call.body.as_ref()).await {
+            Ok(Answer::Json(answer)) => {
+                if call.records.query(&answer).all().is_empty() {
+                    check.warnings.push(format!(
+                        "the answer to {what} has nothing at the records path `{}`: if it is misspelt, every lookup of many people reads as no records",
+                        many.records
+                    ));
+                }
+            }
+            Ok(Answer::Gone) if !many.path.contains('{') => check.problems.push(format!(
+                "{what} was answered 404/410: check its path (a lookup of many people would read as no records)"
+            )),
+            Ok(Answer::Gone) => {}
+            Err(error) => check.problems.push(format!(
+                "{what} failed ({error}): check its path and parameters (a lookup of many people would fail)"
+            )),
+        }
+    }
+
     /// `path` (relative, leading `/`) joined to the base URL.
     fn url(&self, path: &str) -> Result<Url, ConnectorError> {
         if has_dot_segment(path) {
@@ -303,25 +372,79 @@ impl HttpConnector {
         }
     }
 
-    /// Every record one identity value finds, walking the pages.
-    async fn walk(&self, entity: usize, value: &IdentityValue) -> Result<Vec<Record>, ConnectorError> {
-        let http = &self.store.entities[entity];
-        let request = &http.request;
-        let encoded = encode_segment(value.expose());
-        let mut url = self.url(&request.path.replace("{value}", &encoded))?;
-        {
-            let mut pairs = url.query_pairs_mut();
-            for (key, template) in &request.query {
-                pairs.append_pair(key, &template.replace("{value}", value.expose()));
+    /// The first call of a walk: method, URL, body, where the records are and how pages follow.
+    fn first_call<'h>(
+        &self,
+        http: &'h HttpEntity,
+        lookup_type: FieldType,
+        asked: Asked<'_>,
+    ) -> Result<FirstCall<'h>, ConnectorError> {
+        match asked {
+            Asked::One(value) => {
+                let request = &http.request;
+                let encoded = encode_segment(value.expose());
+                let mut url = self.url(&request.path.replace("{value}", &encoded))?;
+                {
+                    let mut pairs = url.query_pairs_mut();
+                    for (key, template) in &request.query {
+                        pairs.append_pair(key, &template.replace("{value}", value.expose()));
+                    }
+                }
+                Ok(FirstCall {
+                    method: &request.method,
+                    url,
+                    body: request.body.as_ref().map(|b| substitute(b, value.expose())),
+                    records: &request.records,
+                    pagination: request.pagination.as_ref(),
+                })
+            }
+            Asked::Many(values) => {
+                let Some(many) = &http.request.many else {
+                    return Err(ConnectorError::Other("no request for many values is declared".into()));
+                };
+                let list = ValueList::new(values, lookup_type);
+                let mut url = self.url(&list.fill(&many.path, true))?;
+                {
+                    let mut pairs = url.query_pairs_mut();
+                    for (key, template) in &many.query {
+                        pairs.append_pair(key, &list.fill(template, false));
+                    }
+                }
+                Ok(FirstCall {
+                    method: &many.method,
+                    url,
+                    body: many.body.as_ref().map(|b| list.fill_json(b)),
+                    records: &many.records,
+                    pagination: many.pagination.as_ref(),
+                })
             }
         }
-        let body = request.body.as_ref().map(|b| substitute(b, value.expose()));
+    }
+
+    /// Every record one identity value (or, through the request for many values, a list of
+    /// them) finds, walking the pages.
+    async fn walk(&self, entity: usize, asked: Asked<'_>) -> Result<Vec<Record>, ConnectorError> {
+        let http = &self.store.entities[entity];
+        let descriptor = &self.descriptor.entities[entity];
+        let lookup_field = descriptor.lookups.first().map(|l| l.field);
+        let lookup_type = lookup_field.map_or(FieldType::String, |f| descriptor.fields[f].field_type);
+        let FirstCall {
+            method,
+            url,
+            body,
+            records: records_path,
+            pagination,
+        } = self.first_call(http, lookup_type, asked)?;
+        let one = match asked {
+            Asked::One(value) => Some(value),
+            Asked::Many(_) => None,
+        };
         let mut records = Vec::new();
-        let Some(pagination) = &request.pagination else {
-            if let Answer::Json(page) = self.send(&request.method, url, body.as_ref()).await? {
-                records.extend(self.records_of(http, entity, &page, value)?);
+        let Some(pagination) = pagination else {
+            if let Answer::Json(page) = self.send(method, url, body.as_ref()).await? {
+                records.extend(self.records_of(http, entity, records_path, &page, one)?);
             }
-            return Ok(records);
+            return self.attributed(entity, lookup_field, records);
         };
         let mut page_number = match &pagination.style {
             PageStyle::Page { first, .. } => *first,
@@ -342,15 +465,17 @@ impl HttpConnector {
         while let Some(current) = next_url.take() {
             if pages == pagination.max_pages {
                 return Err(ConnectorError::Other(format!(
-                    "more than {} pages of `{}` for one identity (raise max_pages)",
-                    pagination.max_pages, self.descriptor.entities[entity].name
+                    "more than {} pages of `{}` for one {} (raise max_pages)",
+                    pagination.max_pages,
+                    descriptor.name,
+                    if one.is_some() { "identity" } else { "request for many values" }
                 )));
             }
             pages += 1;
-            let Answer::Json(page) = self.send(&request.method, current.clone(), body.as_ref()).await? else {
+            let Answer::Json(page) = self.send(method, current.clone(), body.as_ref()).await? else {
                 break;
             };
-            let found = self.records_of(http, entity, &page, value)?;
+            let found = self.records_of(http, entity, records_path, &page, one)?;
             let count = found.len();
             records.extend(found);
             next_url = match &pagination.style {
@@ -383,6 +508,27 @@ impl HttpConnector {
                 }
             };
         }
+        self.attributed(entity, lookup_field, records)
+    }
+
+    /// `records`, refused when one holds no value in the lookup field: the executor hands a
+    /// record to the people whose value that field holds, so such a record would belong to
+    /// nobody and be dropped, a silent miss (a misspelt path drops every record). Filling it
+    /// with the value asked for instead could hand a stranger's record to the person.
+    fn attributed(
+        &self,
+        entity: usize,
+        lookup_field: Option<usize>,
+        records: Vec<Record>,
+    ) -> Result<Vec<Record>, ConnectorError> {
+        let Some(field) = lookup_field else { return Ok(records) };
+        if records.iter().any(|r| r.get(field).is_none_or(|v| v.as_identity_text().is_none())) {
+            let descriptor = &self.descriptor.entities[entity];
+            return Err(ConnectorError::Decode {
+                field: format!("{}.{}", descriptor.name, descriptor.fields[field].name),
+                expected: "the identity the record was looked up by (a record has none there: check the field's path)",
+            });
+        }
         Ok(records)
     }
 
@@ -399,14 +545,17 @@ impl HttpConnector {
         Ok(next)
     }
 
+    /// The records of one answer, read as the entity's fields. `value` is the identity asked for
+    /// when one was (it fills `from = "lookup"` fields); `None` for an answer for many values.
     fn records_of(
         &self,
         http: &HttpEntity,
         entity: usize,
+        records_path: &JsonPath,
         page: &Json,
-        value: &IdentityValue,
+        value: Option<&IdentityValue>,
     ) -> Result<Vec<Record>, ConnectorError> {
-        let nodes = http.request.records.query(page).all();
+        let nodes = records_path.query(page).all();
         let items: Vec<&Json> = match nodes.as_slice() {
             [Json::Array(items)] => items.iter().collect(),
             _ => nodes,
@@ -421,7 +570,8 @@ impl HttpConnector {
                     .zip(&http.fields)
                     .map(|(field, source)| {
                         let raw = match source {
-                            HttpField::Lookup => Json::String(value.expose().to_owned()),
+                            HttpField::Lookup => value
+                                .map_or(Json::Null, |value| Json::String(value.expose().to_owned())),
                             HttpField::Path(path) => path.query(item).first().cloned().unwrap_or(Json::Null),
                         };
                         convert(&raw, field.field_type).ok_or_else(|| ConnectorError::Decode {
@@ -489,11 +639,27 @@ impl Connector for HttpConnector {
         if request.entity >= self.store.entities.len() {
             return Err(ConnectorError::Other(format!("no entity #{}", request.entity)));
         }
-        // Every lookup of an HTTP entity uses the entity's one request; each value is a walk.
+        // Every lookup of an HTTP entity uses the entity's one request: each value is a walk, or,
+        // where the API takes many values at once, each chunk of up to `max_values` is.
         let mut values: Vec<&IdentityValue> = request.by.iter().flat_map(|(_, values)| values).collect();
         values.sort();
         values.dedup();
-        let walks = values.into_iter().map(|value| self.walk(request.entity, value));
+        let many = self.store.entities[request.entity].request.many.as_ref();
+        let (alone, batched): (Vec<&IdentityValue>, Vec<&IdentityValue>) = match many {
+            Some(many) if values.len() > 1 => values
+                .into_iter()
+                .partition(|value| many.comma_joined && value.expose().contains(',')),
+            _ => (values, Vec::new()),
+        };
+        let chunk = many.map_or(1, |many| many.max_values);
+        let walks = alone
+            .iter()
+            .map(|value| Asked::One(value))
+            .chain(batched.chunks(chunk).map(|chunk| match chunk {
+                [value] => Asked::One(value),
+                values => Asked::Many(values),
+            }))
+            .map(|asked| self.walk(request.entity, asked));
         Ok(try_join_all(walks).await?.into_iter().flatten().collect())
     }
 
@@ -724,18 +890,18 @@ impl Connector for HttpConnector {
     async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError> {
         self.health().await?;
         let warning = self.probe().await?;
-        Ok(self
-            .descriptor
-            .entities
-            .iter()
-            .enumerate()
-            .map(|(e, entity)| EntityCheck {
+        let mut checks = Vec::new();
+        for (e, entity) in self.descriptor.entities.iter().enumerate() {
+            let mut check = EntityCheck {
                 fields: Vec::new(),
                 entity: entity.name.clone(),
                 problems: Vec::new(),
                 warnings: warning.clone().filter(|_| e == 0).into_iter().collect(),
-            })
-            .collect())
+            };
+            self.probe_many(e, &mut check).await;
+            checks.push(check);
+        }
+        Ok(checks)
     }
 }
 

@@ -58,3 +58,20 @@ fn values_convert_to_declared_types() {
     assert_eq!(convert(&serde_json::json!({"a": 1}), FieldType::Bigint), None);
     assert_eq!(convert(&Json::Null, FieldType::Bool), Some(Value::Null));
 }
+
+#[test]
+fn many_values_are_joined_listed_and_kept_in_their_segment() {
+    let values = [IdentityValue::test_value("42"), IdentityValue::test_value("a/b c")];
+    let asked: Vec<&IdentityValue> = values.iter().collect();
+    let strings = ValueList::new(&asked, FieldType::String);
+    assert_eq!(strings.fill("ids={values}", false), "ids=42,a/b c");
+    assert_eq!(strings.fill("{values:json}", false), r#"["42","a/b c"]"#);
+    assert_eq!(strings.fill("/users/{values}/x", true), "/users/42,a%2Fb%20c/x");
+    assert_eq!(
+        strings.fill_json(&serde_json::json!({"ids": "{values}", "note": "n={values}"})),
+        serde_json::json!({"ids": ["42", "a/b c"], "note": "n=42,a/b c"})
+    );
+    // An integer lookup field lists numbers; a value that is not one stays a string.
+    let numbers = ValueList::new(&asked, FieldType::Bigint);
+    assert_eq!(numbers.fill("{values:json}", false), r#"[42,"a/b c"]"#);
+}

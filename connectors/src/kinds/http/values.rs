@@ -6,6 +6,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Url;
 use serde_json::Value as Json;
 
+use crate::identity::IdentityValue;
 use crate::value::{FieldType, Record, Value};
 
 /// What a value placed into one path segment is encoded as (RFC 3986 §2.3, §3.3): everything but
@@ -147,3 +148,58 @@ pub(super) fn convert(raw: &Json, field_type: FieldType) -> Option<Value> {
     })
 }
 
+
+/// The values of a request for many values, as its templates place them: `{values}` joined by
+/// commas, `{values:json}` as a JSON array (numbers when the lookup field is an integer).
+pub(super) struct ValueList {
+    joined: String,
+    /// Each value encoded for a path segment, joined by commas.
+    joined_in_path: String,
+    array: Json,
+}
+
+impl ValueList {
+    pub(super) fn new(values: &[&IdentityValue], lookup_type: FieldType) -> Self {
+        let texts: Vec<&str> = values.iter().map(|v| v.expose()).collect();
+        let array = Json::Array(
+            texts
+                .iter()
+                .map(|text| match lookup_type {
+                    FieldType::Int | FieldType::Bigint => text
+                        .parse::<i64>()
+                        .map_or_else(|_| Json::String((*text).to_owned()), Json::from),
+                    _ => Json::String((*text).to_owned()),
+                })
+                .collect(),
+        );
+        Self {
+            joined: texts.join(","),
+            joined_in_path: texts.iter().map(|t| encode_segment(t)).collect::<Vec<_>>().join(","),
+            array,
+        }
+    }
+
+    /// `template` with the values placed (each encoded for a path segment when `in_path`).
+    pub(super) fn fill(&self, template: &str, in_path: bool) -> String {
+        let json = self.array.to_string();
+        if in_path {
+            template
+                .replace("{values:json}", &encode_segment(&json))
+                .replace("{values}", &self.joined_in_path)
+        } else {
+            template.replace("{values:json}", &json).replace("{values}", &self.joined)
+        }
+    }
+
+    /// A JSON body with the values placed: a string that is exactly `"{values}"` or
+    /// `"{values:json}"` becomes the array itself.
+    pub(super) fn fill_json(&self, body: &Json) -> Json {
+        match body {
+            Json::String(s) if s == "{values}" || s == "{values:json}" => self.array.clone(),
+            Json::String(s) => Json::String(self.fill(s, false)),
+            Json::Array(items) => Json::Array(items.iter().map(|v| self.fill_json(v)).collect()),
+            Json::Object(map) => Json::Object(map.iter().map(|(k, v)| (k.clone(), self.fill_json(v))).collect()),
+            other => other.clone(),
+        }
+    }
+}
