@@ -1,15 +1,22 @@
 //! The executor: from the identities given, follow the identity graph to a fixpoint, one batched
-//! store query per entity per round, all of a round's queries concurrently.
+//! store query per entity per stage, as many concurrently as can go.
 //!
-//! A batch of subjects shares its queries: round n asks each entity once for every subject's new
-//! values, then hands each returned record to the subjects whose values it matched. So N subjects
-//! cost the same number of round trips per stage as one.
+//! A batch of subjects shares its queries: an entity is asked once for every subject's values
+//! waiting for it, then each returned record is handed to the subjects whose values it matched.
+//! So N subjects cost the same number of round trips per stage as one.
+//!
+//! Lookups are pipelined, not run in rounds: an entity is asked as soon as no call still in
+//! flight could (through the identity graph) bring it more values, so a slow store delays only
+//! what it leads to. Waiting for every call that could still feed an entity keeps one call per
+//! entity per stage; an entity also never has two calls in flight at once (the second would
+//! not see the first one's failure).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use indexmap::IndexMap;
 use subject_connectors::{
     Connector, ConnectorError, FailureClass, Identity, IdentityValue, LookupRequest, Record,
@@ -34,7 +41,7 @@ pub enum IdentitySource {
 pub struct ResolvedIdentity {
     pub identity: Identity,
     pub source: IdentitySource,
-    /// The round that found it (0 for input).
+    /// The stage that found it (0 for input): one past the depth of the value it was found by.
     pub depth: usize,
 }
 
@@ -79,7 +86,7 @@ pub struct BatchOutcome {
     pub entity_errors: Vec<Vec<Option<ConnectorError>>>,
     /// True when `max_depth` stopped resolution with identities still to follow.
     pub depth_exhausted: bool,
-    /// Rounds run.
+    /// Stages run: the deepest call (one past the deepest value it asked for).
     pub rounds: usize,
 }
 
@@ -89,12 +96,15 @@ pub struct Executor {
     plan: Arc<ResolutionPlan>,
     /// Per connector, its entities and those that can lead to them ([`Scope::of_connector`]).
     scopes: Vec<Scope>,
+    /// Per entity, the entities whose lookups its records can bring values to, directly or
+    /// through others.
+    feeds: HashMap<EntityRef, HashSet<EntityRef>>,
 }
 
 /// Per-subject state during resolution.
 struct SubjectState {
     known: IndexMap<Identity, ResolvedIdentity>,
-    /// Identities found in the last round, to look up in the next.
+    /// Identities found and not yet queued for their lookups.
     pending: Vec<Identity>,
     /// Lookups already answered for this subject (`entity`, `lookup`, value), e.g. a primary key
     /// read from the very record that lookup would return.
@@ -110,11 +120,18 @@ impl Executor {
         let scopes = (0..registry.connectors.len())
             .map(|c| Scope::of_connector(&registry, c))
             .collect();
+        let feeds = feeds(&registry, &plan);
         Self {
             registry,
             plan,
             scopes,
+            feeds,
         }
+    }
+
+    /// Whether a call to `from` can still bring values to `to`'s lookups.
+    fn can_feed(&self, from: EntityRef, to: EntityRef) -> bool {
+        self.feeds.get(&from).is_some_and(|fed| fed.contains(&to))
     }
 
     /// The entities to resolve for a read of `connectors` only (`None` when none is named:
@@ -180,22 +197,33 @@ impl Executor {
             shape.iter().map(|&n| vec![None; n]).collect();
 
         let mut rounds = 0;
-        while subjects.iter().any(|s| !s.pending.is_empty()) && rounds < self.plan.max_depth {
-            rounds += 1;
-            let mut requests = self.gather(&mut subjects);
-            if let Some(scope) = scope {
-                requests.retain(|entity, _| scope.contains(*entity));
-            }
-            // A store that could not be reached (refused, timed out) in an earlier round is not
-            // asked again within this resolution: its entities carry that round's error.
-            requests.retain(|entity, _| match &sources[entity.connector].error {
-                Some(error) if error.is_transient() => {
+        let mut depth_exhausted = false;
+        let mut waiting: Waiting = IndexMap::new();
+        self.gather(&mut subjects, &mut waiting, scope, &mut depth_exhausted);
+        // Calls in flight, and what each was asked (by entity: one call per entity at a time).
+        let mut in_flight = FuturesUnordered::new();
+        let mut asked: HashMap<EntityRef, (Asked, usize)> = HashMap::new();
+        loop {
+            let ready: Vec<EntityRef> = waiting
+                .keys()
+                .copied()
+                .filter(|entity| {
+                    !asked.contains_key(entity) && !asked.keys().any(|&flying| self.can_feed(flying, *entity))
+                })
+                .collect();
+            for entity in ready {
+                let Some((by, level)) = waiting.shift_remove(&entity) else {
+                    continue;
+                };
+                // A store that could not be reached (refused, timed out) is not asked again
+                // within this resolution: its entities carry that call's error.
+                if let Some(error) = &sources[entity.connector].error
+                    && error.is_transient()
+                {
                     entity_errors[entity.connector][entity.entity].get_or_insert_with(|| error.clone());
-                    false
+                    continue;
                 }
-                _ => true,
-            });
-            let calls = requests.iter().map(|(entity, by)| {
+                rounds = rounds.max(level);
                 let connector = &registry.connectors[entity.connector].connector;
                 let request = LookupRequest {
                     entity: entity.entity,
@@ -204,49 +232,70 @@ impl Executor {
                         .map(|(l, values)| (*l, values.keys().cloned().collect()))
                         .collect(),
                 };
-                timed_fetch(connector.as_ref(), request)
-            });
-            let results = join_all(calls).await;
-            for ((entity, by), (result, elapsed)) in requests.into_iter().zip(results) {
-                let source = &mut sources[entity.connector];
-                source.round_trips += 1;
-                source.latency += elapsed;
-                // A record narrower than its entity's declaration fails the entity: read by
-                // position, it would match no one and yield nothing (a silent miss).
-                let declared = &registry.connectors[entity.connector]
-                    .connector
-                    .descriptor()
-                    .entities[entity.entity];
-                let result = result.and_then(|records| {
-                    crate::records::check_width(declared, &records)?;
-                    Ok(records)
+                asked.insert(entity, (by, level));
+                in_flight.push(async move {
+                    let (result, elapsed) = timed_fetch(connector.as_ref(), request).await;
+                    (entity, result, elapsed)
                 });
-                match result {
-                    Ok(records) => self.distribute(&mut subjects, entity, &by, records, rounds),
-                    Err(error) => {
-                        let state = match error.class() {
-                            FailureClass::Timeout => SourceState::Timeout,
-                            FailureClass::Error => SourceState::Error,
-                        };
-                        if source.state == SourceState::Ok {
-                            source.state = state;
-                        }
-                        source.error.get_or_insert_with(|| error.clone());
-                        entity_errors[entity.connector][entity.entity].get_or_insert(error);
+            }
+            let Some((entity, result, elapsed)) = in_flight.next().await else {
+                break;
+            };
+            let Some((by, level)) = asked.remove(&entity) else {
+                continue;
+            };
+            let source = &mut sources[entity.connector];
+            source.round_trips += 1;
+            source.latency += elapsed;
+            // A record narrower than its entity's declaration fails the entity: read by
+            // position, it would match no one and yield nothing (a silent miss).
+            let declared = &registry.connectors[entity.connector]
+                .connector
+                .descriptor()
+                .entities[entity.entity];
+            let result = result.and_then(|records| {
+                crate::records::check_width(declared, &records)?;
+                Ok(records)
+            });
+            match result {
+                Ok(records) => {
+                    self.distribute(&mut subjects, entity, &by, records, level);
+                    self.gather(&mut subjects, &mut waiting, scope, &mut depth_exhausted);
+                }
+                Err(error) => {
+                    let state = match error.class() {
+                        FailureClass::Timeout => SourceState::Timeout,
+                        FailureClass::Error => SourceState::Error,
+                    };
+                    if source.state == SourceState::Ok {
+                        source.state = state;
                     }
+                    source.error.get_or_insert_with(|| error.clone());
+                    entity_errors[entity.connector][entity.entity].get_or_insert(error);
                 }
             }
         }
-        let depth_exhausted = subjects.iter().any(|s| !s.pending.is_empty());
         self.mark_unreached(&mut entity_errors, &mut sources, scope);
         metrics::counter!("subject_gateway_subjects_resolved_total").increment(subjects.len() as u64);
         metrics::histogram!("subject_gateway_resolution_rounds").record(rounds as f64);
         BatchOutcome {
             subjects: subjects
                 .into_iter()
-                .map(|s| SubjectOutcome {
-                    identities: s.known.into_values().collect(),
-                    records: s.records,
+                .map(|s| {
+                    // Calls finish in any order: identities are listed by stage, then by the
+                    // entity that found them, then in the order found.
+                    let mut identities: Vec<ResolvedIdentity> = s.known.into_values().collect();
+                    identities.sort_by_key(|found| {
+                        let source = match found.source {
+                            IdentitySource::Input => (0, 0, 0),
+                            IdentitySource::Entity(entity) => (1, entity.connector, entity.entity),
+                        };
+                        (found.depth, source)
+                    });
+                    SubjectOutcome {
+                        identities,
+                        records: s.records,
+                    }
                 })
                 .collect(),
             sources,
@@ -319,28 +368,37 @@ impl Executor {
         }
     }
 
-    /// Collects this round's lookups: per entity and lookup, every pending value and the subjects
-    /// waiting for it. Clears each subject's pending list.
-    #[allow(clippy::type_complexity)]
+    /// Queues every pending identity for the lookups of its kind: per entity and lookup, each
+    /// value and the subjects waiting for it, with the entity's stage (one past the deepest
+    /// value queued). Identities found `max_depth` lookups away from the input are not followed
+    /// (`exhausted` says some were left). Clears each subject's pending list.
     fn gather(
         &self,
         subjects: &mut [SubjectState],
-    ) -> IndexMap<EntityRef, IndexMap<usize, IndexMap<IdentityValue, Vec<usize>>>> {
-        let mut requests: IndexMap<EntityRef, IndexMap<usize, IndexMap<IdentityValue, Vec<usize>>>> =
-            IndexMap::new();
+        waiting: &mut Waiting,
+        scope: Option<&Scope>,
+        exhausted: &mut bool,
+    ) {
         for (s, subject) in subjects.iter_mut().enumerate() {
             for identity in std::mem::take(&mut subject.pending) {
+                let depth = subject.known.get(&identity).map_or(0, |known| known.depth);
                 for lookup in &self.plan.lookups_by_kind[identity.kind.index()] {
-                    if subject
-                        .covered
-                        .contains(&(lookup.entity, lookup.lookup, identity.value.clone()))
+                    if scope.is_some_and(|scope| !scope.contains(lookup.entity))
+                        || subject
+                            .covered
+                            .contains(&(lookup.entity, lookup.lookup, identity.value.clone()))
                     {
                         continue;
                     }
-                    requests
+                    if depth >= self.plan.max_depth {
+                        *exhausted = true;
+                        continue;
+                    }
+                    let (by, level) = waiting
                         .entry(lookup.entity)
-                        .or_default()
-                        .entry(lookup.lookup)
+                        .or_insert_with(|| (IndexMap::new(), 0));
+                    *level = (*level).max(depth + 1);
+                    by.entry(lookup.lookup)
                         .or_default()
                         .entry(identity.value.clone())
                         .or_default()
@@ -348,7 +406,6 @@ impl Executor {
                 }
             }
         }
-        requests
     }
 
     /// Hands each record to the subjects whose looked-up values it matches, and harvests the
@@ -359,7 +416,7 @@ impl Executor {
         entity: EntityRef,
         by: &IndexMap<usize, IndexMap<IdentityValue, Vec<usize>>>,
         records: Vec<Record>,
-        round: usize,
+        stage: usize,
     ) {
         let kinds = &self.registry.kinds;
         let descriptor = &self.registry.connectors[entity.connector]
@@ -423,7 +480,7 @@ impl Executor {
                             ResolvedIdentity {
                                 identity: identity.clone(),
                                 source: IdentitySource::Entity(entity),
-                                depth: round,
+                                depth: stage,
                             },
                         );
                         subject.pending.push(identity);
@@ -433,6 +490,43 @@ impl Executor {
             }
         }
     }
+}
+
+/// Per lookup of an entity, each value asked and the subjects waiting for it.
+type Asked = IndexMap<usize, IndexMap<IdentityValue, Vec<usize>>>;
+
+/// Lookups queued per entity, with the stage each entity's call will be (one past the deepest
+/// value in it).
+type Waiting = IndexMap<EntityRef, (Asked, usize)>;
+
+/// Per entity, every entity its records can bring lookup values to, directly or through others.
+fn feeds(registry: &Registry, plan: &ResolutionPlan) -> HashMap<EntityRef, HashSet<EntityRef>> {
+    let direct = |entity: EntityRef| -> Vec<EntityRef> {
+        let descriptor = registry.connectors[entity.connector].connector.descriptor();
+        descriptor.entities[entity.entity]
+            .yields
+            .iter()
+            .flat_map(|link| plan.lookups_by_kind[link.kind.index()].iter().map(|l| l.entity))
+            .collect()
+    };
+    let mut feeds = HashMap::new();
+    for (c, registered) in registry.connectors.iter().enumerate() {
+        for e in 0..registered.connector.descriptor().entities.len() {
+            let start = EntityRef {
+                connector: c,
+                entity: e,
+            };
+            let mut reached: HashSet<EntityRef> = HashSet::new();
+            let mut queue = direct(start);
+            while let Some(next) = queue.pop() {
+                if reached.insert(next) {
+                    queue.extend(direct(next));
+                }
+            }
+            feeds.insert(start, reached);
+        }
+    }
+    feeds
 }
 
 /// Extra time given to a store call past its connector's timeout.

@@ -412,3 +412,85 @@ async fn a_failure_inside_the_scope_still_marks_what_it_leads_to() {
     }
     assert_eq!(outcome.sources[1].state, SourceState::Error);
 }
+
+/// A store found by email that answers after `delay`, and notes how many calls another store
+/// had been asked by then.
+struct Slow {
+    descriptor: ConnectorDescriptor,
+    delay: Duration,
+    other: Arc<Memory>,
+    other_calls_when_answering: AtomicUsize,
+}
+
+#[async_trait]
+impl Connector for Slow {
+    fn descriptor(&self) -> &ConnectorDescriptor {
+        &self.descriptor
+    }
+
+    async fn fetch(&self, _: &LookupRequest) -> Result<Vec<Record>, ConnectorError> {
+        tokio::time::sleep(self.delay).await;
+        self.other_calls_when_answering
+            .store(self.other.calls.load(Ordering::SeqCst), Ordering::SeqCst);
+        Ok(Vec::new())
+    }
+
+    async fn health(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<Vec<EntityCheck>, ConnectorError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_slow_store_delays_only_what_it_leads_to() {
+    let (_, accounts, helpdesk, kinds) = world(3);
+    // A mailing archive found by email, slow to answer, leading nowhere.
+    let slow = Arc::new(Slow {
+        descriptor: ConnectorDescriptor {
+            name: "archive".into(),
+            kind: "memory".into(),
+            description: None,
+            timeout: Duration::from_secs(5),
+            purposes: None,
+            disclosure: Default::default(),
+            entities: vec![entity(
+                &kinds,
+                "mailings",
+                &[("email", FieldType::String)],
+                &[("email", 0)],
+                &[],
+            )],
+        },
+        delay: Duration::from_millis(300),
+        other: helpdesk.clone(),
+        other_calls_when_answering: AtomicUsize::new(0),
+    });
+    let registry = Registry::new(
+        kinds.clone(),
+        vec![
+            Registration::custom(accounts.clone()),
+            Registration::custom(helpdesk.clone()),
+            Registration::custom(slow.clone()),
+        ],
+    )
+    .expect("a valid registry");
+    let registry = Arc::new(registry);
+    let plan = Arc::new(ResolutionPlan::build(&registry, 8).expect("a valid plan"));
+    let executor = Executor::new(registry, plan);
+
+    let outcome = executor.resolve(vec![vec![email(&kinds, 2)]]).await;
+    let subject = &outcome.subjects[0];
+    assert_eq!(subject.records[1][0].len(), 2, "their two tickets");
+    assert_eq!(subject.records[1][1].len(), 2, "a comment on each");
+    // Tickets (by the user id accounts found) and comments (by the tickets' ids) were asked
+    // while the archive was still working: they did not wait for it.
+    assert_eq!(slow.other_calls_when_answering.load(Ordering::SeqCst), 2);
+    // Still one call per entity per stage.
+    assert_eq!(accounts.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(helpdesk.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(outcome.rounds, 3);
+    assert!(outcome.sources.iter().all(|s| s.state == SourceState::Ok));
+}

@@ -42,7 +42,18 @@ async fn wait_completed(gateway: &GatewayProcess, id: &str, poll: Duration) -> a
 /// Milliseconds between the request's first `from` event and its first `to` event, as the
 /// gateway recorded them (its own clock: no polling, no client in it).
 async fn recorded_ms(gateway: &GatewayProcess, id: &str, from: &str, to: &str) -> anyhow::Result<f64> {
-    let response = gateway.graphql(TIMELINE, json!({ "id": id })).await?;
+    // The status is written just before the event that tells it: wait for the event.
+    let mut response = gateway.graphql(TIMELINE, json!({ "id": id })).await?;
+    for _ in 0..100 {
+        let recorded = response["data"]["privacyRequest"]["events"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e["kind"] == to));
+        if recorded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        response = gateway.graphql(TIMELINE, json!({ "id": id })).await?;
+    }
     let events = response["data"]["privacyRequest"]["events"]
         .as_array()
         .cloned()
@@ -57,6 +68,32 @@ async fn recorded_ms(gateway: &GatewayProcess, id: &str, from: &str, to: &str) -
         )?)
     };
     Ok((at(to)? - at(from)?).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+}
+
+/// The request's recorded events, each with its offset from the first.
+async fn print_timeline(gateway: &GatewayProcess, id: &str) -> anyhow::Result<()> {
+    let response = gateway
+        .graphql(
+            "query($id: ID!) { privacyRequest(id: $id) { events { at kind message } } }",
+            json!({ "id": id }),
+        )
+        .await?;
+    let events = response["data"]["privacyRequest"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut first = None;
+    for event in &events {
+        let at = chrono::DateTime::parse_from_rfc3339(event["at"].as_str().unwrap_or_default())?;
+        let first = *first.get_or_insert(at);
+        println!(
+            "    {:>8.1} ms  {:<14} {}",
+            (at - first).num_microseconds().unwrap_or(0) as f64 / 1000.0,
+            event["kind"].as_str().unwrap_or_default(),
+            event["message"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 /// Plan and erasure of one person, in milliseconds: `erasurePlan` over HTTP, `eraseSubject`
@@ -79,6 +116,9 @@ async fn erase_one(gateway: &GatewayProcess, person: &Person, key: &str) -> anyh
     wait_completed(gateway, &id, Duration::from_millis(5)).await?;
     let client_side = started.elapsed().as_secs_f64() * 1000.0;
     let server_side = recorded_ms(gateway, &id, "received", "completed").await?;
+    if std::env::var_os("BENCH_TIMELINE").is_some() {
+        print_timeline(gateway, &id).await?;
+    }
     Ok((planned, client_side, server_side))
 }
 
