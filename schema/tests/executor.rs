@@ -494,3 +494,26 @@ async fn a_slow_store_delays_only_what_it_leads_to() {
     assert_eq!(outcome.rounds, 3);
     assert!(outcome.sources.iter().all(|s| s.state == SourceState::Ok));
 }
+
+#[tokio::test]
+async fn max_depth_stops_following_and_says_so() {
+    let (executor, _, helpdesk, kinds) = world(3);
+    // Two stages: email -> users, user_id -> tickets; the tickets' ids are not followed. (A
+    // declared graph deeper than max_depth is refused at start-up; at run time the bound still
+    // holds for values that keep leading to new ones.)
+    let registry = executor.registry().clone();
+    let mut plan = ResolutionPlan::build(&registry, 8).expect("a valid plan");
+    plan.max_depth = 2;
+    let plan = Arc::new(plan);
+    let shallow = Executor::new(registry, plan);
+    let outcome = shallow.resolve(vec![vec![email(&kinds, 2)]]).await;
+    let subject = &outcome.subjects[0];
+    assert_eq!(subject.records[1][0].len(), 2, "their two tickets");
+    assert!(subject.records[1][1].is_empty(), "comments are a stage too far");
+    assert!(outcome.depth_exhausted);
+    assert_eq!(outcome.rounds, 2);
+    assert_eq!(helpdesk.calls.load(Ordering::SeqCst), 1);
+
+    let full = executor.resolve(vec![vec![email(&kinds, 2)]]).await;
+    assert!(!full.depth_exhausted);
+}
