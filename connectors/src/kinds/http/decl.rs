@@ -372,6 +372,22 @@ fn json_body(value: &Option<toml::Value>) -> Option<serde_json::Value> {
     value.as_ref().and_then(|v| serde_json::to_value(v).ok())
 }
 
+/// A request's templates (its path, query values and every string of its body), for checking
+/// their placeholders, and its body as JSON.
+fn request_templates(
+    path: &Spanned<String>,
+    query: &IndexMap<String, String>,
+    body: &Option<toml::Value>,
+) -> (Vec<String>, Option<serde_json::Value>) {
+    let mut templates = vec![path.get_ref().clone()];
+    templates.extend(query.values().cloned());
+    let body = json_body(body);
+    if let Some(body) = &body {
+        body_strings(body, &mut templates);
+    }
+    (templates, body)
+}
+
 /// Every string inside a JSON body, for checking its placeholders.
 fn body_strings(value: &serde_json::Value, out: &mut Vec<String>) {
     match value {
@@ -488,12 +504,7 @@ fn validate_store(
         let method = r.method.as_ref().map_or(Some(reqwest::Method::GET), |m| {
             method(file, m, &["GET", "POST"], errors)
         });
-        let mut templates = vec![r.path.get_ref().clone()];
-        templates.extend(r.query.values().cloned());
-        let body = json_body(&r.body);
-        if let Some(body) = &body {
-            body_strings(body, &mut templates);
-        }
+        let (templates, body) = request_templates(&r.path, &r.query, &r.body);
         for template in &templates {
             for placeholder in placeholders(template) {
                 if placeholder != "value" {
@@ -606,12 +617,7 @@ fn many_decl(
     let method = m.method.as_ref().map_or(Some(reqwest::Method::GET), |text| {
         method(file, text, &["GET", "POST"], errors)
     });
-    let mut templates = vec![m.path.get_ref().clone()];
-    templates.extend(m.query.values().cloned());
-    let body = json_body(&m.body);
-    if let Some(body) = &body {
-        body_strings(body, &mut templates);
-    }
+    let (templates, body) = request_templates(&m.path, &m.query, &m.body);
     let mut uses_values = false;
     let mut comma_joined = false;
     for template in &templates {
