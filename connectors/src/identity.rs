@@ -380,14 +380,6 @@ impl IdentityValue {
 }
 
 #[cfg(test)]
-impl IdentityValue {
-    /// A value as given, for the crate's own unit tests.
-    pub(crate) fn test_value(text: &str) -> Self {
-        IdentityValue(Arc::from(text))
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
 

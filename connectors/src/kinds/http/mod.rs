@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 
 
 use crate::connector::{
-    BatchItems, Capabilities, EraseBatching, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityErasure, ErasureRequest,
+    BatchItems, Capabilities, EraseBatching, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, EntityDescriptor, EntityErasure, ErasureRequest,
     FieldChange, JobHandle, JobStatus, LookupRequest, WriteOutcome,
 };
 use crate::declaration::source::{DeclarationError, Location};
@@ -166,12 +166,7 @@ impl HttpConnector {
         else {
             return Err(ConnectorError::Other("no entity to probe".into()));
         };
-        // A value no record holds, of the lookup field's type.
-        let probe = match entity.lookups.first().map(|l| entity.fields[l.field].field_type) {
-            Some(FieldType::Int | FieldType::Bigint) => "0",
-            Some(FieldType::Uuid) => "00000000-0000-0000-0000-000000000000",
-            _ => "subject-gateway-check@probe.invalid",
-        };
+        let [probe, _] = probe_texts(lookup_type(entity));
         let request = &http.request;
         let encoded = utf8_percent_encode(probe, NON_ALPHANUMERIC).to_string();
         let mut url = self.url(&request.path.replace("{value}", &encoded))?;
@@ -239,19 +234,11 @@ impl HttpConnector {
         let http = &self.store.entities[entity];
         let Some(many) = &http.request.many else { return };
         let descriptor = &self.descriptor.entities[entity];
-        let lookup_type = descriptor
-            .lookups
-            .first()
-            .map_or(FieldType::String, |l| descriptor.fields[l.field].field_type);
-        let texts = match lookup_type {
-            FieldType::Int | FieldType::Bigint => ["0", "-1"],
-            FieldType::Uuid => [
-                "00000000-0000-0000-0000-000000000000",
-                "00000000-0000-0000-0000-000000000001",
-            ],
-            _ => ["subject-gateway-check-1@probe.invalid", "subject-gateway-check-2@probe.invalid"],
-        };
-        let values: Vec<IdentityValue> = texts.iter().filter_map(|t| IdentityValue::probe(t)).collect();
+        let lookup_type = lookup_type(descriptor);
+        let values: Vec<IdentityValue> = probe_texts(lookup_type)
+            .iter()
+            .filter_map(|t| IdentityValue::probe(t))
+            .collect();
         let asked: Vec<&IdentityValue> = values.iter().collect();
         let what = format!("the request for many values of `{}` ({} {})", descriptor.name, many.method, many.path);
         let call = match self.first_call(http, lookup_type, Asked::Many(&asked)) {
@@ -427,7 +414,7 @@ impl HttpConnector {
         let http = &self.store.entities[entity];
         let descriptor = &self.descriptor.entities[entity];
         let lookup_field = descriptor.lookups.first().map(|l| l.field);
-        let lookup_type = lookup_field.map_or(FieldType::String, |f| descriptor.fields[f].field_type);
+        let lookup_type = lookup_type(descriptor);
         let FirstCall {
             method,
             url,
@@ -582,6 +569,26 @@ impl HttpConnector {
                     .collect()
             })
             .collect()
+    }
+}
+
+/// The type of an HTTP entity's lookup field (it has one lookup; a string when it has none).
+fn lookup_type(entity: &EntityDescriptor) -> FieldType {
+    entity
+        .lookups
+        .first()
+        .map_or(FieldType::String, |l| entity.fields[l.field].field_type)
+}
+
+/// Two values no record holds, of a lookup field's type, for `check` to probe an API with.
+fn probe_texts(field_type: FieldType) -> [&'static str; 2] {
+    match field_type {
+        FieldType::Int | FieldType::Bigint => ["0", "-1"],
+        FieldType::Uuid => [
+            "00000000-0000-0000-0000-000000000000",
+            "00000000-0000-0000-0000-000000000001",
+        ],
+        _ => ["subject-gateway-check@probe.invalid", "subject-gateway-check-2@probe.invalid"],
     }
 }
 
