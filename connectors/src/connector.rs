@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::category::DataCategory;
-use crate::identity::{IdentityKindId, IdentityValue};
+use crate::identity::{IdentityKindId, IdentityKinds, IdentityValue};
 pub use crate::mask::FieldErasure;
 use crate::value::{FieldType, Record};
 
@@ -231,6 +231,36 @@ pub struct LookupRequest {
 impl LookupRequest {
     pub fn value_count(&self) -> usize {
         self.by.iter().map(|(_, values)| values.len()).sum()
+    }
+
+    /// Whether `record` holds, in one of the asked lookup fields, one of the values asked for,
+    /// read back under the kind's normalisation: the test the executor applies before handing a
+    /// record to a person. A store's search can be wider than equality (a search API that matches
+    /// a prefix or a part of an address): what fails this test belongs to someone else and must
+    /// never be erased, rectified, exported or counted for this person.
+    pub fn owns(&self, entity: &EntityDescriptor, kinds: &IdentityKinds, record: &Record) -> bool {
+        self.by.iter().any(|(lookup, values)| {
+            let Some(link) = entity.lookups.get(*lookup) else {
+                return false;
+            };
+            record
+                .get(link.field)
+                .and_then(|v| v.as_identity_text())
+                .and_then(|text| kinds.get(link.kind).normalise_stored(&text))
+                .is_some_and(|value| values.contains(&value))
+        })
+    }
+
+    /// `records` without those [`Self::owns`] refuses; how many were left out.
+    pub fn keep_owned(
+        &self,
+        entity: &EntityDescriptor,
+        kinds: &IdentityKinds,
+        records: &mut Vec<Record>,
+    ) -> usize {
+        let before = records.len();
+        records.retain(|record| self.owns(entity, kinds, record));
+        before - records.len()
     }
 }
 

@@ -392,7 +392,11 @@ impl Config {
         for validated in &self.connectors {
             let origin = origin(validated);
             // Each kind builds its own (the list is `subject_connectors::kinds::STORE_KINDS`).
-            let built = match validated.store.build(validated.descriptor.clone(), &env).await {
+            let built = match validated
+                .store
+                .build(validated.descriptor.clone(), &env, &self.kinds)
+                .await
+            {
                 Ok(connector) => connector,
                 Err(BuildError::Declaration(error)) => {
                     errors.push(error);

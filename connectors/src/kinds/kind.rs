@@ -16,6 +16,7 @@ use toml::Spanned;
 use crate::connector::{Connector, ConnectorDescriptor, EntityDescriptor};
 use crate::declaration::keys::{ConnectorDecl, DeclaredKeys, EntityDecl};
 use crate::declaration::source::{DeclarationError, SourceFile};
+use crate::identity::IdentityKinds;
 
 /// Where `${VARIABLE}`s are read from when a connector is built.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -60,10 +61,13 @@ pub trait StoreDeclaration: fmt::Debug + Send + Sync {
     /// Builds the live connector: its `${VARIABLE}`s are read from `env` at once, the future
     /// (which borrows nothing) sets up the client. Start-up never waits for a store: one that
     /// is down shows up in `health` and `sources`.
+    /// `kinds` are the declared identity kinds, for a connector that must tell a record of the
+    /// person from one its store's search also returned.
     fn build(
         &self,
         descriptor: ConnectorDescriptor,
         env: Env<'_>,
+        kinds: &IdentityKinds,
     ) -> BoxFuture<'static, Result<Arc<dyn Connector>, BuildError>>;
 }
 

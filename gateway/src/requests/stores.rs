@@ -1,7 +1,8 @@
 //! Access to the registered stores for the engine: where a task's connector and entity are, the
 //! lookup a task keeps (normalised again), the files records name, and fetching a person's records
 //! with every record checked against its declaration (a narrower record is an error, never a
-//! panic, never a silent miss).
+//! panic, never a silent miss) and against the values asked for (another person's record a wide
+//! search returned is never acted on).
 
 use subject_connectors::storage::file_key;
 use subject_connectors::{ConnectorError, LookupRequest, Record};
@@ -10,14 +11,18 @@ use super::PrivacyEngine;
 use super::store::TaskRow;
 
 impl PrivacyEngine {
-    /// The records `lookup` finds in connector `c`, each as wide as its entity declares.
+    /// The records of the person `lookup` finds in connector `c`, each as wide as its entity
+    /// declares. Records the store's search returned that hold none of the values asked for are
+    /// someone else's (a search wider than equality): left out, as the executor leaves them, so
+    /// that no file of theirs is deleted and no verification counts them.
     pub(super) async fn fetch(
         &self,
         c: usize,
         lookup: &LookupRequest,
     ) -> Result<Vec<Record>, ConnectorError> {
-        let connector = &self.executor.registry().connectors[c].connector;
-        let records = connector.fetch(lookup).await?;
+        let registry = self.executor.registry();
+        let connector = &registry.connectors[c].connector;
+        let mut records = connector.fetch(lookup).await?;
         let entity =
             connector
                 .descriptor()
@@ -27,6 +32,7 @@ impl PrivacyEngine {
                     "a lookup of an entity the connector does not declare",
                 ))?;
         subject_schema::records::check_width(entity, &records)?;
+        lookup.keep_owned(entity, &registry.kinds, &mut records);
         Ok(records)
     }
 

@@ -138,6 +138,9 @@ pub struct Helpdesk {
     pub settings: Settings,
     /// While set, every request waits forever.
     pub hang: AtomicBool,
+    /// While set, user search matches part of an address, as Zendesk's does ("a partial or full
+    /// value of any user property"): `email:ann@example.com` also finds `joann@example.com.au`.
+    pub partial_search: AtomicBool,
     /// The next this-many requests answer 503 Service Unavailable.
     pub fail_next: AtomicU32,
     /// Requests served per second before 429 (0: no limit); starts from `Settings`.
@@ -156,6 +159,7 @@ pub async fn start(data: Data, settings: Settings) -> std::io::Result<Running<Sh
         data: Mutex::new(data),
         settings: settings.clone(),
         hang: AtomicBool::new(false),
+        partial_search: AtomicBool::new(false),
         fail_next: AtomicU32::new(0),
         requests_per_second: AtomicU32::new(settings.requests_per_second),
         requests: AtomicU64::new(0),
@@ -237,11 +241,17 @@ async fn search_users(
         return error(StatusCode::BAD_REQUEST, "query must be email:ADDRESS");
     };
     let email = email.trim().to_lowercase();
+    let partial = state.partial_search.load(Ordering::SeqCst);
     let users: Vec<User> = data(&state)
         .users
         .values()
         .filter(|u| !u.soft_deleted && !u.purged)
-        .filter(|u| u.email.as_deref().is_some_and(|e| e.to_lowercase() == email))
+        .filter(|u| {
+            u.email.as_deref().is_some_and(|e| {
+                let e = e.to_lowercase();
+                if partial { e.contains(&email) } else { e == email }
+            })
+        })
         .cloned()
         .collect();
     Json(json!({ "users": users, "count": users.len() })).into_response()

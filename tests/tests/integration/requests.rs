@@ -543,6 +543,116 @@ async fn rectifying_an_email_reaches_accounts_billing_and_the_helpdesk() -> anyh
     Ok(())
 }
 
+/// Zendesk's user search matches part of an address: `email:ann@example.com` also answers
+/// `joann@example.com` and `ann@example.com.au`. Those are other people; no request may touch them.
+#[tokio::test]
+async fn a_search_api_that_answers_strangers_too_never_has_them_erased_or_rectified() -> anyhow::Result<()> {
+    let world = ReferenceWorld::create(24).await?;
+    let erased = everywhere(&world).clone();
+    let in_helpdesk: BTreeSet<String> = world
+        .helpdesk
+        .state
+        .data
+        .lock()
+        .map_err(|_| anyhow::anyhow!("helpdesk data poisoned"))?
+        .users
+        .values()
+        .filter_map(|u| u.email.as_deref().map(str::to_lowercase))
+        .collect();
+    let rectified = world
+        .people
+        .iter()
+        .find(|p| p.email != erased.email && in_helpdesk.contains(&p.email.to_lowercase()))
+        .cloned()
+        .expect("a second person with a helpdesk account");
+    let strangers: Vec<i64> = {
+        let mut data = world
+            .helpdesk
+            .state
+            .data
+            .lock()
+            .map_err(|_| anyhow::anyhow!("helpdesk data poisoned"))?;
+        [&erased, &rectified]
+            .iter()
+            .flat_map(|p| [format!("jo{}", p.email), format!("{}.au", p.email)])
+            .map(|email| data.add_user(&email, "Somebody Else", 2))
+            .collect()
+    };
+    world
+        .helpdesk
+        .state
+        .partial_search
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let gateway = world.gateway().await?;
+
+    // What the person sees is theirs alone, as before.
+    let response = gateway
+        .subject("EMAIL", &erased.email, "{ helpdesk { users { id email } } }")
+        .await?;
+    assert_eq!(
+        len(at(subject_ok(&response), &["helpdesk", "users"])),
+        1,
+        "{response}"
+    );
+
+    let before = snapshot::take(&world).await?;
+    let mut theirs = snapshot::keys_of(&world, &erased, &before);
+    theirs.extend(snapshot::keys_of(&world, &rectified, &before));
+    let request = submit(
+        &gateway,
+        "eraseSubject",
+        json!({ "identity": email_input(&erased), "idempotencyKey": "wide-search-erase" }),
+    )
+    .await?;
+    let done = wait_for(
+        &gateway,
+        request["id"].as_str().unwrap_or_default(),
+        &["COMPLETED", "FAILED"],
+    )
+    .await?;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(task(&done, "helpdesk", "users")["records"], 1, "{done}");
+    assert_eq!(task(&done, "helpdesk", "users")["verified"], true, "{done}");
+
+    let new_email = format!("corrected.{}@example.org", rectified.user_id);
+    let request = submit(
+        &gateway,
+        "rectifySubject",
+        json!({
+            "identity": email_input(&rectified),
+            "changes": [{ "field": "email", "value": new_email }],
+            "idempotencyKey": "wide-search-rectify",
+        }),
+    )
+    .await?;
+    let done = wait_for(
+        &gateway,
+        request["id"].as_str().unwrap_or_default(),
+        &["COMPLETED", "FAILED"],
+    )
+    .await?;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(task(&done, "helpdesk", "users")["verified"], true, "{done}");
+
+    only_theirs_changed(&theirs, &before, &snapshot::take(&world).await?);
+    let data = world
+        .helpdesk
+        .state
+        .data
+        .lock()
+        .map_err(|_| anyhow::anyhow!("helpdesk data poisoned"))?;
+    for id in strangers {
+        let user = data.users.get(&id).expect("the stranger is still there");
+        assert!(!user.soft_deleted && !user.purged, "stranger {id} was deleted");
+        assert_ne!(
+            user.email.as_deref(),
+            Some(new_email.as_str()),
+            "stranger {id} was rectified"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_export_bundle_holds_every_record_and_file_of_the_person_and_nobody_elses() -> anyhow::Result<()>
 {

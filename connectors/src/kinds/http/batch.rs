@@ -183,7 +183,7 @@ impl HttpConnector {
             .batch_of(entity)
             .ok_or(ConnectorError::Unsupported("batched erase (declare max_batch)"))?;
         let descriptor = &self.descriptor.entities[entity];
-        let mut records: Vec<Record> = crate::Connector::fetch(self, &request.lookup).await?;
+        let mut records: Vec<Record> = self.owned(&request.lookup).await?;
         for known in &request.known {
             let same = |r: &Record| match descriptor.primary_key {
                 Some(pk) => r.get(pk) == known.get(pk),

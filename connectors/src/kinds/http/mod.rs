@@ -33,7 +33,7 @@ use crate::connector::{
 };
 use crate::declaration::source::{DeclarationError, Location};
 use crate::kinds::kind::{BuildError, Env, StoreDeclaration, built_now};
-use crate::identity::IdentityValue;
+use crate::identity::{IdentityKinds, IdentityValue};
 use crate::value::{FieldType, Record};
 pub use decl::{Http, HttpStoreDecl};
 use decl::{HttpAuth, HttpEntity, HttpField, PageStyle};
@@ -69,6 +69,9 @@ pub struct HttpConnector {
     base: Url,
     credentials: Option<Credentials>,
     limiter: Arc<Semaphore>,
+    /// The declared identity kinds: a record the API's search returned is acted on only when it
+    /// holds a value asked for (see [`LookupRequest::owns`]).
+    kinds: IdentityKinds,
 }
 
 /// The one HTTP client every HTTP connector uses.
@@ -113,6 +116,7 @@ impl HttpConnector {
         store: &HttpStoreDecl,
         mut descriptor: ConnectorDescriptor,
         env: impl Fn(&str) -> Option<String>,
+        kinds: IdentityKinds,
     ) -> Result<Self, HttpBuildError> {
         let store = store.clone();
         let base_text = store.base_url.resolve(&env)?;
@@ -149,6 +153,7 @@ impl HttpConnector {
             base,
             credentials,
             limiter,
+            kinds,
         })
     }
 
@@ -519,6 +524,24 @@ impl HttpConnector {
         Ok(records)
     }
 
+    /// The records `lookup` finds that belong to the person: a search API may answer more than
+    /// the values asked for (Zendesk's user search matches part of an address), and a write acts
+    /// only on records holding a value asked for, as the executor reads them.
+    async fn owned(&self, lookup: &LookupRequest) -> Result<Vec<Record>, ConnectorError> {
+        let mut records = crate::Connector::fetch(self, lookup).await?;
+        let entity = &self.descriptor.entities[lookup.entity];
+        let strangers = lookup.keep_owned(entity, &self.kinds, &mut records);
+        if strangers > 0 {
+            tracing::debug!(
+                connector = %self.descriptor.name,
+                entity = %entity.name,
+                strangers,
+                "the API's search returned records holding none of the values asked for; left alone"
+            );
+        }
+        Ok(records)
+    }
+
     /// A next-page link, refused when it leaves the API's origin (credentials must not follow).
     fn same_origin(&self, current: &Url, link: &str) -> Result<Url, ConnectorError> {
         let next = current
@@ -631,8 +654,9 @@ impl StoreDeclaration for HttpStoreDecl {
         &self,
         descriptor: ConnectorDescriptor,
         env: Env<'_>,
+        kinds: &IdentityKinds,
     ) -> BoxFuture<'static, Result<Arc<dyn Connector>, BuildError>> {
-        built_now(HttpConnector::build(self, descriptor, env).map_err(BuildError::from))
+        built_now(HttpConnector::build(self, descriptor, env, kinds.clone()).map_err(BuildError::from))
     }
 }
 
@@ -730,7 +754,7 @@ impl Connector for HttpConnector {
             });
         }
         let descriptor = &self.descriptor.entities[entity];
-        let mut records = self.fetch(&request.lookup).await?;
+        let mut records = self.owned(&request.lookup).await?;
         for known in &request.known {
             let same = |r: &Record| match descriptor.primary_key {
                 Some(pk) => r.get(pk) == known.get(pk),
@@ -795,7 +819,7 @@ impl Connector for HttpConnector {
         };
         let descriptor = &self.descriptor.entities[lookup.entity];
         let names: Vec<&str> = descriptor.fields.iter().map(|f| f.name.as_str()).collect();
-        let records = self.fetch(lookup).await?;
+        let records = self.owned(lookup).await?;
         for record in &records {
             let mut corrected = record.clone();
             for change in changes {
@@ -852,7 +876,7 @@ impl Connector for HttpConnector {
         };
         let descriptor = &self.descriptor.entities[lookup.entity];
         let names: Vec<&str> = descriptor.fields.iter().map(|f| f.name.as_str()).collect();
-        let records = self.fetch(lookup).await?;
+        let records = self.owned(lookup).await?;
         for record in &records {
             let path = fill(&call.path, &names, record, true);
             let body = call.body.as_ref().map(|b| fill_json(b, &names, record));

@@ -12,6 +12,7 @@ use crate::connector::{
     Capabilities, Connector, ConnectorDescriptor, ConnectorError, EntityCheck, LookupRequest, ManualSystem,
 };
 use crate::kinds::kind::{BuildError, Env, StoreDeclaration, built_now};
+use crate::identity::IdentityKinds;
 use crate::value::Record;
 
 pub mod decl;
@@ -42,6 +43,7 @@ impl StoreDeclaration for ManualStore {
         &self,
         descriptor: ConnectorDescriptor,
         _env: Env<'_>,
+        _kinds: &IdentityKinds,
     ) -> BoxFuture<'static, Result<Arc<dyn Connector>, BuildError>> {
         built_now(Ok(ManualConnector::new(descriptor, self)))
     }

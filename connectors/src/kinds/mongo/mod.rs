@@ -25,7 +25,7 @@ use crate::kinds::kind::{BuildError, Env, StoreDeclaration};
 pub mod decl;
 
 pub use decl::{Mongo, MongoStore};
-use crate::identity::IdentityValue;
+use crate::identity::{IdentityKinds, IdentityValue};
 use crate::mask::Pseudonymizer;
 use crate::value::{FieldType, Record, Value};
 
@@ -539,6 +539,7 @@ impl StoreDeclaration for MongoStore {
         &self,
         descriptor: ConnectorDescriptor,
         env: Env<'_>,
+        _kinds: &IdentityKinds,
     ) -> BoxFuture<'static, Result<Arc<dyn Connector>, BuildError>> {
         let store = self.clone();
         let url = self.url.resolve(env);

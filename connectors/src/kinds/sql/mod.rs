@@ -22,7 +22,7 @@ use crate::connector::{
 };
 use crate::declaration::source::{DeclarationError, Location};
 use crate::kinds::kind::{BuildError, Env, StoreDeclaration, built_now};
-use crate::identity::IdentityValue;
+use crate::identity::{IdentityKinds, IdentityValue};
 use crate::connector::EntityErasure;
 use crate::mask::Pseudonymizer;
 use crate::value::{FieldType, Record, Value};
@@ -638,6 +638,7 @@ impl StoreDeclaration for SqlStore {
         &self,
         descriptor: ConnectorDescriptor,
         env: Env<'_>,
+        _kinds: &IdentityKinds,
     ) -> BoxFuture<'static, Result<Arc<dyn Connector>, BuildError>> {
         built_now(SqlConnector::build(self, descriptor, env).map_err(BuildError::from))
     }
