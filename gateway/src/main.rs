@@ -14,6 +14,11 @@ use subject_gateway::logging::{self, LogFormat};
 use subject_gateway::{check, server};
 use tokio::net::TcpListener;
 
+/// mimalloc instead of glibc's malloc: under steady load glibc's arenas kept growing and did not
+/// give memory back (RSS +20% in ten minutes, flat heap), and malloc/free took ~12% of the CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "subject-gateway",

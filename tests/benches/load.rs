@@ -11,7 +11,8 @@
 //! default) or `five` (all five domains); `LOAD_CLIENTS` (64), `LOAD_SECONDS` (30),
 //! `LOAD_ROUNDS` (1: back-to-back runs of `LOAD_SECONDS`, memory printed after each),
 //! `LOAD_IDLE` (10: seconds watched after the load), `LOAD_PEOPLE` (1000),
-//! `LOAD_BIN` (the server binary; default `target/release/subject-gateway`).
+//! `LOAD_BIN` (the server binary; default `target/release/subject-gateway`),
+//! `LOAD_SQL_CONNECTIONS` (the SQL stores' pool size; default: as declared, 8).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -107,6 +108,22 @@ fn bench_config(dir: &Path) -> anyhow::Result<PathBuf> {
         text = text.replace(&line, &format!("{key} = {value}"));
     }
     std::fs::write(&gateway_toml, text)?;
+    // LOAD_SQL_CONNECTIONS: the SQL stores' pool size (the reference declares 8), to compare.
+    if let Ok(connections) = std::env::var("LOAD_SQL_CONNECTIONS") {
+        for store in ["accounts", "billing"] {
+            let path = root.join("connectors").join(format!("{store}.toml"));
+            let text = std::fs::read_to_string(&path)?;
+            anyhow::ensure!(
+                text.contains("max_connections = 8"),
+                "{} no longer declares max_connections = 8",
+                path.display()
+            );
+            std::fs::write(
+                &path,
+                text.replace("max_connections = 8", &format!("max_connections = {connections}")),
+            )?;
+        }
+    }
     Ok(gateway_toml)
 }
 

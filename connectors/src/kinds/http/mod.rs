@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, try_join_all};
+use futures::{StreamExt, TryStreamExt};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::Rng;
 use reqwest::header::HeaderMap;
@@ -542,6 +543,33 @@ impl HttpConnector {
         Ok(records)
     }
 
+    /// One record's erase calls, in order; the job the last one started, when it declares one.
+    async fn erase_record(
+        &self,
+        erase: &decl::HttpErase,
+        names: &[&str],
+        record: &Record,
+    ) -> Result<Option<JobHandle>, ConnectorError> {
+        let mut last = Answer::Gone;
+        for step in &erase.steps {
+            let path = fill(&step.path, names, record, true);
+            let body = step.body.as_ref().map(|b| fill_json(b, names, record));
+            last = self.send(&step.method, self.url(&path)?, body.as_ref()).await?;
+        }
+        let (Some(job), Answer::Json(answer)) = (&erase.job, &last) else {
+            return Ok(None);
+        };
+        job.id
+            .query(answer)
+            .first()
+            .and_then(scalar_text)
+            .map(|id| Some(JobHandle(id)))
+            .ok_or_else(|| ConnectorError::Decode {
+                field: "job id".into(),
+                expected: "a job id at the declared path",
+            })
+    }
+
     /// A next-page link, refused when it leaves the API's origin (credentials must not follow).
     fn same_origin(&self, current: &Url, link: &str) -> Result<Url, ConnectorError> {
         let next = current
@@ -771,27 +799,21 @@ impl Connector for HttpConnector {
             });
         }
         let names: Vec<&str> = descriptor.fields.iter().map(|f| f.name.as_str()).collect();
-        let mut jobs = Vec::new();
-        for record in &records {
-            let mut last = Answer::Gone;
-            for step in &erase.steps {
-                let path = fill(&step.path, &names, record, true);
-                let body = step.body.as_ref().map(|b| fill_json(b, &names, record));
-                last = self.send(&step.method, self.url(&path)?, body.as_ref()).await?;
-            }
-            if let (Some(job), Answer::Json(answer)) = (&erase.job, &last) {
-                let id = job
-                    .id
-                    .query(answer)
-                    .first()
-                    .and_then(scalar_text)
-                    .ok_or_else(|| ConnectorError::Decode {
-                        field: "job id".into(),
-                        expected: "a job id at the declared path",
-                    })?;
-                jobs.push(JobHandle(id));
-            }
-        }
+        // Records are erased side by side (each record's steps in order), as many at once as the
+        // connector's `max_concurrency` lets calls run: a person with ten tickets waits for about
+        // one ticket's calls, not ten. On a failure the calls already made stay made; a retry
+        // finds those records gone (404 counts as done) and does the rest.
+        let erasures: Vec<_> = records
+            .iter()
+            .map(|record| self.erase_record(erase, &names, record))
+            .collect();
+        let jobs: Vec<JobHandle> = futures::stream::iter(erasures)
+            .buffered(self.store.max_concurrency.max(1))
+            .try_collect::<Vec<Option<JobHandle>>>()
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         let count = records.len() as u64;
         Ok(if jobs.is_empty() {
             WriteOutcome::Done { records: count }
