@@ -18,7 +18,7 @@ pub(super) fn decode_error(field: &str, expected: &'static str) -> ConnectorErro
     }
 }
 
-fn timestamp_utc(ts: DateTime<Utc>) -> Value {
+pub(super) fn timestamp_utc(ts: DateTime<Utc>) -> Value {
     Value::String(ts.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
@@ -27,7 +27,7 @@ fn naive_timestamp(ts: NaiveDateTime) -> Value {
 }
 
 /// Text timestamps (SQLite) into RFC 3339 when they parse; left as stored otherwise.
-fn text_timestamp(text: String) -> Value {
+pub(super) fn text_timestamp(text: String) -> Value {
     if let Ok(ts) = DateTime::parse_from_rfc3339(&text) {
         return timestamp_utc(ts.with_timezone(&Utc));
     }
@@ -41,6 +41,11 @@ fn text_timestamp(text: String) -> Value {
         }
     }
     Value::String(text)
+}
+
+/// JSON stored as text, `None` when it does not parse.
+pub(super) fn json_text_value(text: &str) -> Option<Value> {
+    serde_json::from_str(text).ok().map(Value::Json)
 }
 
 fn json_text(field: &str, text: String) -> Result<Value, ConnectorError> {

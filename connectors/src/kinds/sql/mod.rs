@@ -31,6 +31,7 @@ mod check;
 pub mod decl;
 mod decode;
 mod erase;
+mod inline;
 
 use decode::{decode_mysql, decode_pg, decode_sqlite};
 
@@ -84,6 +85,8 @@ struct EntitySql {
     /// `SELECT … FROM "table" WHERE `
     select_prefix: String,
     lookups: Vec<LookupSql>,
+    /// The declared type of each selected column, in order.
+    field_types: Vec<FieldType>,
 }
 
 /// A connector over one SQL database.
@@ -92,6 +95,8 @@ pub struct SqlConnector {
     dialect: SqlDialect,
     pool: Pool,
     entities: Vec<EntitySql>,
+    /// SQLite only: lookups answered on the calling thread where SQLite searches an index.
+    inline: Option<inline::InlineReader>,
     /// MySQL/MariaDB: per entity and lookup, whether a `compare = "lowercase"` lookup must
     /// lower-case the column in the query, because its collation is not case-insensitive
     /// (`utf8mb4_bin`, binary strings). Read from the store on first use.
@@ -135,6 +140,7 @@ impl SqlConnector {
             location: location.clone(),
             reason: describe_url_error(&err),
         };
+        let mut inline = None;
         let pool = match dialect {
             SqlDialect::Postgres => {
                 // The server abandons a statement the gateway has stopped waiting for.
@@ -151,6 +157,7 @@ impl SqlConnector {
                 let options = SqliteConnectOptions::from_str(url.expose_secret())
                     .map_err(invalid)?
                     .create_if_missing(false);
+                inline = inline::InlineReader::for_file(options.get_filename(), url.expose_secret());
                 Pool::Sqlite(pool_options::<sqlx::Sqlite>(max, timeout).connect_lazy_with(options))
             }
         };
@@ -164,6 +171,7 @@ impl SqlConnector {
             dialect,
             pool,
             entities,
+            inline,
             mysql_lowered: tokio::sync::OnceCell::new(),
             blockers: check::BlockerCache::default(),
         })
@@ -339,6 +347,9 @@ impl SqlConnector {
                 rows.iter().map(|row| decode_mysql(row, descriptor)).collect()
             }
             Pool::Sqlite(pool) => {
+                if let Some(records) = self.read_inline(&query, bound, sql) {
+                    return Ok(records);
+                }
                 let q = crate::dynamic_sql::dynamic_query::<sqlx::Sqlite>(query.as_str());
                 let rows = bind_all!(q)
                     .fetch_all(pool)
@@ -350,6 +361,22 @@ impl SqlConnector {
                 "IN-list queries are not used on PostgreSQL".into(),
             )),
         }
+    }
+}
+
+impl SqlConnector {
+    /// A SQLite lookup answered on this thread (see `inline.rs`); `None`: ask sqlx.
+    fn read_inline(&self, query: &str, bound: &[(usize, Bound)], sql: &EntitySql) -> Option<Vec<Record>> {
+        let inline = self.inline.as_ref()?;
+        let mut params = Vec::new();
+        for (_, values) in bound {
+            match values {
+                Bound::Text(v) => params.extend(v.iter().map(|x| inline::Param::Text(x))),
+                Bound::Integer(v) => params.extend(v.iter().map(|x| inline::Param::Integer(*x))),
+                Bound::Uuid(_) => return None,
+            }
+        }
+        inline.read(query, &params, &sql.field_types)
     }
 }
 
@@ -537,6 +564,7 @@ fn entity_sql(dialect: SqlDialect, entity: &EntityDescriptor) -> EntitySql {
     EntitySql {
         select_prefix,
         lookups,
+        field_types: entity.fields.iter().map(|f| f.field_type).collect(),
     }
 }
 
