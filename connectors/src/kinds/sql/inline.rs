@@ -9,7 +9,9 @@
 //! a plan that scans, the file busy, any SQLite error, a value it is not certain how to read),
 //! it answers `None` and the caller runs the same query through sqlx, which then gives the
 //! answer or the error it always gave. Connections are opened read-write without creating the
-//! file and with `PRAGMA query_only`: this path never writes.
+//! file and with `PRAGMA query_only`: this path never writes. Large batches (over 256 values)
+//! and large answers (over 2,000 rows) go to sqlx too, so that no read holds a runtime thread
+//! for long.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,12 +39,19 @@ pub(super) struct InlineReader {
     idle: Mutex<Vec<Connection>>,
     opened: Mutex<usize>,
     max: usize,
+    /// Set when the file could not be opened: every lookup goes to sqlx from then on.
+    unopenable: std::sync::atomic::AtomicBool,
     /// Per query text: whether its plan searches an index (`true`) or scans (`false`).
     plans: Mutex<HashMap<String, bool>>,
 }
 
 /// Distinct query texts whose plan is remembered; past this, plans are worked out each time.
 const MAX_PLANS: usize = 4096;
+
+/// Past this many values (a large batch of people) or rows (someone with a great many records),
+/// the lookup goes to sqlx's thread: a long read here would hold up the runtime's other tasks.
+const MAX_VALUES: usize = 256;
+const MAX_ROWS: usize = 2_000;
 
 impl InlineReader {
     /// A reader for the database file `path`, when it is a file on disk (an in-memory or shared
@@ -58,6 +67,7 @@ impl InlineReader {
             idle: Mutex::new(Vec::new()),
             opened: Mutex::new(0),
             max,
+            unopenable: std::sync::atomic::AtomicBool::new(false),
             plans: Mutex::new(HashMap::new()),
         })
     }
@@ -65,6 +75,9 @@ impl InlineReader {
     /// Runs `query` with `params` and reads every row as a record of fields of `types`; `None`
     /// when it cannot answer exactly (see the module's documentation).
     pub(super) fn read(&self, query: &str, params: &[Param<'_>], types: &[FieldType]) -> Option<Vec<Record>> {
+        if params.len() > MAX_VALUES {
+            return None;
+        }
         let connection = self.take()?;
         let answer = self.read_on(&connection, query, params, types);
         if let Ok(mut idle) = self.idle.lock() {
@@ -94,6 +107,9 @@ impl InlineReader {
         let mut rows = statement.raw_query();
         let mut records = Vec::new();
         while let Some(row) = rows.next().ok()? {
+            if records.len() == MAX_ROWS {
+                return None;
+            }
             let mut record = Vec::with_capacity(types.len());
             for (i, field_type) in types.iter().enumerate() {
                 record.push(decode(row.get_ref(i).ok()?, *field_type)?);
@@ -130,6 +146,9 @@ impl InlineReader {
         if let Some(connection) = self.idle.lock().ok()?.pop() {
             return Some(connection);
         }
+        if self.unopenable.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         {
             let mut opened = self.opened.lock().ok()?;
             if *opened >= self.max {
@@ -138,10 +157,11 @@ impl InlineReader {
             *opened += 1;
         }
         let connection = self.open();
-        if connection.is_none()
-            && let Ok(mut opened) = self.opened.lock()
-        {
-            *opened -= 1;
+        if connection.is_none() {
+            self.unopenable.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut opened) = self.opened.lock() {
+                *opened -= 1;
+            }
         }
         connection
     }
@@ -261,6 +281,10 @@ mod tests {
             .and_then(|r| r.read(&format!("{SELECT}id IN (?)"), &[Param::Integer(1)], &EVERY_TYPE));
         assert_eq!(gone, None);
         assert!(InlineReader::for_file(Path::new(":memory:"), "sqlite::memory:").is_none());
+        // A large batch is read off the runtime's threads.
+        let ids: Vec<Param<'_>> = (0..=MAX_VALUES as i64).map(Param::Integer).collect();
+        let marks = vec!["?"; ids.len()].join(", ");
+        assert_eq!(reader.read(&format!("{SELECT}id IN ({marks})"), &ids, &EVERY_TYPE), None);
         Ok(())
     }
 
