@@ -15,6 +15,10 @@ use subject_connectors::declaration::SqlDialect;
 use subject_gateway_demo::world;
 use subject_gateway_tests::{ConfigCopy, TestDatabase, TestGateway, env_number};
 
+/// The allocator the `subject-gateway` binary uses, for the gateway served in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SELECTION: &str = "{ accounts { users { id email fullName } sessions { ipAddress startedAt } preferences { language } } billing { customers { id email } invoices { number amountDueCents issuedAt } paymentMethods { brand last4 } } sources { connector latencyMs } }";
 
 /// Other people's rows, numbered from far above the seeded ids, until each table holds `rows`.

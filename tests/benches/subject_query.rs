@@ -14,6 +14,10 @@ use sqlx::{MySqlPool, PgPool, Row};
 use subject_gateway_demo::world::Person;
 use subject_gateway_tests::{ANALYTICS_ACCOUNT, FULL_SELECTION, HELPDESK_TOKEN, ReferenceWorld, env_number};
 
+/// The allocator the `subject-gateway` binary uses, for the gateway served in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USERS: &str = "SELECT \"id\", \"email\"::text, \"full_name\"::text, \"company\"::text, \"country\"::text, \"date_of_birth\", \"marketing_opt_in\", \"created_at\" FROM \"users\" WHERE ";
 const SESSIONS: &str = "SELECT \"id\", \"user_id\", \"ip_address\"::text, \"user_agent\"::text, \"started_at\", \"last_seen_at\" FROM \"sessions\" WHERE \"user_id\" = ANY($1)";
 const PREFERENCES: &str = "SELECT \"user_id\", \"language\"::text, \"timezone\"::text, \"theme\"::text, \"newsletter\", \"settings\" FROM \"preferences\" WHERE \"user_id\" = ANY($1)";
