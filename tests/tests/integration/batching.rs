@@ -57,7 +57,8 @@ async fn batch(
 #[tokio::test]
 async fn many_subjects_cost_the_round_trips_of_few() -> anyhow::Result<()> {
     let log = StatementLog::install();
-    let world = ReferenceWorld::create(100).await?;
+    // 150 people: past the MongoDB connector's 100 values per find, so uploads come in two finds.
+    let world = ReferenceWorld::create(150).await?;
     let gateway = world.gateway().await?;
     let people: Vec<_> = world.people.iter().collect();
 
@@ -84,7 +85,7 @@ async fn many_subjects_cost_the_round_trips_of_few() -> anyhow::Result<()> {
         ])
     );
 
-    // Ten people and a hundred: the same statements per table, whatever the batch size: one per
+    // Ten people and 150: the same statements per table, whatever the batch size: one per
     // entity per resolution round (invoices twice: some customers are found in round 1 by billing
     // email, others in round 2 by user id).
     let (_, ten) = batch(&gateway, &log, &people[..10]).await?;
@@ -101,7 +102,7 @@ async fn many_subjects_cost_the_round_trips_of_few() -> anyhow::Result<()> {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(subjects.len(), 100);
+    assert_eq!(subjects.len(), 150);
     let trips: BTreeMap<String, u64> = subjects[0]["sources"]
         .as_array()
         .into_iter()
@@ -122,8 +123,11 @@ async fn many_subjects_cost_the_round_trips_of_few() -> anyhow::Result<()> {
         hundred["customers"] + hundred["invoices"] + hundred["payment_methods"]
     );
 
-    // Each subject of the batch is exactly what a query for that person alone returns.
-    for (i, person) in people.iter().enumerate().step_by(9) {
+    // Each subject of the batch is exactly what a query for that person alone returns (uploads
+    // included, found by finds of at most 100 values).
+    let mut with_uploads = 0;
+    for (i, person) in people.iter().enumerate().step_by(7) {
+        with_uploads += usize::from(!person.uploads.is_empty());
         let alone = gateway.subject("EMAIL", &person.email, FULL_SELECTION).await?;
         let mut alone = without_timings(subject_ok(&alone).clone());
         let mut batched = without_timings(subjects[i].clone());
@@ -135,6 +139,12 @@ async fn many_subjects_cost_the_round_trips_of_few() -> anyhow::Result<()> {
         }
         assert_eq!(batched, alone, "subject {i} of the batch");
         assert_eq!(batched["accounts"]["users"][0]["id"], person.user_id);
+        assert_eq!(
+            batched["uploads"]["images"].as_array().map(Vec::len),
+            Some(person.uploads.len()),
+            "subject {i}'s uploads"
+        );
     }
+    assert!(with_uploads > 5, "the sample holds people with uploads");
     Ok(())
 }

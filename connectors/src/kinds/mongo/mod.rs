@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
@@ -47,6 +47,13 @@ pub struct MongoConnector {
     /// Erasure blockers read from samples, with when.
     blockers: tokio::sync::Mutex<Option<(std::time::Instant, Vec<ErasureBlocker>)>>,
 }
+
+/// Values in one `$in`: a batch of many people is asked in finds of this many values, a few at
+/// a time. Large `$in` lists cost some MongoDB-protocol servers more than linearly (SecantusDB:
+/// 1,000 ids in one find took 1.39 s, in ten finds of 100 0.21 s), and a bounded list keeps each
+/// query's plan and answer small on any server.
+const MAX_VALUES_PER_FIND: usize = 100;
+const FINDS_AT_ONCE: usize = 4;
 
 impl MongoConnector {
     /// Builds the connector and its client for the URL resolved from the declaration's
@@ -96,7 +103,7 @@ impl MongoConnector {
             .get(request.entity)
             .ok_or_else(|| ConnectorError::Other(format!("no entity #{}", request.entity)))?;
         let paths = &self.paths[request.entity];
-        let mut clauses = Vec::new();
+        let mut clauses: Vec<(String, Vec<Bson>)> = Vec::new();
         for (lookup, values) in &request.by {
             let Some(link) = entity.lookups.get(*lookup) else {
                 continue;
@@ -104,16 +111,46 @@ impl MongoConnector {
             let path = &paths[link.field];
             let values = bson_values(values, entity.fields[link.field].field_type, path);
             if !values.is_empty() {
-                clauses.push(doc! { path.join("."): { "$in": values } });
+                clauses.push((path.join("."), values));
             }
         }
-        let filter = match clauses.len() {
-            0 => return Ok(Vec::new()),
-            1 => clauses.remove(0),
-            _ => doc! { "$or": clauses },
-        };
+        let total: usize = clauses.iter().map(|(_, values)| values.len()).sum();
+        if total <= MAX_VALUES_PER_FIND {
+            let mut clauses: Vec<Document> = clauses
+                .into_iter()
+                .map(|(path, values)| doc! { path: { "$in": values } })
+                .collect();
+            let filter = match clauses.len() {
+                0 => return Ok(Vec::new()),
+                1 => clauses.remove(0),
+                _ => doc! { "$or": clauses },
+            };
+            return self.find(&entity.source, filter).await;
+        }
+        // A large batch: one `$in` of at most MAX_VALUES_PER_FIND values per find, a few at once;
+        // a document found through two values or two lookups is kept once.
+        let mut finds = Vec::new();
+        for (path, values) in &clauses {
+            for chunk in values.chunks(MAX_VALUES_PER_FIND) {
+                finds.push(self.find(&entity.source, doc! { path.as_str(): { "$in": chunk } }));
+            }
+        }
+        let found: Vec<Vec<Document>> = futures::stream::iter(finds)
+            .buffered(FINDS_AT_ONCE)
+            .try_collect()
+            .await?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(found
+            .into_iter()
+            .flatten()
+            .filter(|d| d.get("_id").is_none_or(|id| seen.insert(id.to_string())))
+            .collect())
+    }
+
+    /// Every document of `collection` that `filter` matches.
+    async fn find(&self, collection: &str, filter: Document) -> Result<Vec<Document>, ConnectorError> {
         self.database
-            .collection::<Document>(&entity.source)
+            .collection::<Document>(collection)
             .find(filter)
             .await
             .map_err(|e| self.store_error(e))?
