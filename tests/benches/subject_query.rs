@@ -383,6 +383,8 @@ async fn main() -> anyhow::Result<()> {
     let (mut floor, mut http, mut in_process) = (Samples(vec![]), Samples(vec![]), Samples(vec![]));
     let mut executor_only = Samples(vec![]);
     let mut bare = Samples(vec![]);
+    // (values the floor read, floor, HTTP) per run: the ratio for small and for large people.
+    let mut by_size: Vec<(usize, Duration, Duration)> = Vec::new();
     let discarding: std::sync::Arc<dyn subject_schema::audit::AuditLog> =
         std::sync::Arc::new(DiscardingAudit);
     let mut admin_headers = axum::http::HeaderMap::new();
@@ -462,6 +464,7 @@ async fn main() -> anyhow::Result<()> {
             floor.0.push(d_floor);
             http.0.push(d_http);
             in_process.0.push(d_in_process);
+            by_size.push((rows, d_floor, d_http));
         }
     }
     println!("\n`subject` for one person by email ({iterations} interleaved runs, random people):");
@@ -475,6 +478,22 @@ async fn main() -> anyhow::Result<()> {
     println!("ratio of medians: HTTP {ratio:.3}x the floor, in process {ratio_in:.3}x the floor");
     let overhead = ms(in_process.percentile(0.5)) - ms(bare.percentile(0.5));
     println!("authentication + authorization + audit: {overhead:+.3} ms on the median");
+    // The runs in thirds by how much the person holds (values read by the floor).
+    by_size.sort_by_key(|(rows, _, _)| *rows);
+    let third = by_size.len().div_ceil(3).max(1);
+    for (name, part) in ["smallest third", "middle third", "largest third"]
+        .iter()
+        .zip(by_size.chunks(third))
+    {
+        let (low, high) = (part[0].0, part[part.len() - 1].0);
+        let mut floor = Samples(part.iter().map(|(_, f, _)| *f).collect());
+        let mut http = Samples(part.iter().map(|(_, _, h)| *h).collect());
+        let (floor, http) = (ms(floor.percentile(0.5)), ms(http.percentile(0.5)));
+        println!(
+            "{name:<14} ({low}-{high} values read): floor median {floor:.3} ms, HTTP median {http:.3} ms, ratio {:.3}x",
+            http / floor
+        );
+    }
 
     // Batches: 1,000 people in one `subjects` query.
     let batch: Vec<_> = world
