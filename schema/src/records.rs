@@ -24,6 +24,38 @@ pub fn check_width(entity: &EntityDescriptor, records: &[Record]) -> Result<(), 
     }
 }
 
+/// Fails when one of `records` holds no identity in any of the lookup fields it was asked by
+/// (`asked`: indexes into `entity.lookups`). Such a record belongs to nobody: handed to no one,
+/// it would vanish from the answer, a silent miss (a custom connector reading the wrong column, a
+/// lookup value stored as a type that is not text or an integer). The error names the field.
+pub fn check_attributable(
+    entity: &EntityDescriptor,
+    asked: impl Iterator<Item = usize> + Clone,
+    records: &[Record],
+) -> Result<(), ConnectorError> {
+    let holds_one = |record: &Record| {
+        asked.clone().any(|lookup| {
+            entity
+                .lookups
+                .get(lookup)
+                .and_then(|link| record.get(link.field))
+                .is_some_and(|value| value.as_identity_text().is_some())
+        })
+    };
+    if records.iter().all(holds_one) {
+        return Ok(());
+    }
+    let field = asked
+        .clone()
+        .find_map(|lookup| entity.lookups.get(lookup))
+        .and_then(|link| entity.fields.get(link.field))
+        .map_or("?", |f| f.name.as_str());
+    Err(ConnectorError::Decode {
+        field: format!("{}.{field}", entity.name),
+        expected: "the identity the record was looked up by (a record has none there, or one that is neither text nor an integer)",
+    })
+}
+
 /// `record`'s value of field `field`, or the error saying the record is too narrow.
 pub fn value<'a>(
     entity: &EntityDescriptor,

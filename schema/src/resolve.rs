@@ -255,6 +255,7 @@ impl Executor {
                 .entities[entity.entity];
             let result = result.and_then(|records| {
                 crate::records::check_width(declared, &records)?;
+                crate::records::check_attributable(declared, by.keys().copied(), &records)?;
                 Ok(records)
             });
             match result {

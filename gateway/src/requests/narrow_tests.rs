@@ -1,6 +1,7 @@
 //! The engine against a custom in-memory connector whose records are narrower than its
-//! declaration (it forgets the `email` value): planning and erasure fail with the store's decode
-//! error naming the field; nothing panics, and nothing completes as if the person had no data.
+//! declaration (it forgets the `email` value), or hold nothing where they were looked up:
+//! planning and erasure fail with the store's decode error naming the field; nothing panics, and
+//! nothing completes as if the person had no data.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -23,9 +24,11 @@ use subject_schema::requests::{PrivacyRequests, RequestKind, RequestStatus, Subm
 use super::store::RequestStore;
 use super::{PrivacyEngine, RequestSettings};
 
-/// users(id, email), found by email: every record it returns holds the id only.
+/// users(id, email), found by email: every record it returns is `record` (the id only, or an
+/// email of null).
 struct Narrow {
     descriptor: ConnectorDescriptor,
+    record: Record,
 }
 
 #[async_trait]
@@ -35,7 +38,7 @@ impl Connector for Narrow {
     }
 
     async fn fetch(&self, _: &LookupRequest) -> Result<Vec<Record>, ConnectorError> {
-        Ok(vec![vec![Value::Int(1)]])
+        Ok(vec![self.record.clone()])
     }
 
     async fn health(&self) -> Result<(), ConnectorError> {
@@ -73,7 +76,7 @@ fn field(name: &str, field_type: FieldType) -> FieldDescriptor {
     }
 }
 
-async fn engine(dir: &std::path::Path) -> Arc<PrivacyEngine> {
+async fn engine(dir: &std::path::Path, record: Record) -> Arc<PrivacyEngine> {
     let kinds = kinds();
     let email = kinds.by_name("email").expect("email");
     let narrow = Arc::new(Narrow {
@@ -100,6 +103,7 @@ async fn engine(dir: &std::path::Path) -> Arc<PrivacyEngine> {
                 erasure: Default::default(),
             }],
         },
+        record,
     });
     let registry =
         Arc::new(Registry::new(kinds, vec![Registration::custom(narrow)]).expect("a valid registry"));
@@ -139,7 +143,7 @@ fn person(engine: &PrivacyEngine) -> Identity {
 async fn a_record_narrower_than_its_declaration_fails_planning_and_erasure_naming_the_field() {
     let dir = std::env::temp_dir().join(format!("narrow-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
-    let engine = engine(&dir).await;
+    let engine = engine(&dir, vec![Value::Int(1)]).await;
 
     // The erasure plan says the store failed (and is blocked), rather than "nothing held".
     let plan = engine.erasure_plan(person(&engine)).await.expect("a plan");
@@ -195,5 +199,25 @@ async fn a_record_narrower_than_its_declaration_fails_planning_and_erasure_namin
         error.contains("could not reach every store") && error.contains("`email`"),
         "{error}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_record_without_the_value_it_was_looked_up_by_fails_planning_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("unowned-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    // As wide as declared, but the email it was found by is null: it belongs to nobody, so
+    // dropping it would answer "nothing held" for a person the store holds.
+    let engine = engine(&dir, vec![Value::Int(1), Value::Null]).await;
+    let plan = engine.erasure_plan(person(&engine)).await.expect("a plan");
+    assert!(plan.blocked);
+    let failed = plan
+        .entries
+        .iter()
+        .find(|e| e.connector == "accounts" && e.entity == "*")
+        .expect("the store's failure in the plan");
+    let error = failed.error.as_deref().unwrap_or_default();
+    assert!(error.contains("users.email"), "{error}");
+    assert!(!error.contains("ada@example.com"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
