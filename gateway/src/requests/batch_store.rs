@@ -92,6 +92,16 @@ impl RequestStore {
     ) -> Result<String, StoreError> {
         let at = now();
         let mut tx = self.pool().begin().await?;
+        if self.is_postgres() {
+            // Two gateways joining at once would each find no open batch (neither sees the
+            // other's uncommitted one) and open one each: two half-full batches that wait for
+            // their window instead of one that fills. Joining a connector's batches is taken in
+            // turn, until commit.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("erase_batches:{}:{}", task.connector, task.entity))
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "DELETE FROM erase_batch_members WHERE request_id = $1 AND position = $2 AND status <> 'OPEN'",
         )
