@@ -8,8 +8,9 @@
 //! This path only ever speeds things up: whenever it cannot answer exactly (no connection free,
 //! a plan that scans, the file busy, any SQLite error, a value it is not certain how to read),
 //! it answers `None` and the caller runs the same query through sqlx, which then gives the
-//! answer or the error it always gave. Connections are opened read-write without creating the
-//! file and with `PRAGMA query_only`: this path never writes. Large batches (over 256 values)
+//! answer or the error it always gave. Connections are opened as the URL asks (read-only for
+//! `mode=ro`, else read-write) without creating the file, and with `PRAGMA query_only`: this
+//! path never writes. Large batches (over 256 values)
 //! and large answers (over 2,000 rows) go to sqlx too, so that no read holds a runtime thread
 //! for long.
 
@@ -35,6 +36,8 @@ pub(super) enum Param<'a> {
 /// index.
 pub(super) struct InlineReader {
     path: PathBuf,
+    /// The URL asks for a read-only connection (`mode=ro`): these open read-only too.
+    read_only: bool,
     /// Connections not in use. At most `max` exist; when all are busy the caller uses sqlx.
     idle: Mutex<Vec<Connection>>,
     opened: Mutex<usize>,
@@ -64,6 +67,7 @@ impl InlineReader {
         let max = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 16);
         Some(Self {
             path: path.to_owned(),
+            read_only: url.contains("mode=ro"),
             idle: Mutex::new(Vec::new()),
             opened: Mutex::new(0),
             max,
@@ -167,7 +171,12 @@ impl InlineReader {
     }
 
     fn open(&self) -> Option<Connection> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let access = if self.read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        };
+        let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection = Connection::open_with_flags(&self.path, flags).ok()?;
         // Never wait for a writer on this thread: a busy file is answered by sqlx instead.
         connection.busy_timeout(std::time::Duration::ZERO).ok()?;
@@ -285,6 +294,18 @@ mod tests {
         let ids: Vec<Param<'_>> = (0..=MAX_VALUES as i64).map(Param::Integer).collect();
         let marks = vec!["?"; ids.len()].join(", ");
         assert_eq!(reader.read(&format!("{SELECT}id IN ({marks})"), &ids, &EVERY_TYPE), None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_read_only_url_opens_read_only() -> Result<(), rusqlite::Error> {
+        let (_dir, path) = database()?;
+        let reader =
+            InlineReader::for_file(&path, "sqlite://people.db?mode=ro").ok_or(rusqlite::Error::InvalidQuery)?;
+        let by_id = reader.read(&format!("{SELECT}id IN (?)"), &[Param::Integer(1)], &EVERY_TYPE);
+        assert_eq!(by_id.map(|r| r.len()), Some(1));
+        let connection = reader.take().ok_or(rusqlite::Error::InvalidQuery)?;
+        assert!(connection.is_readonly(rusqlite::DatabaseName::Main)?);
         Ok(())
     }
 
