@@ -139,6 +139,18 @@ fn person(engine: &PrivacyEngine) -> Identity {
     kinds.parse_input(kind, "ada@example.com").expect("a valid email")
 }
 
+/// The erasure plan's error for the store, asserting the plan is blocked by it (the store
+/// failed, rather than "nothing held").
+async fn plan_failure(engine: &PrivacyEngine) -> String {
+    let plan = engine.erasure_plan(person(engine)).await.expect("a plan");
+    assert!(plan.blocked);
+    plan.entries
+        .iter()
+        .find(|e| e.connector == "accounts" && e.entity == "*")
+        .and_then(|failed| failed.error.clone())
+        .expect("the store's failure in the plan")
+}
+
 #[tokio::test]
 async fn a_record_narrower_than_its_declaration_fails_planning_and_erasure_naming_the_field() {
     let dir = std::env::temp_dir().join(format!("narrow-{}", uuid::Uuid::new_v4().simple()));
@@ -146,14 +158,7 @@ async fn a_record_narrower_than_its_declaration_fails_planning_and_erasure_namin
     let engine = engine(&dir, vec![Value::Int(1)]).await;
 
     // The erasure plan says the store failed (and is blocked), rather than "nothing held".
-    let plan = engine.erasure_plan(person(&engine)).await.expect("a plan");
-    assert!(plan.blocked);
-    let failed = plan
-        .entries
-        .iter()
-        .find(|e| e.connector == "accounts" && e.entity == "*")
-        .expect("the store's failure in the plan");
-    let error = failed.error.as_deref().unwrap_or_default();
+    let error = plan_failure(&engine).await;
     assert!(error.contains("`email`"), "{error}");
 
     // An erasure fails when planned, naming the field, instead of completing with nothing done.
@@ -209,14 +214,7 @@ async fn a_record_without_the_value_it_was_looked_up_by_fails_planning_naming_th
     // As wide as declared, but the email it was found by is null: it belongs to nobody, so
     // dropping it would answer "nothing held" for a person the store holds.
     let engine = engine(&dir, vec![Value::Int(1), Value::Null]).await;
-    let plan = engine.erasure_plan(person(&engine)).await.expect("a plan");
-    assert!(plan.blocked);
-    let failed = plan
-        .entries
-        .iter()
-        .find(|e| e.connector == "accounts" && e.entity == "*")
-        .expect("the store's failure in the plan");
-    let error = failed.error.as_deref().unwrap_or_default();
+    let error = plan_failure(&engine).await;
     assert!(error.contains("users.email"), "{error}");
     assert!(!error.contains("ada@example.com"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);

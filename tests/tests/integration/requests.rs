@@ -58,6 +58,16 @@ pub async fn wait_for(gateway: &TestGateway, id: &str, statuses: &[&str]) -> any
     }
 }
 
+/// Polls a submitted request until it is COMPLETED or FAILED.
+pub async fn finished(gateway: &TestGateway, request: &Json) -> anyhow::Result<Json> {
+    wait_for(
+        gateway,
+        request["id"].as_str().unwrap_or_default(),
+        &["COMPLETED", "FAILED"],
+    )
+    .await
+}
+
 fn task<'a>(request: &'a Json, connector: &str, entity: &str) -> &'a Json {
     request["tasks"]
         .as_array()
@@ -175,12 +185,7 @@ async fn erasing_one_person_leaves_everyone_else_byte_identical() -> anyhow::Res
     )
     .await?;
     assert!(request["id"].as_str().is_some_and(|id| id.starts_with("pr_")));
-    let done = wait_for(
-        &gateway,
-        request["id"].as_str().unwrap_or_default(),
-        &["COMPLETED", "FAILED"],
-    )
-    .await?;
+    let done = finished(&gateway, &request).await?;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let after = snapshot::take(&world).await?;
     only_theirs_changed(&theirs, &before, &after);
@@ -463,12 +468,7 @@ async fn an_erasure_past_a_safety_limit_stops_before_changing_anything() -> anyh
         json!({ "identity": { "kind": "USER_ID", "value": person.user_id.to_string() }, "idempotencyKey": "too-many-allowed", "allowLargeMatches": true }),
     )
     .await?;
-    let done = wait_for(
-        &gateway,
-        request["id"].as_str().unwrap_or_default(),
-        &["COMPLETED", "FAILED"],
-    )
-    .await?;
+    let done = finished(&gateway, &request).await?;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     only_theirs_changed(&theirs, &before, &snapshot::take(&world).await?);
     Ok(())
@@ -490,12 +490,7 @@ async fn rectifying_an_email_reaches_accounts_billing_and_the_helpdesk() -> anyh
         }),
     )
     .await?;
-    let done = wait_for(
-        &gateway,
-        request["id"].as_str().unwrap_or_default(),
-        &["COMPLETED", "FAILED"],
-    )
-    .await?;
+    let done = finished(&gateway, &request).await?;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let normalised = new_email.to_lowercase();
     let response = gateway
@@ -604,12 +599,7 @@ async fn a_search_api_that_answers_strangers_too_never_has_them_erased_or_rectif
         json!({ "identity": email_input(&erased), "idempotencyKey": "wide-search-erase" }),
     )
     .await?;
-    let done = wait_for(
-        &gateway,
-        request["id"].as_str().unwrap_or_default(),
-        &["COMPLETED", "FAILED"],
-    )
-    .await?;
+    let done = finished(&gateway, &request).await?;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     assert_eq!(task(&done, "helpdesk", "users")["records"], 1, "{done}");
     assert_eq!(task(&done, "helpdesk", "users")["verified"], true, "{done}");
@@ -625,12 +615,7 @@ async fn a_search_api_that_answers_strangers_too_never_has_them_erased_or_rectif
         }),
     )
     .await?;
-    let done = wait_for(
-        &gateway,
-        request["id"].as_str().unwrap_or_default(),
-        &["COMPLETED", "FAILED"],
-    )
-    .await?;
+    let done = finished(&gateway, &request).await?;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     assert_eq!(task(&done, "helpdesk", "users")["verified"], true, "{done}");
 
@@ -665,12 +650,7 @@ async fn the_export_bundle_holds_every_record_and_file_of_the_person_and_nobody_
         json!({ "identity": email_input(&person), "idempotencyKey": "export-1" }),
     )
     .await?;
-    let done = wait_for(
-        &gateway,
-        request["id"].as_str().unwrap_or_default(),
-        &["COMPLETED", "FAILED"],
-    )
-    .await?;
+    let done = finished(&gateway, &request).await?;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let url = done["download"]["url"]
         .as_str()
@@ -882,12 +862,7 @@ async fn an_objection_is_recorded_and_opts_the_person_out_where_the_purpose_is_s
         )
     };
     let request = object("object-1").await?;
-    let done = wait_for(
-        &gateway,
-        request["id"].as_str().unwrap_or_default(),
-        &["COMPLETED", "FAILED"],
-    )
-    .await?;
+    let done = finished(&gateway, &request).await?;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let suppress = task(&done, "analytics", "profiles");
     assert_eq!(suppress["action"], "SUPPRESS");
@@ -1020,12 +995,7 @@ async fn transient_store_failures_are_retried_until_the_erasure_completes() -> a
         json!({ "identity": email_input(person), "idempotencyKey": "flaky" }),
     )
     .await?;
-    let done = wait_for(
-        &gateway,
-        request["id"].as_str().unwrap_or_default(),
-        &["COMPLETED", "FAILED"],
-    )
-    .await?;
+    let done = finished(&gateway, &request).await?;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     assert_eq!(
         world

@@ -362,9 +362,7 @@ impl SqlConnector {
             )),
         }
     }
-}
 
-impl SqlConnector {
     /// A SQLite lookup answered on this thread (see `inline.rs`); `None`: ask sqlx.
     fn read_inline(&self, query: &str, bound: &[(usize, Bound)], sql: &EntitySql) -> Option<Vec<Record>> {
         let inline = self.inline.as_ref()?;
